@@ -1,0 +1,304 @@
+//! The `[oidc]` section of the receiver config: the provider and its static clients.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// ID-token signature algorithms a client may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, Default)]
+pub enum SigningAlg {
+    #[default]
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::EdDSA => "EdDSA",
+        }
+    }
+}
+
+/// The OpenID provider's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL inside apps configure, e.g. `https://login.inside.example`. No trailing slash.
+    pub issuer: String,
+    /// Address the provider listens on.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key` the provider serves HTTPS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8) for `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP without TLS (loopback tests, the demo). Must be set explicitly.
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    #[serde(default = "defaults::session")]
+    pub session_lifetime_secs: u64,
+    #[serde(default = "defaults::code")]
+    pub code_lifetime_secs: u64,
+    #[serde(default = "defaults::access")]
+    pub access_token_lifetime_secs: u64,
+    #[serde(default = "defaults::access")]
+    pub id_token_lifetime_secs: u64,
+    #[serde(default = "defaults::refresh")]
+    pub refresh_token_lifetime_secs: u64,
+    /// Seconds between a new signing key appearing in the JWKS and its first use.
+    #[serde(default = "defaults::rotation_delay")]
+    pub key_rotation_delay_secs: u64,
+    /// Wrong transfer codes allowed per locator before it locks.
+    #[serde(default = "defaults::per_locator")]
+    pub max_attempts_per_locator: u32,
+    /// Failed logins allowed per client address within `lockout_secs` before it locks.
+    #[serde(default = "defaults::per_address")]
+    pub max_attempts_per_address: u32,
+    /// How long a lock-out lasts (and the window attempts are counted in).
+    #[serde(default = "defaults::lockout")]
+    pub lockout_secs: u64,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+/// One static relying party.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    /// Argon2id PHC string of the client secret (confidential client). Absent: set `public = true`.
+    #[serde(default)]
+    pub client_secret_hash: Option<String>,
+    /// A public client (no secret; PKCE required).
+    #[serde(default)]
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Scopes the client may request; `openid` is always allowed.
+    #[serde(default = "defaults::scopes")]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub id_token_signed_response_alg: SigningAlg,
+    /// Inside URI receiving back-channel logout tokens.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+}
+
+/// Scopes the provider knows.
+pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
+
+mod defaults {
+    pub fn session() -> u64 {
+        8 * 3600
+    }
+    pub fn code() -> u64 {
+        60
+    }
+    pub fn access() -> u64 {
+        600
+    }
+    pub fn refresh() -> u64 {
+        24 * 3600
+    }
+    pub fn rotation_delay() -> u64 {
+        3600
+    }
+    pub fn per_locator() -> u32 {
+        5
+    }
+    pub fn per_address() -> u32 {
+        20
+    }
+    pub fn lockout() -> u64 {
+        900
+    }
+    pub fn scopes() -> Vec<String> {
+        super::SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+/// A setting of the `[oidc]` section that cannot work; the message names the key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("oidc.{key}: {problem}")]
+pub struct OidcConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn bad(key: impl Into<String>, problem: impl Into<String>) -> OidcConfigError {
+    OidcConfigError { key: key.into(), problem: problem.into() }
+}
+
+impl OidcConfig {
+    /// Whether the provider is served over TLS (cookies then get `Secure`).
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// Checks everything serde cannot: URLs, pairs of settings, duplicate clients.
+    pub fn validate(&self) -> Result<(), OidcConfigError> {
+        check_url("issuer", &self.issuer)?;
+        if self.issuer.ends_with('/') || self.issuer.contains('?') || self.issuer.contains('#') {
+            return Err(bad("issuer", "must have no trailing slash, query or fragment"));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(bad("tls_cert", "set both tls_cert and tls_key, or neither"));
+            }
+            (None, None) if !self.allow_plain_http => {
+                return Err(bad(
+                    "tls_cert",
+                    "no TLS certificate configured: set tls_cert and tls_key, or allow_plain_http = true for loopback tests",
+                ));
+            }
+            _ => {}
+        }
+        for (key, v) in [
+            ("session_lifetime_secs", self.session_lifetime_secs),
+            ("code_lifetime_secs", self.code_lifetime_secs),
+            ("access_token_lifetime_secs", self.access_token_lifetime_secs),
+            ("id_token_lifetime_secs", self.id_token_lifetime_secs),
+            ("refresh_token_lifetime_secs", self.refresh_token_lifetime_secs),
+            ("lockout_secs", self.lockout_secs),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be greater than 0"));
+            }
+        }
+        if self.code_lifetime_secs > 600 {
+            return Err(bad("code_lifetime_secs", "authorization codes must live at most 600 s"));
+        }
+        if self.max_attempts_per_locator == 0 || self.max_attempts_per_address == 0 {
+            return Err(bad("max_attempts_per_locator", "attempt limits must be at least 1"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            if !seen.insert(c.client_id.as_str()) {
+                return Err(bad(format!("clients[{i}].client_id"), format!("duplicate client_id {:?}", c.client_id)));
+            }
+            c.validate(i)?;
+        }
+        Ok(())
+    }
+
+    pub fn client(&self, client_id: &str) -> Option<&ClientConfig> {
+        self.clients.iter().find(|c| c.client_id == client_id)
+    }
+}
+
+impl ClientConfig {
+    fn validate(&self, i: usize) -> Result<(), OidcConfigError> {
+        let at = |k: &str| format!("clients[{i}].{k}");
+        if self.client_id.is_empty() || self.client_id.len() > 200 {
+            return Err(bad(at("client_id"), "must be 1 to 200 characters"));
+        }
+        match (&self.client_secret_hash, self.public) {
+            (Some(_), true) => return Err(bad(at("public"), "a public client has no client_secret_hash")),
+            (None, false) => {
+                return Err(bad(
+                    at("client_secret_hash"),
+                    "set an argon2id hash (`airlock-receiver hash-secret`) or public = true",
+                ));
+            }
+            (Some(h), false) => {
+                if argon2::PasswordHash::new(h).map(|p| p.algorithm.as_str() != "argon2id").unwrap_or(true) {
+                    return Err(bad(at("client_secret_hash"), "must be an argon2id PHC string ($argon2id$...)"));
+                }
+            }
+            (None, true) => {}
+        }
+        if self.redirect_uris.is_empty() {
+            return Err(bad(at("redirect_uris"), "at least one redirect URI is required"));
+        }
+        for u in &self.redirect_uris {
+            check_url(&at("redirect_uris"), u)?;
+            if u.contains('#') {
+                return Err(bad(at("redirect_uris"), format!("{u:?} must not contain a fragment")));
+            }
+        }
+        for u in &self.post_logout_redirect_uris {
+            check_url(&at("post_logout_redirect_uris"), u)?;
+        }
+        if let Some(u) = &self.backchannel_logout_uri {
+            if !u.starts_with("http://") {
+                return Err(bad(
+                    at("backchannel_logout_uri"),
+                    "only http:// inside URIs are supported for back-channel logout",
+                ));
+            }
+            check_url(&at("backchannel_logout_uri"), u)?;
+        }
+        for s in &self.scopes {
+            if !SUPPORTED_SCOPES.contains(&s.as_str()) {
+                return Err(bad(at("scopes"), format!("unknown scope {s:?}; known: {}", SUPPORTED_SCOPES.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the client may ask for `scope` (`openid` always).
+    pub fn allows_scope(&self, scope: &str) -> bool {
+        scope == "openid" || self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+fn check_url(key: &str, u: &str) -> Result<(), OidcConfigError> {
+    let ok = (u.starts_with("https://") || u.starts_with("http://"))
+        && u.len() <= 2000
+        && !u.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(()) } else { Err(bad(key, format!("{u:?} is not an absolute http(s) URL"))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> OidcConfig {
+        toml::from_str(
+            r#"
+            issuer = "http://127.0.0.1:9000"
+            listen = "127.0.0.1:9000"
+            allow_plain_http = true
+            [[clients]]
+            client_id = "app"
+            public = true
+            redirect_uris = ["http://127.0.0.1:9001/cb"]
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn minimal_config_is_valid() {
+        base().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let r: Result<OidcConfig, _> = toml::from_str("issuer='http://x'\nlisten='127.0.0.1:1'\nbogus=1\n");
+        assert!(r.unwrap_err().to_string().contains("bogus"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut c = base();
+        c.clients[0].public = false;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "clients[0].client_secret_hash");
+        let mut c = base();
+        c.allow_plain_http = false;
+        assert_eq!(c.validate().unwrap_err().key, "tls_cert");
+        let mut c = base();
+        c.clients[0].scopes.push("admin".into());
+        assert_eq!(c.validate().unwrap_err().key, "clients[0].scopes");
+    }
+}

@@ -1,0 +1,61 @@
+//! The identity data the OpenID provider reads, filled by the ingest side.
+//!
+//! The provider never writes users or tickets; it only reads them and consumes
+//! tickets. The ingest engineer implements [`IdentityDirectory`] on the sled store;
+//! tests implement it on a small in-memory map.
+
+use airlock_protocol::message::Claims;
+
+/// A failure of the directory backend (I/O, corruption). The provider answers
+/// `server_error` / a 500 page and logs the message.
+#[derive(Debug, thiserror::Error)]
+#[error("identity directory: {0}")]
+pub struct DirectoryError(pub String);
+
+/// A provisioned user, keyed by the local `sub`
+/// (`airlock_protocol::message::local_subject(issuer, subject)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryUser {
+    /// Outside issuer.
+    pub issuer: String,
+    /// Outside subject.
+    pub subject: String,
+    /// The allow-listed claims that crossed the diode.
+    pub claims: Claims,
+    /// Unix seconds after which the approval no longer allows new logins or refreshes.
+    pub valid_until: u64,
+    /// The frame seq of the Provision (or LoginTicket) that created or last updated the user.
+    pub provisioned_seq: u64,
+    /// True once a Revoke frame was applied for this identity.
+    pub revoked: bool,
+}
+
+/// A just-in-time login ticket, found by the locator of its transfer code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryTicket {
+    /// Argon2id PHC string of the transfer code's secret part.
+    pub code_hash: String,
+    pub issuer: String,
+    pub subject: String,
+    pub claims: Claims,
+    /// Unix seconds after which the code no longer works.
+    pub expires_at: u64,
+    /// The seq of the LoginTicket frame.
+    pub seq: u64,
+    /// True once [`IdentityDirectory::consume_ticket`] succeeded for it.
+    pub used: bool,
+}
+
+/// Read access to users and tickets, plus the single-use consumption of tickets.
+pub trait IdentityDirectory: Send + Sync + 'static {
+    /// The user with this local `sub`, if provisioned (revoked users are returned with
+    /// `revoked = true`, not hidden, so the provider can say why a login fails).
+    fn user(&self, local_sub: &str) -> Result<Option<DirectoryUser>, DirectoryError>;
+
+    /// The ticket with this locator, if any (used and expired ones included).
+    fn ticket(&self, locator: &[u8; 16]) -> Result<Option<DirectoryTicket>, DirectoryError>;
+
+    /// Atomically marks the ticket used. Returns true only for the one call that
+    /// flipped it from unused to used; false if it was already used or unknown.
+    fn consume_ticket(&self, locator: &[u8; 16]) -> Result<bool, DirectoryError>;
+}
