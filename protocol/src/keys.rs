@@ -1,0 +1,364 @@
+//! Key files a security team can handle on paper.
+//!
+//! - Signer private keys: Ed25519 as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), mode 0600.
+//! - Signer public keys: SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
+//! - Link keys: a small text file (see [`LinkKey::to_text`]) holding a kid and 256 bits, mode 0600.
+//!
+//! Every key has a SHA-256 fingerprint printed in groups of four hex digits, so two people
+//! can read it aloud and compare it during a key ceremony.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rand::RngCore;
+use rand::rngs::OsRng;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// First line of a link key file.
+const LINK_KEY_HEADER: &str = "AIRLOCK-LINK-KEY v1";
+
+/// Reading, parsing or writing a key failed.
+#[derive(Debug, Error)]
+pub enum KeyError {
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot write key file {path}: {source} (key files are never overwritten: move the old one away first)"
+    )]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} is not a valid key: {detail}")]
+    Parse { what: String, detail: String },
+}
+
+fn parse_err(what: impl Into<String>, detail: impl ToString) -> KeyError {
+    KeyError::Parse {
+        what: what.into(),
+        detail: detail.to_string(),
+    }
+}
+
+fn read_text(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// SHA-256 over `bytes`, printed as `AB12 CD34 ...` for reading aloud.
+pub fn fingerprint_of(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let hex = hex::encode_upper(digest);
+    hex.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The kid of a signer key: the first 8 bytes of SHA-256 over its SPKI DER, lowercase hex.
+pub fn signer_kid(key: &VerifyingKey) -> String {
+    let der = spki_der(key);
+    hex::encode(&Sha256::digest(&der)[..8])
+}
+
+fn spki_der(key: &VerifyingKey) -> Vec<u8> {
+    // Encoding a 32-byte Ed25519 key as SPKI cannot fail; fall back to the raw key so that
+    // the function stays total without a panic path.
+    key.to_public_key_der()
+        .map(|d| d.as_bytes().to_vec())
+        .unwrap_or_else(|_| key.to_bytes().to_vec())
+}
+
+/// An Ed25519 signing key of a sender.
+pub struct SignerKey {
+    key: SigningKey,
+    kid: String,
+}
+
+impl std::fmt::Debug for SignerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SignerKey(kid {})", self.kid)
+    }
+}
+
+impl SignerKey {
+    pub fn generate() -> Self {
+        Self::from_signing_key(SigningKey::generate(&mut OsRng))
+    }
+
+    pub fn from_signing_key(key: SigningKey) -> Self {
+        let kid = signer_kid(&key.verifying_key());
+        Self { key, kid }
+    }
+
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
+        let key = SigningKey::from_pkcs8_pem(pem)
+            .map_err(|e| parse_err("signer private key (PKCS#8 PEM)", e))?;
+        Ok(Self::from_signing_key(key))
+    }
+
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        self.key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| parse_err("signer private key", e))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = read_text(path)?;
+        Self::from_pkcs8_pem(&text).map_err(|e| with_path(e, path))
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn public(&self) -> SignerPublicKey {
+        SignerPublicKey {
+            kid: self.kid.clone(),
+            key: self.key.verifying_key(),
+        }
+    }
+
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+}
+
+/// A sender's Ed25519 public key, as the receiver and auditors hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerPublicKey {
+    pub kid: String,
+    pub key: VerifyingKey,
+}
+
+impl SignerPublicKey {
+    pub fn from_raw(raw: &[u8; 32]) -> Result<Self, KeyError> {
+        let key = VerifyingKey::from_bytes(raw).map_err(|e| parse_err("Ed25519 public key", e))?;
+        Ok(Self::from_verifying_key(key))
+    }
+
+    pub fn from_verifying_key(key: VerifyingKey) -> Self {
+        Self {
+            kid: signer_kid(&key),
+            key,
+        }
+    }
+
+    pub fn from_spki_pem(pem: &str) -> Result<Self, KeyError> {
+        let key = VerifyingKey::from_public_key_pem(pem)
+            .map_err(|e| parse_err("signer public key (SPKI PEM)", e))?;
+        Ok(Self::from_verifying_key(key))
+    }
+
+    pub fn to_spki_pem(&self) -> Result<String, KeyError> {
+        self.key
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| parse_err("signer public key", e))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = read_text(path)?;
+        Self::from_spki_pem(&text).map_err(|e| with_path(e, path))
+    }
+
+    /// SHA-256 over the SPKI DER, grouped for reading aloud.
+    pub fn fingerprint(&self) -> String {
+        fingerprint_of(&spki_der(&self.key))
+    }
+}
+
+/// A 256-bit ChaCha20-Poly1305 link key, identified by a small integer kid.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkKey {
+    pub kid: u32,
+    secret: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for LinkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LinkKey(kid {})", self.kid)
+    }
+}
+
+impl LinkKey {
+    pub fn generate(kid: u32) -> Self {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(secret.as_mut());
+        Self { kid, secret }
+    }
+
+    pub fn from_bytes(kid: u32, bytes: [u8; 32]) -> Self {
+        Self {
+            kid,
+            secret: Zeroizing::new(bytes),
+        }
+    }
+
+    pub fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    /// The file format:
+    /// ```text
+    /// AIRLOCK-LINK-KEY v1
+    /// kid: 7
+    /// key: <64 hex digits>
+    /// ```
+    /// Lines starting with `#` are comments.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!(
+            "{LINK_KEY_HEADER}\n# SECRET: install on the sender and the receiver only. Fingerprint: {}\nkid: {}\nkey: {}\n",
+            self.fingerprint(),
+            self.kid,
+            hex::encode(self.secret.as_ref())
+        ))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let mut lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        if lines.next() != Some(LINK_KEY_HEADER) {
+            return Err(parse_err(
+                "link key file",
+                format!("the first line must be `{LINK_KEY_HEADER}`"),
+            ));
+        }
+        let (mut kid, mut key) = (None, None);
+        for line in lines {
+            match line.split_once(':').map(|(k, v)| (k.trim(), v.trim())) {
+                Some(("kid", v)) => kid = Some(v.parse::<u32>().map_err(|e| parse_err("kid", e))?),
+                Some(("key", v)) => key = Some(parse_secret(v)?),
+                _ => return Err(parse_err("link key file", format!("unexpected line `{line}`"))),
+            }
+        }
+        match (kid, key) {
+            (Some(kid), Some(secret)) => Ok(Self { kid, secret }),
+            _ => Err(parse_err("link key file", "it needs both `kid:` and `key:` lines")),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = read_text(path)?;
+        Self::parse(&text).map_err(|e| with_path(e, path))
+    }
+
+    /// SHA-256 over a domain label, the kid and the key: identifies the key without revealing it.
+    pub fn fingerprint(&self) -> String {
+        let mut material = b"airlock-link-key-v1\0".to_vec();
+        material.extend_from_slice(&self.kid.to_be_bytes());
+        material.extend_from_slice(self.secret.as_ref());
+        fingerprint_of(&material)
+    }
+}
+
+fn parse_secret(hex_text: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let mut secret = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(hex_text, secret.as_mut())
+        .map_err(|_| parse_err("link key", "`key:` must be exactly 64 hex digits (256 bits)"))?;
+    Ok(secret)
+}
+
+fn with_path(err: KeyError, path: &Path) -> KeyError {
+    match err {
+        KeyError::Parse { what, detail } => KeyError::Parse {
+            what: format!("{what} in {}", path.display()),
+            detail,
+        },
+        other => other,
+    }
+}
+
+/// Writes a secret key file with mode 0600; never overwrites an existing file.
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    write_new_file(path, bytes, 0o600)
+}
+
+/// Writes a public key file with mode 0644; never overwrites an existing file.
+pub fn write_public_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    write_new_file(path, bytes, 0o644)
+}
+
+fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
+    let io = |source| KeyError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signer_key_pem_round_trip_keeps_kid() {
+        let key = SignerKey::generate();
+        let pem = key.to_pkcs8_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let back = SignerKey::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(back.kid(), key.kid());
+        let public = key.public();
+        let spki = public.to_spki_pem().unwrap();
+        assert!(spki.starts_with("-----BEGIN PUBLIC KEY-----"));
+        assert_eq!(SignerPublicKey::from_spki_pem(&spki).unwrap(), public);
+        assert_eq!(public.kid.len(), 16);
+        assert_eq!(public.fingerprint().split(' ').count(), 16);
+    }
+
+    #[test]
+    fn link_key_text_round_trip() {
+        let key = LinkKey::generate(7);
+        let back = LinkKey::parse(&key.to_text()).unwrap();
+        assert_eq!(back, key);
+        assert_eq!(back.fingerprint(), key.fingerprint());
+    }
+
+    #[test]
+    fn link_key_parse_errors_say_what_is_wrong() {
+        let err = LinkKey::parse("nonsense").unwrap_err().to_string();
+        assert!(err.contains("first line"), "{err}");
+        let err = LinkKey::parse("AIRLOCK-LINK-KEY v1\nkid: 1\nkey: abcd\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("64 hex digits"), "{err}");
+        let err = LinkKey::parse("AIRLOCK-LINK-KEY v1\nkid: 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("both"), "{err}");
+    }
+
+    #[test]
+    fn secret_files_are_0600_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("link.key");
+        write_secret_file(&path, b"x").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(write_secret_file(&path, b"y").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! Airlock's frame protocol, sans I/O: no sockets, no runtime, no clock of its own.
+//!
+//! - [`message`]: the Envelope and its bodies; [`codec`]: their CBOR encoding; [`limits`].
+//! - [`keys`] and [`trust`]: key files and the keys a receiver trusts.
+//! - [`seal`]: COSE_Sign1 inside COSE_Encrypt0, and the ordered checks of opening.
+//! - [`replay`]: the per-signer replay window; [`chain`]: the sender's hash chain.
+//! - [`link`]: blocks, RaptorQ FEC, datagram header and CRC, COBS.
+//!
+//! The sender and receiver crates drive these with their own sockets, clocks and stores.
+#![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod codec;
+pub mod keys;
+pub mod limits;
+pub mod link;
+pub mod message;
+pub mod replay;
+pub mod seal;
+pub mod trust;

@@ -1,0 +1,378 @@
+//! The receiver's TOML configuration.
+//!
+//! Every struct denies unknown keys; every error names the file, the key and what to do.
+//! Relative paths are resolved against the directory of the config file.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::oidc::config::OidcConfig;
+
+/// Loading or checking the config failed.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("config file {file}: {detail}")]
+    Parse { file: PathBuf, detail: String },
+    #[error("config file {file}: key `{key}`: {problem}")]
+    Invalid { file: PathBuf, key: String, problem: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the store (sled) lives.
+    pub data_dir: PathBuf,
+    pub link: LinkConfig,
+    pub trust: TrustConfig,
+    #[serde(default)]
+    pub freshness: FreshnessConfig,
+    #[serde(default)]
+    pub heartbeat: HeartbeatConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub ops: OpsConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// The OpenID provider; absent means an ingest-only receiver.
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
+    /// Set by [`Config::load`]: the file this came from (for error messages).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    #[serde(default)]
+    pub udp: Option<UdpConfig>,
+    #[serde(default)]
+    pub serial: Option<SerialConfig>,
+    /// Largest datagram (UDP payload, or serial datagram before COBS) accepted.
+    #[serde(default = "defaults::datagram_size")]
+    pub datagram_size: usize,
+    /// FEC reassembly window: blocks being reassembled at once; older ones are dropped (lost).
+    #[serde(default = "defaults::max_pending_blocks")]
+    pub max_pending_blocks: usize,
+    /// Largest block accepted from a datagram header.
+    #[serde(default = "defaults::max_block_bytes")]
+    pub max_block_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpConfig {
+    /// Address and port to bind, e.g. "0.0.0.0:47000" (use the group's port for multicast).
+    pub listen: SocketAddr,
+    /// Join this IPv4 multicast group (several receivers can hear one diode).
+    #[serde(default)]
+    pub multicast_group: Option<Ipv4Addr>,
+    /// Local interface address for the multicast join; default: any.
+    #[serde(default)]
+    pub multicast_interface: Option<Ipv4Addr>,
+    /// SO_RCVBUF to ask for; the kernel may cap it (raise net.core.rmem_max).
+    #[serde(default = "defaults::receive_buffer")]
+    pub receive_buffer_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    pub device: PathBuf,
+    pub baud: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Signer public key files (SPKI PEM), trusted from the start.
+    #[serde(default)]
+    pub signers: Vec<PathBuf>,
+    /// Link key files (secret).
+    #[serde(default)]
+    pub link_keys: Vec<PathBuf>,
+    /// Directory that `trust add-signer` / `trust add-link-key` write into; every
+    /// `*.pub` (signer) and `*.linkkey` (link key) file in it is trusted too.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessConfig {
+    /// Frames issued longer ago than this are refused as stale.
+    #[serde(default = "defaults::max_age")]
+    pub max_age_secs: u64,
+    /// Frames issued further in the future than this are refused.
+    #[serde(default = "defaults::max_skew")]
+    pub max_skew_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// /healthz turns unhealthy when no heartbeat arrived for this long.
+    #[serde(default = "defaults::alarm")]
+    pub alarm_after_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    #[default]
+    Sled,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default)]
+    pub backend: StoreBackend,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// /healthz and /metrics (and the live `gaps`/`users` answers for the CLI).
+    #[serde(default = "defaults::ops_listen")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Frames committed in one store transaction and one flush, at most.
+    #[serde(default = "defaults::max_batch")]
+    pub max_batch: usize,
+    /// Frames queued between the link and the verifier (bounded memory).
+    #[serde(default = "defaults::queue")]
+    pub queue_frames: usize,
+    /// Rejection log lines per second, at most (the counters always count).
+    #[serde(default = "defaults::log_rate")]
+    pub reject_log_per_sec: u32,
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+    pub fn datagram_size() -> usize {
+        1400
+    }
+    pub fn max_pending_blocks() -> usize {
+        64
+    }
+    pub fn max_block_bytes() -> usize {
+        256 * 1024
+    }
+    pub fn receive_buffer() -> usize {
+        8 * 1024 * 1024
+    }
+    pub fn max_age() -> u64 {
+        7 * 24 * 3600
+    }
+    pub fn max_skew() -> u64 {
+        300
+    }
+    pub fn alarm() -> u64 {
+        60
+    }
+    pub fn ops_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9464))
+    }
+    pub fn max_batch() -> usize {
+        1024
+    }
+    pub fn queue() -> usize {
+        8192
+    }
+    pub fn log_rate() -> u32 {
+        10
+    }
+}
+
+impl Default for FreshnessConfig {
+    fn default() -> Self {
+        Self { max_age_secs: defaults::max_age(), max_skew_secs: defaults::max_skew() }
+    }
+}
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self { alarm_after_secs: defaults::alarm() }
+    }
+}
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self { listen: defaults::ops_listen() }
+    }
+}
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: defaults::max_batch(),
+            queue_frames: defaults::queue(),
+            reject_log_per_sec: defaults::log_rate(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses, resolves relative paths and validates.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| ConfigError::Read { file: file.to_owned(), source })?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses `text` as if read from `file`.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { file: file.to_owned(), detail: e.to_string() })?;
+        cfg.source = file.to_owned();
+        let base = file.parent().map(Path::to_owned).unwrap_or_default();
+        cfg.resolve_paths(&base);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        self.trust.signers.iter_mut().for_each(fix);
+        self.trust.link_keys.iter_mut().for_each(fix);
+        if let Some(d) = self.trust.dir.as_mut() {
+            fix(d);
+        }
+        if let Some(s) = self.link.serial.as_mut() {
+            fix(&mut s.device);
+        }
+    }
+
+    fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { file: self.source.clone(), key: key.to_owned(), problem: problem.into() }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.link.udp, &self.link.serial) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid("link", "configure either [link.udp] or [link.serial], not both"));
+            }
+            (None, None) => {
+                return Err(self.invalid(
+                    "link",
+                    "no link configured: add [link.udp] with `listen = \"0.0.0.0:47000\"` or [link.serial] with `device` and `baud`",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(udp) = &self.link.udp {
+            if let Some(g) = udp.multicast_group {
+                if !g.is_multicast() {
+                    return Err(self.invalid("link.udp.multicast_group", format!("{g} is not a multicast address (224.0.0.0/4)")));
+                }
+            }
+            if udp.receive_buffer_bytes < 64 * 1024 {
+                return Err(self.invalid("link.udp.receive_buffer_bytes", "must be at least 65536"));
+            }
+        }
+        if let Some(s) = &self.link.serial {
+            if s.baud == 0 {
+                return Err(self.invalid("link.serial.baud", "must be greater than 0, e.g. 115200"));
+            }
+        }
+        if !(64..=65_507).contains(&self.link.datagram_size) {
+            return Err(self.invalid("link.datagram_size", "must be between 64 and 65507 bytes"));
+        }
+        if self.link.max_pending_blocks == 0 || self.link.max_pending_blocks > 100_000 {
+            return Err(self.invalid("link.max_pending_blocks", "must be between 1 and 100000"));
+        }
+        if self.link.max_block_bytes < 1024 || self.link.max_block_bytes > 64 * 1024 * 1024 {
+            return Err(self.invalid("link.max_block_bytes", "must be between 1024 and 67108864"));
+        }
+        if self.trust.signers.is_empty() && self.trust.dir.is_none() {
+            return Err(self.invalid(
+                "trust.signers",
+                "no signer key configured: list the sender's public key file(s) or set trust.dir",
+            ));
+        }
+        if self.trust.link_keys.is_empty() && self.trust.dir.is_none() {
+            return Err(self.invalid("trust.link_keys", "no link key configured: list the link key file(s) or set trust.dir"));
+        }
+        if self.freshness.max_age_secs == 0 {
+            return Err(self.invalid("freshness.max_age_secs", "must be greater than 0"));
+        }
+        if self.heartbeat.alarm_after_secs == 0 {
+            return Err(self.invalid("heartbeat.alarm_after_secs", "must be greater than 0"));
+        }
+        if self.ingest.max_batch == 0 || self.ingest.max_batch > 100_000 {
+            return Err(self.invalid("ingest.max_batch", "must be between 1 and 100000"));
+        }
+        if self.ingest.queue_frames == 0 {
+            return Err(self.invalid("ingest.queue_frames", "must be greater than 0"));
+        }
+        if let Some(oidc) = &self.oidc {
+            oidc.validate().map_err(|e| self.invalid(&format!("oidc.{}", e.key), e.problem))?;
+        }
+        Ok(())
+    }
+
+    /// Where the sled database lives.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("store.sled")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+data_dir = "data"
+[link.udp]
+listen = "127.0.0.1:47000"
+[trust]
+signers = ["signer.pub"]
+link_keys = ["link.key"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/airlock/receiver.toml"))
+    }
+
+    #[test]
+    fn minimal_config_resolves_paths() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/etc/airlock/data"));
+        assert_eq!(c.trust.signers[0], PathBuf::from("/etc/airlock/signer.pub"));
+        assert_eq!(c.freshness.max_skew_secs, 300);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let e = parse(&format!("{MIN}\n[freshness]\nmax_age = 3\n")).unwrap_err().to_string();
+        assert!(e.contains("/etc/airlock/receiver.toml"), "{e}");
+        assert!(e.contains("max_age"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let e = parse(&MIN.replace("[link.udp]", "[link.serial]\ndevice = \"/dev/ttyS0\"\nbaud = 0\n[link.udp]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `link`"), "{e}");
+        let e = parse(&format!("{MIN}\n[heartbeat]\nalarm_after_secs = 0\n")).unwrap_err().to_string();
+        assert!(e.contains("heartbeat.alarm_after_secs"), "{e}");
+        let e = parse(&MIN.replace("listen = \"127.0.0.1:47000\"", "listen = \"127.0.0.1:47000\"\nmulticast_group = \"10.0.0.1\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("link.udp.multicast_group"), "{e}");
+    }
+}

@@ -1,0 +1,369 @@
+//! [`OidcStore`] on sled trees (prefixed `oidc_`) of the daemon's database.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::oidc::error::OidcError;
+use crate::oidc::store::*;
+
+/// The sled backend.
+#[derive(Clone)]
+pub struct SledOidcStore {
+    db: sled::Db,
+    sessions: sled::Tree,
+    session_secrets: sled::Tree,
+    sub_sessions: sled::Tree,
+    pending: sled::Tree,
+    codes: sled::Tree,
+    families: sled::Tree,
+    sid_families: sled::Tree,
+    sub_families: sled::Tree,
+    refresh: sled::Tree,
+    keys: sled::Tree,
+    attempts: sled::Tree,
+}
+
+fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, OidcError> {
+    match tree.get(key)? {
+        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        None => Ok(None),
+    }
+}
+
+fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], v: &T) -> Result<(), OidcError> {
+    tree.insert(key, serde_json::to_vec(v)?)?;
+    Ok(())
+}
+
+fn pair(a: &str, b: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + b.len() + 1);
+    k.extend_from_slice(a.as_bytes());
+    k.push(0);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+/// The second halves of every `a\0b` key under prefix `a`.
+fn seconds(tree: &sled::Tree, a: &str) -> Result<Vec<String>, OidcError> {
+    let mut prefix = a.as_bytes().to_vec();
+    prefix.push(0);
+    let mut out = Vec::new();
+    for item in tree.scan_prefix(&prefix) {
+        let (k, _) = item?;
+        let rest = k.get(prefix.len()..).unwrap_or_default();
+        out.push(String::from_utf8_lossy(rest).into_owned());
+    }
+    Ok(out)
+}
+
+/// Atomically rewrites one JSON record with `f`; returns f's verdict.
+fn update<T, R>(tree: &sled::Tree, key: &[u8], mut f: impl FnMut(&mut T) -> R) -> Result<Option<R>, OidcError>
+where
+    T: Serialize + DeserializeOwned,
+{
+    loop {
+        let Some(old) = tree.get(key)? else { return Ok(None) };
+        let mut rec: T = serde_json::from_slice(&old)?;
+        let verdict = f(&mut rec);
+        let new = serde_json::to_vec(&rec)?;
+        match tree.compare_and_swap(key, Some(old), Some(new))? {
+            Ok(()) => return Ok(Some(verdict)),
+            Err(_) => continue, // lost a race: re-read and retry
+        }
+    }
+}
+
+impl SledOidcStore {
+    pub fn open(db: sled::Db) -> Result<Self, OidcError> {
+        let t = |n: &str| db.open_tree(format!("oidc_{n}"));
+        Ok(Self {
+            sessions: t("sessions")?,
+            session_secrets: t("session_secrets")?,
+            sub_sessions: t("sub_sessions")?,
+            pending: t("pending")?,
+            codes: t("codes")?,
+            families: t("families")?,
+            sid_families: t("sid_families")?,
+            sub_families: t("sub_families")?,
+            refresh: t("refresh")?,
+            keys: t("keys")?,
+            attempts: t("attempts")?,
+            db,
+        })
+    }
+
+    /// Flushes to disk (sessions must survive restarts; called after logins).
+    pub fn flush(&self) -> Result<(), OidcError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+impl OidcStore for SledOidcStore {
+    fn put_session(&self, secret_hash: &str, s: &Session) -> Result<(), OidcError> {
+        put(&self.sessions, s.sid.as_bytes(), s)?;
+        self.session_secrets.insert(secret_hash.as_bytes(), s.sid.as_bytes())?;
+        self.sub_sessions.insert(pair(&s.sub, &s.sid), secret_hash.as_bytes())?;
+        Ok(())
+    }
+
+    fn session_by_secret(&self, secret_hash: &str) -> Result<Option<Session>, OidcError> {
+        match self.session_secrets.get(secret_hash.as_bytes())? {
+            Some(sid) => get(&self.sessions, &sid),
+            None => Ok(None),
+        }
+    }
+
+    fn session(&self, sid: &str) -> Result<Option<Session>, OidcError> {
+        get(&self.sessions, sid.as_bytes())
+    }
+
+    fn add_session_client(&self, sid: &str, client_id: &str) -> Result<(), OidcError> {
+        update(&self.sessions, sid.as_bytes(), |s: &mut Session| {
+            if !s.clients.iter().any(|c| c == client_id) {
+                s.clients.push(client_id.to_string());
+            }
+        })?;
+        Ok(())
+    }
+
+    fn delete_session(&self, sid: &str) -> Result<Option<Session>, OidcError> {
+        let Some(old) = self.sessions.remove(sid.as_bytes())? else { return Ok(None) };
+        let s: Session = serde_json::from_slice(&old)?;
+        if let Some(secret) = self.sub_sessions.remove(pair(&s.sub, sid))? {
+            self.session_secrets.remove(secret)?;
+        }
+        Ok(Some(s))
+    }
+
+    fn sessions_of(&self, sub: &str) -> Result<Vec<Session>, OidcError> {
+        let mut out = Vec::new();
+        for sid in seconds(&self.sub_sessions, sub)? {
+            if let Some(s) = self.session(&sid)? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_pending(&self, id: &str, p: &PendingRequest) -> Result<(), OidcError> {
+        put(&self.pending, id.as_bytes(), p)
+    }
+
+    fn pending(&self, id: &str) -> Result<Option<PendingRequest>, OidcError> {
+        get(&self.pending, id.as_bytes())
+    }
+
+    fn delete_pending(&self, id: &str) -> Result<(), OidcError> {
+        self.pending.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    fn put_code(&self, code_hash: &str, c: &AuthCode) -> Result<(), OidcError> {
+        put(&self.codes, code_hash.as_bytes(), c)
+    }
+
+    fn redeem_code(&self, code_hash: &str, family: &str) -> Result<CodeRedeem, OidcError> {
+        let r = update(&self.codes, code_hash.as_bytes(), |c: &mut AuthCode| {
+            let before = c.clone();
+            if c.used_by_family.is_none() {
+                c.used_by_family = Some(family.to_string());
+                (true, before)
+            } else {
+                (false, before)
+            }
+        })?;
+        Ok(match r {
+            None => CodeRedeem::Unknown,
+            Some((true, c)) => CodeRedeem::First(c),
+            Some((false, c)) => CodeRedeem::Reused(c),
+        })
+    }
+
+    fn put_family(&self, f: &Family) -> Result<(), OidcError> {
+        put(&self.families, f.id.as_bytes(), f)?;
+        self.sid_families.insert(pair(&f.sid, &f.id), &[])?;
+        self.sub_families.insert(pair(&f.sub, &f.id), &[])?;
+        Ok(())
+    }
+
+    fn family(&self, id: &str) -> Result<Option<Family>, OidcError> {
+        get(&self.families, id.as_bytes())
+    }
+
+    fn revoke_family(&self, id: &str) -> Result<bool, OidcError> {
+        let r = update(&self.families, id.as_bytes(), |f: &mut Family| {
+            let was_live = !f.revoked;
+            f.revoked = true;
+            was_live
+        })?;
+        Ok(r.unwrap_or(false))
+    }
+
+    fn families_of_session(&self, sid: &str) -> Result<Vec<String>, OidcError> {
+        seconds(&self.sid_families, sid)
+    }
+
+    fn families_of_sub(&self, sub: &str) -> Result<Vec<String>, OidcError> {
+        seconds(&self.sub_families, sub)
+    }
+
+    fn put_refresh(&self, token_hash: &str, r: &RefreshToken) -> Result<(), OidcError> {
+        put(&self.refresh, token_hash.as_bytes(), r)
+    }
+
+    fn refresh(&self, token_hash: &str) -> Result<Option<RefreshToken>, OidcError> {
+        get(&self.refresh, token_hash.as_bytes())
+    }
+
+    fn use_refresh(&self, token_hash: &str) -> Result<bool, OidcError> {
+        let r = update(&self.refresh, token_hash.as_bytes(), |t: &mut RefreshToken| {
+            let first = !t.used;
+            t.used = true;
+            first
+        })?;
+        Ok(r.unwrap_or(false))
+    }
+
+    fn keys(&self) -> Result<Vec<StoredKey>, OidcError> {
+        let mut out = Vec::new();
+        for item in self.keys.iter() {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(&v)?);
+        }
+        Ok(out)
+    }
+
+    fn put_key(&self, k: &StoredKey) -> Result<(), OidcError> {
+        put(&self.keys, k.kid.as_bytes(), k)?;
+        self.keys.flush()?;
+        Ok(())
+    }
+
+    fn delete_key(&self, kid: &str) -> Result<(), OidcError> {
+        self.keys.remove(kid.as_bytes())?;
+        Ok(())
+    }
+
+    fn attempts(&self, key: &str) -> Result<Attempts, OidcError> {
+        Ok(get(&self.attempts, key.as_bytes())?.unwrap_or_default())
+    }
+
+    fn put_attempts(&self, key: &str, a: &Attempts) -> Result<(), OidcError> {
+        put(&self.attempts, key.as_bytes(), a)
+    }
+
+    fn purge_expired(&self, now: u64) -> Result<usize, OidcError> {
+        let mut n = 0;
+        let mut expired_sids = Vec::new();
+        for item in self.sessions.iter() {
+            let (k, v) = item?;
+            let s: Session = serde_json::from_slice(&v)?;
+            if s.expires_at <= now {
+                expired_sids.push(String::from_utf8_lossy(&k).into_owned());
+            }
+        }
+        for sid in expired_sids {
+            self.delete_session(&sid)?;
+            n += 1;
+        }
+        n += purge_tree::<PendingRequest>(&self.pending, |p| p.expires_at <= now)?;
+        n += purge_tree::<AuthCode>(&self.codes, |c| c.expires_at + 3600 <= now)?;
+        let mut dead = Vec::new();
+        for item in self.families.iter() {
+            let (_, v) = item?;
+            let f: Family = serde_json::from_slice(&v)?;
+            if f.expires_at <= now {
+                dead.push(f);
+            }
+        }
+        for f in dead {
+            self.families.remove(f.id.as_bytes())?;
+            self.sid_families.remove(pair(&f.sid, &f.id))?;
+            self.sub_families.remove(pair(&f.sub, &f.id))?;
+            n += 1;
+        }
+        n += purge_tree::<RefreshToken>(&self.refresh, |r| r.expires_at <= now)?;
+        n += purge_tree::<Attempts>(&self.attempts, |a| a.locked_until <= now && a.window_start + 86_400 <= now)?;
+        Ok(n)
+    }
+}
+
+fn purge_tree<T: DeserializeOwned>(tree: &sled::Tree, dead: impl Fn(&T) -> bool) -> Result<usize, OidcError> {
+    let mut keys = Vec::new();
+    for item in tree.iter() {
+        let (k, v) = item?;
+        if serde_json::from_slice::<T>(&v).map(|r| dead(&r)).unwrap_or(true) {
+            keys.push(k);
+        }
+    }
+    for k in &keys {
+        tree.remove(k)?;
+    }
+    Ok(keys.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> SledOidcStore {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        SledOidcStore::open(db).unwrap()
+    }
+
+    fn code() -> AuthCode {
+        AuthCode {
+            request: AuthRequest {
+                client_id: "c".into(),
+                redirect_uri: "http://x/cb".into(),
+                scope: vec!["openid".into()],
+                state: None,
+                nonce: None,
+                code_challenge: None,
+                max_age: None,
+            },
+            sid: "s".into(),
+            sub: "u".into(),
+            auth_time: 1,
+            expires_at: 100,
+            used_by_family: None,
+        }
+    }
+
+    #[test]
+    fn code_redeems_once() {
+        let s = store();
+        s.put_code("h", &code()).unwrap();
+        assert!(matches!(s.redeem_code("h", "f1").unwrap(), CodeRedeem::First(_)));
+        match s.redeem_code("h", "f2").unwrap() {
+            CodeRedeem::Reused(c) => assert_eq!(c.used_by_family.as_deref(), Some("f1")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.redeem_code("nope", "f").unwrap(), CodeRedeem::Unknown);
+    }
+
+    #[test]
+    fn refresh_used_once_and_sessions_indexed() {
+        let s = store();
+        s.put_refresh("r", &RefreshToken { family: "f".into(), expires_at: 9, used: false }).unwrap();
+        assert!(s.use_refresh("r").unwrap());
+        assert!(!s.use_refresh("r").unwrap());
+        let sess = Session {
+            sid: "sid1".into(),
+            sub: "u".into(),
+            auth_time: 1,
+            expires_at: 10,
+            amr: vec![],
+            acr: "0".into(),
+            identity: IdentitySnapshot::default(),
+            clients: vec![],
+        };
+        s.put_session("sec", &sess).unwrap();
+        s.add_session_client("sid1", "app").unwrap();
+        assert_eq!(s.session_by_secret("sec").unwrap().unwrap().clients, vec!["app".to_string()]);
+        assert_eq!(s.sessions_of("u").unwrap().len(), 1);
+        assert_eq!(s.purge_expired(11).unwrap(), 2);
+        assert!(s.session_by_secret("sec").unwrap().is_none());
+    }
+}

@@ -1,0 +1,164 @@
+//! The provider's own state and the contract any backend fulfils.
+//!
+//! Secrets (session ids, codes, refresh tokens) are stored only as SHA-256 hashes,
+//! so a copy of the database cannot be replayed as cookies or tokens.
+
+use serde::{Deserialize, Serialize};
+
+use crate::oidc::config::SigningAlg;
+use crate::oidc::error::OidcError;
+
+/// A logged-in browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Public session id (`sid` claim); the cookie carries a separate secret.
+    pub sid: String,
+    pub sub: String,
+    pub auth_time: u64,
+    pub expires_at: u64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    /// Snapshot of the identity at login (used when the directory has no provisioned user).
+    pub identity: IdentitySnapshot,
+    /// Clients that received tokens in this session (back-channel logout targets).
+    pub clients: Vec<String>,
+}
+
+/// What the provider knows about an identity at login time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IdentitySnapshot {
+    pub issuer: String,
+    pub subject: String,
+    pub claims: airlock_protocol::message::Claims,
+    pub seq: u64,
+}
+
+/// An authorization request waiting for the user to log in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRequest {
+    pub request: AuthRequest,
+    pub csrf: String,
+    pub expires_at: u64,
+}
+
+/// A validated authorization request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub max_age: Option<u64>,
+}
+
+/// An issued authorization code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthCode {
+    pub request: AuthRequest,
+    pub sid: String,
+    pub sub: String,
+    pub auth_time: u64,
+    pub expires_at: u64,
+    /// Set on first use: the refresh family (and access tokens) that use created.
+    pub used_by_family: Option<String>,
+}
+
+/// What happened when a code was redeemed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedeem {
+    Unknown,
+    /// First use: the code is now bound to `family`.
+    First(AuthCode),
+    /// Already used: `family` is what the first use issued.
+    Reused(AuthCode),
+}
+
+/// A grant: everything tokens issued from one code have in common. Revoking it
+/// kills its refresh tokens and its access tokens (as seen by introspection/userinfo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Family {
+    pub id: String,
+    pub client_id: String,
+    pub sub: String,
+    pub sid: String,
+    pub scope: Vec<String>,
+    pub auth_time: u64,
+    pub nonce: Option<String>,
+    pub revoked: bool,
+    pub expires_at: u64,
+}
+
+/// One refresh token of a family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshToken {
+    pub family: String,
+    pub expires_at: u64,
+    pub used: bool,
+}
+
+/// A signing key and its life cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: SigningAlg,
+    /// PKCS#8 DER, base64.
+    pub pkcs8: String,
+    pub created_at: u64,
+    /// Signing starts at this time (it is in the JWKS from `created_at`).
+    pub sign_from: u64,
+    /// Removed from the JWKS after this time (set when a successor is created).
+    pub retire_after: Option<u64>,
+}
+
+/// A failure counter for one locator or address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Attempts {
+    pub failures: u32,
+    pub window_start: u64,
+    pub locked_until: u64,
+}
+
+/// Storage contract of the provider. Sled implements it ([`crate::oidc::sled_store`]);
+/// a replicated backend can implement it later. All methods are atomic per call.
+pub trait OidcStore: Send + Sync + 'static {
+    fn put_session(&self, secret_hash: &str, s: &Session) -> Result<(), OidcError>;
+    fn session_by_secret(&self, secret_hash: &str) -> Result<Option<Session>, OidcError>;
+    fn session(&self, sid: &str) -> Result<Option<Session>, OidcError>;
+    /// Adds `client_id` to the session's client list.
+    fn add_session_client(&self, sid: &str, client_id: &str) -> Result<(), OidcError>;
+    /// Removes the session; returns it if it existed.
+    fn delete_session(&self, sid: &str) -> Result<Option<Session>, OidcError>;
+    fn sessions_of(&self, sub: &str) -> Result<Vec<Session>, OidcError>;
+
+    fn put_pending(&self, id: &str, p: &PendingRequest) -> Result<(), OidcError>;
+    fn pending(&self, id: &str) -> Result<Option<PendingRequest>, OidcError>;
+    fn delete_pending(&self, id: &str) -> Result<(), OidcError>;
+
+    fn put_code(&self, code_hash: &str, c: &AuthCode) -> Result<(), OidcError>;
+    /// Atomically marks the code used by `family` on its first redemption.
+    fn redeem_code(&self, code_hash: &str, family: &str) -> Result<CodeRedeem, OidcError>;
+
+    fn put_family(&self, f: &Family) -> Result<(), OidcError>;
+    fn family(&self, id: &str) -> Result<Option<Family>, OidcError>;
+    /// Marks the family revoked; returns true if it existed and was live.
+    fn revoke_family(&self, id: &str) -> Result<bool, OidcError>;
+    fn families_of_session(&self, sid: &str) -> Result<Vec<String>, OidcError>;
+    fn families_of_sub(&self, sub: &str) -> Result<Vec<String>, OidcError>;
+
+    fn put_refresh(&self, token_hash: &str, r: &RefreshToken) -> Result<(), OidcError>;
+    fn refresh(&self, token_hash: &str) -> Result<Option<RefreshToken>, OidcError>;
+    /// Atomically flips `used`; true only for the call that flipped it.
+    fn use_refresh(&self, token_hash: &str) -> Result<bool, OidcError>;
+
+    fn keys(&self) -> Result<Vec<StoredKey>, OidcError>;
+    fn put_key(&self, k: &StoredKey) -> Result<(), OidcError>;
+    fn delete_key(&self, kid: &str) -> Result<(), OidcError>;
+
+    fn attempts(&self, key: &str) -> Result<Attempts, OidcError>;
+    fn put_attempts(&self, key: &str, a: &Attempts) -> Result<(), OidcError>;
+
+    /// Drops expired sessions, codes, pending requests and families.
+    fn purge_expired(&self, now: u64) -> Result<usize, OidcError>;
+}

@@ -1,0 +1,212 @@
+//! The identity store contract: a few key-value tables committed together.
+//!
+//! The state machine ([`crate::apply`]) is written once against [`StateTx`], so every
+//! backend (sled now, PostgreSQL later) applies frames identically; a backend only has to
+//! provide atomic multi-table transactions, a flush, and ordered scans.
+
+pub mod records;
+pub mod sled_store;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+pub use sled_store::SledStore;
+
+/// The tables. Keys and values are bytes; the encodings are documented per table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// index u64 BE -> frame_log entry (see `frame_log.rs`).
+    Log,
+    /// frame hash (32 bytes) -> log index u64 BE.
+    FrameIndex,
+    /// kid_len u8 | kid | seq u64 BE -> log index u64 BE.
+    Seqs,
+    /// local sub (UTF-8) -> UserRecord JSON.
+    Users,
+    /// locator (16 bytes) -> TicketRecord JSON.
+    Tickets,
+    /// log index u64 BE -> RevocationRecord JSON.
+    Revocations,
+    /// issuer (UTF-8) -> MirrorRecord JSON.
+    Mirrors,
+    /// named singletons, see [`meta`].
+    Meta,
+}
+
+impl Table {
+    pub const ALL: [Table; 8] = [
+        Table::Log,
+        Table::FrameIndex,
+        Table::Seqs,
+        Table::Users,
+        Table::Tickets,
+        Table::Revocations,
+        Table::Mirrors,
+        Table::Meta,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Log => "log",
+            Table::FrameIndex => "frame_index",
+            Table::Seqs => "seqs",
+            Table::Users => "users",
+            Table::Tickets => "tickets",
+            Table::Revocations => "revocations",
+            Table::Mirrors => "mirrors",
+            Table::Meta => "meta",
+        }
+    }
+
+    pub fn position(self) -> usize {
+        match self {
+            Table::Log => 0,
+            Table::FrameIndex => 1,
+            Table::Seqs => 2,
+            Table::Users => 3,
+            Table::Tickets => 4,
+            Table::Revocations => 5,
+            Table::Mirrors => 6,
+            Table::Meta => 7,
+        }
+    }
+}
+
+/// Keys of the Meta table.
+pub mod meta {
+    /// next index u64 BE | head entry hash (32 bytes).
+    pub const HEAD: &[u8] = b"log_head";
+    /// `ReplayState::to_bytes()`.
+    pub const REPLAY: &[u8] = b"replay_state";
+    /// KeySet JSON.
+    pub const KEYS: &[u8] = b"key_set";
+    /// GapState JSON.
+    pub const GAPS: &[u8] = b"gaps";
+    /// Prefix of `heartbeat/<kid>` -> HeartbeatRecord JSON.
+    pub const HEARTBEAT_PREFIX: &[u8] = b"heartbeat/";
+}
+
+/// Key of the Seqs table.
+pub fn seq_key(kid: &str, seq: u64) -> Vec<u8> {
+    let kid = kid.as_bytes();
+    let kid = kid.get(..kid.len().min(255)).unwrap_or(kid);
+    let mut k = Vec::with_capacity(1 + kid.len() + 8);
+    k.push(kid.len() as u8);
+    k.extend_from_slice(kid);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// A storage failure.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("the store at {path} is in use by another process (is `airlock-receiver run` running? stop it, or query it through its ops listener)")]
+    Locked { path: String },
+    #[error("cannot open the store at {path}: {detail}")]
+    Open { path: String, detail: String },
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    #[error("store table {table}, key {key}: corrupt value: {detail}")]
+    Corrupt { table: &'static str, key: String, detail: String },
+    #[error("applying a frame failed: {0}")]
+    Apply(String),
+}
+
+/// An error inside a transaction: conflicts are retried by the backend.
+#[derive(Debug)]
+pub enum TxError {
+    Conflict,
+    Store(StoreError),
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Store(e)
+    }
+}
+
+/// Reads and writes inside one atomic transaction.
+pub trait StateTx {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), TxError>;
+}
+
+/// Typed helpers over any transaction.
+pub trait StateTxExt: StateTx {
+    fn get_json<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>, TxError> {
+        match self.get(table, key)? {
+            None => Ok(None),
+            Some(bytes) => decode_json(table, key, &bytes).map(Some).map_err(TxError::Store),
+        }
+    }
+
+    fn put_json<T: Serialize>(&self, table: Table, key: &[u8], value: &T) -> Result<(), TxError> {
+        let bytes = encode_json(value)?;
+        self.put(table, key, &bytes)
+    }
+
+    fn contains(&self, table: Table, key: &[u8]) -> Result<bool, TxError> {
+        Ok(self.get(table, key)?.is_some())
+    }
+}
+
+impl<T: StateTx + ?Sized> StateTxExt for T {}
+
+pub fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Apply(format!("cannot encode a record: {e}")))
+}
+
+pub fn decode_json<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        table: table.name(),
+        key: printable_key(key),
+        detail: e.to_string(),
+    })
+}
+
+/// A key for messages: UTF-8 when printable, hex otherwise.
+pub fn printable_key(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(s) if s.chars().all(|c| !c.is_control()) => s.to_owned(),
+        _ => hex::encode(key),
+    }
+}
+
+/// One (key, value) of a scan.
+pub type Row = (Vec<u8>, Vec<u8>);
+
+/// A backend of the identity store.
+pub trait Store: Send + Sync + 'static {
+    /// Runs `f` in one atomic transaction over all tables; `f` may be re-run on conflict,
+    /// so it must not have side effects outside the transaction.
+    fn transact<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: Fn(&dyn StateTx) -> Result<R, TxError>;
+
+    /// Makes every committed transaction durable.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// One value, outside any transaction.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// All rows with `key >= from`, in key order.
+    fn scan_from(
+        &self,
+        table: Table,
+        from: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Row, StoreError>> + '_>;
+
+    /// Rows of a table, counted.
+    fn len(&self, table: Table) -> usize;
+
+    /// Whether a table is empty.
+    fn is_empty(&self, table: Table) -> bool {
+        self.len(table) == 0
+    }
+
+    /// Sets `used` on an unused ticket and makes that durable; true only for the call that
+    /// flipped it. Lives here (not in the state machine) because the provider, not a frame,
+    /// consumes tickets.
+    fn consume_ticket(&self, locator: &[u8; 16]) -> Result<bool, StoreError>;
+}

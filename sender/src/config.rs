@@ -1,0 +1,618 @@
+//! The sender's TOML configuration: structs, defaults, and the checks run at start-up.
+//!
+//! Every struct denies unknown keys. A parse error names the file, line and key (toml's own
+//! message); a value error names the file, the dotted key and what is allowed.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The configuration could not be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("config file {file}: key `{key}`: {message}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the outbox database, the spool directory and status.json live.
+    pub data_dir: PathBuf,
+    pub keys: KeysConfig,
+    pub link: LinkConfig,
+    #[serde(default)]
+    pub fec: FecConfig,
+    #[serde(default)]
+    pub send: SendConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub trusted_issuers: Vec<TrustedIssuer>,
+    /// The file this was read from (not a TOML key), for error messages.
+    #[serde(skip)]
+    pub source_file: PathBuf,
+}
+
+/// Key files, as written by `airlock-sender keygen`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Ed25519 signer key, PKCS#8 PEM.
+    pub signer: PathBuf,
+    /// Link (encryption) key file.
+    pub link: PathBuf,
+}
+
+/// The one-way link: exactly one of `udp` or `serial`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    pub udp: Option<UdpConfig>,
+    pub serial: Option<SerialConfig>,
+    /// Largest datagram (UDP payload, or serial datagram before COBS) in bytes.
+    #[serde(default = "default_mtu")]
+    pub mtu: usize,
+    /// Largest block of packed frames handed to FEC.
+    #[serde(default = "default_max_block_bytes")]
+    pub max_block_bytes: usize,
+    /// How long a partly filled block may wait for more frames.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpConfig {
+    /// Unicast or multicast destination, e.g. "192.0.2.10:7400" or "239.10.0.1:7400".
+    pub target: SocketAddr,
+    /// Local address to send from; default any address, any port.
+    pub bind: Option<SocketAddr>,
+    /// Multicast TTL (hops); only for multicast targets.
+    pub multicast_ttl: Option<u32>,
+    /// IPv4 address of the interface to send multicast on.
+    pub multicast_interface: Option<std::net::Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    pub device: String,
+    pub baud: u32,
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    #[serde(default)]
+    pub parity: Parity,
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parity {
+    #[default]
+    None,
+    Odd,
+    Even,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FecConfig {
+    /// Repair symbols per block = max(min_repair, ceil(K * repair_ratio)).
+    pub repair_ratio: f64,
+    pub min_repair: u32,
+}
+
+impl Default for FecConfig {
+    fn default() -> Self {
+        Self {
+            repair_ratio: 0.25,
+            min_repair: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendConfig {
+    /// How many times every frame goes out (1 = once).
+    pub repetitions: u32,
+    /// Time between two repetitions of a frame.
+    pub repetition_spacing_ms: u64,
+    /// Token-bucket rate in bytes per second on the wire; 0 turns pacing off.
+    pub pacing_bytes_per_sec: u64,
+    /// A Heartbeat frame every this many seconds.
+    pub heartbeat_secs: u32,
+    /// Re-seal all valid Provision state every this many seconds; 0 turns the carousel off.
+    pub carousel_secs: u64,
+}
+
+impl Default for SendConfig {
+    fn default() -> Self {
+        Self {
+            repetitions: 2,
+            repetition_spacing_ms: 500,
+            pacing_bytes_per_sec: 0,
+            heartbeat_secs: 5,
+            carousel_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Sent frames stay in the outbound log at least this long (days).
+    pub log_retention_days: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            log_retention_days: 400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Local address of the Prometheus endpoint; absent = no endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+/// What may cross, from whom, for how long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Claims that may cross (data minimisation); every other claim is dropped.
+    pub claim_allow_list: Vec<String>,
+    /// A Provision's valid_until may be at most this far in the future.
+    #[serde(default = "default_max_validity_days")]
+    pub max_validity_days: u64,
+    /// Lifetime of a just-in-time login ticket (and its transfer code).
+    #[serde(default = "default_ticket_ttl_secs")]
+    pub ticket_ttl_secs: u64,
+    /// Largest accepted intake record (JSON or token), in bytes.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// The allowed outside issuers, each with its rules. An issuer not listed is refused.
+    #[serde(default)]
+    pub issuers: Vec<IssuerPolicy>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerPolicy {
+    pub issuer: String,
+    /// If not empty, the `email` claim must end in "@" + one of these domains.
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+    /// The user must be in every one of these groups.
+    #[serde(default)]
+    pub required_groups: Vec<String>,
+    /// If not empty, only these subjects may cross.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Whether verified ID tokens of this issuer may become Provisions (not only tickets).
+    #[serde(default)]
+    pub allow_token_provision: bool,
+}
+
+/// An outside issuer whose ID tokens the sender verifies itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuer {
+    pub issuer: String,
+    /// Pinned JWKS file (the issuer's public keys, copied out of band).
+    pub jwks_file: PathBuf,
+    /// The `aud` tokens must carry (the client id registered for the sender).
+    pub audience: String,
+    /// Clock skew tolerated on exp/nbf, seconds.
+    #[serde(default = "default_leeway_secs")]
+    pub leeway_secs: u64,
+    /// Tokens older than this (by `iat`) are refused: a ticket is for someone who logged in just now.
+    #[serde(default = "default_max_token_age_secs")]
+    pub max_token_age_secs: u64,
+}
+
+fn default_mtu() -> usize {
+    1200
+}
+fn default_max_block_bytes() -> usize {
+    64 * 1024
+}
+fn default_linger_ms() -> u64 {
+    5
+}
+fn default_data_bits() -> u8 {
+    8
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+fn default_max_validity_days() -> u64 {
+    90
+}
+fn default_ticket_ttl_secs() -> u64 {
+    300
+}
+fn default_max_record_bytes() -> usize {
+    16 * 1024
+}
+fn default_leeway_secs() -> u64 {
+    60
+}
+fn default_max_token_age_secs() -> u64 {
+    600
+}
+
+/// The claim names the protocol carries as named fields; others go to `extra`.
+pub const STANDARD_CLAIMS: [&str; 7] = [
+    "email",
+    "email_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "preferred_username",
+    "groups",
+];
+
+/// Smallest and largest datagram the link codec is configured with.
+pub const MTU_RANGE: (usize, usize) = (128, 65_507);
+
+impl Config {
+    /// Reads, parses and checks a config file. Relative paths inside are relative to its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and checks config text; `file` is only used in messages.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        config.source_file = file.to_path_buf();
+        config.check()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        fix(&mut self.keys.signer);
+        fix(&mut self.keys.link);
+        for t in &mut self.trusted_issuers {
+            fix(&mut t.jwks_file);
+        }
+    }
+
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.source_file.clone(),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Value checks serde cannot express.
+    fn check(&self) -> Result<(), ConfigError> {
+        self.check_link()?;
+        self.check_send()?;
+        self.check_policy()?;
+        self.check_trusted_issuers()
+    }
+
+    fn check_link(&self) -> Result<(), ConfigError> {
+        let link = &self.link;
+        match (&link.udp, &link.serial) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "link",
+                    "set exactly one of [link.udp] or [link.serial], not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.invalid(
+                    "link",
+                    "set one of [link.udp] (target = \"host:port\") or [link.serial] (device, baud)",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(udp) = &link.udp {
+            self.check_udp(udp)?;
+        }
+        if let Some(serial) = &link.serial {
+            self.check_serial(serial)?;
+        }
+        let (lo, hi) = MTU_RANGE;
+        if link.mtu < lo || link.mtu > hi {
+            return Err(self.invalid(
+                "link.mtu",
+                format!("must be between {lo} and {hi} bytes, got {}", link.mtu),
+            ));
+        }
+        if link.max_block_bytes < link.mtu || link.max_block_bytes > 8 * 1024 * 1024 {
+            return Err(self.invalid(
+                "link.max_block_bytes",
+                format!(
+                    "must be between link.mtu ({}) and 8388608 bytes, got {}",
+                    link.mtu, link.max_block_bytes
+                ),
+            ));
+        }
+        if link.max_block_bytes < airlock_protocol::limits::MAX_SEALED_FRAME + 8 {
+            return Err(self.invalid(
+                "link.max_block_bytes",
+                format!(
+                    "must hold the largest sealed frame: at least {} bytes, got {}",
+                    airlock_protocol::limits::MAX_SEALED_FRAME + 8,
+                    link.max_block_bytes
+                ),
+            ));
+        }
+        if link.linger_ms > 10_000 {
+            return Err(self.invalid(
+                "link.linger_ms",
+                format!("must be at most 10000 ms, got {}", link.linger_ms),
+            ));
+        }
+        let fec = &self.fec;
+        if !(fec.repair_ratio.is_finite() && (0.0..=4.0).contains(&fec.repair_ratio)) {
+            return Err(self.invalid(
+                "fec.repair_ratio",
+                format!("must be a number from 0.0 to 4.0, got {}", fec.repair_ratio),
+            ));
+        }
+        if fec.min_repair > 1000 {
+            return Err(self.invalid(
+                "fec.min_repair",
+                format!("must be at most 1000, got {}", fec.min_repair),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_udp(&self, udp: &UdpConfig) -> Result<(), ConfigError> {
+        let multicast = udp.target.ip().is_multicast();
+        if udp.target.port() == 0 {
+            return Err(self.invalid("link.udp.target", "port must not be 0"));
+        }
+        if !multicast && (udp.multicast_ttl.is_some() || udp.multicast_interface.is_some()) {
+            return Err(self.invalid(
+                "link.udp.multicast_ttl",
+                format!(
+                    "multicast_ttl/multicast_interface need a multicast target (224.0.0.0/4 or ff00::/8), got {}",
+                    udp.target
+                ),
+            ));
+        }
+        if let Some(ttl) = udp.multicast_ttl
+            && !(1..=255).contains(&ttl)
+        {
+            return Err(self.invalid(
+                "link.udp.multicast_ttl",
+                format!("must be from 1 to 255, got {ttl}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_serial(&self, serial: &SerialConfig) -> Result<(), ConfigError> {
+        if serial.device.is_empty() {
+            return Err(self.invalid(
+                "link.serial.device",
+                "must name a device, e.g. \"/dev/ttyS0\"",
+            ));
+        }
+        if !(300..=4_000_000).contains(&serial.baud) {
+            return Err(self.invalid(
+                "link.serial.baud",
+                format!("must be from 300 to 4000000, got {}", serial.baud),
+            ));
+        }
+        if !(5..=8).contains(&serial.data_bits) {
+            return Err(self.invalid(
+                "link.serial.data_bits",
+                format!("must be 5, 6, 7 or 8, got {}", serial.data_bits),
+            ));
+        }
+        if !(1..=2).contains(&serial.stop_bits) {
+            return Err(self.invalid(
+                "link.serial.stop_bits",
+                format!("must be 1 or 2, got {}", serial.stop_bits),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_send(&self) -> Result<(), ConfigError> {
+        let s = &self.send;
+        if !(1..=10).contains(&s.repetitions) {
+            return Err(self.invalid(
+                "send.repetitions",
+                format!("must be from 1 to 10, got {}", s.repetitions),
+            ));
+        }
+        if s.repetition_spacing_ms > 600_000 {
+            return Err(self.invalid(
+                "send.repetition_spacing_ms",
+                format!("must be at most 600000 (10 minutes), got {}", s.repetition_spacing_ms),
+            ));
+        }
+        if !(1..=3600).contains(&s.heartbeat_secs) {
+            return Err(self.invalid(
+                "send.heartbeat_secs",
+                format!("must be from 1 to 3600, got {}", s.heartbeat_secs),
+            ));
+        }
+        if s.carousel_secs != 0 && s.carousel_secs < 10 {
+            return Err(self.invalid(
+                "send.carousel_secs",
+                format!("must be 0 (off) or at least 10, got {}", s.carousel_secs),
+            ));
+        }
+        if s.pacing_bytes_per_sec != 0 && s.pacing_bytes_per_sec < 100 {
+            return Err(self.invalid(
+                "send.pacing_bytes_per_sec",
+                format!("must be 0 (off) or at least 100, got {}", s.pacing_bytes_per_sec),
+            ));
+        }
+        if self.outbox.log_retention_days == 0 {
+            return Err(self.invalid(
+                "outbox.log_retention_days",
+                "must be at least 1: auditors reconcile against this log",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_policy(&self) -> Result<(), ConfigError> {
+        let p = &self.policy;
+        let max_name = airlock_protocol::limits::MAX_KID;
+        for (i, name) in p.claim_allow_list.iter().enumerate() {
+            let key = format!("policy.claim_allow_list[{i}]");
+            if name.is_empty() || name.len() > max_name {
+                return Err(self.invalid(
+                    &key,
+                    format!("claim names are 1 to {max_name} bytes, got {name:?}"),
+                ));
+            }
+            if crate::intake::claims::REGISTERED_CLAIMS.contains(&name.as_str()) {
+                return Err(self.invalid(
+                    &key,
+                    format!("{name:?} is a token-protocol claim and never crosses; remove it"),
+                ));
+            }
+        }
+        if !(1..=3650).contains(&p.max_validity_days) {
+            return Err(self.invalid(
+                "policy.max_validity_days",
+                format!("must be from 1 to 3650, got {}", p.max_validity_days),
+            ));
+        }
+        if !(30..=86_400).contains(&p.ticket_ttl_secs) {
+            return Err(self.invalid(
+                "policy.ticket_ttl_secs",
+                format!("must be from 30 to 86400, got {}", p.ticket_ttl_secs),
+            ));
+        }
+        if !(256..=1_048_576).contains(&p.max_record_bytes) {
+            return Err(self.invalid(
+                "policy.max_record_bytes",
+                format!("must be from 256 to 1048576, got {}", p.max_record_bytes),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, rule) in p.issuers.iter().enumerate() {
+            if rule.issuer.is_empty() || rule.issuer.len() > airlock_protocol::limits::MAX_TEXT {
+                return Err(self.invalid(
+                    &format!("policy.issuers[{i}].issuer"),
+                    "must be the issuer URL exactly as in its tokens (1 to 512 bytes)",
+                ));
+            }
+            if !seen.insert(rule.issuer.as_str()) {
+                return Err(self.invalid(
+                    &format!("policy.issuers[{i}].issuer"),
+                    format!("{:?} is listed twice; merge the two entries", rule.issuer),
+                ));
+            }
+            for (j, d) in rule.email_domains.iter().enumerate() {
+                if d.is_empty() || d.contains('@') {
+                    return Err(self.invalid(
+                        &format!("policy.issuers[{i}].email_domains[{j}]"),
+                        format!("must be a bare domain such as \"example.com\", got {d:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_trusted_issuers(&self) -> Result<(), ConfigError> {
+        let mut seen = BTreeSet::new();
+        for (i, t) in self.trusted_issuers.iter().enumerate() {
+            let key = format!("trusted_issuers[{i}].issuer");
+            if !self.policy.issuers.iter().any(|p| p.issuer == t.issuer) {
+                return Err(self.invalid(
+                    &key,
+                    format!(
+                        "{:?} has no [[policy.issuers]] entry; add one, or its tokens could never pass policy",
+                        t.issuer
+                    ),
+                ));
+            }
+            if !seen.insert(t.issuer.as_str()) {
+                return Err(self.invalid(&key, format!("{:?} is listed twice", t.issuer)));
+            }
+            if t.audience.is_empty() {
+                return Err(self.invalid(
+                    &format!("trusted_issuers[{i}].audience"),
+                    "must be the client id the tokens are issued to",
+                ));
+            }
+            if t.leeway_secs > 600 {
+                return Err(self.invalid(
+                    &format!("trusted_issuers[{i}].leeway_secs"),
+                    format!("must be at most 600, got {}", t.leeway_secs),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The spool directory `submit` and `resend` write into and `run` drains.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+
+    /// The sled outbox database.
+    pub fn db_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox.sled")
+    }
+
+    /// The status snapshot the daemon keeps current.
+    pub fn status_file(&self) -> PathBuf {
+        self.data_dir.join("status.json")
+    }
+}
