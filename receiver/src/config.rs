@@ -15,11 +15,18 @@ use crate::oidc::config::OidcConfig;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {file}: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {file}: {detail}")]
     Parse { file: PathBuf, detail: String },
     #[error("config file {file}: key `{key}`: {problem}")]
-    Invalid { file: PathBuf, key: String, problem: String },
+    Invalid {
+        file: PathBuf,
+        key: String,
+        problem: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,17 +204,24 @@ mod defaults {
 
 impl Default for FreshnessConfig {
     fn default() -> Self {
-        Self { max_age_secs: defaults::max_age(), max_skew_secs: defaults::max_skew() }
+        Self {
+            max_age_secs: defaults::max_age(),
+            max_skew_secs: defaults::max_skew(),
+        }
     }
 }
 impl Default for HeartbeatConfig {
     fn default() -> Self {
-        Self { alarm_after_secs: defaults::alarm() }
+        Self {
+            alarm_after_secs: defaults::alarm(),
+        }
     }
 }
 impl Default for OpsConfig {
     fn default() -> Self {
-        Self { listen: defaults::ops_listen() }
+        Self {
+            listen: defaults::ops_listen(),
+        }
     }
 }
 impl Default for IngestConfig {
@@ -223,15 +237,19 @@ impl Default for IngestConfig {
 impl Config {
     /// Reads, parses, resolves relative paths and validates.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| ConfigError::Read { file: file.to_owned(), source })?;
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
         Self::parse(&text, file)
     }
 
     /// Parses `text` as if read from `file`.
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        let mut cfg: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { file: file.to_owned(), detail: e.to_string() })?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            detail: e.to_string(),
+        })?;
         cfg.source = file.to_owned();
         let base = file.parent().map(Path::to_owned).unwrap_or_default();
         cfg.resolve_paths(&base);
@@ -257,13 +275,20 @@ impl Config {
     }
 
     fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { file: self.source.clone(), key: key.to_owned(), problem: problem.into() }
+        ConfigError::Invalid {
+            file: self.source.clone(),
+            key: key.to_owned(),
+            problem: problem.into(),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         match (&self.link.udp, &self.link.serial) {
             (Some(_), Some(_)) => {
-                return Err(self.invalid("link", "configure either [link.udp] or [link.serial], not both"));
+                return Err(self.invalid(
+                    "link",
+                    "configure either [link.udp] or [link.serial], not both",
+                ));
             }
             (None, None) => {
                 return Err(self.invalid(
@@ -276,7 +301,10 @@ impl Config {
         if let Some(udp) = &self.link.udp {
             if let Some(g) = udp.multicast_group {
                 if !g.is_multicast() {
-                    return Err(self.invalid("link.udp.multicast_group", format!("{g} is not a multicast address (224.0.0.0/4)")));
+                    return Err(self.invalid(
+                        "link.udp.multicast_group",
+                        format!("{g} is not a multicast address (224.0.0.0/4)"),
+                    ));
                 }
             }
             if udp.receive_buffer_bytes < 64 * 1024 {
@@ -304,7 +332,10 @@ impl Config {
             ));
         }
         if self.trust.link_keys.is_empty() && self.trust.dir.is_none() {
-            return Err(self.invalid("trust.link_keys", "no link key configured: list the link key file(s) or set trust.dir"));
+            return Err(self.invalid(
+                "trust.link_keys",
+                "no link key configured: list the link key file(s) or set trust.dir",
+            ));
         }
         if self.freshness.max_age_secs == 0 {
             return Err(self.invalid("freshness.max_age_secs", "must be greater than 0"));
@@ -319,7 +350,8 @@ impl Config {
             return Err(self.invalid("ingest.queue_frames", "must be greater than 0"));
         }
         if let Some(oidc) = &self.oidc {
-            oidc.validate().map_err(|e| self.invalid(&format!("oidc.{}", e.key), e.problem))?;
+            oidc.validate()
+                .map_err(|e| self.invalid(&format!("oidc.{}", e.key), e.problem))?;
         }
         Ok(())
     }
@@ -357,22 +389,32 @@ link_keys = ["link.key"]
 
     #[test]
     fn unknown_key_names_file_and_key() {
-        let e = parse(&format!("{MIN}\n[freshness]\nmax_age = 3\n")).unwrap_err().to_string();
+        let e = parse(&format!("{MIN}\n[freshness]\nmax_age = 3\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/etc/airlock/receiver.toml"), "{e}");
         assert!(e.contains("max_age"), "{e}");
     }
 
     #[test]
     fn invalid_values_name_the_key() {
-        let e = parse(&MIN.replace("[link.udp]", "[link.serial]\ndevice = \"/dev/ttyS0\"\nbaud = 0\n[link.udp]"))
-            .unwrap_err()
-            .to_string();
+        let e = parse(&MIN.replace(
+            "[link.udp]",
+            "[link.serial]\ndevice = \"/dev/ttyS0\"\nbaud = 0\n[link.udp]",
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("key `link`"), "{e}");
-        let e = parse(&format!("{MIN}\n[heartbeat]\nalarm_after_secs = 0\n")).unwrap_err().to_string();
-        assert!(e.contains("heartbeat.alarm_after_secs"), "{e}");
-        let e = parse(&MIN.replace("listen = \"127.0.0.1:47000\"", "listen = \"127.0.0.1:47000\"\nmulticast_group = \"10.0.0.1\""))
+        let e = parse(&format!("{MIN}\n[heartbeat]\nalarm_after_secs = 0\n"))
             .unwrap_err()
             .to_string();
+        assert!(e.contains("heartbeat.alarm_after_secs"), "{e}");
+        let e = parse(&MIN.replace(
+            "listen = \"127.0.0.1:47000\"",
+            "listen = \"127.0.0.1:47000\"\nmulticast_group = \"10.0.0.1\"",
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("link.udp.multicast_group"), "{e}");
     }
 }

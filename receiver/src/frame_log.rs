@@ -84,11 +84,17 @@ pub struct LogEntry {
 pub enum LogError {
     #[error("log entry at position {position} is malformed: {what}")]
     Malformed { position: u64, what: &'static str },
-    #[error("log entry at position {position} claims index {found}; the log must count 0, 1, 2, ...")]
+    #[error(
+        "log entry at position {position} claims index {found}; the log must count 0, 1, 2, ..."
+    )]
     IndexGap { position: u64, found: u64 },
-    #[error("log entry {index}: its stored hash does not match its content (the entry was altered)")]
+    #[error(
+        "log entry {index}: its stored hash does not match its content (the entry was altered)"
+    )]
     HashMismatch { index: u64 },
-    #[error("log entry {index}: prev_entry_hash does not match entry {prev} (an entry was removed, inserted or reordered)")]
+    #[error(
+        "log entry {index}: prev_entry_hash does not match entry {prev} (an entry was removed, inserted or reordered)"
+    )]
     BrokenLink { index: u64, prev: u64 },
     #[error("log entry {index}: the signer kid is longer than 255 bytes")]
     KidTooLong { index: u64 },
@@ -100,10 +106,13 @@ impl LogEntry {
     /// The canonical body (everything the entry hash covers).
     pub fn encode_body(&self) -> Result<Vec<u8>, LogError> {
         let kid = self.signer_kid.as_bytes();
-        let kid_len = u8::try_from(kid.len()).map_err(|_| LogError::KidTooLong { index: self.index })?;
+        let kid_len =
+            u8::try_from(kid.len()).map_err(|_| LogError::KidTooLong { index: self.index })?;
         let sign1_len = u32::try_from(self.sign1.len())
             .map_err(|_| LogError::Sign1TooLong { index: self.index })?;
-        let mut out = Vec::with_capacity(DOMAIN.len() + 8 + 8 + 1 + 1 + kid.len() + 8 + 4 + self.sign1.len() + 32 + 32);
+        let mut out = Vec::with_capacity(
+            DOMAIN.len() + 8 + 8 + 1 + 1 + kid.len() + 8 + 4 + self.sign1.len() + 32 + 32,
+        );
         out.extend_from_slice(DOMAIN);
         out.extend_from_slice(&self.index.to_be_bytes());
         out.extend_from_slice(&self.received_at_ms.to_be_bytes());
@@ -150,7 +159,11 @@ pub struct StoredEntry {
 
 /// Decodes a stored value. `position` is only used in error messages.
 pub fn decode(value: &[u8], position: u64) -> Result<StoredEntry, LogError> {
-    let mut r = Reader { bytes: value, pos: 0, position };
+    let mut r = Reader {
+        bytes: value,
+        pos: 0,
+        position,
+    };
     if r.take(DOMAIN.len())? != DOMAIN {
         return Err(r.bad("wrong domain label (not an airlock-log-v1 entry)"));
     }
@@ -170,7 +183,15 @@ pub fn decode(value: &[u8], position: u64) -> Result<StoredEntry, LogError> {
         return Err(r.bad("trailing bytes after the entry hash"));
     }
     Ok(StoredEntry {
-        entry: LogEntry { index, received_at_ms, verdict, signer_kid, seq, sign1, prev_entry_hash },
+        entry: LogEntry {
+            index,
+            received_at_ms,
+            verdict,
+            signer_kid,
+            seq,
+            sign1,
+            prev_entry_hash,
+        },
         stored_hash,
     })
 }
@@ -201,14 +222,20 @@ impl ChainVerifier {
         let stored = decode(value, position)?;
         let entry = stored.entry;
         if entry.index != position {
-            return Err(LogError::IndexGap { position, found: entry.index });
+            return Err(LogError::IndexGap {
+                position,
+                found: entry.index,
+            });
         }
         let hash = entry.entry_hash()?;
         if hash != stored.stored_hash {
             return Err(LogError::HashMismatch { index: entry.index });
         }
         if entry.prev_entry_hash != self.summary.head {
-            return Err(LogError::BrokenLink { index: entry.index, prev: position.saturating_sub(1) });
+            return Err(LogError::BrokenLink {
+                index: entry.index,
+                prev: position.saturating_sub(1),
+            });
         }
         self.summary.head = hash;
         self.summary.entries += 1;
@@ -224,7 +251,10 @@ impl ChainVerifier {
 ///
 /// `expected_head`, when given (e.g. the head the live store recorded), must equal the
 /// last entry's hash: this catches a truncated tail.
-pub fn verify_entry_chain<I, V>(values: I, expected_head: Option<[u8; 32]>) -> Result<ChainSummary, ChainWalkError>
+pub fn verify_entry_chain<I, V>(
+    values: I,
+    expected_head: Option<[u8; 32]>,
+) -> Result<ChainSummary, ChainWalkError>
 where
     I: IntoIterator<Item = V>,
     V: AsRef<[u8]>,
@@ -236,7 +266,9 @@ where
     let summary = v.summary().clone();
     if let Some(head) = expected_head {
         if head != summary.head {
-            return Err(ChainWalkError::HeadMismatch { entries: summary.entries });
+            return Err(ChainWalkError::HeadMismatch {
+                entries: summary.entries,
+            });
         }
     }
     Ok(summary)
@@ -247,7 +279,9 @@ where
 pub enum ChainWalkError {
     #[error(transparent)]
     Entry(LogError),
-    #[error("the log ends after {entries} entries but the recorded head does not match its last entry (the tail was truncated or replaced)")]
+    #[error(
+        "the log ends after {entries} entries but the recorded head does not match its last entry (the tail was truncated or replaced)"
+    )]
     HeadMismatch { entries: u64 },
 }
 
@@ -259,7 +293,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn bad(&self, what: &'static str) -> LogError {
-        LogError::Malformed { position: self.position, what }
+        LogError::Malformed {
+            position: self.position,
+            what,
+        }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], LogError> {
@@ -275,12 +312,16 @@ impl<'a> Reader<'a> {
 
     fn u32(&mut self) -> Result<u32, LogError> {
         let s = self.take(4)?;
-        Ok(u32::from_be_bytes(s.try_into().map_err(|_| self.bad("truncated"))?))
+        Ok(u32::from_be_bytes(
+            s.try_into().map_err(|_| self.bad("truncated"))?,
+        ))
     }
 
     fn u64(&mut self) -> Result<u64, LogError> {
         let s = self.take(8)?;
-        Ok(u64::from_be_bytes(s.try_into().map_err(|_| self.bad("truncated"))?))
+        Ok(u64::from_be_bytes(
+            s.try_into().map_err(|_| self.bad("truncated"))?,
+        ))
     }
 
     fn array32(&mut self) -> Result<[u8; 32], LogError> {
@@ -300,7 +341,11 @@ mod tests {
             let e = LogEntry {
                 index: i,
                 received_at_ms: 1_700_000_000_000 + i,
-                verdict: if i % 3 == 0 { Verdict::NoEffect } else { Verdict::Applied },
+                verdict: if i % 3 == 0 {
+                    Verdict::NoEffect
+                } else {
+                    Verdict::Applied
+                },
                 signer_kid: "0011223344556677".into(),
                 seq: i + 1,
                 sign1: vec![i as u8; 40 + i as usize],
@@ -328,13 +373,19 @@ mod tests {
         let log = chain(10);
         let mut flipped = log.clone();
         flipped[4][40] ^= 1;
-        assert_eq!(verify_entry_chain(&flipped, None), Err(ChainWalkError::Entry(LogError::HashMismatch { index: 4 })));
+        assert_eq!(
+            verify_entry_chain(&flipped, None),
+            Err(ChainWalkError::Entry(LogError::HashMismatch { index: 4 }))
+        );
 
         let mut deleted = log.clone();
         deleted.remove(3);
         assert_eq!(
             verify_entry_chain(&deleted, None),
-            Err(ChainWalkError::Entry(LogError::IndexGap { position: 3, found: 4 }))
+            Err(ChainWalkError::Entry(LogError::IndexGap {
+                position: 3,
+                found: 4
+            }))
         );
 
         let mut swapped = log.clone();

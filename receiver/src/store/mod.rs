@@ -101,14 +101,20 @@ pub fn seq_key(kid: &str, seq: u64) -> Vec<u8> {
 /// A storage failure.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("the store at {path} is in use by another process (is `airlock-receiver run` running? stop it, or query it through its ops listener)")]
+    #[error(
+        "the store at {path} is in use by another process (is `airlock-receiver run` running? stop it, or query it through its ops listener)"
+    )]
     Locked { path: String },
     #[error("cannot open the store at {path}: {detail}")]
     Open { path: String, detail: String },
     #[error("store I/O failed: {0}")]
     Io(String),
     #[error("store table {table}, key {key}: corrupt value: {detail}")]
-    Corrupt { table: &'static str, key: String, detail: String },
+    Corrupt {
+        table: &'static str,
+        key: String,
+        detail: String,
+    },
     #[error("applying a frame failed: {0}")]
     Apply(String),
 }
@@ -134,10 +140,16 @@ pub trait StateTx {
 
 /// Typed helpers over any transaction.
 pub trait StateTxExt: StateTx {
-    fn get_json<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>, TxError> {
+    fn get_json<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<T>, TxError> {
         match self.get(table, key)? {
             None => Ok(None),
-            Some(bytes) => decode_json(table, key, &bytes).map(Some).map_err(TxError::Store),
+            Some(bytes) => decode_json(table, key, &bytes)
+                .map(Some)
+                .map_err(TxError::Store),
         }
     }
 
@@ -157,7 +169,11 @@ pub fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Apply(format!("cannot encode a record: {e}")))
 }
 
-pub fn decode_json<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+pub fn decode_json<T: DeserializeOwned>(
+    table: Table,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         table: table.name(),
         key: printable_key(key),

@@ -188,7 +188,12 @@ mod tests {
 
     #[test]
     fn provenance_order() {
-        let p = Provenance { signer_kid: "a".into(), seq: 10, issued_at: 100, log_index: 3 };
+        let p = Provenance {
+            signer_kid: "a".into(),
+            seq: 10,
+            issued_at: 100,
+            log_index: 3,
+        };
         assert!(p.supersedes("a", 9, 200));
         assert!(!p.supersedes("a", 11, 50));
         assert!(p.supersedes("b", 99, 99));

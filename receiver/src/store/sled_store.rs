@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+    UnabortableTransactionError,
 };
 
 use super::records::TicketRecord;
@@ -32,19 +33,35 @@ impl SledStore {
     /// when another process has it open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
-        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open().map_err(|e| {
-            let detail = e.to_string();
-            if detail.contains("could not acquire lock") || detail.contains("WouldBlock") || detail.contains("Resource temporarily unavailable") {
-                StoreError::Locked { path: shown.clone() }
-            } else {
-                StoreError::Open { path: shown.clone(), detail }
-            }
-        })?;
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| {
+                let detail = e.to_string();
+                if detail.contains("could not acquire lock")
+                    || detail.contains("WouldBlock")
+                    || detail.contains("Resource temporarily unavailable")
+                {
+                    StoreError::Locked {
+                        path: shown.clone(),
+                    }
+                } else {
+                    StoreError::Open {
+                        path: shown.clone(),
+                        detail,
+                    }
+                }
+            })?;
         let mut trees = Vec::with_capacity(Table::ALL.len());
         for t in Table::ALL {
             trees.push(db.open_tree(t.name()).map_err(io)?);
         }
-        Ok(Self { db, trees, path: shown })
+        Ok(Self {
+            db,
+            trees,
+            path: shown,
+        })
     }
 
     /// A throwaway store (tests, `audit replay` scratch space).
@@ -54,11 +71,17 @@ impl SledStore {
         for t in Table::ALL {
             trees.push(db.open_tree(t.name()).map_err(io)?);
         }
-        Ok(Self { db, trees, path: "(temporary)".into() })
+        Ok(Self {
+            db,
+            trees,
+            path: "(temporary)".into(),
+        })
     }
 
     fn tree(&self, t: Table) -> Result<&sled::Tree, StoreError> {
-        self.trees.get(t.position()).ok_or(StoreError::Io(format!("table {} not open", t.name())))
+        self.trees
+            .get(t.position())
+            .ok_or(StoreError::Io(format!("table {} not open", t.name())))
     }
 }
 
@@ -77,7 +100,10 @@ impl SledTx<'_> {
     fn tree(&self, t: Table) -> Result<&TransactionalTree, TxError> {
         self.trees
             .get(t.position())
-            .ok_or(TxError::Store(StoreError::Io(format!("table {} not in transaction", t.name()))))
+            .ok_or(TxError::Store(StoreError::Io(format!(
+                "table {} not in transaction",
+                t.name()
+            ))))
     }
 }
 
@@ -99,13 +125,17 @@ impl Store for SledStore {
         F: Fn(&dyn StateTx) -> Result<R, TxError>,
     {
         let trees: Vec<&sled::Tree> = self.trees.iter().collect();
-        let result = trees.as_slice().transaction(|view: &Vec<TransactionalTree>| {
-            let tx = SledTx { trees: view.as_slice() };
-            f(&tx).map_err(|e| match e {
-                TxError::Conflict => ConflictableTransactionError::Conflict,
-                TxError::Store(s) => ConflictableTransactionError::Abort(s),
-            })
-        });
+        let result = trees
+            .as_slice()
+            .transaction(|view: &Vec<TransactionalTree>| {
+                let tx = SledTx {
+                    trees: view.as_slice(),
+                };
+                f(&tx).map_err(|e| match e {
+                    TxError::Conflict => ConflictableTransactionError::Conflict,
+                    TxError::Store(s) => ConflictableTransactionError::Abort(s),
+                })
+            });
         match result {
             Ok(r) => Ok(r),
             Err(TransactionError::Abort(e)) => Err(e),
