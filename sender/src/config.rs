@@ -247,7 +247,7 @@ fn default_mtu() -> usize {
     1200
 }
 fn default_max_block_bytes() -> usize {
-    64 * 1024
+    16 * 1024
 }
 fn default_linger_ms() -> u64 {
     5
@@ -285,8 +285,11 @@ pub const STANDARD_CLAIMS: [&str; 7] = [
     "groups",
 ];
 
+/// Largest block of frames handed to FEC.
+pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
+
 /// Smallest and largest datagram the link codec is configured with.
-pub const MTU_RANGE: (usize, usize) = (128, 65_507);
+pub const MTU_RANGE: (usize, usize) = (airlock_protocol::link::MIN_DATAGRAM, 65_507);
 
 impl Config {
     /// Reads, parses and checks a config file. Relative paths inside are relative to its directory.
@@ -372,22 +375,14 @@ impl Config {
                 format!("must be between {lo} and {hi} bytes, got {}", link.mtu),
             ));
         }
-        if link.max_block_bytes < link.mtu || link.max_block_bytes > 8 * 1024 * 1024 {
+        // A frame larger than a block travels alone, so blocks need not hold the largest frame;
+        // the receiver's reassembly bound (128 KiB by default) must hold a block plus one frame.
+        if link.max_block_bytes < link.mtu || link.max_block_bytes > MAX_BLOCK_BYTES {
             return Err(self.invalid(
                 "link.max_block_bytes",
                 format!(
-                    "must be between link.mtu ({}) and 8388608 bytes, got {}",
+                    "must be between link.mtu ({}) and {MAX_BLOCK_BYTES} bytes, got {}",
                     link.mtu, link.max_block_bytes
-                ),
-            ));
-        }
-        if link.max_block_bytes < airlock_protocol::limits::MAX_SEALED_FRAME + 8 {
-            return Err(self.invalid(
-                "link.max_block_bytes",
-                format!(
-                    "must hold the largest sealed frame: at least {} bytes, got {}",
-                    airlock_protocol::limits::MAX_SEALED_FRAME + 8,
-                    link.max_block_bytes
                 ),
             ));
         }
@@ -477,7 +472,10 @@ impl Config {
         if s.repetition_spacing_ms > 600_000 {
             return Err(self.invalid(
                 "send.repetition_spacing_ms",
-                format!("must be at most 600000 (10 minutes), got {}", s.repetition_spacing_ms),
+                format!(
+                    "must be at most 600000 (10 minutes), got {}",
+                    s.repetition_spacing_ms
+                ),
             ));
         }
         if !(1..=3600).contains(&s.heartbeat_secs) {
@@ -495,7 +493,10 @@ impl Config {
         if s.pacing_bytes_per_sec != 0 && s.pacing_bytes_per_sec < 100 {
             return Err(self.invalid(
                 "send.pacing_bytes_per_sec",
-                format!("must be 0 (off) or at least 100, got {}", s.pacing_bytes_per_sec),
+                format!(
+                    "must be 0 (off) or at least 100, got {}",
+                    s.pacing_bytes_per_sec
+                ),
             ));
         }
         if self.outbox.log_retention_days == 0 {

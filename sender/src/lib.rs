@@ -1,1 +1,11 @@
 #![forbid(unsafe_code)]
+//! airlock-sender: the outside half of Airlock.
+//!
+//! intake ([`intake`]) -> one policy filter ([`policy`]) -> spool ([`spool`]) -> durable
+//! outbox ([`outbox`]) -> seal -> link (blocks, FEC, repetition, pacing) over UDP or serial.
+
+pub mod config;
+pub mod intake;
+pub mod policy;
+pub mod ticket;
+pub mod transfer_code;

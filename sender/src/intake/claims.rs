@@ -4,8 +4,20 @@ use std::collections::BTreeMap;
 
 /// Token-protocol claims that describe the token, not the person: they never cross.
 pub const REGISTERED_CLAIMS: [&str; 14] = [
-    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "nonce", "auth_time", "azp", "at_hash",
-    "c_hash", "sid", "acr",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "nonce",
+    "auth_time",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "sid",
+    "acr",
 ];
 
 /// Claim name -> JSON value, exactly as submitted or as found in a verified token.

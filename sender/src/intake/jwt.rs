@@ -23,9 +23,13 @@ pub enum TokenError {
         "issuer {0:?} is not a trusted issuer: add a [[trusted_issuers]] entry with its pinned JWKS"
     )]
     ForeignIssuer(String),
-    #[error("algorithm {0:?} is refused: only asymmetric algorithms (RS*, PS*, ES*, EdDSA) are accepted")]
+    #[error(
+        "algorithm {0:?} is refused: only asymmetric algorithms (RS*, PS*, ES*, EdDSA) are accepted"
+    )]
     Algorithm(String),
-    #[error("no key in the pinned JWKS of {issuer} matches kid {kid:?}: refresh the JWKS file if the issuer rotated keys")]
+    #[error(
+        "no key in the pinned JWKS of {issuer} matches kid {kid:?}: refresh the JWKS file if the issuer rotated keys"
+    )]
     UnknownKey { issuer: String, kid: String },
     #[error("the pinned JWKS key {kid:?} does not fit algorithm {alg}")]
     KeyMismatch { kid: String, alg: String },
@@ -216,7 +220,12 @@ fn verified(
     config: &TrustedIssuer,
     now: u64,
 ) -> Result<VerifiedToken, TokenError> {
-    let text = |name: &str| payload.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    let text = |name: &str| {
+        payload
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
     let issuer = text("iss").ok_or(TokenError::MissingClaim("iss".into()))?;
     let subject = text("sub").ok_or(TokenError::Claims("sub must be a string".into()))?;
     let iat = payload

@@ -202,11 +202,10 @@ fn to_candidate(
     verifier: &JwtVerifier,
     now: u64,
 ) -> Result<Candidate, IntakeError> {
-    let record: RecordJson =
-        serde_json::from_value(value).map_err(|e| IntakeError::Record {
-            source_name: source.clone(),
-            error: record_error(e),
-        })?;
+    let record: RecordJson = serde_json::from_value(value).map_err(|e| IntakeError::Record {
+        source_name: source.clone(),
+        error: record_error(e),
+    })?;
     let request = match record {
         RecordJson::Provision(r) => Request::Provision {
             approval: approval(r.approver, r.ticket_ref, r.approved_at, now),
@@ -325,7 +324,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_kinds_are_refused() {
-        let out = parse(r#"{"kind":"revoke","issuer":"i","subject":"s","approver":"a","ticket_ref":"t","x":1}"#);
+        let out = parse(
+            r#"{"kind":"revoke","issuer":"i","subject":"s","approver":"a","ticket_ref":"t","x":1}"#,
+        );
         let msg = out[0].as_ref().unwrap_err().to_string();
         assert!(msg.contains("unknown field `x`"), "{msg}");
         let out = parse(r#"{"kind":"promote","issuer":"i"}"#);
@@ -343,7 +344,9 @@ mod tests {
 
     #[test]
     fn wrong_types_are_refused() {
-        let out = parse(r#"{"kind":"provision","issuer":"i","subject":"s","approver":"a","ticket_ref":"t","valid_until":"soon"}"#);
+        let out = parse(
+            r#"{"kind":"provision","issuer":"i","subject":"s","approver":"a","ticket_ref":"t","valid_until":"soon"}"#,
+        );
         let msg = out[0].as_ref().unwrap_err().to_string();
         assert!(msg.contains("invalid type"), "{msg}");
     }
@@ -351,7 +354,9 @@ mod tests {
     #[test]
     fn oversized_records_are_refused() {
         let big = "x".repeat(5000);
-        let out = parse(&format!(r#"{{"kind":"revoke","issuer":"i","subject":"{big}","approver":"a","ticket_ref":"t"}}"#));
+        let out = parse(&format!(
+            r#"{{"kind":"revoke","issuer":"i","subject":"{big}","approver":"a","ticket_ref":"t"}}"#
+        ));
         assert!(matches!(out[0], Err(IntakeError::TooLarge { .. })));
     }
 
