@@ -68,12 +68,18 @@ impl ChainCheck {
 
 /// Seq ranges in `1..=up_to` missing from `seen` (any order, duplicates allowed).
 pub fn missing_seqs(seen: impl IntoIterator<Item = u64>, up_to: u64) -> Vec<RangeInclusive<u64>> {
-    let mut seen: Vec<u64> = seen.into_iter().filter(|s| (1..=up_to).contains(s)).collect();
+    let mut seen: Vec<u64> = seen
+        .into_iter()
+        .filter(|s| (1..=up_to).contains(s))
+        .collect();
     seen.sort_unstable();
     seen.dedup();
     let mut gaps = Vec::new();
     let mut next = 1u64;
-    for seq in seen.into_iter().chain(std::iter::once(up_to.saturating_add(1))) {
+    for seq in seen
+        .into_iter()
+        .chain(std::iter::once(up_to.saturating_add(1)))
+    {
         if seq > next {
             gaps.push(next..=seq - 1);
         }

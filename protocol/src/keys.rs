@@ -245,12 +245,20 @@ impl LinkKey {
             match line.split_once(':').map(|(k, v)| (k.trim(), v.trim())) {
                 Some(("kid", v)) => kid = Some(v.parse::<u32>().map_err(|e| parse_err("kid", e))?),
                 Some(("key", v)) => key = Some(parse_secret(v)?),
-                _ => return Err(parse_err("link key file", format!("unexpected line `{line}`"))),
+                _ => {
+                    return Err(parse_err(
+                        "link key file",
+                        format!("unexpected line `{line}`"),
+                    ));
+                }
             }
         }
         match (kid, key) {
             (Some(kid), Some(secret)) => Ok(Self { kid, secret }),
-            _ => Err(parse_err("link key file", "it needs both `kid:` and `key:` lines")),
+            _ => Err(parse_err(
+                "link key file",
+                "it needs both `kid:` and `key:` lines",
+            )),
         }
     }
 
@@ -270,8 +278,12 @@ impl LinkKey {
 
 fn parse_secret(hex_text: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     let mut secret = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(hex_text, secret.as_mut())
-        .map_err(|_| parse_err("link key", "`key:` must be exactly 64 hex digits (256 bits)"))?;
+    hex::decode_to_slice(hex_text, secret.as_mut()).map_err(|_| {
+        parse_err(
+            "link key",
+            "`key:` must be exactly 64 hex digits (256 bits)",
+        )
+    })?;
     Ok(secret)
 }
 

@@ -18,3 +18,9 @@ pub mod message;
 pub mod replay;
 pub mod seal;
 pub mod trust;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+#[cfg(test)]
+mod vectors_test;

@@ -290,7 +290,10 @@ mod tests {
         state.accept("k", 2).unwrap();
         assert_eq!(state.highest("k"), 3);
         state.accept("k", 3 + WINDOW).unwrap();
-        assert!(matches!(state.check("k", 3), Err(ReplayError::TooOld { .. })));
+        assert!(matches!(
+            state.check("k", 3),
+            Err(ReplayError::TooOld { .. })
+        ));
         assert_eq!(state.check("other", 1), Ok(()));
     }
 }

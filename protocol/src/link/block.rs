@@ -30,8 +30,7 @@ impl BlockPacker {
     /// frame's block if it filled it. A frame larger than a block travels in a block of its own.
     pub fn push(&mut self, frame: &[u8], now: Instant) -> Option<Vec<u8>> {
         let needed = LEN_PREFIX + frame.len();
-        let full = if !self.current.is_empty()
-            && self.current.len() + needed > self.max_block_bytes
+        let full = if !self.current.is_empty() && self.current.len() + needed > self.max_block_bytes
         {
             self.flush()
         } else {

@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn known_vectors() {
         assert_eq!(encode(&[0]), vec![1, 1]);
-        assert_eq!(encode(&[0x11, 0x22, 0x00, 0x33]), vec![3, 0x11, 0x22, 2, 0x33]);
+        assert_eq!(
+            encode(&[0x11, 0x22, 0x00, 0x33]),
+            vec![3, 0x11, 0x22, 2, 0x33]
+        );
         assert_eq!(encode(&[]), vec![1]);
         let long: Vec<u8> = (1..=254).collect();
         let enc = encode(&long);

@@ -39,7 +39,12 @@ impl DatagramHeader {
     }
 
     pub fn esi(&self) -> u32 {
-        u32::from_be_bytes([0, self.payload_id[1], self.payload_id[2], self.payload_id[3]])
+        u32::from_be_bytes([
+            0,
+            self.payload_id[1],
+            self.payload_id[2],
+            self.payload_id[3],
+        ])
     }
 
     /// Writes header, symbol and CRC into one datagram.

@@ -1,0 +1,171 @@
+//! Sealing and opening: round trips for every body type, and every check of the opening order.
+
+use airlock_protocol::keys::{LinkKey, SignerKey};
+use airlock_protocol::message::{Body, ENVELOPE_VERSION};
+use airlock_protocol::replay::ReplayState;
+use airlock_protocol::seal::{OpenError, Sealer, open, verify_sign1};
+use airlock_protocol::testkit::{self, T0};
+use airlock_protocol::trust::TrustStore;
+use proptest::prelude::*;
+
+fn open_now(sealed: &[u8]) -> Result<airlock_protocol::seal::Opened, OpenError> {
+    open(
+        sealed,
+        &testkit::trust(),
+        &testkit::freshness(),
+        T0,
+        &ReplayState::new(),
+    )
+}
+
+#[test]
+fn every_body_type_round_trips() {
+    let sealer = testkit::sealer();
+    for (i, body) in testkit::bodies().into_iter().enumerate() {
+        let env = testkit::envelope(i as u64 + 1, [0; 32], body);
+        let frame = sealer.seal(&env).unwrap();
+        let opened = open_now(&frame.sealed).unwrap();
+        assert_eq!(opened.envelope, env);
+        assert_eq!(opened.hash, frame.hash);
+        assert_eq!(opened.sign1, frame.sign1);
+        assert_eq!(opened.link_kid, 7);
+        assert_eq!(verify_sign1(&frame.sign1, &testkit::trust()).unwrap(), env);
+    }
+}
+
+#[test]
+fn each_check_has_its_own_error() {
+    let sealer = testkit::sealer();
+    let env = testkit::envelope(5, [0; 32], Body::Provision(testkit::provision("x")));
+    let sealed = sealer.seal(&env).unwrap().sealed;
+    let fresh = testkit::freshness();
+
+    assert!(matches!(open_now(b"\x00garbage"), Err(OpenError::Cbor(_))));
+
+    let mut no_link = testkit::trust();
+    no_link.remove_link_key(7);
+    let err = open(&sealed, &no_link, &fresh, T0, &ReplayState::new()).unwrap_err();
+    assert_eq!(err, OpenError::UnknownLinkKey { kid: 7 });
+    assert!(err.to_string().contains("trust add-link-key"));
+
+    let mut wrong_link = testkit::trust();
+    wrong_link.add_link_key(LinkKey::from_bytes(7, [9; 32]));
+    let err = open(&sealed, &wrong_link, &fresh, T0, &ReplayState::new()).unwrap_err();
+    assert_eq!(err, OpenError::Aead);
+
+    let mut no_signer = TrustStore::new();
+    no_signer.add_link_key(testkit::link_key());
+    let err = open(&sealed, &no_signer, &fresh, T0, &ReplayState::new()).unwrap_err();
+    assert!(matches!(err, OpenError::UntrustedSigner { .. }));
+
+    // A different key claiming the trusted kid: the signature fails.
+    let impostor = Sealer::new(SignerKey::generate(), testkit::link_key());
+    let mut forged_env = env.clone();
+    forged_env.sender_kid = impostor.signer_kid().to_owned();
+    let forged = impostor.seal(&forged_env).unwrap().sealed;
+    let err = open_now(&forged).unwrap_err();
+    assert!(matches!(err, OpenError::UntrustedSigner { .. }));
+
+    let mut mismatched = env.clone();
+    mismatched.sender_kid = "0000000000000000".into();
+    let err = open_now(&sealer.seal(&mismatched).unwrap().sealed).unwrap_err();
+    assert!(matches!(err, OpenError::SignerMismatch { .. }));
+
+    let mut v2 = env.clone();
+    v2.v = ENVELOPE_VERSION + 1;
+    let err = open_now(&sealer.seal(&v2).unwrap().sealed).unwrap_err();
+    assert_eq!(err, OpenError::Version { v: 2 });
+
+    let err = open(
+        &sealed,
+        &testkit::trust(),
+        &fresh,
+        T0 + 3601,
+        &ReplayState::new(),
+    );
+    assert_eq!(err.unwrap_err(), OpenError::Stale { age: 3601 });
+    let err = open(
+        &sealed,
+        &testkit::trust(),
+        &fresh,
+        T0 - 61,
+        &ReplayState::new(),
+    );
+    assert_eq!(err.unwrap_err(), OpenError::Future { ahead: 61 });
+
+    let mut replay = ReplayState::new();
+    replay.accept(testkit::signer().kid(), 5).unwrap();
+    let err = open(&sealed, &testkit::trust(), &fresh, T0, &replay).unwrap_err();
+    assert!(matches!(err, OpenError::Replay(_)));
+    assert_eq!(err.reason(), "replay");
+}
+
+#[test]
+fn signer_not_yet_valid_is_untrusted() {
+    let mut trust = TrustStore::new();
+    trust.add_link_key(testkit::link_key());
+    trust.add_signer(testkit::signer().public(), T0 + 10);
+    let env = testkit::envelope(1, [0; 32], Body::Provision(testkit::provision("x")));
+    let sealed = testkit::sealer().seal(&env).unwrap().sealed;
+    let err = open(
+        &sealed,
+        &trust,
+        &testkit::freshness(),
+        T0,
+        &ReplayState::new(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, OpenError::UntrustedSigner { .. }));
+}
+
+#[test]
+fn oversized_envelope_cannot_be_sealed_or_opened() {
+    let mut p = testkit::provision("big");
+    p.claims.groups = vec!["g".into(); 65];
+    let env = testkit::envelope(1, [0; 32], Body::Provision(p));
+    assert!(testkit::sealer().seal(&env).is_err());
+    let huge = vec![0u8; airlock_protocol::limits::MAX_SEALED_FRAME + 1];
+    assert!(matches!(open_now(&huge), Err(OpenError::TooLarge { .. })));
+}
+
+fn sealed_sample() -> Vec<u8> {
+    let env = testkit::envelope(1, [0; 32], Body::Provision(testkit::provision("p")));
+    testkit::sealer().seal(&env).unwrap().sealed
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any single bit flip is caught: by the CBOR parser, the header checks or the AEAD tag.
+    #[test]
+    fn any_bit_flip_is_rejected(bit in 0usize..(8 * 700)) {
+        let mut sealed = sealed_sample();
+        let bit = bit % (sealed.len() * 8);
+        sealed[bit / 8] ^= 1 << (bit % 8);
+        let err = open_now(&sealed).unwrap_err();
+        prop_assert!(matches!(err,
+            OpenError::Cbor(_) | OpenError::Algorithm | OpenError::UnknownLinkKey { .. } | OpenError::Aead),
+            "bit {} gave {:?}", bit, err);
+    }
+
+    #[test]
+    fn truncation_is_rejected(cut in 1usize..700) {
+        let sealed = sealed_sample();
+        let cut = cut.min(sealed.len());
+        let err = open_now(&sealed[..sealed.len() - cut]).unwrap_err();
+        prop_assert!(matches!(err, OpenError::Cbor(_)), "{:?}", err);
+    }
+
+    #[test]
+    fn extension_is_rejected(extra in proptest::collection::vec(any::<u8>(), 1..64)) {
+        let mut sealed = sealed_sample();
+        sealed.extend_from_slice(&extra);
+        let err = open_now(&sealed).unwrap_err();
+        prop_assert!(matches!(err, OpenError::Cbor(_)), "{:?}", err);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = open_now(&bytes);
+    }
+}
