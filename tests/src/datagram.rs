@@ -138,6 +138,10 @@ mod tests {
         assert_ne!(fake, real);
         let block = forge_block(&mut rng, 7, 3, 64, 5);
         assert_eq!(block.len(), 5);
-        assert!(block.iter().all(|d| peek(d).is_some_and(|p| p.block_id == 3)));
+        assert!(
+            block
+                .iter()
+                .all(|d| peek(d).is_some_and(|p| p.block_id == 3))
+        );
     }
 }

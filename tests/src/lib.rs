@@ -1,5 +1,17 @@
 #![forbid(unsafe_code)]
-//! Airlock's cross-crate test support: the fault-injection harness (link impairment model,
-//! UDP relay, pty serial path, process supervisor) used by the end-to-end tests.
+//! Airlock's cross-crate test support: the fault-injection harness used by the end-to-end
+//! tests and by operators rehearsing link faults.
+//!
+//! - [`impair`]: the seeded impairment model (loss, Gilbert-Elliott bursts, duplication,
+//!   reordering, corruption) with counters.
+//! - [`udp_relay`]: a UDP relay on 127.0.0.1 through that model, with recording, replay,
+//!   forged-datagram injection and drop filters.
+//! - [`serial_pty`]: the same for a serial line, over two pseudo-terminals.
+//! - [`supervisor`]: starts, waits for, SIGKILLs and restarts the real binaries.
+//! - [`datagram`]: reads and forges link datagrams.
 
+pub mod datagram;
 pub mod impair;
+pub mod serial_pty;
+pub mod supervisor;
+pub mod udp_relay;

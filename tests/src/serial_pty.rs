@@ -79,10 +79,7 @@ impl SerialPath {
     pub fn start(config: SerialPathConfig) -> Result<Self, SerialPathError> {
         let (tx_master, tx_slave, sender_device) = pty_pair()?;
         let (rx_master, rx_slave, receiver_device) = pty_pair()?;
-        let shared = Arc::new(Mutex::new(Shared::new(
-            config.impair,
-            config.record_limit,
-        )?));
+        let shared = Arc::new(Mutex::new(Shared::new(config.impair, config.record_limit)?));
         let (stop_tx, stop_rx) = oneshot::channel();
         let (inject_tx, inject_rx) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(relay_loop(
@@ -222,22 +219,25 @@ async fn relay_loop(
             _ = &mut stop => return,
             Some(frame) = inject.recv() => vec![frame],
             r = tokio::time::timeout(config.idle_flush, from.read(&mut buf)) => {
-                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-                match r {
-                    Ok(Ok(n)) if n > 0 => splitter
-                        .push(buf.get(..n).unwrap_or_default())
-                        .iter()
-                        .flat_map(|f| s.admit(f))
-                        .collect(),
-                    Ok(_) => {
-                        // EOF or EIO: nobody has the device open right now; wait a moment.
-                        s.stats.recv_errors += 1;
-                        drop(s);
-                        tokio::time::sleep(config.idle_flush).await;
-                        Vec::new()
+                let (out, pause) = {
+                    let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    match r {
+                        Ok(Ok(n)) if n > 0 => {
+                            let frames = splitter.push(buf.get(..n).unwrap_or_default());
+                            (frames.iter().flat_map(|f| s.admit(f)).collect(), false)
+                        }
+                        Ok(_) => {
+                            // EOF or EIO: nobody has the device open right now.
+                            s.stats.recv_errors += 1;
+                            (Vec::new(), true)
+                        }
+                        Err(_idle) => (s.impairer.flush(), false),
                     }
-                    Err(_idle) => s.impairer.flush(),
+                };
+                if pause {
+                    tokio::time::sleep(config.idle_flush).await;
                 }
+                out
             }
         };
         for mut frame in out {

@@ -187,10 +187,7 @@ impl UdpRelay {
             source,
         })?;
         let socket = Arc::new(socket);
-        let shared = Arc::new(Mutex::new(Shared::new(
-            config.impair,
-            config.record_limit,
-        )?));
+        let shared = Arc::new(Mutex::new(Shared::new(config.impair, config.record_limit)?));
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(forward_loop(
             socket.clone(),
