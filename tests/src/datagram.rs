@@ -98,6 +98,38 @@ pub fn forge_block(
         .collect()
 }
 
+/// Datagrams carrying a well-formed block of the given (unauthentic) sealed frames, in a
+/// session and block id of the forger's choosing: they pass CRC, decode and unpack, so only
+/// the frame checks (AEAD, signature, replay) can reject them. Source symbols first.
+pub fn forge_frames_block(
+    session_id: u64,
+    block_id: u32,
+    datagram_size: usize,
+    frames: &[Vec<u8>],
+) -> Result<Vec<Vec<u8>>, airlock_protocol::link::LinkError> {
+    use airlock_protocol::link::{BlockEncoder, LinkParams};
+    let mut block = Vec::new();
+    for f in frames {
+        let len = u32::try_from(f.len()).unwrap_or(u32::MAX);
+        block.extend_from_slice(&len.to_be_bytes());
+        block.extend_from_slice(f);
+    }
+    let params = LinkParams {
+        datagram_size,
+        ..LinkParams::default()
+    };
+    let datagrams = BlockEncoder::new(session_id, &params)?.encode(&block)?;
+    // The encoder numbers blocks from 0; move them to the chosen block id.
+    Ok(datagrams
+        .iter()
+        .filter_map(|d| {
+            let p = peek(d)?;
+            let symbol = d.get(HEADER_LEN..d.len() - TRAILER_LEN)?;
+            Some(build(&Peek { block_id, ..p }, symbol))
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +175,51 @@ mod tests {
                 .iter()
                 .all(|d| peek(d).is_some_and(|p| p.block_id == 3))
         );
+    }
+
+    #[test]
+    fn layout_matches_the_protocol_crate() {
+        use airlock_protocol::link::DatagramHeader;
+        let d = build(&sample(), &[5u8; 64]);
+        let (h, sym) = DatagramHeader::parse(&d).unwrap();
+        assert_eq!(
+            (
+                h.session_id,
+                h.block_id,
+                h.block_len,
+                h.symbol_size,
+                h.esi()
+            ),
+            (0xdead_beef_0000_0001, 42, 1000, 64, 70_000)
+        );
+        assert_eq!(sym, &[5u8; 64]);
+        let theirs = DatagramHeader {
+            session_id: 9,
+            block_id: 8,
+            block_len: 7,
+            symbol_size: 64,
+            payload_id: [0, 0, 1, 2],
+        }
+        .write(&[1u8; 64]);
+        let p = peek(&theirs).unwrap();
+        assert_eq!((p.session_id, p.block_id, p.esi), (9, 8, 258));
+        assert_eq!(build(&p, &[1u8; 64]), theirs);
+    }
+
+    #[test]
+    fn forged_frame_blocks_decode_to_the_forged_frames() {
+        use airlock_protocol::link::{BlockDecoder, DecoderConfig};
+        let frames = vec![vec![0xA5; 300], vec![0x5A; 10]];
+        let dgs = forge_frames_block(5, 1000, 1472, &frames).unwrap();
+        assert!(
+            dgs.iter()
+                .all(|d| peek(d).is_some_and(|p| p.block_id == 1000))
+        );
+        let mut dec = BlockDecoder::new(DecoderConfig::default());
+        let mut out = Vec::new();
+        for d in &dgs {
+            out.extend(dec.push_datagram(d).unwrap());
+        }
+        assert_eq!(out, frames);
     }
 }
