@@ -6,6 +6,8 @@
 
 pub mod config;
 pub mod intake;
+pub mod outbox;
 pub mod policy;
+pub mod spool;
 pub mod ticket;
 pub mod transfer_code;
