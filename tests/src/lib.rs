@@ -12,6 +12,7 @@
 
 pub mod datagram;
 pub mod impair;
+pub mod peer;
 pub mod serial_pty;
 pub mod supervisor;
 pub mod udp_relay;
