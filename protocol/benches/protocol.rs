@@ -1,1 +1,89 @@
-fn main() {}
+//! Hot paths of the protocol crate: seal, open, FEC encode/decode, COBS.
+//! Run: `cargo bench -p airlock-protocol --bench protocol`
+
+use std::hint::black_box;
+
+use airlock_protocol::link::{BlockDecoder, BlockEncoder, DecoderConfig, LinkParams, cobs};
+use airlock_protocol::replay::ReplayState;
+use airlock_protocol::seal::open;
+use airlock_protocol::testkit::{self, T0};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn seal_open(c: &mut Criterion) {
+    let sealer = testkit::sealer();
+    let env = testkit::provision_of_size(600);
+    let sealed = sealer.seal(&env).unwrap().sealed;
+    let trust = testkit::trust();
+    let fresh = testkit::freshness();
+    let replay = ReplayState::new();
+    let mut g = c.benchmark_group("frame");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(format!("seal {} B provision", sealed.len()), |b| {
+        b.iter(|| sealer.seal(black_box(&env)).unwrap())
+    });
+    g.bench_function(format!("open {} B provision", sealed.len()), |b| {
+        b.iter(|| open(black_box(&sealed), &trust, &fresh, T0, &replay).unwrap())
+    });
+    g.finish();
+}
+
+fn fec(c: &mut Criterion) {
+    let block: Vec<u8> = (0..1024 * 1024u32).map(|i| (i * 31 % 251) as u8).collect();
+    let mut framed = Vec::with_capacity(block.len() + 4 * 32);
+    for chunk in block.chunks(32 * 1024) {
+        framed.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+        framed.extend_from_slice(chunk);
+    }
+    let params = LinkParams {
+        max_block_bytes: 2 * 1024 * 1024,
+        ..LinkParams::default()
+    };
+    let mut g = c.benchmark_group("fec 1 MiB block");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(framed.len() as u64));
+    g.bench_function("encode (ratio 0.5)", |b| {
+        let mut enc = BlockEncoder::new(1, &params).unwrap();
+        b.iter(|| enc.encode(black_box(&framed)).unwrap())
+    });
+    let mut enc = BlockEncoder::new(1, &params).unwrap();
+    let datagrams = enc.encode(&framed).unwrap();
+    let k = framed.len().div_ceil(usize::from(params.symbol_size().unwrap()));
+    // Lose every 10th source symbol so that repair symbols are really used.
+    let received: Vec<&Vec<u8>> = datagrams
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i >= k || i % 10 != 0)
+        .map(|(_, d)| d)
+        .collect();
+    let config = DecoderConfig {
+        max_block_bytes: 2 * 1024 * 1024,
+        ..DecoderConfig::default()
+    };
+    g.bench_function("decode (10% source loss)", |b| {
+        b.iter(|| {
+            let mut dec = BlockDecoder::new(config.clone());
+            let mut frames = 0;
+            for d in &received {
+                frames += dec.push_datagram(d).unwrap().len();
+                if frames > 0 {
+                    break;
+                }
+            }
+            assert_eq!(frames, 32);
+        })
+    });
+    g.finish();
+}
+
+fn cobs_bench(c: &mut Criterion) {
+    let data: Vec<u8> = (0..1472u32).map(|i| (i % 7) as u8).collect();
+    let encoded = cobs::encode(&data);
+    let mut g = c.benchmark_group("cobs 1472 B datagram");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("encode", |b| b.iter(|| cobs::encode(black_box(&data))));
+    g.bench_function("decode", |b| b.iter(|| cobs::decode(black_box(&encoded)).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, seal_open, fec, cobs_bench);
+criterion_main!(benches);
