@@ -114,7 +114,7 @@ impl LinkSender {
             self.socket.send_to(&d, self.target).await?;
             self.datagrams_sent += 1;
             // Loopback has no pacing: let the relay and the receiver keep up.
-            if self.datagrams_sent % 32 == 0 {
+            if self.datagrams_sent.is_multiple_of(32) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
