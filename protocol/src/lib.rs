@@ -17,6 +17,7 @@ pub mod link;
 pub mod message;
 pub mod replay;
 pub mod seal;
+pub mod transfer_code;
 pub mod trust;
 
 #[cfg(any(test, feature = "testkit"))]
