@@ -122,7 +122,10 @@ mod defaults {
         900
     }
     pub fn scopes() -> Vec<String> {
-        super::SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect()
+        super::SUPPORTED_SCOPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 }
 
@@ -135,7 +138,10 @@ pub struct OidcConfigError {
 }
 
 fn bad(key: impl Into<String>, problem: impl Into<String>) -> OidcConfigError {
-    OidcConfigError { key: key.into(), problem: problem.into() }
+    OidcConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
 }
 
 impl OidcConfig {
@@ -147,8 +153,16 @@ impl OidcConfig {
     /// Checks everything serde cannot: URLs, pairs of settings, duplicate clients.
     pub fn validate(&self) -> Result<(), OidcConfigError> {
         check_url("issuer", &self.issuer)?;
-        if self.issuer.ends_with('/') || self.issuer.contains('?') || self.issuer.contains('#') {
-            return Err(bad("issuer", "must have no trailing slash, query or fragment"));
+        let authority = self
+            .issuer
+            .split_once("://")
+            .map(|(_, a)| a)
+            .unwrap_or_default();
+        if authority.contains('/') || authority.contains('?') || authority.contains('#') {
+            return Err(bad(
+                "issuer",
+                "must be scheme://host[:port] with no path, query or fragment",
+            ));
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
@@ -165,9 +179,15 @@ impl OidcConfig {
         for (key, v) in [
             ("session_lifetime_secs", self.session_lifetime_secs),
             ("code_lifetime_secs", self.code_lifetime_secs),
-            ("access_token_lifetime_secs", self.access_token_lifetime_secs),
+            (
+                "access_token_lifetime_secs",
+                self.access_token_lifetime_secs,
+            ),
             ("id_token_lifetime_secs", self.id_token_lifetime_secs),
-            ("refresh_token_lifetime_secs", self.refresh_token_lifetime_secs),
+            (
+                "refresh_token_lifetime_secs",
+                self.refresh_token_lifetime_secs,
+            ),
             ("lockout_secs", self.lockout_secs),
         ] {
             if v == 0 {
@@ -175,15 +195,24 @@ impl OidcConfig {
             }
         }
         if self.code_lifetime_secs > 600 {
-            return Err(bad("code_lifetime_secs", "authorization codes must live at most 600 s"));
+            return Err(bad(
+                "code_lifetime_secs",
+                "authorization codes must live at most 600 s",
+            ));
         }
         if self.max_attempts_per_locator == 0 || self.max_attempts_per_address == 0 {
-            return Err(bad("max_attempts_per_locator", "attempt limits must be at least 1"));
+            return Err(bad(
+                "max_attempts_per_locator",
+                "attempt limits must be at least 1",
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             if !seen.insert(c.client_id.as_str()) {
-                return Err(bad(format!("clients[{i}].client_id"), format!("duplicate client_id {:?}", c.client_id)));
+                return Err(bad(
+                    format!("clients[{i}].client_id"),
+                    format!("duplicate client_id {:?}", c.client_id),
+                ));
             }
             c.validate(i)?;
         }
@@ -202,7 +231,12 @@ impl ClientConfig {
             return Err(bad(at("client_id"), "must be 1 to 200 characters"));
         }
         match (&self.client_secret_hash, self.public) {
-            (Some(_), true) => return Err(bad(at("public"), "a public client has no client_secret_hash")),
+            (Some(_), true) => {
+                return Err(bad(
+                    at("public"),
+                    "a public client has no client_secret_hash",
+                ));
+            }
             (None, false) => {
                 return Err(bad(
                     at("client_secret_hash"),
@@ -210,19 +244,31 @@ impl ClientConfig {
                 ));
             }
             (Some(h), false) => {
-                if argon2::PasswordHash::new(h).map(|p| p.algorithm.as_str() != "argon2id").unwrap_or(true) {
-                    return Err(bad(at("client_secret_hash"), "must be an argon2id PHC string ($argon2id$...)"));
+                if argon2::PasswordHash::new(h)
+                    .map(|p| p.algorithm.as_str() != "argon2id")
+                    .unwrap_or(true)
+                {
+                    return Err(bad(
+                        at("client_secret_hash"),
+                        "must be an argon2id PHC string ($argon2id$...)",
+                    ));
                 }
             }
             (None, true) => {}
         }
         if self.redirect_uris.is_empty() {
-            return Err(bad(at("redirect_uris"), "at least one redirect URI is required"));
+            return Err(bad(
+                at("redirect_uris"),
+                "at least one redirect URI is required",
+            ));
         }
         for u in &self.redirect_uris {
             check_url(&at("redirect_uris"), u)?;
             if u.contains('#') {
-                return Err(bad(at("redirect_uris"), format!("{u:?} must not contain a fragment")));
+                return Err(bad(
+                    at("redirect_uris"),
+                    format!("{u:?} must not contain a fragment"),
+                ));
             }
         }
         for u in &self.post_logout_redirect_uris {
@@ -239,7 +285,13 @@ impl ClientConfig {
         }
         for s in &self.scopes {
             if !SUPPORTED_SCOPES.contains(&s.as_str()) {
-                return Err(bad(at("scopes"), format!("unknown scope {s:?}; known: {}", SUPPORTED_SCOPES.join(", "))));
+                return Err(bad(
+                    at("scopes"),
+                    format!(
+                        "unknown scope {s:?}; known: {}",
+                        SUPPORTED_SCOPES.join(", ")
+                    ),
+                ));
             }
         }
         Ok(())
@@ -255,7 +307,11 @@ fn check_url(key: &str, u: &str) -> Result<(), OidcConfigError> {
     let ok = (u.starts_with("https://") || u.starts_with("http://"))
         && u.len() <= 2000
         && !u.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(()) } else { Err(bad(key, format!("{u:?} is not an absolute http(s) URL"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(key, format!("{u:?} is not an absolute http(s) URL")))
+    }
 }
 
 #[cfg(test)]
@@ -284,7 +340,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let r: Result<OidcConfig, _> = toml::from_str("issuer='http://x'\nlisten='127.0.0.1:1'\nbogus=1\n");
+        let r: Result<OidcConfig, _> =
+            toml::from_str("issuer='http://x'\nlisten='127.0.0.1:1'\nbogus=1\n");
         assert!(r.unwrap_err().to_string().contains("bogus"));
     }
 

@@ -44,7 +44,9 @@ pub fn jwt_alg(alg: SigningAlg) -> Algorithm {
 }
 
 fn key_err(what: &str) -> OidcError {
-    OidcError::Key(format!("{what}: the crypto library refused; check the store for a corrupt key"))
+    OidcError::Key(format!(
+        "{what}: the crypto library refused; check the store for a corrupt key"
+    ))
 }
 
 /// Generates a fresh key of `alg`.
@@ -52,21 +54,35 @@ pub fn generate(alg: SigningAlg, now: u64, sign_from: u64) -> Result<StoredKey, 
     let pkcs8: Vec<u8> = match alg {
         SigningAlg::RS256 => {
             let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| key_err("RSA generate"))?;
-            kp.as_der().map_err(|_| key_err("RSA export"))?.as_ref().to_vec()
+            kp.as_der()
+                .map_err(|_| key_err("RSA export"))?
+                .as_ref()
+                .to_vec()
         }
         SigningAlg::ES256 => {
-            let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| key_err("P-256 generate"))?;
-            kp.to_pkcs8v1().map_err(|_| key_err("P-256 export"))?.as_ref().to_vec()
+            let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                .map_err(|_| key_err("P-256 generate"))?;
+            kp.to_pkcs8v1()
+                .map_err(|_| key_err("P-256 export"))?
+                .as_ref()
+                .to_vec()
         }
         SigningAlg::EdDSA => {
             let kp = Ed25519KeyPair::generate().map_err(|_| key_err("Ed25519 generate"))?;
-            kp.to_pkcs8().map_err(|_| key_err("Ed25519 export"))?.as_ref().to_vec()
+            kp.to_pkcs8()
+                .map_err(|_| key_err("Ed25519 export"))?
+                .as_ref()
+                .to_vec()
         }
     };
     let mut rnd = [0u8; 12];
     aws_lc_rs::rand::fill(&mut rnd).map_err(|_| key_err("random kid"))?;
     Ok(StoredKey {
-        kid: format!("{}-{}", alg.as_str().to_ascii_lowercase(), URL_SAFE_NO_PAD.encode(rnd)),
+        kid: format!(
+            "{}-{}",
+            alg.as_str().to_ascii_lowercase(),
+            URL_SAFE_NO_PAD.encode(rnd)
+        ),
         alg,
         pkcs8: STANDARD.encode(pkcs8),
         created_at: now,
@@ -77,7 +93,9 @@ pub fn generate(alg: SigningAlg, now: u64, sign_from: u64) -> Result<StoredKey, 
 
 /// Builds the signing/verifying keys and the public JWK of a stored key.
 pub fn load(stored: StoredKey) -> Result<LoadedKey, OidcError> {
-    let der = STANDARD.decode(&stored.pkcs8).map_err(|_| key_err("key base64"))?;
+    let der = STANDARD
+        .decode(&stored.pkcs8)
+        .map_err(|_| key_err("key base64"))?;
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
     let (encoding, decoding, mut jwk) = match stored.alg {
         SigningAlg::RS256 => {
@@ -88,10 +106,15 @@ pub fn load(stored: StoredKey) -> Result<LoadedKey, OidcError> {
             // jsonwebtoken's aws-lc signer wants PKCS#1 RSAPrivateKey, the inner part of PKCS#8.
             let pkcs1 = pkcs8_inner(&der).ok_or_else(|| key_err("RSA PKCS#8 structure"))?;
             let jwk = json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)});
-            (EncodingKey::from_rsa_der(pkcs1), DecodingKey::from_rsa_raw_components(&n, &e), jwk)
+            (
+                EncodingKey::from_rsa_der(pkcs1),
+                DecodingKey::from_rsa_raw_components(&n, &e),
+                jwk,
+            )
         }
         SigningAlg::ES256 => {
-            let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).map_err(|_| key_err("P-256 parse"))?;
+            let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                .map_err(|_| key_err("P-256 parse"))?;
             let point = kp.public_key().as_ref().to_vec();
             let (x, y) = match (point.get(1..33), point.get(33..65)) {
                 (Some(x), Some(y)) if point.len() == 65 => (b64(x), b64(y)),
@@ -114,7 +137,12 @@ pub fn load(stored: StoredKey) -> Result<LoadedKey, OidcError> {
         obj.insert("alg".into(), json!(stored.alg.as_str()));
         obj.insert("use".into(), json!("sig"));
     }
-    Ok(LoadedKey { stored, encoding, decoding, jwk })
+    Ok(LoadedKey {
+        stored,
+        encoding,
+        decoding,
+        jwk,
+    })
 }
 
 /// The OCTET STRING content of a PKCS#8 PrivateKeyInfo (minimal DER walk).
@@ -191,7 +219,9 @@ impl KeySet {
 
     /// The key to sign with now: the newest of `alg` whose signing time has come.
     pub fn signing_key(&self, alg: SigningAlg, now: u64) -> Option<std::sync::Arc<LoadedKey>> {
-        self.all().into_iter().find(|k| k.stored.alg == alg && k.stored.sign_from <= now)
+        self.all()
+            .into_iter()
+            .find(|k| k.stored.alg == alg && k.stored.sign_from <= now)
     }
 
     /// A published key by kid (for verifying our own tokens).
@@ -214,7 +244,12 @@ impl KeySet {
 /// Starts a rotation: a new key per algorithm, published now, signing after `delay`;
 /// current keys retire `overlap` seconds after the new ones start signing.
 /// Returns the new kids. This is what `airlock-receiver keys rotate` calls.
-pub fn rotate_keys(store: &dyn OidcStore, now: u64, delay: u64, overlap: u64) -> Result<Vec<String>, OidcError> {
+pub fn rotate_keys(
+    store: &dyn OidcStore,
+    now: u64,
+    delay: u64,
+    overlap: u64,
+) -> Result<Vec<String>, OidcError> {
     let sign_from = now.saturating_add(delay);
     let mut kids = Vec::new();
     for mut old in store.keys()? {
@@ -243,7 +278,9 @@ mod tests {
             let k = load(generate(alg, 0, 0).unwrap()).unwrap();
             let mut h = jsonwebtoken::Header::new(jwt_alg(alg));
             h.kid = Some(k.stored.kid.clone());
-            let t = jsonwebtoken::encode(&h, &json!({"a": 1, "exp": 4_000_000_000u64}), &k.encoding).unwrap();
+            let t =
+                jsonwebtoken::encode(&h, &json!({"a": 1, "exp": 4_000_000_000u64}), &k.encoding)
+                    .unwrap();
             let v = jsonwebtoken::Validation::new(jwt_alg(alg));
             let d = jsonwebtoken::decode::<Value>(&t, &k.decoding, &v).unwrap();
             assert_eq!(d.claims["a"], 1);
@@ -252,15 +289,29 @@ mod tests {
 
     #[test]
     fn rotation_publishes_first_then_signs_then_retires() {
-        let store = SledOidcStore::open(sled::Config::new().temporary(true).open().unwrap()).unwrap();
+        let store =
+            SledOidcStore::open(sled::Config::new().temporary(true).open().unwrap()).unwrap();
         let set = KeySet::init(&store, 100).unwrap();
-        let old = set.signing_key(SigningAlg::ES256, 100).unwrap().stored.kid.clone();
+        let old = set
+            .signing_key(SigningAlg::ES256, 100)
+            .unwrap()
+            .stored
+            .kid
+            .clone();
         rotate_keys(&store, 200, 50, 30).unwrap();
         set.reload(&store, 200).unwrap();
         let jwks = set.jwks(200);
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 6);
-        assert_eq!(set.signing_key(SigningAlg::ES256, 249).unwrap().stored.kid, old);
-        let new = set.signing_key(SigningAlg::ES256, 250).unwrap().stored.kid.clone();
+        assert_eq!(
+            set.signing_key(SigningAlg::ES256, 249).unwrap().stored.kid,
+            old
+        );
+        let new = set
+            .signing_key(SigningAlg::ES256, 250)
+            .unwrap()
+            .stored
+            .kid
+            .clone();
         assert_ne!(new, old);
         set.reload(&store, 280).unwrap();
         assert!(set.by_kid(&old).is_none());

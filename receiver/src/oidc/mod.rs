@@ -5,9 +5,24 @@
 //! (the ingest side's hook for applied Revoke frames) and [`rotate_keys_in_db`]
 //! (`airlock-receiver keys rotate`).
 
+pub mod backchannel;
+pub mod clients;
 pub mod config;
 pub mod directory;
+pub mod endpoints;
 pub mod error;
+pub mod html;
 pub mod keys;
+pub mod login;
+pub mod provider;
 pub mod sled_store;
 pub mod store;
+pub mod tls;
+pub mod tokens;
+pub mod transfer_code;
+pub mod util;
+
+pub use config::OidcConfig;
+pub use directory::{DirectoryError, DirectoryTicket, DirectoryUser, IdentityDirectory};
+pub use error::OidcError;
+pub use provider::{OidcDeps, Provider, rotate_keys_in_db, serve};

@@ -57,12 +57,18 @@ fn seconds(tree: &sled::Tree, a: &str) -> Result<Vec<String>, OidcError> {
 }
 
 /// Atomically rewrites one JSON record with `f`; returns f's verdict.
-fn update<T, R>(tree: &sled::Tree, key: &[u8], mut f: impl FnMut(&mut T) -> R) -> Result<Option<R>, OidcError>
+fn update<T, R>(
+    tree: &sled::Tree,
+    key: &[u8],
+    mut f: impl FnMut(&mut T) -> R,
+) -> Result<Option<R>, OidcError>
 where
     T: Serialize + DeserializeOwned,
 {
     loop {
-        let Some(old) = tree.get(key)? else { return Ok(None) };
+        let Some(old) = tree.get(key)? else {
+            return Ok(None);
+        };
         let mut rec: T = serde_json::from_slice(&old)?;
         let verdict = f(&mut rec);
         let new = serde_json::to_vec(&rec)?;
@@ -91,19 +97,15 @@ impl SledOidcStore {
             db,
         })
     }
-
-    /// Flushes to disk (sessions must survive restarts; called after logins).
-    pub fn flush(&self) -> Result<(), OidcError> {
-        self.db.flush()?;
-        Ok(())
-    }
 }
 
 impl OidcStore for SledOidcStore {
     fn put_session(&self, secret_hash: &str, s: &Session) -> Result<(), OidcError> {
         put(&self.sessions, s.sid.as_bytes(), s)?;
-        self.session_secrets.insert(secret_hash.as_bytes(), s.sid.as_bytes())?;
-        self.sub_sessions.insert(pair(&s.sub, &s.sid), secret_hash.as_bytes())?;
+        self.session_secrets
+            .insert(secret_hash.as_bytes(), s.sid.as_bytes())?;
+        self.sub_sessions
+            .insert(pair(&s.sub, &s.sid), secret_hash.as_bytes())?;
         Ok(())
     }
 
@@ -128,7 +130,9 @@ impl OidcStore for SledOidcStore {
     }
 
     fn delete_session(&self, sid: &str) -> Result<Option<Session>, OidcError> {
-        let Some(old) = self.sessions.remove(sid.as_bytes())? else { return Ok(None) };
+        let Some(old) = self.sessions.remove(sid.as_bytes())? else {
+            return Ok(None);
+        };
         let s: Session = serde_json::from_slice(&old)?;
         if let Some(secret) = self.sub_sessions.remove(pair(&s.sub, sid))? {
             self.session_secrets.remove(secret)?;
@@ -191,6 +195,13 @@ impl OidcStore for SledOidcStore {
         get(&self.families, id.as_bytes())
     }
 
+    fn touch_family(&self, id: &str, expires_at: u64) -> Result<(), OidcError> {
+        update(&self.families, id.as_bytes(), |f: &mut Family| {
+            f.expires_at = f.expires_at.max(expires_at)
+        })?;
+        Ok(())
+    }
+
     fn revoke_family(&self, id: &str) -> Result<bool, OidcError> {
         let r = update(&self.families, id.as_bytes(), |f: &mut Family| {
             let was_live = !f.revoked;
@@ -217,11 +228,15 @@ impl OidcStore for SledOidcStore {
     }
 
     fn use_refresh(&self, token_hash: &str) -> Result<bool, OidcError> {
-        let r = update(&self.refresh, token_hash.as_bytes(), |t: &mut RefreshToken| {
-            let first = !t.used;
-            t.used = true;
-            first
-        })?;
+        let r = update(
+            &self.refresh,
+            token_hash.as_bytes(),
+            |t: &mut RefreshToken| {
+                let first = !t.used;
+                t.used = true;
+                first
+            },
+        )?;
         Ok(r.unwrap_or(false))
     }
 
@@ -251,6 +266,11 @@ impl OidcStore for SledOidcStore {
 
     fn put_attempts(&self, key: &str, a: &Attempts) -> Result<(), OidcError> {
         put(&self.attempts, key.as_bytes(), a)
+    }
+
+    fn flush(&self) -> Result<(), OidcError> {
+        self.db.flush()?;
+        Ok(())
     }
 
     fn purge_expired(&self, now: u64) -> Result<usize, OidcError> {
@@ -284,16 +304,24 @@ impl OidcStore for SledOidcStore {
             n += 1;
         }
         n += purge_tree::<RefreshToken>(&self.refresh, |r| r.expires_at <= now)?;
-        n += purge_tree::<Attempts>(&self.attempts, |a| a.locked_until <= now && a.window_start + 86_400 <= now)?;
+        n += purge_tree::<Attempts>(&self.attempts, |a| {
+            a.locked_until <= now && a.window_start + 86_400 <= now
+        })?;
         Ok(n)
     }
 }
 
-fn purge_tree<T: DeserializeOwned>(tree: &sled::Tree, dead: impl Fn(&T) -> bool) -> Result<usize, OidcError> {
+fn purge_tree<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    dead: impl Fn(&T) -> bool,
+) -> Result<usize, OidcError> {
     let mut keys = Vec::new();
     for item in tree.iter() {
         let (k, v) = item?;
-        if serde_json::from_slice::<T>(&v).map(|r| dead(&r)).unwrap_or(true) {
+        if serde_json::from_slice::<T>(&v)
+            .map(|r| dead(&r))
+            .unwrap_or(true)
+        {
             keys.push(k);
         }
     }
@@ -335,7 +363,10 @@ mod tests {
     fn code_redeems_once() {
         let s = store();
         s.put_code("h", &code()).unwrap();
-        assert!(matches!(s.redeem_code("h", "f1").unwrap(), CodeRedeem::First(_)));
+        assert!(matches!(
+            s.redeem_code("h", "f1").unwrap(),
+            CodeRedeem::First(_)
+        ));
         match s.redeem_code("h", "f2").unwrap() {
             CodeRedeem::Reused(c) => assert_eq!(c.used_by_family.as_deref(), Some("f1")),
             other => panic!("{other:?}"),
@@ -346,7 +377,15 @@ mod tests {
     #[test]
     fn refresh_used_once_and_sessions_indexed() {
         let s = store();
-        s.put_refresh("r", &RefreshToken { family: "f".into(), expires_at: 9, used: false }).unwrap();
+        s.put_refresh(
+            "r",
+            &RefreshToken {
+                family: "f".into(),
+                expires_at: 9,
+                used: false,
+            },
+        )
+        .unwrap();
         assert!(s.use_refresh("r").unwrap());
         assert!(!s.use_refresh("r").unwrap());
         let sess = Session {
@@ -361,7 +400,10 @@ mod tests {
         };
         s.put_session("sec", &sess).unwrap();
         s.add_session_client("sid1", "app").unwrap();
-        assert_eq!(s.session_by_secret("sec").unwrap().unwrap().clients, vec!["app".to_string()]);
+        assert_eq!(
+            s.session_by_secret("sec").unwrap().unwrap().clients,
+            vec!["app".to_string()]
+        );
         assert_eq!(s.sessions_of("u").unwrap().len(), 1);
         assert_eq!(s.purge_expired(11).unwrap(), 2);
         assert!(s.session_by_secret("sec").unwrap().is_none());

@@ -88,6 +88,10 @@ pub struct Family {
     pub nonce: Option<String>,
     pub revoked: bool,
     pub expires_at: u64,
+    /// The identity at login; refreshed from the directory on each grant.
+    pub identity: IdentitySnapshot,
+    pub amr: Vec<String>,
+    pub acr: String,
 }
 
 /// One refresh token of a family.
@@ -142,6 +146,8 @@ pub trait OidcStore: Send + Sync + 'static {
 
     fn put_family(&self, f: &Family) -> Result<(), OidcError>;
     fn family(&self, id: &str) -> Result<Option<Family>, OidcError>;
+    /// Extends a live family's expiry (after a refresh); never un-revokes.
+    fn touch_family(&self, id: &str, expires_at: u64) -> Result<(), OidcError>;
     /// Marks the family revoked; returns true if it existed and was live.
     fn revoke_family(&self, id: &str) -> Result<bool, OidcError>;
     fn families_of_session(&self, sid: &str) -> Result<Vec<String>, OidcError>;
@@ -158,6 +164,9 @@ pub trait OidcStore: Send + Sync + 'static {
 
     fn attempts(&self, key: &str) -> Result<Attempts, OidcError>;
     fn put_attempts(&self, key: &str, a: &Attempts) -> Result<(), OidcError>;
+
+    /// Makes everything written so far durable (after logins and revocations).
+    fn flush(&self) -> Result<(), OidcError>;
 
     /// Drops expired sessions, codes, pending requests and families.
     fn purge_expired(&self, now: u64) -> Result<usize, OidcError>;

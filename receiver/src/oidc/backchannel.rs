@@ -1,0 +1,104 @@
+//! Back-channel logout delivery: a POST of `logout_token` to a configured inside URI.
+//!
+//! A hand-written HTTP/1.1 client over a tokio TcpStream: the receiver only ever calls
+//! URIs an operator configured, and this keeps the dependency tree (and the audit) small.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::oidc::util::url_encode;
+
+/// Why a delivery failed (logged, not retried: the RP's session also times out).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("unsupported back-channel URI {0:?} (only http://host:port/path)")]
+    Uri(String),
+    #[error("connecting or sending: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out")]
+    Timeout,
+    #[error("the app answered HTTP {0}")]
+    Status(u16),
+    #[error("the app's answer was not HTTP")]
+    Response,
+}
+
+/// Splits `http://host[:port]/path` into (host:port, host, path).
+fn split_uri(uri: &str) -> Result<(String, String, String), DeliveryError> {
+    let rest = uri
+        .strip_prefix("http://")
+        .ok_or_else(|| DeliveryError::Uri(uri.to_string()))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (
+            rest.get(..i).unwrap_or_default(),
+            rest.get(i..).unwrap_or("/"),
+        ),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(DeliveryError::Uri(uri.to_string()));
+    }
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    Ok((addr, authority.to_string(), path.to_string()))
+}
+
+/// POSTs the logout token; success is any 2xx answer.
+pub async fn deliver(uri: &str, logout_token: &str) -> Result<(), DeliveryError> {
+    let (addr, host, path) = split_uri(uri)?;
+    let body = format!("logout_token={}", url_encode(logout_token));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\nUser-Agent: airlock-receiver\r\n\r\n{body}",
+        body.len()
+    );
+    let exchange = async {
+        let mut s = TcpStream::connect(&addr).await?;
+        s.write_all(request.as_bytes()).await?;
+        let mut head = vec![0u8; 64];
+        let mut n = 0;
+        // Only the status line matters.
+        while n < 12 {
+            let got = s.read(head.get_mut(n..).unwrap_or_default()).await?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        let line = String::from_utf8_lossy(head.get(..n).unwrap_or_default()).into_owned();
+        let status = line
+            .strip_prefix("HTTP/1.")
+            .and_then(|r| r.get(2..5))
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or(DeliveryError::Response)?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(DeliveryError::Status(status))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| DeliveryError::Timeout)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_forms() {
+        assert_eq!(
+            split_uri("http://127.0.0.1:9/bc?x=1").unwrap(),
+            ("127.0.0.1:9".into(), "127.0.0.1:9".into(), "/bc?x=1".into())
+        );
+        assert_eq!(split_uri("http://app").unwrap().0, "app:80");
+        assert!(split_uri("https://app/").is_err());
+        assert!(split_uri("http://u@app/").is_err());
+    }
+}

@@ -1,0 +1,356 @@
+//! The authorization endpoint (code flow, PKCE S256, prompt, max_age, RFC 9207 `iss`).
+//!
+//! Errors before the client and redirect_uri are validated get an error page; after
+//! that they are redirected to the client with `error`, `state` and `iss`.
+
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+
+use crate::oidc::config::ClientConfig;
+use crate::oidc::endpoints::{
+    CSRF_COOKIE, Params, SESSION_COOKIE, cookie, paths, see_other, set_cookie,
+};
+use crate::oidc::error::OidcError;
+use crate::oidc::html;
+use crate::oidc::provider::Provider;
+use crate::oidc::store::{AuthCode, AuthRequest, PendingRequest, Session};
+use crate::oidc::util::{hash_secret, random_token, with_query};
+
+/// How long a user has to complete the login page.
+const PENDING_LIFETIME: u64 = 600;
+
+pub async fn get_handle(
+    State(p): State<Provider>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    authorize(&p, &headers, q.as_deref().unwrap_or(""))
+}
+
+pub async fn post_handle(
+    State(p): State<Provider>,
+    ConnectInfo(_peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    authorize(&p, &headers, &body)
+}
+
+/// A redirect-able error: sent to the validated redirect_uri.
+struct Redirected {
+    error: &'static str,
+    description: String,
+}
+
+fn err(error: &'static str, description: impl Into<String>) -> Redirected {
+    Redirected {
+        error,
+        description: description.into(),
+    }
+}
+
+fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
+    let params = match Params::parse(raw) {
+        Ok(x) => x,
+        Err(e) => {
+            return bad_page(
+                &format!("The sign-in request is malformed: {e}."),
+                "invalid_request",
+            );
+        }
+    };
+    let Some(client_id) = params.get("client_id") else {
+        return bad_page(
+            "The sign-in request names no application (client_id is missing).",
+            "invalid_request",
+        );
+    };
+    let Some(client) = p.config().client(client_id) else {
+        tracing::warn!(client_id, "authorization request from unknown client");
+        return bad_page(
+            "The application that sent you here is not registered with this sign-in service.",
+            "invalid_client",
+        );
+    };
+    let Some(redirect_uri) = params.get("redirect_uri") else {
+        return bad_page(
+            "The sign-in request has no redirect_uri.",
+            "invalid_request",
+        );
+    };
+    if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        tracing::warn!(client_id, redirect_uri, "redirect_uri mismatch");
+        return bad_page(
+            "The application asked to return to an address it has not registered.",
+            "invalid_request",
+        );
+    }
+    let state = params.get("state").map(str::to_string);
+    let back = |e: Redirected| redirect_error(p, redirect_uri, state.as_deref(), e);
+    let (request, prompt) = match validate(client, &params, redirect_uri) {
+        Ok(x) => x,
+        Err(e) => return back(e),
+    };
+    let session = match current_session(p, headers) {
+        Ok(s) => s,
+        Err(e) => return server_page(e),
+    };
+    let now = p.0.clock.now();
+    let fresh_enough = |s: &Session| {
+        request
+            .max_age
+            .is_none_or(|m| now.saturating_sub(s.auth_time) <= m)
+    };
+    let usable = match session {
+        Some(s) if !prompt.login && fresh_enough(&s) => {
+            match p.current_identity(&s.sub, &s.identity) {
+                Ok(Ok(_)) => Some(s),
+                Ok(Err(_)) => None,
+                Err(e) => return server_page(e),
+            }
+        }
+        _ => None,
+    };
+    match usable {
+        Some(s) => match issue_code(p, &request, &s) {
+            Ok(url) => see_other(&url),
+            Err(e) => server_page(e),
+        },
+        None if prompt.none => back(err(
+            "login_required",
+            "the user is not logged in (or must log in again)",
+        )),
+        None => start_login(p, headers, request),
+    }
+}
+
+#[derive(Default)]
+struct Prompt {
+    none: bool,
+    login: bool,
+}
+
+fn validate(
+    client: &ClientConfig,
+    params: &Params,
+    redirect_uri: &str,
+) -> Result<(AuthRequest, Prompt), Redirected> {
+    if params.get("request").is_some() {
+        return Err(err(
+            "request_not_supported",
+            "request objects are not supported",
+        ));
+    }
+    if params.get("request_uri").is_some() {
+        return Err(err(
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        ));
+    }
+    if params.get("response_type") != Some("code") {
+        return Err(err(
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        ));
+    }
+    if params.get("response_mode").is_some_and(|m| m != "query") {
+        return Err(err(
+            "invalid_request",
+            "only response_mode=query is supported",
+        ));
+    }
+    let scope: Vec<String> = params
+        .get("scope")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    if !scope.iter().any(|s| s == "openid") {
+        return Err(err("invalid_scope", "scope must include openid"));
+    }
+    if let Some(s) = scope.iter().find(|s| !client.allows_scope(s)) {
+        return Err(err(
+            "invalid_scope",
+            format!("scope {s} is not allowed for this client"),
+        ));
+    }
+    let challenge = params.get("code_challenge");
+    match (challenge, params.get("code_challenge_method")) {
+        (Some(_), Some("S256")) => {}
+        (Some(_), _) => return Err(err("invalid_request", "code_challenge_method must be S256")),
+        (None, Some(_)) => {
+            return Err(err(
+                "invalid_request",
+                "code_challenge_method without code_challenge",
+            ));
+        }
+        (None, None) if client.public => {
+            return Err(err(
+                "invalid_request",
+                "PKCE (code_challenge, S256) is required for this client",
+            ));
+        }
+        (None, None) => {}
+    }
+    if let Some(c) = challenge
+        && (c.len() != 43
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(err(
+            "invalid_request",
+            "code_challenge must be a base64url SHA-256 (43 characters)",
+        ));
+    }
+    let mut prompt = Prompt::default();
+    for v in params
+        .get("prompt")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+    {
+        match v {
+            "none" => prompt.none = true,
+            "login" => prompt.login = true,
+            other => {
+                return Err(err(
+                    "invalid_request",
+                    format!("prompt={other} is not supported"),
+                ));
+            }
+        }
+    }
+    if prompt.none && prompt.login {
+        return Err(err(
+            "invalid_request",
+            "prompt=none cannot be combined with other values",
+        ));
+    }
+    let max_age = match params.get("max_age") {
+        Some(m) => Some(
+            m.parse::<u64>()
+                .map_err(|_| err("invalid_request", "max_age must be a number of seconds"))?,
+        ),
+        None => None,
+    };
+    let short = |k: &str| {
+        params
+            .get(k)
+            .filter(|v| v.len() > 512)
+            .map(|_| k.to_string())
+    };
+    if let Some(k) = short("state").or_else(|| short("nonce")) {
+        return Err(err(
+            "invalid_request",
+            format!("{k} is longer than 512 characters"),
+        ));
+    }
+    let request = AuthRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.to_string(),
+        scope,
+        state: params.get("state").map(String::from),
+        nonce: params.get("nonce").map(String::from),
+        code_challenge: challenge.map(String::from),
+        max_age,
+    };
+    Ok((request, prompt))
+}
+
+/// The live session of this browser, if any.
+pub fn current_session(p: &Provider, headers: &HeaderMap) -> Result<Option<Session>, OidcError> {
+    let Some(secret) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let now = p.0.clock.now();
+    Ok(p.0
+        .store
+        .session_by_secret(&hash_secret(&secret))?
+        .filter(|s| s.expires_at > now))
+}
+
+/// Issues a code for `request` in `session`; returns the redirect URL.
+pub fn issue_code(
+    p: &Provider,
+    request: &AuthRequest,
+    session: &Session,
+) -> Result<String, OidcError> {
+    let code = random_token(32);
+    let now = p.0.clock.now();
+    let record = AuthCode {
+        request: request.clone(),
+        sid: session.sid.clone(),
+        sub: session.sub.clone(),
+        auth_time: session.auth_time,
+        expires_at: now + p.config().code_lifetime_secs,
+        used_by_family: None,
+    };
+    p.0.store.put_code(&hash_secret(&code), &record)?;
+    p.0.store
+        .add_session_client(&session.sid, &request.client_id)?;
+    let mut q: Vec<(&str, &str)> = vec![("code", &code)];
+    if let Some(s) = &request.state {
+        q.push(("state", s));
+    }
+    q.push(("iss", &p.config().issuer));
+    Ok(with_query(&request.redirect_uri, &q))
+}
+
+fn redirect_error(
+    p: &Provider,
+    redirect_uri: &str,
+    state: Option<&str>,
+    e: Redirected,
+) -> Response {
+    tracing::info!(error = e.error, description = %e.description, "authorization request refused");
+    let mut q: Vec<(&str, &str)> = vec![("error", e.error), ("error_description", &e.description)];
+    if let Some(s) = state {
+        q.push(("state", s));
+    }
+    q.push(("iss", &p.config().issuer));
+    see_other(&with_query(redirect_uri, &q))
+}
+
+/// Parks the request and sends the browser to the login page. The CSRF token is bound
+/// to this browser by a cookie (double submit) and to the parked request.
+fn start_login(p: &Provider, headers: &HeaderMap, request: AuthRequest) -> Response {
+    let existing = cookie(headers, CSRF_COOKIE).filter(|c| c.len() == 43);
+    let csrf = existing.clone().unwrap_or_else(|| random_token(32));
+    let txn = random_token(24);
+    let pending = PendingRequest {
+        request,
+        csrf: csrf.clone(),
+        expires_at: p.0.clock.now() + PENDING_LIFETIME,
+    };
+    if let Err(e) = p.0.store.put_pending(&txn, &pending) {
+        return server_page(e);
+    }
+    let mut r = see_other(&with_query(paths::LOGIN, &[("txn", &txn)]));
+    if existing.is_none() {
+        r.headers_mut()
+            .append(header::SET_COOKIE, set_cookie(p, CSRF_COOKIE, &csrf, None));
+    }
+    r
+}
+
+pub fn bad_page(message: &str, code: &str) -> Response {
+    html::error_page(
+        StatusCode::BAD_REQUEST,
+        "Sign-in request not accepted",
+        message,
+        code,
+    )
+}
+
+pub fn server_page(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "OIDC server error");
+    html::error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Sign-in is unavailable",
+        "The sign-in service hit an internal error. Try again in a minute.",
+        "server_error",
+    )
+}

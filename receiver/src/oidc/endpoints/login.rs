@@ -1,0 +1,197 @@
+//! The login page: GET shows the form, POST checks the transfer code.
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::oidc::endpoints::authorize::{bad_page, issue_code, server_page};
+use crate::oidc::endpoints::{
+    CSRF_COOKIE, Params, SESSION_COOKIE, cookie, paths, see_other, set_cookie,
+};
+use crate::oidc::html::{self, escape};
+use crate::oidc::login::{self, Authenticated, Limiter, LoginFailure};
+use crate::oidc::provider::Provider;
+use crate::oidc::store::{PendingRequest, Session};
+use crate::oidc::util::{ct_eq, hash_secret, random_token};
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    txn: Option<String>,
+}
+
+pub async fn show(State(p): State<Provider>, Query(q): Query<LoginQuery>) -> Response {
+    let Some(txn) = q.txn.filter(|t| t.len() <= 64) else {
+        return bad_page(
+            "This page is opened by an application's sign-in link.",
+            "invalid_request",
+        );
+    };
+    match pending(&p, &txn) {
+        Ok(Some(pend)) => form_page(&p, &txn, &pend, None, StatusCode::OK),
+        Ok(None) => expired_page(),
+        Err(r) => r,
+    }
+}
+
+fn pending(p: &Provider, txn: &str) -> Result<Option<PendingRequest>, Response> {
+    let now = p.0.clock.now();
+    match p.0.store.pending(txn) {
+        Ok(x) => Ok(x.filter(|x| x.expires_at > now)),
+        Err(e) => Err(server_page(e)),
+    }
+}
+
+fn expired_page() -> Response {
+    html::error_page(
+        StatusCode::BAD_REQUEST,
+        "Sign-in page expired",
+        "This sign-in page has expired or was already used. Go back to the application and start again.",
+        "login_expired",
+    )
+}
+
+fn form_page(
+    p: &Provider,
+    txn: &str,
+    pend: &PendingRequest,
+    failure: Option<&LoginFailure>,
+    status: StatusCode,
+) -> Response {
+    let _ = p;
+    let (alert, invalid) = match failure {
+        Some(f) => (
+            format!(
+                "<p id=\"code-error\" class=\"error\" role=\"alert\">{}</p>\n",
+                escape(&f.message())
+            ),
+            " aria-invalid=\"true\" aria-describedby=\"code-hint code-error\"",
+        ),
+        None => (String::new(), " aria-describedby=\"code-hint\""),
+    };
+    let main = format!(
+        r#"<h1>Sign in</h1>
+<p>to <span class="client">{client}</span> with your outside account.</p>
+{alert}<form method="post" action="{action}">
+<input type="hidden" name="txn" value="{txn}">
+<input type="hidden" name="csrf" value="{csrf}">
+<input type="hidden" name="method" value="transfer_code">
+<label for="code">Transfer code</label>
+<p id="code-hint" class="hint">The 25-character code shown after you signed in outside, like <code>7KQ2M-X4HDN-R8WPA-3FZTC-9JB6E</code>. Dashes and case do not matter.</p>
+<input type="text" id="code" name="code" required autocomplete="one-time-code" autocapitalize="characters" spellcheck="false" maxlength="64" autofocus{invalid}>
+<button type="submit">Sign in</button>
+</form>"#,
+        client = escape(&pend.request.client_id),
+        action = paths::LOGIN,
+        txn = escape(txn),
+        csrf = escape(&pend.csrf),
+    );
+    html::page(status, "Sign in", &main)
+}
+
+pub async fn submit(
+    State(p): State<Provider>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let Ok(form) = Params::parse(&body) else {
+        return bad_page("The sign-in form was malformed.", "invalid_request");
+    };
+    let Some(txn) = form.get("txn") else {
+        return expired_page();
+    };
+    let pend = match pending(&p, txn) {
+        Ok(Some(x)) => x,
+        Ok(None) => return expired_page(),
+        Err(r) => return r,
+    };
+    // Double submit: the form's token must match both this browser's cookie and the request.
+    let csrf_ok = match (form.get("csrf"), cookie(&headers, CSRF_COOKIE)) {
+        (Some(f), Some(c)) => ct_eq(f, &c) && ct_eq(f, &pend.csrf),
+        _ => false,
+    };
+    if !csrf_ok {
+        tracing::warn!(peer = %peer.ip(), "login form CSRF check failed");
+        return html::error_page(
+            StatusCode::FORBIDDEN,
+            "Sign-in form rejected",
+            "The form did not come from this browser's sign-in page (or cookies are blocked). Go back to the application and start again.",
+            "csrf",
+        );
+    }
+    if form.get("method").unwrap_or("transfer_code") != "transfer_code" {
+        return bad_page("That sign-in method is not available.", "invalid_request");
+    }
+    let typed = form.get("code").unwrap_or("");
+    let c = p.config();
+    let per_locator = Limiter {
+        store: &*p.0.store,
+        max: c.max_attempts_per_locator,
+        window: c.lockout_secs,
+    };
+    let per_address = Limiter {
+        store: &*p.0.store,
+        max: c.max_attempts_per_address,
+        window: c.lockout_secs,
+    };
+    let now = p.0.clock.now();
+    let ip = peer.ip().to_string();
+    let outcome = login::transfer_code(
+        &*p.0.directory,
+        (&per_locator, &per_address),
+        &ip,
+        typed,
+        now,
+    )
+    .await;
+    match outcome {
+        Err(e) => server_page(e),
+        Ok(Err(failure)) => {
+            tracing::info!(peer = %ip, reason = failure.reason(), "login failed");
+            let status = match failure {
+                LoginFailure::LockedAddress { .. } | LoginFailure::LockedCode { .. } => {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            form_page(&p, txn, &pend, Some(&failure), status)
+        }
+        Ok(Ok(auth)) => finish(&p, txn, &pend, auth),
+    }
+}
+
+/// Creates the session, issues the code, and sends the browser back to the app.
+fn finish(p: &Provider, txn: &str, pend: &PendingRequest, auth: Authenticated) -> Response {
+    let now = p.0.clock.now();
+    let secret = random_token(32);
+    let lifetime = p.config().session_lifetime_secs;
+    let session = Session {
+        sid: random_token(16),
+        sub: auth.sub,
+        auth_time: now,
+        expires_at: now + lifetime,
+        amr: auth.method.amr().iter().map(|s| s.to_string()).collect(),
+        acr: auth.method.acr().to_string(),
+        identity: auth.identity,
+        clients: vec![],
+    };
+    let stored =
+        p.0.store
+            .put_session(&hash_secret(&secret), &session)
+            .and_then(|_| p.0.store.delete_pending(txn))
+            .and_then(|_| issue_code(p, &pend.request, &session))
+            .and_then(|url| p.0.store.flush().map(|_| url));
+    match stored {
+        Ok(url) => {
+            tracing::info!(sub = %session.sub, sid = %session.sid, client = %pend.request.client_id, "login succeeded");
+            let mut r = see_other(&url);
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(p, SESSION_COOKIE, &secret, Some(lifetime)),
+            );
+            r
+        }
+        Err(e) => server_page(e),
+    }
+}

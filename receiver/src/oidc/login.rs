@@ -1,0 +1,191 @@
+//! Login methods and the attempt limits that protect them.
+//!
+//! [`LoginMethod`] is the seam for later methods (a provisioned user's passkey): each
+//! method turns a submitted form into an [`Authenticated`] identity or a [`LoginFailure`]
+//! the page explains. Today there is one: the transfer code of a LoginTicket.
+
+use crate::oidc::directory::IdentityDirectory;
+use crate::oidc::error::OidcError;
+use crate::oidc::store::{Attempts, IdentitySnapshot, OidcStore};
+use crate::oidc::transfer_code::{CodeError, TransferCode};
+
+/// The ways a person can prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMethod {
+    /// The one-time code shown outside after the outside login (LoginTicket).
+    TransferCode,
+}
+
+impl LoginMethod {
+    /// RFC 8176 authentication method reference.
+    pub fn amr(self) -> &'static [&'static str] {
+        match self {
+            LoginMethod::TransferCode => &["otp"],
+        }
+    }
+
+    /// The `acr` value the ID token carries.
+    pub fn acr(self) -> &'static str {
+        match self {
+            LoginMethod::TransferCode => "urn:airlock:acr:transfer-code",
+        }
+    }
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub sub: String,
+    pub identity: IdentitySnapshot,
+    pub method: LoginMethod,
+}
+
+/// Why a login failed, in words for the person at the keyboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginFailure {
+    Malformed(CodeError),
+    Wrong,
+    Expired,
+    Used,
+    LockedCode { minutes: u64 },
+    LockedAddress { minutes: u64 },
+    UserRevoked,
+}
+
+impl LoginFailure {
+    pub fn message(&self) -> String {
+        match self {
+            LoginFailure::Malformed(e) => format!("That is not a valid transfer code: {e}."),
+            LoginFailure::Wrong => "That code is not right. Check it against the one shown to you outside and try again.".into(),
+            LoginFailure::Expired => "This code has expired. Sign in again outside to get a new code.".into(),
+            LoginFailure::Used => "This code has already been used. Each code works once: sign in again outside to get a new one.".into(),
+            LoginFailure::LockedCode { minutes } => format!(
+                "Too many wrong attempts for this code. It is locked for {minutes} minutes; sign in again outside to get a new code."
+            ),
+            LoginFailure::LockedAddress { minutes } => format!(
+                "Too many failed sign-in attempts from your computer. Try again in {minutes} minutes."
+            ),
+            LoginFailure::UserRevoked => "Your access has been withdrawn. Contact your administrator.".into(),
+        }
+    }
+
+    /// Stable label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoginFailure::Malformed(_) => "malformed",
+            LoginFailure::Wrong => "wrong",
+            LoginFailure::Expired => "expired",
+            LoginFailure::Used => "used",
+            LoginFailure::LockedCode { .. } => "locked_code",
+            LoginFailure::LockedAddress { .. } => "locked_address",
+            LoginFailure::UserRevoked => "revoked",
+        }
+    }
+}
+
+/// Attempt limits: `max` failures within `window` seconds lock the key for `window` seconds.
+pub struct Limiter<'a> {
+    pub store: &'a dyn OidcStore,
+    pub max: u32,
+    pub window: u64,
+}
+
+impl Limiter<'_> {
+    /// Remaining lock time in whole minutes (rounded up), if locked.
+    pub fn locked(&self, key: &str, now: u64) -> Result<Option<u64>, OidcError> {
+        let a = self.store.attempts(key)?;
+        Ok((a.locked_until > now).then(|| (a.locked_until - now).div_ceil(60)))
+    }
+
+    pub fn fail(&self, key: &str, now: u64) -> Result<(), OidcError> {
+        let mut a = self.store.attempts(key)?;
+        if a.window_start + self.window <= now {
+            a = Attempts {
+                failures: 0,
+                window_start: now,
+                locked_until: a.locked_until,
+            };
+        }
+        a.failures = a.failures.saturating_add(1);
+        if a.failures >= self.max {
+            a.locked_until = now + self.window;
+            tracing::warn!(key, failures = a.failures, "attempt limit reached: locked");
+        }
+        self.store.put_attempts(key, &a)
+    }
+}
+
+/// Checks a typed transfer code; consumes the ticket on success. `address` is the client IP.
+pub async fn transfer_code(
+    directory: &dyn IdentityDirectory,
+    limits: (&Limiter<'_>, &Limiter<'_>),
+    address: &str,
+    typed: &str,
+    now: u64,
+) -> Result<Result<Authenticated, LoginFailure>, OidcError> {
+    let (per_locator, per_address) = limits;
+    let addr_key = format!("addr:{address}");
+    if let Some(minutes) = per_address.locked(&addr_key, now)? {
+        return Ok(Err(LoginFailure::LockedAddress { minutes }));
+    }
+    let code = match TransferCode::parse(typed) {
+        Ok(c) => c,
+        // A typo caught by the check character costs no attempt: it cannot be a guess.
+        Err(e) => return Ok(Err(LoginFailure::Malformed(e))),
+    };
+    let locator = code.locator();
+    let loc_key = format!("loc:{}", hex::encode(locator));
+    if let Some(minutes) = per_locator.locked(&loc_key, now)? {
+        return Ok(Err(LoginFailure::LockedCode { minutes }));
+    }
+    let Some(ticket) = directory.ticket(&locator)? else {
+        per_address.fail(&addr_key, now)?;
+        per_locator.fail(&loc_key, now)?;
+        return Ok(Err(LoginFailure::Wrong));
+    };
+    // Verify before saying "expired" or "used", so only the code's holder learns that.
+    let hash = ticket.code_hash.clone();
+    let secret = code.secret();
+    let ok = tokio::task::spawn_blocking(move || verify_argon2(&hash, &secret))
+        .await
+        .map_err(|e| OidcError::Store(format!("argon2 task failed: {e}")))?;
+    if !ok {
+        per_address.fail(&addr_key, now)?;
+        per_locator.fail(&loc_key, now)?;
+        return Ok(Err(LoginFailure::Wrong));
+    }
+    if ticket.used {
+        return Ok(Err(LoginFailure::Used));
+    }
+    if ticket.expires_at <= now {
+        return Ok(Err(LoginFailure::Expired));
+    }
+    let sub = airlock_protocol::message::local_subject(&ticket.issuer, &ticket.subject);
+    if directory.user(&sub)?.is_some_and(|u| u.revoked) {
+        return Ok(Err(LoginFailure::UserRevoked));
+    }
+    if !directory.consume_ticket(&locator)? {
+        return Ok(Err(LoginFailure::Used));
+    }
+    Ok(Ok(Authenticated {
+        sub,
+        identity: IdentitySnapshot {
+            issuer: ticket.issuer,
+            subject: ticket.subject,
+            claims: ticket.claims,
+            seq: ticket.seq,
+        },
+        method: LoginMethod::TransferCode,
+    }))
+}
+
+/// Argon2id verification of a PHC string; false on any malformed hash.
+pub fn verify_argon2(phc: &str, secret: &str) -> bool {
+    use argon2::PasswordVerifier;
+    match argon2::PasswordHash::new(phc) {
+        Ok(h) if h.algorithm.as_str() == "argon2id" => argon2::Argon2::default()
+            .verify_password(secret.as_bytes(), &h)
+            .is_ok(),
+        _ => false,
+    }
+}

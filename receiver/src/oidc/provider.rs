@@ -1,0 +1,265 @@
+//! The provider handle: state, identity checks, session ends, the HTTP listener.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::oidc::config::OidcConfig;
+use crate::oidc::directory::IdentityDirectory;
+use crate::oidc::error::OidcError;
+use crate::oidc::keys::KeySet;
+use crate::oidc::sled_store::SledOidcStore;
+use crate::oidc::store::{IdentitySnapshot, OidcStore, Session};
+use crate::oidc::util::Clock;
+use crate::oidc::{backchannel, tokens};
+
+/// What the daemon hands the provider.
+#[derive(Clone)]
+pub struct OidcDeps {
+    /// The daemon's database; the provider uses trees prefixed `oidc_`.
+    pub db: sled::Db,
+    /// Users and tickets, filled by ingest.
+    pub directory: Arc<dyn IdentityDirectory>,
+    /// The system clock in production; tests move a manual one.
+    pub clock: Clock,
+}
+
+impl OidcDeps {
+    pub fn new(db: sled::Db, directory: Arc<dyn IdentityDirectory>) -> Self {
+        OidcDeps {
+            db,
+            directory,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// A cheap, cloneable handle on the running provider.
+#[derive(Clone)]
+pub struct Provider(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub config: OidcConfig,
+    pub store: Arc<dyn OidcStore>,
+    pub directory: Arc<dyn IdentityDirectory>,
+    pub keys: KeySet,
+    pub clock: Clock,
+    /// client_id -> SHA-256 of the secret that last passed argon2 (argon2 once per client).
+    pub secret_cache: Mutex<HashMap<String, String>>,
+}
+
+/// Why an identity may not get tokens now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    Revoked,
+    Expired,
+}
+
+impl Provider {
+    /// Validates the config, opens the state, loads or creates the signing keys.
+    pub fn new(config: OidcConfig, deps: OidcDeps) -> Result<Self, OidcError> {
+        config.validate()?;
+        let store = SledOidcStore::open(deps.db)?;
+        let now = deps.clock.now();
+        let keys = KeySet::init(&store, now)?;
+        Ok(Provider(Arc::new(Inner {
+            config,
+            store: Arc::new(store),
+            directory: deps.directory,
+            keys,
+            clock: deps.clock,
+            secret_cache: Mutex::new(HashMap::new()),
+        })))
+    }
+
+    pub fn config(&self) -> &OidcConfig {
+        &self.0.config
+    }
+
+    /// The axum router with every endpoint.
+    pub fn router(&self) -> axum::Router {
+        crate::oidc::endpoints::router(self.clone())
+    }
+
+    /// Binds the configured address and serves until the future is dropped.
+    pub async fn serve(self) -> Result<(), OidcError> {
+        let addr = self.0.config.listen;
+        if self.0.config.tls() {
+            return crate::oidc::tls::serve_tls(self).await;
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| OidcError::Io {
+                what: format!("binding the OpenID provider to {addr}"),
+                source,
+            })?;
+        self.serve_on(listener).await
+    }
+
+    /// Serves plain HTTP on an already bound listener (tests bind port 0 first).
+    pub async fn serve_on(self, listener: tokio::net::TcpListener) -> Result<(), OidcError> {
+        tracing::info!(addr = ?listener.local_addr().ok(), issuer = %self.0.config.issuer, "OpenID provider listening");
+        self.spawn_maintenance();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
+            .await
+            .map_err(|source| OidcError::Io {
+                what: "serving the OpenID provider".into(),
+                source,
+            })
+    }
+
+    /// Every minute: drop expired state, pick up key changes.
+    pub(crate) fn spawn_maintenance(&self) {
+        let p = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let now = p.0.clock.now();
+                if let Err(e) =
+                    p.0.store
+                        .purge_expired(now)
+                        .and_then(|_| p.0.keys.reload(&*p.0.store, now))
+                {
+                    tracing::warn!(error = %e, "OIDC maintenance failed");
+                }
+            }
+        });
+    }
+
+    /// The ingest side's hook for an applied Revoke frame: ends the user's sessions,
+    /// revokes every grant (refresh and access tokens) and notifies inside apps.
+    /// Returns the number of sessions ended.
+    pub fn revoke_user(&self, local_sub: &str) -> Result<usize, OidcError> {
+        let sessions = self.0.store.sessions_of(local_sub)?;
+        let n = sessions.len();
+        for s in sessions {
+            self.end_session(&s.sid)?;
+        }
+        for fam in self.0.store.families_of_sub(local_sub)? {
+            self.0.store.revoke_family(&fam)?;
+        }
+        self.0.store.flush()?;
+        tracing::info!(sub = %local_sub, sessions = n, "user revoked: sessions ended, tokens revoked");
+        Ok(n)
+    }
+
+    /// Rotates the signing keys of this running provider (see [`crate::oidc::keys::rotate_keys`]).
+    pub fn rotate_keys(&self) -> Result<Vec<String>, OidcError> {
+        let now = self.0.clock.now();
+        let c = &self.0.config;
+        let kids = crate::oidc::keys::rotate_keys(
+            &*self.0.store,
+            now,
+            c.key_rotation_delay_secs,
+            key_overlap(c),
+        )?;
+        self.0.keys.reload(&*self.0.store, now)?;
+        Ok(kids)
+    }
+
+    /// Ends one session: removes it, revokes its grants, sends back-channel logouts.
+    pub(crate) fn end_session(&self, sid: &str) -> Result<Option<Session>, OidcError> {
+        let Some(session) = self.0.store.delete_session(sid)? else {
+            return Ok(None);
+        };
+        for fam in self.0.store.families_of_session(sid)? {
+            self.0.store.revoke_family(&fam)?;
+        }
+        self.0.store.flush()?;
+        self.notify_logout(&session);
+        Ok(Some(session))
+    }
+
+    /// Spawns one back-channel delivery per client of the session that registered a URI.
+    fn notify_logout(&self, session: &Session) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(sid = %session.sid, "no runtime: back-channel logout not sent");
+            return;
+        };
+        let now = self.0.clock.now();
+        for client_id in &session.clients {
+            let Some(client) = self.0.config.client(client_id) else {
+                continue;
+            };
+            let Some(uri) = client.backchannel_logout_uri.clone() else {
+                continue;
+            };
+            let token = match tokens::logout_token(
+                &self.0.keys,
+                &self.0.config.issuer,
+                client,
+                &session.sub,
+                &session.sid,
+                now,
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(client = %client_id, error = %e, "cannot sign logout token");
+                    continue;
+                }
+            };
+            let client_id = client_id.clone();
+            rt.spawn(async move {
+                match backchannel::deliver(&uri, &token).await {
+                    Ok(()) => tracing::info!(client = %client_id, "back-channel logout delivered"),
+                    Err(e) => tracing::warn!(client = %client_id, %uri, error = %e, "back-channel logout failed"),
+                }
+            });
+        }
+    }
+
+    /// The identity to put in tokens now, or why not: the directory's view when it
+    /// knows the user (revocation, approval expiry, fresh claims), else the login snapshot.
+    pub(crate) fn current_identity(
+        &self,
+        sub: &str,
+        snapshot: &IdentitySnapshot,
+    ) -> Result<Result<IdentitySnapshot, Denied>, OidcError> {
+        let now = self.0.clock.now();
+        match self.0.directory.user(sub)? {
+            Some(u) if u.revoked => Ok(Err(Denied::Revoked)),
+            Some(u) if u.valid_until <= now => Ok(Err(Denied::Expired)),
+            Some(u) => Ok(Ok(IdentitySnapshot {
+                issuer: u.issuer,
+                subject: u.subject,
+                claims: u.claims,
+                seq: u.provisioned_seq,
+            })),
+            None => Ok(Ok(snapshot.clone())),
+        }
+    }
+}
+
+/// How long an old key stays published after its successor starts signing.
+pub(crate) fn key_overlap(c: &OidcConfig) -> u64 {
+    c.id_token_lifetime_secs
+        .max(c.access_token_lifetime_secs)
+        .saturating_add(300)
+}
+
+/// Rotates the keys stored in `db` (the CLI's `keys rotate`; the daemon must not hold
+/// the database open, sled allows one process). A running provider picks the keys up
+/// within a minute.
+pub fn rotate_keys_in_db(
+    db: sled::Db,
+    config: &OidcConfig,
+    now: u64,
+) -> Result<Vec<String>, OidcError> {
+    let store = SledOidcStore::open(db)?;
+    KeySet::init(&store, now)?;
+    crate::oidc::keys::rotate_keys(
+        &store,
+        now,
+        config.key_rotation_delay_secs,
+        key_overlap(config),
+    )
+}
+
+/// Convenience for the daemon: build the provider and serve it.
+pub async fn serve(config: OidcConfig, deps: OidcDeps) -> Result<(), OidcError> {
+    Provider::new(config, deps)?.serve().await
+}
