@@ -12,6 +12,7 @@
 
 pub mod datagram;
 pub mod impair;
+pub mod ops;
 pub mod peer;
 pub mod serial_pty;
 pub mod supervisor;
