@@ -2,12 +2,20 @@
 //! airlock-sender: the outside half of Airlock.
 //!
 //! intake ([`intake`]) -> one policy filter ([`policy`]) -> spool ([`spool`]) -> durable
-//! outbox ([`outbox`]) -> seal -> link (blocks, FEC, repetition, pacing) over UDP or serial.
+//! outbox ([`outbox`]) -> sealing [`engine`] -> [`sendloop`] (blocks, FEC, repetition,
+//! [`pacer`]) -> [`transport`] (UDP or serial).
 
 pub mod config;
+pub mod daemon;
+pub mod engine;
 pub mod intake;
+pub mod metrics;
 pub mod outbox;
+pub mod pacer;
 pub mod policy;
+pub mod sendloop;
 pub mod spool;
+pub mod status;
 pub mod ticket;
 pub mod transfer_code;
+pub mod transport;

@@ -1,0 +1,502 @@
+//! The sealing engine: the single writer of the outbox, on a thread of its own (sled and
+//! Ed25519 are blocking work).
+//!
+//! Loop: ingest spool batches and commands -> seal pending records -> heartbeat when due ->
+//! carousel when idle -> housekeeping. Every sealed frame is committed (log entry, seq,
+//! chain head) and flushed before it is handed to the link task.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use airlock_protocol::message::{Body, ENVELOPE_VERSION, Envelope, Heartbeat};
+use airlock_protocol::seal::{SealError, Sealer};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use crate::outbox::{ChainState, LogEntry, Outbox, OutboxError, SealCommit, StateChange};
+use crate::sendloop::{Outbound, SendKind};
+use crate::spool::{self, Command, Entry, SpoolError};
+use crate::status::{self, Status};
+
+/// Records sealed per outbox transaction.
+const SEAL_BATCH: usize = 512;
+/// Spool scans at most this often while busy.
+const SPOOL_SCAN: Duration = Duration::from_millis(50);
+const IDLE_SLEEP: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("sealing failed: {0}")]
+    Seal(#[from] SealError),
+    #[error("the link task stopped; see the previous error")]
+    LinkClosed,
+}
+
+/// Engine settings from the config.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub session_id: u64,
+    pub heartbeat_secs: u32,
+    pub carousel: Option<Duration>,
+    pub retention_secs: u64,
+    pub spool_dir: PathBuf,
+    pub status_file: PathBuf,
+}
+
+pub struct Engine {
+    outbox: Outbox,
+    sealer: Sealer,
+    chain: ChainState,
+    tx: mpsc::Sender<Outbound>,
+    metrics: Arc<Metrics>,
+    settings: EngineSettings,
+    shutdown: Arc<AtomicBool>,
+    sent_through: Arc<AtomicU64>,
+    carousel: VecDeque<Vec<u8>>,
+    next_heartbeat: Instant,
+    next_carousel: Option<Instant>,
+    next_spool_scan: Instant,
+    next_housekeeping: Instant,
+    next_prune: Instant,
+    status: Status,
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Engine {
+    pub fn new(
+        outbox: Outbox,
+        sealer: Sealer,
+        tx: mpsc::Sender<Outbound>,
+        metrics: Arc<Metrics>,
+        settings: EngineSettings,
+        shutdown: Arc<AtomicBool>,
+        sent_through: Arc<AtomicU64>,
+    ) -> Result<Self, EngineError> {
+        let chain = outbox.chain()?;
+        let now = Instant::now();
+        let status = Status::new(settings.session_id, sealer.signer_kid());
+        Ok(Self {
+            chain,
+            next_heartbeat: now,
+            next_carousel: settings.carousel.map(|d| now + d),
+            next_spool_scan: now,
+            next_housekeeping: now,
+            next_prune: now,
+            outbox,
+            sealer,
+            tx,
+            metrics,
+            settings,
+            shutdown,
+            sent_through,
+            carousel: VecDeque::new(),
+            status,
+        })
+    }
+
+    /// Runs until the shutdown flag is set; leaves the outbox flushed.
+    pub fn run(mut self) -> Result<(), EngineError> {
+        let sent = self.outbox.sent_through()?;
+        self.sent_through.store(sent, Relaxed);
+        self.resend_unsent(sent)?;
+        tracing::info!(
+            next_seq = self.chain.next_seq,
+            sent_through = sent,
+            pending = self.outbox.pending_len(),
+            "engine started"
+        );
+        let result = self.main_loop();
+        let finish = self.housekeeping(true);
+        result.and(finish)
+    }
+
+    fn main_loop(&mut self) -> Result<(), EngineError> {
+        while !self.shutdown.load(Relaxed) {
+            let now = Instant::now();
+            let mut busy = false;
+            if now >= self.next_spool_scan {
+                busy |= self.drain_spool()?;
+                self.next_spool_scan = now + SPOOL_SCAN;
+            }
+            busy |= self.seal_pending()? > 0;
+            if now >= self.next_heartbeat {
+                self.seal_heartbeat()?;
+                self.next_heartbeat =
+                    now + Duration::from_secs(u64::from(self.settings.heartbeat_secs));
+            }
+            if !busy {
+                busy |= self.carousel_step(now)?;
+            }
+            if now >= self.next_housekeeping {
+                self.housekeeping(false)?;
+                self.next_housekeeping = now + Duration::from_secs(1);
+            }
+            if !busy {
+                std::thread::sleep(IDLE_SLEEP);
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames sealed before the last stop whose first transmission may not have left.
+    fn resend_unsent(&mut self, sent_through: u64) -> Result<(), EngineError> {
+        if self.chain.next_seq <= sent_through + 1 {
+            return Ok(());
+        }
+        let n = self.resend(sent_through + 1, self.chain.next_seq - 1)?;
+        tracing::info!(
+            from = sent_through + 1,
+            frames = n,
+            "re-sending frames sealed but possibly unsent before the last stop"
+        );
+        Ok(())
+    }
+
+    /// Handles every complete spool file; true if any was found.
+    fn drain_spool(&mut self) -> Result<bool, EngineError> {
+        let entries = spool::list(&self.settings.spool_dir)?;
+        let found = !entries.is_empty();
+        for entry in entries {
+            match entry {
+                Entry::Batch { id, path } => self.ingest_batch(&id, &path)?,
+                Entry::Command { id, path } => self.run_command(&id, &path)?,
+            }
+            if self.shutdown.load(Relaxed) {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    fn ingest_batch(&mut self, id: &str, path: &std::path::Path) -> Result<(), EngineError> {
+        if self.outbox.is_ingested(id)? {
+            return Ok(spool::remove(path)?);
+        }
+        match spool::read_batch(path) {
+            Ok(batch) => {
+                self.outbox.ingest(id, &batch.items, unix_now())?;
+                self.metrics
+                    .records_ingested_total
+                    .fetch_add(batch.items.len() as u64, Relaxed);
+                tracing::info!(
+                    batch = id,
+                    records = batch.items.len(),
+                    "ingested spool batch"
+                );
+                spool::remove(path)?;
+            }
+            Err(e) => self.quarantine(path, &e),
+        }
+        Ok(())
+    }
+
+    fn quarantine(&self, path: &std::path::Path, error: &SpoolError) {
+        Metrics::inc(&self.metrics.spool_errors_total);
+        match spool::quarantine(path) {
+            Ok(dest) => {
+                tracing::error!(%error, moved_to = %dest.display(), "damaged spool file moved aside")
+            }
+            Err(e) => {
+                tracing::error!(%error, move_error = %e, "damaged spool file could not be moved aside")
+            }
+        }
+    }
+
+    fn run_command(&mut self, id: &str, path: &std::path::Path) -> Result<(), EngineError> {
+        match spool::read_command(path) {
+            Ok(Command::Resend { from, to }) => {
+                let to = to.min(self.chain.next_seq.saturating_sub(1));
+                let n = if from <= to {
+                    self.resend(from, to)?
+                } else {
+                    0
+                };
+                let wanted = (from <= to).then(|| to - from + 1).unwrap_or(0);
+                if (n as u64) < wanted {
+                    tracing::warn!(
+                        command = id,
+                        from,
+                        to,
+                        found = n,
+                        "some requested seqs are no longer in the outbound log (retention)"
+                    );
+                }
+                tracing::info!(command = id, from, to, frames = n, "resend done");
+                spool::remove(path)?;
+            }
+            Err(e) => self.quarantine(path, &e),
+        }
+        Ok(())
+    }
+
+    /// Re-encrypts the logged Sign1 of `from..=to` and hands it to the link.
+    fn resend(&mut self, from: u64, to: u64) -> Result<usize, EngineError> {
+        let mut n = 0;
+        let mut batch = Vec::new();
+        for entry in self.outbox.log_range(from, to) {
+            let entry = entry?;
+            let sealed = self.sealer.encrypt(&entry.sign1)?;
+            batch.push(Outbound {
+                seq: entry.seq,
+                sealed: Arc::new(sealed),
+                kind: SendKind::Resend,
+            });
+            n += 1;
+            if batch.len() >= SEAL_BATCH {
+                self.hand_over(std::mem::take(&mut batch))?;
+            }
+        }
+        self.hand_over(batch)?;
+        self.metrics
+            .frames_resent_total
+            .fetch_add(n as u64, Relaxed);
+        Ok(n)
+    }
+
+    fn hand_over(&self, frames: Vec<Outbound>) -> Result<(), EngineError> {
+        for f in frames {
+            self.tx
+                .blocking_send(f)
+                .map_err(|_| EngineError::LinkClosed)?;
+        }
+        Ok(())
+    }
+
+    /// Seals one batch of pending records; returns how many were consumed.
+    fn seal_pending(&mut self) -> Result<usize, EngineError> {
+        let batch = self.outbox.pending_batch(SEAL_BATCH)?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let now = unix_now();
+        let mut commit = SealCommit::default();
+        let mut frames = Vec::with_capacity(batch.len());
+        let consumed = batch.len();
+        for (key, item) in batch {
+            commit.consumed.push(key);
+            if let Some(until) = expiry(&item.body).filter(|&t| t <= now) {
+                Metrics::inc(&self.metrics.expired_dropped_total);
+                tracing::warn!(source = %item.source, kind = item.body.kind(), expired_at = until, "queued record expired before it could be sent; dropped");
+                continue;
+            }
+            let change = state_change(&item.body);
+            match self.seal(item.body, &item.source, now) {
+                Ok((entry, out)) => {
+                    commit.state.extend(change);
+                    commit.entries.push(entry);
+                    frames.push(out);
+                }
+                // Only a record that breaks the protocol's limits fails here; policy checks
+                // those at submit, so this is a record from an older, laxer version.
+                Err(e) => {
+                    tracing::error!(source = %item.source, error = %e, "record cannot be sealed; dropped");
+                }
+            }
+        }
+        self.commit(commit, frames)?;
+        Ok(consumed)
+    }
+
+    fn seal_heartbeat(&mut self) -> Result<(), EngineError> {
+        let body = Body::Heartbeat(Heartbeat {
+            session_id: self.settings.session_id,
+            interval_secs: self.settings.heartbeat_secs,
+        });
+        let (entry, out) = self.seal(body, "heartbeat", unix_now())?;
+        let commit = SealCommit {
+            entries: vec![entry],
+            ..SealCommit::default()
+        };
+        self.commit(commit, vec![out])
+    }
+
+    /// Re-seals a slice of the valid Provision state when the carousel is due.
+    fn carousel_step(&mut self, now: Instant) -> Result<bool, EngineError> {
+        if self.carousel.is_empty() {
+            match self.next_carousel {
+                Some(at) if now >= at => {
+                    self.carousel = self.outbox.state_keys()?.into();
+                    self.next_carousel = self.settings.carousel.map(|d| now + d);
+                    tracing::info!(identities = self.carousel.len(), "carousel round started");
+                }
+                _ => return Ok(false),
+            }
+        }
+        let unix = unix_now();
+        let mut commit = SealCommit::default();
+        let mut frames = Vec::new();
+        while frames.len() < SEAL_BATCH {
+            let Some(key) = self.carousel.pop_front() else {
+                break;
+            };
+            // Read at seal time: a Revoke sealed since the round began has removed the entry.
+            let Some(p) = self.outbox.state_get(&key)? else {
+                continue;
+            };
+            if p.valid_until <= unix {
+                commit.state.push(StateChange::Remove {
+                    issuer: p.issuer,
+                    subject: p.subject,
+                });
+                continue;
+            }
+            let (entry, out) = self.seal(Body::Provision(p), "carousel", unix)?;
+            commit.entries.push(entry);
+            frames.push(out);
+        }
+        let n = frames.len() as u64;
+        if commit.entries.is_empty() && !commit.state.is_empty() {
+            // Expired entries only: no frame, but the state still shrinks.
+            let hb = Body::Heartbeat(Heartbeat {
+                session_id: self.settings.session_id,
+                interval_secs: self.settings.heartbeat_secs,
+            });
+            let (entry, out) = self.seal(hb, "heartbeat", unix)?;
+            commit.entries.push(entry);
+            frames.push(out);
+        }
+        self.commit(commit, frames)?;
+        self.metrics.carousel_frames_total.fetch_add(n, Relaxed);
+        Ok(true)
+    }
+
+    /// Signs and encrypts one body at the head of the chain (advancing it in memory only).
+    fn seal(
+        &mut self,
+        body: Body,
+        origin: &str,
+        now: u64,
+    ) -> Result<(LogEntry, Outbound), SealError> {
+        let kind = body.kind().to_string();
+        let envelope = Envelope {
+            v: ENVELOPE_VERSION,
+            sender_kid: self.sealer.signer_kid().to_string(),
+            seq: self.chain.next_seq,
+            prev: self.chain.head,
+            issued_at: now,
+            body,
+        };
+        let signed = self.sealer.sign(&envelope)?;
+        let sealed = self.sealer.encrypt(&signed.sign1)?;
+        let entry = LogEntry {
+            seq: envelope.seq,
+            hash: signed.hash,
+            prev: envelope.prev,
+            issued_at: now,
+            kind,
+            origin: origin.to_string(),
+            sign1: signed.sign1,
+        };
+        self.chain = ChainState {
+            next_seq: envelope.seq + 1,
+            head: signed.hash,
+        };
+        let out = Outbound {
+            seq: envelope.seq,
+            sealed: Arc::new(sealed),
+            kind: SendKind::New,
+        };
+        Ok((entry, out))
+    }
+
+    /// Commits durably, then hands the frames to the link. On a storage error the in-memory
+    /// chain goes back to what is durable and nothing is sent.
+    fn commit(&mut self, commit: SealCommit, frames: Vec<Outbound>) -> Result<(), EngineError> {
+        if let Err(e) = self.outbox.commit(&commit).and_then(|()| {
+            if commit.entries.is_empty() && !commit.consumed.is_empty() {
+                self.outbox.discard_pending(&commit.consumed)?;
+                self.outbox.flush()?;
+            }
+            Ok(())
+        }) {
+            Metrics::inc(&self.metrics.storage_errors_total);
+            self.chain = self.outbox.chain()?;
+            return Err(e.into());
+        }
+        for entry in &commit.entries {
+            self.count(&entry.kind);
+        }
+        self.metrics
+            .last_seq
+            .store(self.chain.next_seq - 1, Relaxed);
+        self.hand_over(frames)
+    }
+
+    fn count(&self, kind: &str) {
+        Metrics::inc(&self.metrics.frames_sealed_total);
+        let m = &self.metrics;
+        let c = match kind {
+            "provision" => &m.provision_frames_total,
+            "revoke" => &m.revoke_frames_total,
+            "login_ticket" => &m.ticket_frames_total,
+            "heartbeat" => &m.heartbeat_frames_total,
+            _ => return,
+        };
+        Metrics::inc(c);
+    }
+
+    /// Persists the sent watermark, refreshes status.json, prunes the log when due.
+    fn housekeeping(&mut self, last: bool) -> Result<(), EngineError> {
+        let sent = self.sent_through.load(Relaxed);
+        self.outbox.set_sent_through(sent)?;
+        if last {
+            self.outbox.flush()?;
+        }
+        let pending = self.outbox.pending_len();
+        self.metrics.pending_records.store(pending as u64, Relaxed);
+        self.status.update(
+            &self.metrics,
+            self.chain,
+            pending,
+            self.outbox.state_len(),
+            !last,
+        );
+        if let Err(e) = status::write(&self.settings.status_file, &self.status) {
+            tracing::warn!(error = %e, "cannot write status file");
+        }
+        if Instant::now() >= self.next_prune && !last {
+            let cutoff = unix_now().saturating_sub(self.settings.retention_secs);
+            let removed = self.outbox.prune_log(cutoff)?;
+            if removed > 0 {
+                tracing::info!(removed, "pruned outbound log entries past retention");
+            }
+            self.next_prune = Instant::now() + Duration::from_secs(600);
+        }
+        Ok(())
+    }
+}
+
+/// When a queued body stops being worth sending.
+fn expiry(body: &Body) -> Option<u64> {
+    match body {
+        Body::Provision(p) => Some(p.valid_until),
+        Body::LoginTicket(t) => Some(t.expires_at),
+        _ => None,
+    }
+}
+
+fn state_change(body: &Body) -> Option<StateChange> {
+    match body {
+        Body::Provision(p) => Some(StateChange::Upsert(p.clone())),
+        Body::Revoke(r) => Some(StateChange::Remove {
+            issuer: r.issuer.clone(),
+            subject: r.subject.clone(),
+        }),
+        _ => None,
+    }
+}

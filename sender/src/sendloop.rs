@@ -1,0 +1,230 @@
+//! The link task: sealed frames in; blocks, FEC, repetition and pacing out to the transport.
+//!
+//! Frames are packed into blocks (flushed on size or after the linger), each block is
+//! RaptorQ-encoded into datagrams, and every datagram waits for the token bucket before it
+//! is written. Each new frame is scheduled `repetitions - 1` more times, `spacing` apart,
+//! so that a burst of loss on the diode does not need an operator's resend.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use airlock_protocol::link::{BlockEncoder, BlockPacker, LinkError, LinkParams};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::pacer::Pacer;
+use crate::transport::Transport;
+
+/// Why a frame is on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendKind {
+    /// First transmission of a newly sealed seq.
+    New,
+    /// A logged frame sent again (operator resend, or unsent at the last stop).
+    Resend,
+}
+
+/// A sealed frame for the link.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub seq: u64,
+    pub sealed: Arc<Vec<u8>>,
+    pub kind: SendKind,
+}
+
+/// Link-task settings (from the config).
+#[derive(Debug, Clone)]
+pub struct SendSettings {
+    pub params: LinkParams,
+    pub repetitions: u32,
+    pub spacing: Duration,
+    pub pacing_bytes_per_sec: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum SendError {
+    #[error("link codec: {0}")]
+    Codec(#[from] LinkError),
+}
+
+struct Repeat {
+    sealed: Arc<Vec<u8>>,
+    remaining: u32,
+}
+
+/// Where the block being filled stands, so `sent_through` only moves once a block is out.
+#[derive(Default)]
+struct BlockSeqs {
+    current_max: u64,
+}
+
+pub struct SendLoop {
+    packer: BlockPacker,
+    encoder: BlockEncoder,
+    pacer: Pacer,
+    transport: Transport,
+    settings: SendSettings,
+    metrics: Arc<Metrics>,
+    sent_through: Arc<AtomicU64>,
+    repeats: BTreeMap<(Instant, u64), Repeat>,
+    counter: u64,
+    seqs: BlockSeqs,
+}
+
+impl SendLoop {
+    pub fn new(
+        session_id: u64,
+        settings: SendSettings,
+        transport: Transport,
+        metrics: Arc<Metrics>,
+        sent_through: Arc<AtomicU64>,
+    ) -> Result<Self, SendError> {
+        let encoder = BlockEncoder::new(session_id, &settings.params)?;
+        Ok(Self {
+            packer: BlockPacker::new(settings.params.max_block_bytes, settings.params.linger),
+            encoder,
+            pacer: Pacer::new(settings.pacing_bytes_per_sec, std::time::Instant::now()),
+            transport,
+            settings,
+            metrics,
+            sent_through,
+            repeats: BTreeMap::new(),
+            counter: 0,
+            seqs: BlockSeqs::default(),
+        })
+    }
+
+    /// Runs until the sending side of `rx` is dropped, then flushes what is packed.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Outbound>) -> Result<(), SendError> {
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                // Timers first: under a full channel, due repeats and lingering blocks
+                // must still go out.
+                biased;
+                _ = sleep_until_opt(deadline) => self.on_timer().await?,
+                msg = rx.recv() => match msg {
+                    Some(out) => self.accept(out).await?,
+                    None => break,
+                },
+            }
+        }
+        if let Some(block) = self.packer.flush() {
+            let max = std::mem::take(&mut self.seqs.current_max);
+            self.send_block(&block, max).await?;
+        }
+        if let Err(e) = self.transport.flush().await {
+            tracing::warn!(error = %e, "link flush failed at shutdown");
+        }
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let packer = self.packer.deadline().map(Instant::from_std);
+        let repeat = self.repeats.keys().next().map(|(at, _)| *at);
+        match (packer, repeat) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn accept(&mut self, out: Outbound) -> Result<(), SendError> {
+        if out.kind == SendKind::New && self.settings.repetitions > 1 {
+            self.schedule(out.sealed.clone(), self.settings.repetitions - 1);
+        }
+        let new_seq = if out.kind == SendKind::New {
+            out.seq
+        } else {
+            0
+        };
+        self.push(&out.sealed, new_seq).await
+    }
+
+    fn schedule(&mut self, sealed: Arc<Vec<u8>>, remaining: u32) {
+        self.counter += 1;
+        let at = Instant::now() + self.settings.spacing;
+        self.repeats
+            .insert((at, self.counter), Repeat { sealed, remaining });
+    }
+
+    /// Packs a frame; sends whatever block that completes.
+    async fn push(&mut self, frame: &[u8], new_seq: u64) -> Result<(), SendError> {
+        let before = self.seqs.current_max;
+        let Some(block) = self.packer.push(frame, std::time::Instant::now()) else {
+            self.seqs.current_max = before.max(new_seq);
+            return Ok(());
+        };
+        // Did this frame go into the flushed block, or start the next one?
+        let block_max = if self.packer.deadline().is_some() {
+            self.seqs.current_max = new_seq;
+            before
+        } else {
+            self.seqs.current_max = 0;
+            before.max(new_seq)
+        };
+        self.send_block(&block, block_max).await
+    }
+
+    async fn on_timer(&mut self) -> Result<(), SendError> {
+        let now = Instant::now();
+        while let Some(entry) = self.repeats.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let rep = entry.remove();
+            Metrics::inc(&self.metrics.frame_repeats_total);
+            if rep.remaining > 1 {
+                self.schedule(rep.sealed.clone(), rep.remaining - 1);
+            }
+            self.push(&rep.sealed, 0).await?;
+        }
+        if let Some(block) = self.packer.poll(std::time::Instant::now()) {
+            let max = std::mem::take(&mut self.seqs.current_max);
+            self.send_block(&block, max).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_block(&mut self, block: &[u8], max_new_seq: u64) -> Result<(), SendError> {
+        let datagrams = self.encoder.encode(block)?;
+        Metrics::inc(&self.metrics.blocks_sent_total);
+        for datagram in datagrams {
+            let wire = self.transport.wire_bytes(&datagram);
+            if let Some(at) = self.pacer.reserve(wire.len(), std::time::Instant::now()) {
+                tokio::time::sleep_until(Instant::from_std(at)).await;
+            }
+            match self.transport.send(&wire).await {
+                Ok(()) => {
+                    Metrics::inc(&self.metrics.datagrams_sent_total);
+                    self.metrics
+                        .bytes_sent_total
+                        .fetch_add(wire.len() as u64, Relaxed);
+                }
+                Err(e) => {
+                    let n = self.metrics.send_errors_total.fetch_add(1, Relaxed);
+                    if n.is_power_of_two() || n == 0 {
+                        tracing::warn!(error = %e, errors = n + 1, "link send failed");
+                    }
+                }
+            }
+        }
+        if max_new_seq > 0 {
+            self.sent_through.fetch_max(max_new_seq, Relaxed);
+            self.metrics
+                .sent_through_seq
+                .fetch_max(max_new_seq, Relaxed);
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
