@@ -11,6 +11,7 @@
 //! - [`datagram`]: reads and forges link datagrams.
 
 pub mod datagram;
+pub mod deployment;
 pub mod impair;
 pub mod ops;
 pub mod peer;

@@ -1,0 +1,326 @@
+//! A complete sender + receiver deployment in a temporary directory, for end-to-end tests:
+//! keys, both TOML configs, the link (UDP through a [`UdpRelay`], or serial through a
+//! [`SerialPath`]), and supervised daemons.
+//!
+//! Keys are made with the protocol crate (the same file formats `airlock-sender keygen`
+//! writes), so a test does not depend on keygen's file names.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use airlock_protocol::keys::{LinkKey, SignerKey, write_public_file, write_secret_file};
+use anyhow::{Context, Result};
+
+use crate::impair::ImpairConfig;
+use crate::ops::{self, free_tcp_port, free_udp_port, parse_metrics};
+use crate::serial_pty::{SerialPath, SerialPathConfig};
+use crate::supervisor::{self, Child, ChildSpec, Output};
+use crate::udp_relay::{RelayConfig, UdpRelay};
+
+pub const ISSUER: &str = "https://login.example.org";
+
+/// How to set a deployment up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub serial: bool,
+    pub impair: ImpairConfig,
+    /// Datagrams the relay keeps for replay tests.
+    pub record_limit: usize,
+    /// `[fec]` repair_ratio and min_repair; None = the sender's defaults.
+    pub fec: Option<(f64, u32)>,
+    pub repetitions: u32,
+    pub repetition_spacing_ms: u64,
+    pub heartbeat_secs: u32,
+    /// 0 = no carousel.
+    pub carousel_secs: u64,
+    /// 0 = no pacing.
+    pub pacing_bytes_per_sec: u64,
+    /// Extra TOML appended to the sender / receiver config (tests of one setting).
+    pub sender_extra: String,
+    pub receiver_extra: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            serial: false,
+            impair: ImpairConfig::default(),
+            record_limit: 0,
+            fec: None,
+            repetitions: 1,
+            repetition_spacing_ms: 200,
+            heartbeat_secs: 1,
+            carousel_secs: 0,
+            pacing_bytes_per_sec: 0,
+            sender_extra: String::new(),
+            receiver_extra: String::new(),
+        }
+    }
+}
+
+/// The link between the halves.
+pub enum Link {
+    Udp(UdpRelay),
+    Serial(SerialPath),
+}
+
+pub struct Deployment {
+    /// Kept (and its path printed) when a test fails, or always with AIRLOCK_KEEP_TEST_DIRS=1.
+    pub dir: tempfile::TempDir,
+    pub sender_config: PathBuf,
+    pub receiver_config: PathBuf,
+    pub sender_metrics: SocketAddr,
+    pub receiver_ops: SocketAddr,
+    pub link: Link,
+    pub sender: Option<Child>,
+    pub receiver: Option<Child>,
+    sender_bin: PathBuf,
+    receiver_bin: PathBuf,
+}
+
+fn toml_str(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+impl Deployment {
+    /// Writes keys and configs and starts the link (not the daemons).
+    pub async fn create(opts: &Options) -> Result<Self> {
+        let sender_bin = supervisor::binary("airlock-sender")?;
+        let receiver_bin = supervisor::binary("airlock-receiver")?;
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-e2e-")
+            .tempdir()
+            .context("temp dir")?;
+        let keys = dir.path().join("keys");
+        std::fs::create_dir_all(&keys)?;
+        let signer = SignerKey::generate();
+        let link_key = LinkKey::generate(1);
+        write_secret_file(&keys.join("signer.pem"), signer.to_pkcs8_pem()?.as_bytes())?;
+        write_public_file(
+            &keys.join("signer.pub"),
+            signer.public().to_spki_pem()?.as_bytes(),
+        )?;
+        write_secret_file(&keys.join("link.key"), link_key.to_text().as_bytes())?;
+
+        let sender_metrics = free_tcp_port()?;
+        let receiver_ops = free_tcp_port()?;
+        let (link, sender_link, receiver_link) = if opts.serial {
+            let path = SerialPath::start(SerialPathConfig {
+                impair: opts.impair,
+                record_limit: opts.record_limit,
+                ..SerialPathConfig::default()
+            })?;
+            let s = format!(
+                "[link.serial]\ndevice = {}\nbaud = 115200\n",
+                toml_str(path.sender_device())
+            );
+            let r = format!(
+                "[link.serial]\ndevice = {}\nbaud = 115200\n",
+                toml_str(path.receiver_device())
+            );
+            (Link::Serial(path), s, r)
+        } else {
+            let receiver_udp = free_udp_port()?;
+            let relay = UdpRelay::start(RelayConfig {
+                impair: opts.impair,
+                record_limit: opts.record_limit,
+                ..RelayConfig::to(receiver_udp)
+            })
+            .await?;
+            let s = format!("[link.udp]\ntarget = \"{}\"\n", relay.local_addr());
+            let r = format!("[link.udp]\nlisten = \"{receiver_udp}\"\n");
+            (Link::Udp(relay), s, r)
+        };
+        let fec = opts
+            .fec
+            .map(|(ratio, min)| format!("[fec]\nrepair_ratio = {ratio:?}\nmin_repair = {min}\n"))
+            .unwrap_or_default();
+        let sender_toml = format!(
+            r#"data_dir = "sender-data"
+
+[keys]
+signer = "keys/signer.pem"
+link = "keys/link.key"
+
+[link]
+mtu = 1200
+{sender_link}
+{fec}
+[send]
+repetitions = {rep}
+repetition_spacing_ms = {spacing}
+pacing_bytes_per_sec = {pacing}
+heartbeat_secs = {hb}
+carousel_secs = {carousel}
+
+[metrics]
+listen = "{sender_metrics}"
+
+[policy]
+claim_allow_list = ["email", "email_verified", "name", "groups"]
+
+[[policy.issuers]]
+issuer = "{ISSUER}"
+email_domains = ["example.org"]
+{extra}"#,
+            rep = opts.repetitions,
+            spacing = opts.repetition_spacing_ms,
+            pacing = opts.pacing_bytes_per_sec,
+            hb = opts.heartbeat_secs,
+            carousel = opts.carousel_secs,
+            extra = opts.sender_extra,
+        );
+        let receiver_toml = format!(
+            r#"data_dir = "receiver-data"
+
+[link]
+datagram_size = 1400
+{receiver_link}
+[trust]
+signers = ["keys/signer.pub"]
+link_keys = ["keys/link.key"]
+
+[ops]
+listen = "{receiver_ops}"
+{extra}"#,
+            extra = opts.receiver_extra,
+        );
+        let sender_config = dir.path().join("sender.toml");
+        let receiver_config = dir.path().join("receiver.toml");
+        std::fs::write(&sender_config, sender_toml)?;
+        std::fs::write(&receiver_config, receiver_toml)?;
+        Ok(Self {
+            dir,
+            sender_config,
+            receiver_config,
+            sender_metrics,
+            receiver_ops,
+            link,
+            sender: None,
+            receiver: None,
+            sender_bin,
+            receiver_bin,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn relay(&self) -> Option<&UdpRelay> {
+        match &self.link {
+            Link::Udp(r) => Some(r),
+            Link::Serial(_) => None,
+        }
+    }
+
+    fn spec(&self, name: &str, bin: &Path, config: &Path) -> ChildSpec {
+        ChildSpec::new(
+            name,
+            bin.to_path_buf(),
+            self.path().join(format!("{name}.log")),
+        )
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .cwd(self.path())
+    }
+
+    /// Starts `airlock-receiver run` and waits until its ops port answers.
+    pub async fn start_receiver(&mut self) -> Result<()> {
+        let spec = self.spec("receiver", &self.receiver_bin, &self.receiver_config);
+        let mut child = Child::start(spec)?;
+        child
+            .wait_for_port(self.receiver_ops, Duration::from_secs(30))
+            .await?;
+        self.receiver = Some(child);
+        Ok(())
+    }
+
+    /// Starts `airlock-sender run` and waits until its metrics port answers.
+    pub async fn start_sender(&mut self) -> Result<()> {
+        let spec = self.spec("sender", &self.sender_bin, &self.sender_config);
+        let mut child = Child::start(spec)?;
+        child
+            .wait_for_port(self.sender_metrics, Duration::from_secs(30))
+            .await?;
+        self.sender = Some(child);
+        Ok(())
+    }
+
+    /// Runs `airlock-sender ARGS --config sender.toml` to completion.
+    pub async fn sender_cli(&self, args: &[&str]) -> Result<Output> {
+        cli(&self.sender_bin, args, &self.sender_config).await
+    }
+
+    /// Runs `airlock-receiver ARGS --config receiver.toml` to completion.
+    pub async fn receiver_cli(&self, args: &[&str]) -> Result<Output> {
+        cli(&self.receiver_bin, args, &self.receiver_config).await
+    }
+
+    /// The receiver's metrics, parsed.
+    pub async fn receiver_metrics(&self) -> Result<std::collections::BTreeMap<String, f64>> {
+        let r = ops::http_get(self.receiver_ops, "/metrics").await?;
+        Ok(parse_metrics(&r.body))
+    }
+
+    /// The sender's metrics, parsed.
+    pub async fn sender_metrics(&self) -> Result<std::collections::BTreeMap<String, f64>> {
+        let r = ops::http_get(self.sender_metrics, "/metrics").await?;
+        Ok(parse_metrics(&r.body))
+    }
+
+    /// Writes approval records (JSON lines) to a file and submits them.
+    pub async fn submit(&self, name: &str, records: &[serde_json::Value]) -> Result<Output> {
+        let file = self.path().join(name);
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
+        }
+        std::fs::write(&file, text)?;
+        let file = file.display().to_string();
+        self.sender_cli(&["submit", &file]).await
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        // Children die first (their own Drop), then the directory goes unless kept.
+        self.sender = None;
+        self.receiver = None;
+        let keep = std::env::var_os("AIRLOCK_KEEP_TEST_DIRS").is_some_and(|v| v == "1");
+        if keep || std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "deployment kept for inspection: {} (logs: sender.log, receiver.log)",
+                self.dir.path().display()
+            );
+        }
+    }
+}
+
+async fn cli(bin: &Path, args: &[&str], config: &Path) -> Result<Output> {
+    let config = config.display().to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--config", &config]);
+    Ok(supervisor::run_ok(bin, &all, &[], Duration::from_secs(120)).await?)
+}
+
+/// A provision approval record for user number `i` (subject `user-{i:05}`).
+pub fn provision_record(i: u64, valid_until: u64) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "provision",
+        "issuer": ISSUER,
+        "subject": format!("user-{i:05}"),
+        "claims": {
+            "email": format!("user-{i:05}@example.org"),
+            "name": format!("User {i}"),
+            "groups": ["airlock-users"],
+        },
+        "approver": "grace.hopper@example.org",
+        "ticket_ref": format!("CHG-{i}"),
+        "valid_until": valid_until,
+    })
+}
