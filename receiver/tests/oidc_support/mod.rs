@@ -1,0 +1,460 @@
+//! Shared helpers of the oidc_* integration tests: an in-memory directory, a provider
+//! on a loopback port, a minimal HTTP/1.1 client with a cookie jar, and JWT checks.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use airlock_protocol::message::{Claims, local_subject};
+use airlock_receiver::oidc::transfer_code::{code_text, locator_for_group};
+use airlock_receiver::oidc::util::Clock;
+use airlock_receiver::oidc::{
+    DirectoryError, DirectoryTicket, DirectoryUser, IdentityDirectory, OidcConfig, OidcDeps,
+    Provider,
+};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const ISSUER_OUT: &str = "https://idp.outside.example";
+
+#[derive(Default)]
+pub struct MemDirectory {
+    pub users: Mutex<HashMap<String, DirectoryUser>>,
+    pub tickets: Mutex<HashMap<[u8; 16], DirectoryTicket>>,
+}
+
+impl IdentityDirectory for MemDirectory {
+    fn user(&self, sub: &str) -> Result<Option<DirectoryUser>, DirectoryError> {
+        Ok(self.users.lock().unwrap().get(sub).cloned())
+    }
+    fn ticket(&self, l: &[u8; 16]) -> Result<Option<DirectoryTicket>, DirectoryError> {
+        Ok(self.tickets.lock().unwrap().get(l).cloned())
+    }
+    fn consume_ticket(&self, l: &[u8; 16]) -> Result<bool, DirectoryError> {
+        let mut t = self.tickets.lock().unwrap();
+        match t.get_mut(l) {
+            Some(t) if !t.used => {
+                t.used = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// Cheap argon2id (tests only): the provider reads the cost from the PHC string.
+pub fn argon2_hash(secret: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(1024, 1, 1, None).unwrap();
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"airlock-test-salt").unwrap();
+    a.hash_password(secret.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
+pub struct Op {
+    pub base: String,
+    pub provider: Provider,
+    pub clock: Clock,
+    pub dir: Arc<MemDirectory>,
+    pub db_path: std::path::PathBuf,
+    pub _tmp: Arc<tempfile::TempDir>,
+    seed: Mutex<u8>,
+}
+
+pub const CONF_SECRET: &str = "s3cret-of-the-confidential-app";
+
+/// Config with a public client `spa` (ES256), a confidential `app` (RS256, back-channel
+/// to `bc`) and a confidential EdDSA client `ed`.
+pub fn config(port: u16, bc: Option<&str>) -> OidcConfig {
+    let bc_line = bc
+        .map(|u| format!("backchannel_logout_uri = \"{u}\""))
+        .unwrap_or_default();
+    let text = format!(
+        r#"
+        issuer = "http://127.0.0.1:{port}"
+        listen = "127.0.0.1:{port}"
+        allow_plain_http = true
+        key_rotation_delay_secs = 100
+        max_attempts_per_locator = 3
+        max_attempts_per_address = 6
+        lockout_secs = 600
+        [[clients]]
+        client_id = "spa"
+        public = true
+        redirect_uris = ["http://127.0.0.1:1/cb"]
+        post_logout_redirect_uris = ["http://127.0.0.1:1/bye"]
+        id_token_signed_response_alg = "ES256"
+        [[clients]]
+        client_id = "app"
+        client_secret_hash = "{hash}"
+        redirect_uris = ["http://127.0.0.1:2/cb"]
+        post_logout_redirect_uris = ["http://127.0.0.1:2/bye"]
+        {bc_line}
+        [[clients]]
+        client_id = "ed"
+        client_secret_hash = "{hash}"
+        redirect_uris = ["http://127.0.0.1:3/cb"]
+        scopes = ["openid", "email"]
+        id_token_signed_response_alg = "EdDSA"
+        "#,
+        hash = argon2_hash(CONF_SECRET)
+    );
+    toml::from_str(&text).unwrap()
+}
+
+impl Op {
+    pub async fn start(bc: Option<&str>) -> Op {
+        let tmp = Arc::new(tempfile::tempdir().unwrap());
+        let clock = Clock::manual(now());
+        let dir = Arc::new(MemDirectory::default());
+        let db_path = tmp.path().join("db");
+        Self::start_with(tmp, db_path, clock, dir, bc).await
+    }
+
+    pub async fn start_with(
+        tmp: Arc<tempfile::TempDir>,
+        db_path: std::path::PathBuf,
+        clock: Clock,
+        dir: Arc<MemDirectory>,
+        bc: Option<&str>,
+    ) -> Op {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let db = sled::open(&db_path).unwrap();
+        let deps = OidcDeps {
+            db,
+            directory: dir.clone(),
+            clock: clock.clone(),
+        };
+        let provider = Provider::new(config(port, bc), deps).unwrap();
+        tokio::spawn(provider.clone().serve_on(listener));
+        Op {
+            base: format!("http://127.0.0.1:{port}"),
+            provider,
+            clock,
+            dir,
+            db_path,
+            _tmp: tmp,
+            seed: Mutex::new(0),
+        }
+    }
+
+    /// Files a LoginTicket for (issuer, subject); returns the transfer code as shown.
+    pub fn ticket(&self, subject: &str, ttl: u64) -> String {
+        let mut s = self.seed.lock().unwrap();
+        *s += 1;
+        let values: [u8; 24] =
+            core::array::from_fn(|i| ((i as u8).wrapping_mul(7) ^ (*s).wrapping_mul(13)) % 32);
+        let text = code_text(&values);
+        let ticket = DirectoryTicket {
+            code_hash: argon2_hash(&text[5..24]),
+            issuer: ISSUER_OUT.into(),
+            subject: subject.into(),
+            claims: Claims {
+                email: Some(format!("{subject}@example.org")),
+                email_verified: Some(true),
+                name: Some(format!("User {subject}")),
+                groups: vec!["staff".into()],
+                ..Claims::default()
+            },
+            expires_at: self.clock.now() + ttl,
+            seq: 42,
+            used: false,
+        };
+        self.dir
+            .tickets
+            .lock()
+            .unwrap()
+            .insert(locator_for_group(&text[..5]), ticket);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &text[..5],
+            &text[5..10],
+            &text[10..15],
+            &text[15..20],
+            &text[20..]
+        )
+    }
+
+    pub fn sub(subject: &str) -> String {
+        local_subject(ISSUER_OUT, subject)
+    }
+
+    pub async fn jwks(&self) -> Value {
+        let r = Browser::default().get(&format!("{}/jwks", self.base)).await;
+        serde_json::from_str(&r.body).unwrap()
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn location(&self) -> &str {
+        self.header("location").unwrap_or("")
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// One HTTP/1.1 exchange (Connection: close).
+pub async fn http(method: &str, url: &str, headers: &[(&str, String)], body: Option<&str>) -> Resp {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    let addr: SocketAddr = authority.parse().unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(": ")
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// A browser: a cookie jar and a client address (all 127.0.0.1 here).
+#[derive(Default, Clone)]
+pub struct Browser {
+    pub cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    fn cookie_header(&self) -> Vec<(&'static str, String)> {
+        if self.cookies.is_empty() {
+            return vec![];
+        }
+        let v: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        vec![("Cookie", v.join("; "))]
+    }
+    fn absorb(&mut self, r: &Resp) {
+        for (k, v) in &r.headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                let first = v.split(';').next().unwrap();
+                let (name, value) = first.split_once('=').unwrap();
+                if value.is_empty() || v.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_string(), value.to_string());
+                }
+            }
+        }
+    }
+    pub async fn get(&mut self, url: &str) -> Resp {
+        let r = http("GET", url, &self.cookie_header(), None).await;
+        self.absorb(&r);
+        r
+    }
+    pub async fn post(&mut self, url: &str, body: &str) -> Resp {
+        let r = http("POST", url, &self.cookie_header(), Some(body)).await;
+        self.absorb(&r);
+        r
+    }
+}
+
+/// Value of hidden input `name` in a page.
+pub fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).unwrap() + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_string()
+}
+
+pub fn query_param(url: &str, k: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    q.split('&').find_map(|kv| {
+        let (a, b) = kv.split_once('=')?;
+        (a == k).then(|| airlock_receiver::oidc::util::url_decode(b).unwrap())
+    })
+}
+
+pub fn enc(s: &str) -> String {
+    airlock_receiver::oidc::util::url_encode(s)
+}
+
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+pub fn pkce(tag: &str) -> Pkce {
+    let verifier = format!("{tag}-verifier-with-enough-entropy-0123456789abcdef");
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    Pkce {
+        verifier,
+        challenge,
+    }
+}
+
+pub struct AuthParams<'a> {
+    pub client: &'a str,
+    pub redirect: &'a str,
+    pub scope: &'a str,
+    pub pkce: Option<&'a Pkce>,
+    pub extra: &'a str,
+}
+
+pub fn authorize_url(op: &Op, a: &AuthParams<'_>) -> String {
+    let mut u = format!(
+        "{}/authorize?response_type=code&client_id={}&redirect_uri={}&scope={}&state=st-1&nonce=n-1",
+        op.base,
+        a.client,
+        enc(a.redirect),
+        enc(a.scope)
+    );
+    if let Some(p) = a.pkce {
+        u.push_str(&format!(
+            "&code_challenge={}&code_challenge_method=S256",
+            p.challenge
+        ));
+    }
+    u.push_str(a.extra);
+    u
+}
+
+/// Authorize -> login page -> code typed -> callback URL.
+pub async fn login(op: &Op, b: &mut Browser, a: &AuthParams<'_>, code: &str) -> String {
+    let r = b.get(&authorize_url(op, a)).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.location().starts_with("/login?txn="), "{}", r.location());
+    submit_code(op, b, r.location(), code).await
+}
+
+pub async fn submit_code(op: &Op, b: &mut Browser, login_path: &str, code: &str) -> String {
+    let page = b.get(&format!("{}{}", op.base, login_path)).await;
+    assert_eq!(page.status, 200);
+    let form = format!(
+        "txn={}&csrf={}&method=transfer_code&code={}",
+        hidden(&page.body, "txn"),
+        hidden(&page.body, "csrf"),
+        enc(code)
+    );
+    let r = b.post(&format!("{}/login", op.base), &form).await;
+    assert_eq!(r.status, 303, "login failed: {}", r.body);
+    r.location().to_string()
+}
+
+pub fn basic(id: &str, secret: &str) -> (&'static str, String) {
+    (
+        "Authorization",
+        format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+    )
+}
+
+pub async fn token(op: &Op, auth: Option<(&'static str, String)>, body: &str) -> Resp {
+    let h: Vec<(&str, String)> = auth.into_iter().collect();
+    http("POST", &format!("{}/token", op.base), &h, Some(body)).await
+}
+
+/// Verifies a JWT against the provider's JWKS; returns (header, claims).
+pub async fn verify_jwt(
+    op: &Op,
+    token: &str,
+    alg: jsonwebtoken::Algorithm,
+) -> (jsonwebtoken::Header, Value) {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, alg);
+    let kid = header.kid.clone().expect("kid always set");
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(op.jwks().await).unwrap();
+    let jwk = jwks.find(&kid).expect("kid published in JWKS");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(alg);
+    v.validate_aud = false;
+    v.set_issuer(&[&op.base]);
+    let data = jsonwebtoken::decode::<Value>(token, &key, &v).unwrap();
+    (header, data.claims)
+}
+
+/// at_hash computed by hand: left half of SHA-256 (SHA-512 for EdDSA), base64url.
+pub fn at_hash(alg: jsonwebtoken::Algorithm, access: &str) -> String {
+    let full = match alg {
+        jsonwebtoken::Algorithm::EdDSA => sha2::Sha512::digest(access.as_bytes()).to_vec(),
+        _ => Sha256::digest(access.as_bytes()).to_vec(),
+    };
+    URL_SAFE_NO_PAD.encode(&full[..full.len() / 2])
+}
+
+pub async fn introspect(op: &Op, tok: &str) -> Value {
+    let r = http(
+        "POST",
+        &format!("{}/introspect", op.base),
+        &[basic("app", CONF_SECRET)],
+        Some(&format!("token={}", enc(tok))),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
