@@ -1,0 +1,317 @@
+//! Bad input: each gets the standard error, nothing is issued, attempts are counted.
+
+mod oidc_support;
+
+use oidc_support::*;
+
+const SPA_CB: &str = "http://127.0.0.1:1/cb";
+
+#[tokio::test]
+async fn unknown_client_and_redirect_mismatch_get_an_error_page() {
+    let op = Op::start(None).await;
+    let mut b = Browser::default();
+    let p = pkce("b");
+    let mut a = AuthParams {
+        client: "nope",
+        redirect: SPA_CB,
+        scope: "openid",
+        pkce: Some(&p),
+        extra: "",
+    };
+    let r = b.get(&authorize_url(&op, &a)).await;
+    assert_eq!(r.status, 400);
+    assert!(r.header("location").is_none());
+    assert!(r.body.contains("not registered"));
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    a.client = "spa";
+    a.redirect = "http://127.0.0.1:1/cb/../evil";
+    let r = b.get(&authorize_url(&op, &a)).await;
+    assert_eq!(r.status, 400);
+    assert!(r.header("location").is_none());
+    // Repeated or oversized parameters.
+    let r = b
+        .get(&format!(
+            "{}&state=again",
+            authorize_url(
+                &op,
+                &AuthParams {
+                    redirect: SPA_CB,
+                    ..a
+                }
+            )
+        ))
+        .await;
+    assert_eq!(r.status, 400);
+    let r = b
+        .get(&format!(
+            "{}&junk={}",
+            authorize_url(
+                &op,
+                &AuthParams {
+                    redirect: SPA_CB,
+                    ..a
+                }
+            ),
+            "x".repeat(9000)
+        ))
+        .await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn protocol_errors_are_redirected_with_state_and_iss() {
+    let op = Op::start(None).await;
+    let mut b = Browser::default();
+    let p = pkce("e");
+    let cases = [
+        (
+            AuthParams {
+                client: "spa",
+                redirect: SPA_CB,
+                scope: "openid",
+                pkce: None,
+                extra: "",
+            },
+            "invalid_request",
+        ),
+        (
+            AuthParams {
+                client: "spa",
+                redirect: SPA_CB,
+                scope: "profile",
+                pkce: Some(&p),
+                extra: "",
+            },
+            "invalid_scope",
+        ),
+        (
+            AuthParams {
+                client: "ed",
+                redirect: "http://127.0.0.1:3/cb",
+                scope: "openid groups",
+                pkce: None,
+                extra: "",
+            },
+            "invalid_scope",
+        ),
+        (
+            AuthParams {
+                client: "spa",
+                redirect: SPA_CB,
+                scope: "openid",
+                pkce: Some(&p),
+                extra: "&prompt=consent",
+            },
+            "invalid_request",
+        ),
+        (
+            AuthParams {
+                client: "spa",
+                redirect: SPA_CB,
+                scope: "openid",
+                pkce: Some(&p),
+                extra: "&request=eyJ",
+            },
+            "request_not_supported",
+        ),
+    ];
+    for (a, want) in cases {
+        let r = b.get(&authorize_url(&op, &a)).await;
+        assert_eq!(r.status, 303, "{want}");
+        assert_eq!(
+            query_param(r.location(), "error").as_deref(),
+            Some(want),
+            "{}",
+            r.location()
+        );
+        assert_eq!(query_param(r.location(), "state").as_deref(), Some("st-1"));
+        assert_eq!(
+            query_param(r.location(), "iss").as_deref(),
+            Some(op.base.as_str())
+        );
+    }
+    // plain PKCE is refused
+    let url = authorize_url(
+        &op,
+        &AuthParams {
+            client: "spa",
+            redirect: SPA_CB,
+            scope: "openid",
+            pkce: None,
+            extra: "",
+        },
+    );
+    let r = b
+        .get(&format!(
+            "{url}&code_challenge={}&code_challenge_method=plain",
+            "a".repeat(43)
+        ))
+        .await;
+    assert_eq!(
+        query_param(r.location(), "error").as_deref(),
+        Some("invalid_request")
+    );
+}
+
+#[tokio::test]
+async fn wrong_pkce_verifier_burns_the_code() {
+    let op = Op::start(None).await;
+    let mut b = Browser::default();
+    let p = pkce("w");
+    let a = AuthParams {
+        client: "spa",
+        redirect: SPA_CB,
+        scope: "openid",
+        pkce: Some(&p),
+        extra: "",
+    };
+    let cb = login(&op, &mut b, &a, &op.ticket("pat", 300)).await;
+    let code = query_param(&cb, "code").unwrap();
+    let body = |v: &str| {
+        format!(
+            "grant_type=authorization_code&client_id=spa&code={}&redirect_uri={}&code_verifier={v}",
+            enc(&code),
+            enc(SPA_CB)
+        )
+    };
+    let r = token(&op, None, &body(&pkce("other").verifier)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    let r = token(&op, None, &body(&p.verifier)).await;
+    assert_eq!(
+        r.json()["error"],
+        "invalid_grant",
+        "a code that failed PKCE is gone"
+    );
+    // Unknown client, unsupported grant.
+    let r = token(
+        &op,
+        None,
+        "grant_type=authorization_code&client_id=ghost&code=x",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let r = token(&op, None, "grant_type=password&client_id=spa").await;
+    assert_eq!(r.json()["error"], "unsupported_grant_type");
+    let r = token(
+        &op,
+        None,
+        "grant_type=authorization_code&client_id=spa&client_secret=x&code=x",
+    )
+    .await;
+    assert_eq!(r.json()["error"], "invalid_client");
+}
+
+#[tokio::test]
+async fn brute_forced_codes_lock_the_locator_then_the_address() {
+    let op = Op::start(None).await;
+    let good = op.ticket("tom", 300);
+    let mut b = Browser::default();
+    let p = pkce("l");
+    let a = AuthParams {
+        client: "spa",
+        redirect: SPA_CB,
+        scope: "openid",
+        pkce: Some(&p),
+        extra: "",
+    };
+    let start = b.get(&authorize_url(&op, &a)).await;
+    let page = b.get(&format!("{}{}", op.base, start.location())).await;
+    let (txn, csrf) = (hidden(&page.body, "txn"), hidden(&page.body, "csrf"));
+    let post = |code: String| format!("txn={txn}&csrf={csrf}&code={}", enc(&code));
+    // A typo caught by the check character is explained and costs nothing.
+    let mut typo = good.clone().into_bytes();
+    typo[8] = if typo[8] == b'A' { b'B' } else { b'A' };
+    let r = b
+        .post(
+            &format!("{}/login", op.base),
+            &post(String::from_utf8(typo).unwrap()),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("typo"), "{}", r.body);
+    // Same locator, wrong secret (check character recomputed): three tries lock the locator.
+    let wrong_secret = |i: u8| {
+        let mut v: Vec<u8> = good.replace('-', "").bytes().collect();
+        let alphabet = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let mut values = [0u8; 24];
+        for (k, c) in v.drain(..24).enumerate() {
+            values[k] = alphabet.iter().position(|&a| a == c).unwrap() as u8;
+        }
+        values[10] = (values[10] + 1 + i) % 32;
+        airlock_receiver::oidc::transfer_code::code_text(&values)
+    };
+    for i in 0..3 {
+        let r = b
+            .post(&format!("{}/login", op.base), &post(wrong_secret(i)))
+            .await;
+        assert_eq!(r.status, 401, "attempt {i}");
+        assert!(r.body.contains("not right"));
+        assert!(r.body.contains("aria-invalid=\"true\""));
+    }
+    let r = b
+        .post(&format!("{}/login", op.base), &post(good.clone()))
+        .await;
+    assert_eq!(r.status, 429, "locked even for the right code");
+    assert!(r.body.contains("locked"));
+    // Unknown locators count against the address: 6 failures in all lock it.
+    for i in 0..3 {
+        let mut values = [5u8; 24];
+        values[0] = i;
+        let r = b
+            .post(
+                &format!("{}/login", op.base),
+                &post(airlock_receiver::oidc::transfer_code::code_text(&values)),
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let other = op.ticket("uma", 300);
+    let r = b.post(&format!("{}/login", op.base), &post(other)).await;
+    assert_eq!(r.status, 429);
+    assert!(r.body.contains("from your computer"));
+    assert!(
+        !r.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("location")),
+        "nothing issued"
+    );
+}
+
+#[tokio::test]
+async fn login_form_needs_its_csrf_cookie_and_reports_expiry() {
+    let op = Op::start(None).await;
+    let code = op.ticket("cy", 30);
+    let mut b = Browser::default();
+    let p = pkce("f");
+    let a = AuthParams {
+        client: "spa",
+        redirect: SPA_CB,
+        scope: "openid",
+        pkce: Some(&p),
+        extra: "",
+    };
+    let start = b.get(&authorize_url(&op, &a)).await;
+    let page = b.get(&format!("{}{}", op.base, start.location())).await;
+    assert!(page.body.contains("<label for=\"code\">"));
+    assert!(!page.body.contains("<script"));
+    let form = format!(
+        "txn={}&csrf={}&code={}",
+        hidden(&page.body, "txn"),
+        hidden(&page.body, "csrf"),
+        enc(&code)
+    );
+    // Another browser (no cookie) posting the same form: refused.
+    let r = Browser::default()
+        .post(&format!("{}/login", op.base), &form)
+        .await;
+    assert_eq!(r.status, 403);
+    op.clock.advance(31);
+    let r = b.post(&format!("{}/login", op.base), &form).await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("expired"), "{}", r.body);
+}

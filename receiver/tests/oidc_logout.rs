@@ -1,0 +1,250 @@
+//! Logout: RP-initiated logout, back-channel logout to an inside app, user revocation.
+
+mod oidc_support;
+
+use std::sync::{Arc, Mutex};
+
+use axum::routing::post;
+use jsonwebtoken::Algorithm;
+use oidc_support::*;
+
+const APP_CB: &str = "http://127.0.0.1:2/cb";
+
+/// A tiny inside app that records back-channel logout tokens.
+async fn backchannel_receiver() -> (
+    String,
+    Arc<Mutex<Vec<String>>>,
+    tokio::sync::mpsc::Receiver<()>,
+) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/backchannel",
+        post(move |body: String| {
+            let g = g.clone();
+            let tx = tx.clone();
+            async move {
+                let token = body.strip_prefix("logout_token=").unwrap_or("").to_string();
+                g.lock()
+                    .unwrap()
+                    .push(airlock_receiver::oidc::util::url_decode(&token).unwrap());
+                let _ = tx.send(()).await;
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, got, rx)
+}
+
+async fn app_login(op: &Op, b: &mut Browser, subject: &str) -> serde_json::Value {
+    let a = AuthParams {
+        client: "app",
+        redirect: APP_CB,
+        scope: "openid offline_access",
+        pkce: None,
+        extra: "",
+    };
+    let cb = login(op, b, &a, &op.ticket(subject, 300)).await;
+    let code = query_param(&cb, "code").unwrap();
+    let r = token(
+        op,
+        Some(basic("app", CONF_SECRET)),
+        &format!(
+            "grant_type=authorization_code&code={}&redirect_uri={}",
+            enc(&code),
+            enc(APP_CB)
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+async fn wait(rx: &mut tokio::sync::mpsc::Receiver<()>) {
+    tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+        .await
+        .expect("back-channel call arrives");
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_ends_session_and_calls_back_channel() {
+    let (bc, got, mut rx) = backchannel_receiver().await;
+    let op = Op::start(Some(&bc)).await;
+    let mut b = Browser::default();
+    let t = app_login(&op, &mut b, "lou").await;
+    let id_token = t["id_token"].as_str().unwrap();
+    let (_, id) = verify_jwt(&op, id_token, Algorithm::RS256).await;
+
+    // Unregistered post_logout_redirect_uri: an error page, no redirect, session kept.
+    let bad = b
+        .get(&format!(
+            "{}/logout?id_token_hint={}&post_logout_redirect_uri={}",
+            op.base,
+            id_token,
+            enc("http://evil.example/")
+        ))
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.header("location").is_none());
+    // Malformed hint: error page.
+    let bad = b
+        .get(&format!("{}/logout?id_token_hint=not.a.jwt", op.base))
+        .await;
+    assert_eq!(bad.status, 400);
+
+    let r = b
+        .get(&format!(
+            "{}/logout?id_token_hint={}&post_logout_redirect_uri={}&state=bye-1",
+            op.base,
+            id_token,
+            enc("http://127.0.0.1:2/bye")
+        ))
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location(), "http://127.0.0.1:2/bye?state=bye-1");
+    assert!(!b.cookies.contains_key("airlock_session"), "cookie cleared");
+
+    wait(&mut rx).await;
+    let lt = got.lock().unwrap()[0].clone();
+    let (h, claims) = verify_jwt(&op, &lt, Algorithm::RS256).await;
+    assert_eq!(h.typ.as_deref(), Some("logout+jwt"));
+    assert_eq!(claims["sid"], id["sid"]);
+    assert_eq!(claims["sub"], id["sub"]);
+    assert_eq!(claims["aud"], "app");
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(claims.get("nonce").is_none());
+
+    // The session's grants are gone.
+    let rt = t["refresh_token"].as_str().unwrap();
+    let r = token(
+        &op,
+        Some(basic("app", CONF_SECRET)),
+        &format!("grant_type=refresh_token&refresh_token={}", enc(rt)),
+    )
+    .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert_eq!(
+        introspect(&op, t["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+    // And the browser must log in again.
+    let p = pkce("x");
+    let a = AuthParams {
+        client: "spa",
+        redirect: "http://127.0.0.1:1/cb",
+        scope: "openid",
+        pkce: Some(&p),
+        extra: "&prompt=none",
+    };
+    let r = b.get(&authorize_url(&op, &a)).await;
+    assert_eq!(
+        query_param(r.location(), "error").as_deref(),
+        Some("login_required")
+    );
+}
+
+#[tokio::test]
+async fn revoked_user_loses_sessions_and_tokens() {
+    let (bc, got, mut rx) = backchannel_receiver().await;
+    let op = Op::start(Some(&bc)).await;
+    let mut b = Browser::default();
+    let t = app_login(&op, &mut b, "rita").await;
+    let sub = Op::sub("rita");
+    assert_eq!(op.provider.revoke_user(&sub).unwrap(), 1);
+    wait(&mut rx).await;
+    assert_eq!(got.lock().unwrap().len(), 1);
+    let rt = t["refresh_token"].as_str().unwrap();
+    let r = token(
+        &op,
+        Some(basic("app", CONF_SECRET)),
+        &format!("grant_type=refresh_token&refresh_token={}", enc(rt)),
+    )
+    .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    let ui = http(
+        "GET",
+        &format!("{}/userinfo", op.base),
+        &[(
+            "Authorization",
+            format!("Bearer {}", t["access_token"].as_str().unwrap()),
+        )],
+        None,
+    )
+    .await;
+    assert_eq!(ui.status, 401);
+}
+
+#[tokio::test]
+async fn revocation_endpoint_and_expired_approval() {
+    let op = Op::start(None).await;
+    let mut b = Browser::default();
+    let t = app_login(&op, &mut b, "val").await;
+    // A provisioned user whose approval expires: refresh stops working.
+    op.dir.users.lock().unwrap().insert(
+        Op::sub("val"),
+        airlock_receiver::oidc::DirectoryUser {
+            issuer: ISSUER_OUT.into(),
+            subject: "val".into(),
+            claims: Default::default(),
+            valid_until: op.clock.now() + 10,
+            provisioned_seq: 7,
+            revoked: false,
+        },
+    );
+    let rt = t["refresh_token"].as_str().unwrap();
+    let r = token(
+        &op,
+        Some(basic("app", CONF_SECRET)),
+        &format!("grant_type=refresh_token&refresh_token={}", enc(rt)),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let t2 = r.json();
+    let (_, id) = verify_jwt(&op, t2["id_token"].as_str().unwrap(), Algorithm::RS256).await;
+    assert_eq!(id["airlock_seq"], 7, "claims follow the directory");
+    op.clock.advance(11);
+    let rt2 = t2["refresh_token"].as_str().unwrap();
+    let r = token(
+        &op,
+        Some(basic("app", CONF_SECRET)),
+        &format!("grant_type=refresh_token&refresh_token={}", enc(rt2)),
+    )
+    .await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert!(
+        r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+
+    // RFC 7009: revoking a token ends its grant; unknown tokens answer 200 too.
+    let t3 = app_login(&op, &mut Browser::default(), "wes").await;
+    let rv = http(
+        "POST",
+        &format!("{}/revoke", op.base),
+        &[basic("app", CONF_SECRET)],
+        Some(&format!(
+            "token={}&token_type_hint=refresh_token",
+            enc(t3["refresh_token"].as_str().unwrap())
+        )),
+    )
+    .await;
+    assert_eq!(rv.status, 200);
+    assert_eq!(
+        introspect(&op, t3["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+    let rv = http(
+        "POST",
+        &format!("{}/revoke", op.base),
+        &[basic("app", CONF_SECRET)],
+        Some("token=nonsense"),
+    )
+    .await;
+    assert_eq!(rv.status, 200);
+}
