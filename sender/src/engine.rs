@@ -226,7 +226,7 @@ impl Engine {
                 } else {
                     0
                 };
-                let wanted = (from <= to).then(|| to - from + 1).unwrap_or(0);
+                let wanted = if from <= to { to - from + 1 } else { 0 };
                 if (n as u64) < wanted {
                     tracing::warn!(
                         command = id,
@@ -492,7 +492,7 @@ fn expiry(body: &Body) -> Option<u64> {
 
 fn state_change(body: &Body) -> Option<StateChange> {
     match body {
-        Body::Provision(p) => Some(StateChange::Upsert(p.clone())),
+        Body::Provision(p) => Some(StateChange::Upsert(Box::new(p.clone()))),
         Body::Revoke(r) => Some(StateChange::Remove {
             issuer: r.issuer.clone(),
             subject: r.subject.clone(),

@@ -8,7 +8,9 @@
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod export;
 pub mod intake;
+pub mod keygen;
 pub mod metrics;
 pub mod outbox;
 pub mod pacer;
@@ -16,6 +18,7 @@ pub mod policy;
 pub mod sendloop;
 pub mod spool;
 pub mod status;
+pub mod submit;
 pub mod ticket;
 pub mod transfer_code;
 pub mod transport;

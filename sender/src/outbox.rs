@@ -132,7 +132,7 @@ pub struct ChainState {
 /// A change to the carousel's Provision state, committed with the frame that caused it.
 #[derive(Debug, Clone)]
 pub enum StateChange {
-    Upsert(Provision),
+    Upsert(Box<Provision>),
     Remove { issuer: String, subject: String },
 }
 
@@ -508,7 +508,7 @@ mod tests {
         ob.commit(&SealCommit {
             consumed: vec![0],
             entries: vec![entry(1, 10), entry(2, 20)],
-            state: vec![StateChange::Upsert(p.clone())],
+            state: vec![StateChange::Upsert(Box::new(p.clone()))],
         })
         .unwrap();
         assert_eq!(ob.pending_len(), 0);

@@ -80,7 +80,7 @@ impl TransferCode {
         if values.len() != CODE_LEN {
             return Err(CodeError::Length { got: values.len() });
         }
-        if luhn_sum(&values, 1) % 32 != 0 {
+        if !luhn_sum(&values, 1).is_multiple_of(32) {
             return Err(CodeError::Check);
         }
         let mut out = [0u8; CODE_LEN - 1];
