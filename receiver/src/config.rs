@@ -299,22 +299,22 @@ impl Config {
             _ => {}
         }
         if let Some(udp) = &self.link.udp {
-            if let Some(g) = udp.multicast_group {
-                if !g.is_multicast() {
-                    return Err(self.invalid(
-                        "link.udp.multicast_group",
-                        format!("{g} is not a multicast address (224.0.0.0/4)"),
-                    ));
-                }
+            if let Some(g) = udp.multicast_group
+                && !g.is_multicast()
+            {
+                return Err(self.invalid(
+                    "link.udp.multicast_group",
+                    format!("{g} is not a multicast address (224.0.0.0/4)"),
+                ));
             }
             if udp.receive_buffer_bytes < 64 * 1024 {
                 return Err(self.invalid("link.udp.receive_buffer_bytes", "must be at least 65536"));
             }
         }
-        if let Some(s) = &self.link.serial {
-            if s.baud == 0 {
-                return Err(self.invalid("link.serial.baud", "must be greater than 0, e.g. 115200"));
-            }
+        if let Some(s) = &self.link.serial
+            && s.baud == 0
+        {
+            return Err(self.invalid("link.serial.baud", "must be greater than 0, e.g. 115200"));
         }
         if !(64..=65_507).contains(&self.link.datagram_size) {
             return Err(self.invalid("link.datagram_size", "must be between 64 and 65507 bytes"));

@@ -264,12 +264,12 @@ where
         v.push(value.as_ref()).map_err(ChainWalkError::Entry)?;
     }
     let summary = v.summary().clone();
-    if let Some(head) = expected_head {
-        if head != summary.head {
-            return Err(ChainWalkError::HeadMismatch {
-                entries: summary.entries,
-            });
-        }
+    if let Some(head) = expected_head
+        && head != summary.head
+    {
+        return Err(ChainWalkError::HeadMismatch {
+            entries: summary.entries,
+        });
     }
     Ok(summary)
 }

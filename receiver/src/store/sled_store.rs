@@ -78,6 +78,11 @@ impl SledStore {
         })
     }
 
+    /// The database handle, shared with the OpenID provider (its trees are prefixed `oidc_`).
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     fn tree(&self, t: Table) -> Result<&sled::Tree, StoreError> {
         self.trees
             .get(t.position())

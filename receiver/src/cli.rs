@@ -1,0 +1,318 @@
+//! The command line: parsing and dispatch. Each command's logic lives in its own module.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use thiserror::Error;
+
+use crate::audit::{self, AuditCommand, AuditError};
+use crate::config::{Config, ConfigError};
+use crate::daemon::{self, RunError};
+use crate::reports::{GapReport, render_users, users_from_store};
+use crate::store::records::{KeySet, UserRecord};
+use crate::store::{SledStore, Store, StoreError, Table, decode_json, meta};
+use crate::trust_cmd::{self, RemoveTarget, TrustCmdError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "airlock-receiver",
+    version,
+    about = "Airlock's inside half: ingest over the diode, frame log, identity store, OpenID provider"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the receiver: link ingest, ops listener (/healthz, /metrics) and the OpenID provider.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the missing seq ranges per signer, to carry to the sender's `resend`.
+    Gaps {
+        #[arg(long)]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List provisioned users, their validity and the seq that last changed them.
+    Users {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and install trusted keys (the inside half of the key ceremony).
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+    /// Check a config file and exit.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Read a client secret on stdin and print its argon2id hash for `[[oidc.clients]]`.
+    HashSecret,
+    /// OpenID provider signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Auditor tools: they work on a copy of the data directory and public keys only.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Show every trusted key with its fingerprint.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Install a signer public key (SPKI PEM) into the trust directory.
+    AddSigner {
+        #[arg(long)]
+        config: PathBuf,
+        file: PathBuf,
+    },
+    /// Install a link key file into the trust directory.
+    AddLinkKey {
+        #[arg(long)]
+        config: PathBuf,
+        file: PathBuf,
+    },
+    /// Remove an installed key from the trust directory.
+    Remove {
+        #[arg(long)]
+        config: PathBuf,
+        /// Signer kid (16 hex digits).
+        #[arg(long, conflicts_with = "link", required_unless_present = "link")]
+        signer: Option<String>,
+        /// Link key kid.
+        #[arg(long)]
+        link: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key; it is published now and used after `key_rotation_delay_secs`.
+    Rotate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Trust(#[from] TrustCmdError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(
+        "the store is in use by the running receiver and its ops listener at {addr} did not answer: {detail}"
+    )]
+    Ops { addr: String, detail: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Parses the command line, runs the command, and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match dispatch(cli.command) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn dispatch(cmd: Command) -> Result<String, CliError> {
+    match cmd {
+        Command::Run { config } => {
+            let cfg = Config::load(&config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            rt.block_on(daemon::run(cfg))?;
+            Ok(String::new())
+        }
+        Command::Gaps { config, json } => {
+            let cfg = Config::load(&config)?;
+            let report: GapReport = read_live(&cfg, "/gaps", GapReport::from_store)?;
+            Ok(if json {
+                to_json(&report)
+            } else {
+                report.render()
+            })
+        }
+        Command::Users { config, json } => {
+            let cfg = Config::load(&config)?;
+            let users: Vec<UserRecord> = read_live(&cfg, "/users", users_from_store)?;
+            Ok(if json {
+                to_json(&users)
+            } else {
+                render_users(&users)
+            })
+        }
+        Command::Trust { command } => trust(command),
+        Command::CheckConfig { config } => {
+            let cfg = Config::load(&config)?;
+            crate::trust_set::BaseTrust::load(&cfg.trust).map_err(TrustCmdError::from)?;
+            Ok(format!("{}: ok\n", config.display()))
+        }
+        Command::HashSecret => hash_secret(),
+        Command::Keys {
+            command: KeysCommand::Rotate { config },
+        } => rotate_keys(&config),
+        Command::Audit { command } => Ok(audit::run(command)?),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v)
+        .map_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"), |s| s + "\n")
+}
+
+/// Reads from the store, or, when the daemon holds it, from the daemon's ops listener.
+fn read_live<T: serde::de::DeserializeOwned>(
+    cfg: &Config,
+    path: &str,
+    from_store: impl Fn(&SledStore) -> Result<T, StoreError>,
+) -> Result<T, CliError> {
+    match SledStore::open(&cfg.store_path()) {
+        Ok(store) => Ok(from_store(&store)?),
+        Err(StoreError::Locked { .. }) => {
+            let addr = cfg.ops.listen;
+            let ops = |detail: String| CliError::Ops {
+                addr: addr.to_string(),
+                detail,
+            };
+            let (status, body) =
+                crate::ops_client::get(addr, path).map_err(|e| ops(e.to_string()))?;
+            if status != 200 {
+                return Err(ops(format!("HTTP {status}: {body}")));
+            }
+            serde_json::from_str(&body).map_err(|e| ops(e.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn trust(cmd: TrustCommand) -> Result<String, CliError> {
+    match cmd {
+        TrustCommand::List { config } => {
+            let cfg = Config::load(&config)?;
+            let logged = logged_keys(&cfg);
+            Ok(trust_cmd::list(&cfg, logged.as_ref())?)
+        }
+        TrustCommand::AddSigner { config, file } => {
+            Ok(trust_cmd::add_signer(&Config::load(&config)?, &file)?)
+        }
+        TrustCommand::AddLinkKey { config, file } => {
+            Ok(trust_cmd::add_link_key(&Config::load(&config)?, &file)?)
+        }
+        TrustCommand::Remove {
+            config,
+            signer,
+            link,
+        } => {
+            let target = match (signer, link) {
+                (Some(kid), None) => RemoveTarget::Signer(kid),
+                (None, Some(kid)) => RemoveTarget::Link(kid),
+                _ => {
+                    return Err(CliError::Usage(
+                        "give exactly one of --signer KID or --link KID".into(),
+                    ));
+                }
+            };
+            Ok(trust_cmd::remove(&Config::load(&config)?, &target)?)
+        }
+    }
+}
+
+/// Key changes logged over the link, if the store can be read now.
+fn logged_keys(cfg: &Config) -> Option<KeySet> {
+    let store = SledStore::open(&cfg.store_path()).ok()?;
+    let v = store.get(Table::Meta, meta::KEYS).ok()??;
+    decode_json(Table::Meta, meta::KEYS, &v).ok()
+}
+
+fn hash_secret() -> Result<String, CliError> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let mut secret = String::new();
+    std::io::stdin()
+        .read_to_string(&mut secret)
+        .map_err(|e| CliError::Usage(format!("cannot read the secret from stdin: {e}")))?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    if secret.len() < 16 {
+        return Err(CliError::Usage(
+            "the client secret must be at least 16 characters".into(),
+        ));
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = argon2::Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map_err(|e| CliError::Usage(format!("cannot hash: {e}")))?;
+    Ok(format!("{hash}\n"))
+}
+
+fn rotate_keys(config: &Path) -> Result<String, CliError> {
+    let cfg = Config::load(config)?;
+    let oidc = cfg.oidc.as_ref().ok_or_else(|| {
+        CliError::Usage(format!("{}: there is no [oidc] section", config.display()))
+    })?;
+    let store = SledStore::open(&cfg.store_path())?;
+    let now = crate::link::now_ms() / 1000;
+    let kids = crate::oidc::rotate_keys_in_db(store.db(), oidc, now)
+        .map_err(|e| CliError::Usage(format!("key rotation failed: {e}")))?;
+    store.flush()?;
+    Ok(format!("signing keys now: {}\n", kids.join(", ")))
+}

@@ -1,0 +1,211 @@
+//! `airlock-receiver run`: the link, the ingest thread, the ops listener and the provider.
+
+use std::sync::Arc;
+
+use airlock_protocol::seal::Freshness;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::identity_directory::StoreDirectory;
+use crate::ingest::{Incoming, Ingest, IngestError, IngestHooks, NoHooks};
+use crate::link::{LinkIngress, LinkIoError, now_ms, serial, udp};
+use crate::metrics::Metrics;
+use crate::oidc::error::OidcError;
+use crate::oidc::provider::{OidcDeps, Provider};
+use crate::ops::{self, OpsState};
+use crate::store::{SledStore, Store, StoreError};
+use crate::trust_set::{BaseTrust, TrustError};
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Link(#[from] LinkIoError),
+    #[error("OpenID provider: {0}")]
+    Oidc(#[from] OidcError),
+    #[error("cannot start the ops listener on {addr}: {source}")]
+    Ops {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create the data directory {dir}: {source}")]
+    DataDir { dir: String, source: std::io::Error },
+    #[error("the ingest thread stopped unexpectedly")]
+    IngestThread,
+}
+
+/// Ends a revoked user's sessions through the provider, off the ingest thread.
+struct ProviderHooks {
+    provider: Provider,
+    runtime: tokio::runtime::Handle,
+}
+
+impl IngestHooks for ProviderHooks {
+    fn revoked(&self, local_sub: &str) {
+        let p = self.provider.clone();
+        let sub = local_sub.to_owned();
+        self.runtime.spawn_blocking(move || {
+            if let Err(e) = p.revoke_user(&sub) {
+                tracing::error!(local_sub = %sub, error = %e, "could not end the revoked user's sessions");
+            }
+        });
+    }
+}
+
+/// Runs until SIGINT/SIGTERM, or until a part fails.
+pub async fn run(cfg: Config) -> Result<(), RunError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| RunError::DataDir {
+        dir: cfg.data_dir.display().to_string(),
+        source,
+    })?;
+    let store = Arc::new(SledStore::open(&cfg.store_path())?);
+    let base = BaseTrust::load(&cfg.trust)?;
+    for (path, k) in &base.signers {
+        tracing::info!(kid = %k.kid, fingerprint = %k.fingerprint(), file = %path.display(), "trusted signer");
+    }
+    for (path, k) in &base.links {
+        tracing::info!(kid = k.kid, fingerprint = %k.fingerprint(), file = %path.display(), "link key");
+    }
+    let metrics = Arc::new(Metrics::new());
+    let provider = match &cfg.oidc {
+        Some(oc) => {
+            let directory = Arc::new(StoreDirectory::new(store.clone()));
+            Some(Provider::new(
+                oc.clone(),
+                OidcDeps::new(store.db(), directory),
+            )?)
+        }
+        None => None,
+    };
+    let hooks: Box<dyn IngestHooks> = match &provider {
+        Some(p) => Box::new(ProviderHooks {
+            provider: p.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }),
+        None => Box::new(NoHooks),
+    };
+    let fresh = Freshness {
+        max_age_secs: cfg.freshness.max_age_secs,
+        max_skew_secs: cfg.freshness.max_skew_secs,
+    };
+    let ingest = Ingest::new(
+        store.clone(),
+        base,
+        fresh,
+        metrics.clone(),
+        hooks,
+        cfg.ingest.reject_log_per_sec,
+    )?;
+    let (tx, rx) = mpsc::channel::<Incoming>(cfg.ingest.queue_frames);
+    let ingest_done = spawn_ingest(ingest, rx, cfg.ingest.max_batch);
+
+    let ops_state = Arc::new(OpsState {
+        metrics: metrics.clone(),
+        store: store.clone(),
+        alarm_after_secs: cfg.heartbeat.alarm_after_secs,
+        started_ms: now_ms(),
+    });
+    let ops_listener = tokio::net::TcpListener::bind(cfg.ops.listen)
+        .await
+        .map_err(|source| RunError::Ops {
+            addr: cfg.ops.listen.to_string(),
+            source,
+        })?;
+    let ops_task =
+        tokio::spawn(async move { axum::serve(ops_listener, ops::router(ops_state)).await });
+
+    let ingress = LinkIngress::new(
+        &cfg.link,
+        tx,
+        metrics.clone(),
+        cfg.ingest.reject_log_per_sec,
+    );
+    let link_task = match (&cfg.link.udp, &cfg.link.serial) {
+        (Some(u), _) => {
+            let socket = udp::bind(u)?;
+            tracing::info!(listen = %u.listen, "listening for datagrams");
+            tokio::spawn(udp::run(socket, ingress))
+        }
+        (None, Some(s)) => {
+            let port = serial::open(s)?;
+            tracing::info!(device = %s.device.display(), baud = s.baud, "reading the serial line");
+            tokio::spawn(serial::run(s.clone(), port, ingress))
+        }
+        (None, None) => return Err(RunError::Link(LinkIoError::IngestGone)),
+    };
+    let provider_task = provider.map(|p| tokio::spawn(async move { p.serve().await }));
+    tracing::info!(ops = %cfg.ops.listen, "airlock-receiver running");
+
+    let result = tokio::select! {
+        _ = shutdown_signal() => { tracing::info!("shutting down"); Ok(()) }
+        r = ingest_done => match r { Ok(Ok(())) => Ok(()), Ok(Err(e)) => Err(e.into()), Err(_) => Err(RunError::IngestThread) },
+        r = link_task => match r { Ok(Err(e)) => Err(e.into()), _ => Err(RunError::IngestThread) },
+        r = ops_task => match r {
+            Ok(Err(source)) => Err(RunError::Ops { addr: cfg.ops.listen.to_string(), source }),
+            _ => Err(RunError::IngestThread),
+        },
+        r = async { match provider_task { Some(t) => t.await, None => std::future::pending().await } } => match r {
+            Ok(Err(e)) => Err(e.into()),
+            _ => Err(RunError::IngestThread),
+        },
+    };
+    // Everything accepted was flushed by the ingest before it was acknowledged anywhere.
+    store.flush()?;
+    result
+}
+
+/// The ingest runs on its own thread: sled and Ed25519 are blocking work.
+fn spawn_ingest(
+    mut ingest: Ingest<SledStore>,
+    mut rx: mpsc::Receiver<Incoming>,
+    max_batch: usize,
+) -> oneshot::Receiver<Result<(), IngestError>> {
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let result = (|| {
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = Vec::with_capacity(max_batch.min(1024));
+                batch.push(first);
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(x) => batch.push(x),
+                        Err(_) => break,
+                    }
+                }
+                ingest.process(batch)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "ingest failed; stopping");
+        }
+        let _ = done_tx.send(result);
+    });
+    done_rx
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,345 @@
+//! Verification and commit: sealed frames in, durable log entries and state changes out.
+//!
+//! A burst of frames is opened (in parallel: Ed25519 is the bottleneck), classified in
+//! order (refused / duplicate / replay / accepted), and the accepted ones are logged and
+//! applied in ONE store transaction followed by ONE flush. Only after the flush does the
+//! daemon act on them (revocations to the provider, metrics, in-memory replay state), so
+//! nothing is visible before it is durable. Frames are never applied before `open` passed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use airlock_protocol::message::Body;
+use airlock_protocol::replay::{ReplayError, ReplayState};
+use airlock_protocol::seal::{Freshness, OpenError, Opened, open};
+use airlock_protocol::trust::TrustStore;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::apply::{AcceptedFrame, Applied, Ledger, Outcome, apply_batch};
+use crate::frame_log::Verdict;
+use crate::metrics::{Metrics, RateLimiter};
+use crate::store::records::GapState;
+use crate::store::{Store, StoreError, Table, seq_key};
+use crate::trust_set::{BaseTrust, TrustError};
+
+/// A sealed frame as it came off the link.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub sealed: Vec<u8>,
+    /// Where it came from (UDP source address of the datagram that completed its block, or
+    /// the serial device), for logs.
+    pub source: String,
+    pub received_at_ms: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+}
+
+/// Effects the daemon carries out once a batch is durable.
+pub trait IngestHooks: Send {
+    /// A Revoke was applied: the provider ends the user's sessions and tokens.
+    fn revoked(&self, local_sub: &str);
+}
+
+/// No hooks (CLI tools, tests).
+pub struct NoHooks;
+impl IngestHooks for NoHooks {
+    fn revoked(&self, _local_sub: &str) {}
+}
+
+/// What one call of [`Ingest::process`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    pub accepted: u64,
+    pub no_effect: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+enum Class {
+    Refused(OpenError),
+    Duplicate,
+    Accept(Box<AcceptedFrame>),
+}
+
+/// The verifier and committer. Single-threaded owner of the in-memory replay state.
+pub struct Ingest<S: Store> {
+    store: Arc<S>,
+    base: BaseTrust,
+    trust: TrustStore,
+    replay: ReplayState,
+    fresh: Freshness,
+    metrics: Arc<Metrics>,
+    hooks: Box<dyn IngestHooks>,
+    limiter: RateLimiter,
+    gaps: GapState,
+}
+
+/// An empty replay state: `open` then checks everything but the seq, which
+/// [`Ingest::classify`] checks itself so that it can tell duplicates from replays.
+fn no_replay() -> &'static ReplayState {
+    static EMPTY: std::sync::OnceLock<ReplayState> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(ReplayState::new)
+}
+
+impl<S: Store> Ingest<S> {
+    pub fn new(
+        store: Arc<S>,
+        base: BaseTrust,
+        fresh: Freshness,
+        metrics: Arc<Metrics>,
+        hooks: Box<dyn IngestHooks>,
+        reject_log_per_sec: u32,
+    ) -> Result<Self, IngestError> {
+        let ledger = store.transact(|tx| Ledger::load(tx))?;
+        let trust = base.effective(&ledger.keys)?;
+        let ingest = Self {
+            store,
+            base,
+            trust,
+            replay: ledger.replay.clone(),
+            fresh,
+            metrics,
+            hooks,
+            limiter: RateLimiter::new(reject_log_per_sec),
+            gaps: ledger.gaps.clone(),
+        };
+        ingest.publish(&ledger);
+        Ok(ingest)
+    }
+
+    /// The trust in force (configured keys plus logged key changes).
+    pub fn trust(&self) -> &TrustStore {
+        &self.trust
+    }
+
+    pub fn gaps(&self) -> &GapState {
+        &self.gaps
+    }
+
+    fn publish(&self, ledger: &Ledger) {
+        self.metrics
+            .log_entries
+            .store(ledger.next_index, Ordering::Relaxed);
+        let missing: u64 = ledger.gaps.values().map(|g| g.missing_count()).sum();
+        let ranges: usize = ledger.gaps.values().map(|g| g.missing.len()).sum();
+        self.metrics.missing_seqs.store(missing, Ordering::Relaxed);
+        self.metrics
+            .gap_ranges
+            .store(ranges as u64, Ordering::Relaxed);
+    }
+
+    /// Verifies, logs and applies a burst of frames; durable when it returns Ok.
+    pub fn process(&mut self, batch: Vec<Incoming>) -> Result<BatchReport, IngestError> {
+        let mut report = BatchReport::default();
+        let mut pending = batch;
+        while !pending.is_empty() {
+            let rest = self.process_once(pending, &mut report)?;
+            pending = rest;
+        }
+        Ok(report)
+    }
+
+    /// One transaction. Stops after a frame that changes the trusted keys and returns the
+    /// frames after it, which must be opened again under the new trust.
+    fn process_once(
+        &mut self,
+        batch: Vec<Incoming>,
+        report: &mut BatchReport,
+    ) -> Result<Vec<Incoming>, IngestError> {
+        let opened = self.open_all(&batch);
+        let mut accepted: Vec<AcceptedFrame> = Vec::new();
+        let mut sources: Vec<usize> = Vec::new();
+        let mut hashes: HashSet<[u8; 32]> = HashSet::new();
+        let mut seqs: HashSet<(String, u64)> = HashSet::new();
+        let mut cut = batch.len();
+        for (i, (inc, res)) in batch.iter().zip(opened).enumerate() {
+            self.metrics.frames_received.fetch_add(1, Ordering::Relaxed);
+            match self.classify(inc, res, &mut hashes, &mut seqs)? {
+                Class::Refused(e) => {
+                    report.rejected += 1;
+                    self.metrics.reject(e.reason());
+                    self.log_refusal(inc, &e);
+                }
+                Class::Duplicate => {
+                    report.duplicates += 1;
+                    self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                Class::Accept(frame) => {
+                    let rekey = matches!(
+                        frame.envelope.body,
+                        Body::KeyAnnounce(_) | Body::KeyRetire(_)
+                    );
+                    accepted.push(*frame);
+                    sources.push(i);
+                    if rekey {
+                        cut = i + 1;
+                        break;
+                    }
+                }
+            }
+        }
+        if !accepted.is_empty() {
+            self.commit(&accepted, report)?;
+        }
+        Ok(batch.into_iter().skip(cut).collect())
+    }
+
+    fn open_all(&self, batch: &[Incoming]) -> Vec<Result<Opened, OpenError>> {
+        let (trust, fresh) = (&self.trust, &self.fresh);
+        let open_one = |inc: &Incoming| {
+            open(
+                &inc.sealed,
+                trust,
+                fresh,
+                inc.received_at_ms / 1000,
+                no_replay(),
+            )
+        };
+        // Two cores: split big bursts in two; small ones are not worth a thread.
+        if batch.len() < 64 {
+            return batch.iter().map(open_one).collect();
+        }
+        let mid = batch.len() / 2;
+        let (a, b) = batch.split_at(mid);
+        std::thread::scope(|s| {
+            let h = s.spawn(|| b.iter().map(open_one).collect::<Vec<_>>());
+            let mut first: Vec<_> = a.iter().map(open_one).collect();
+            match h.join() {
+                Ok(second) => first.extend(second),
+                // Unreachable in practice (open does not panic); fall back to doing it here.
+                Err(_) => first.extend(b.iter().map(open_one)),
+            }
+            first
+        })
+    }
+
+    fn classify(
+        &mut self,
+        inc: &Incoming,
+        res: Result<Opened, OpenError>,
+        hashes: &mut HashSet<[u8; 32]>,
+        seqs: &mut HashSet<(String, u64)>,
+    ) -> Result<Class, IngestError> {
+        let o = match res {
+            Ok(o) => o,
+            Err(e) => return Ok(Class::Refused(e)),
+        };
+        if hashes.contains(&o.hash) || self.store.get(Table::FrameIndex, &o.hash)?.is_some() {
+            return Ok(Class::Duplicate);
+        }
+        let kid = o.signer_kid.clone();
+        let seq = o.envelope.seq;
+        let replay = |e| Ok(Class::Refused(OpenError::Replay(e)));
+        if seqs.contains(&(kid.clone(), seq)) {
+            return replay(ReplayError::Seen { seq });
+        }
+        match self.replay.check(&kid, seq) {
+            Ok(()) => {}
+            // Below the window: the exact seq index decides, so an old gap can still be filled.
+            Err(ReplayError::TooOld { .. }) => {
+                if self.store.get(Table::Seqs, &seq_key(&kid, seq))?.is_some() {
+                    return replay(ReplayError::Seen { seq });
+                }
+            }
+            Err(e) => return replay(e),
+        }
+        hashes.insert(o.hash);
+        seqs.insert((kid, seq));
+        Ok(Class::Accept(Box::new(AcceptedFrame {
+            envelope: o.envelope,
+            sign1: o.sign1,
+            hash: o.hash,
+            received_at_ms: inc.received_at_ms,
+        })))
+    }
+
+    fn log_refusal(&mut self, inc: &Incoming, e: &OpenError) {
+        if self.limiter.allow(inc.received_at_ms) {
+            let digest = Sha256::digest(&inc.sealed);
+            tracing::warn!(
+                reason = e.reason(),
+                source = %inc.source,
+                frame_sha256 = %hex::encode(&digest[..8]),
+                len = inc.sealed.len(),
+                suppressed = self.limiter.suppressed,
+                "frame refused: {e}"
+            );
+        }
+    }
+
+    fn commit(
+        &mut self,
+        accepted: &[AcceptedFrame],
+        report: &mut BatchReport,
+    ) -> Result<(), IngestError> {
+        let (outcomes, ledger) = self.store.transact(|tx| apply_batch(tx, accepted))?;
+        self.store.flush()?;
+        // Durable from here on: act on the effects.
+        self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+        let mut keys_changed = false;
+        for (frame, outcome) in accepted.iter().zip(outcomes) {
+            match outcome {
+                Outcome::Logged(a) => {
+                    keys_changed |= a.keys_changed;
+                    self.after_logged(frame, &a, report);
+                }
+                Outcome::Duplicate => {
+                    report.duplicates += 1;
+                    self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Replay => {
+                    report.rejected += 1;
+                    self.metrics.reject("replay");
+                }
+            }
+        }
+        self.replay = ledger.replay.clone();
+        self.gaps = ledger.gaps.clone();
+        if keys_changed {
+            self.trust = self.base.effective(&ledger.keys)?;
+            tracing::info!(
+                signers = ?self.trust.signer_kids().collect::<Vec<_>>(),
+                link_keys = ?self.trust.link_kids().collect::<Vec<_>>(),
+                "trusted keys changed by a logged KeyAnnounce/KeyRetire"
+            );
+        }
+        self.publish(&ledger);
+        Ok(())
+    }
+
+    fn after_logged(&mut self, frame: &AcceptedFrame, a: &Applied, report: &mut BatchReport) {
+        match a.verdict {
+            Verdict::Applied => {
+                report.accepted += 1;
+                self.metrics.frames_accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::NoEffect => {
+                report.accepted += 1;
+                report.no_effect += 1;
+                self.metrics.frames_accepted.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .frames_no_effect
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(sub) = &a.revoked_sub {
+            tracing::info!(local_sub = %sub, seq = a.seq, "user revoked");
+            self.hooks.revoked(sub);
+        }
+        if a.heartbeat.is_some() {
+            self.metrics.heartbeats.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .last_heartbeat_ms
+                .fetch_max(frame.received_at_ms, Ordering::Relaxed);
+        }
+        tracing::debug!(index = a.index, kind = a.kind, kid = %a.signer_kid, seq = a.seq, verdict = a.verdict.as_str(), "frame logged");
+    }
+}

@@ -1,0 +1,76 @@
+//! UDP: unicast or multicast, with a large receive buffer (a diode has no back-pressure:
+//! the kernel buffer is what absorbs bursts while the verifier catches up).
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+use super::{LinkIngress, LinkIoError};
+use crate::config::UdpConfig;
+
+/// Binds the socket as configured; warns when the kernel grants less buffer than asked.
+pub fn bind(cfg: &UdpConfig) -> Result<UdpSocket, LinkIoError> {
+    let addr = cfg.listen;
+    let err = |source| LinkIoError::Udp {
+        addr: addr.to_string(),
+        source,
+    };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    if cfg.multicast_group.is_some() {
+        // Several receivers on one host may listen to the same group and port.
+        socket.set_reuse_address(true).map_err(err)?;
+    }
+    socket
+        .set_recv_buffer_size(cfg.receive_buffer_bytes)
+        .map_err(err)?;
+    let granted = socket.recv_buffer_size().map_err(err)?;
+    // Linux reports twice the usable size it granted; anything below the request means a cap.
+    if granted < cfg.receive_buffer_bytes {
+        tracing::warn!(
+            requested = cfg.receive_buffer_bytes,
+            granted,
+            "the kernel capped the UDP receive buffer: bursts may be dropped before the receiver sees them; \
+             raise it with `sysctl -w net.core.rmem_max={}`",
+            cfg.receive_buffer_bytes
+        );
+    } else {
+        tracing::info!(
+            requested = cfg.receive_buffer_bytes,
+            granted,
+            "UDP receive buffer set"
+        );
+    }
+    let bind_addr = match (cfg.multicast_group, addr) {
+        // Bind the group's port on any address so the group's datagrams are delivered.
+        (Some(_), SocketAddr::V4(v4)) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, v4.port())),
+        _ => addr,
+    };
+    socket.bind(&bind_addr.into()).map_err(err)?;
+    if let Some(group) = cfg.multicast_group {
+        let iface = cfg.multicast_interface.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        socket.join_multicast_v4(&group, &iface).map_err(err)?;
+        tracing::info!(%group, %iface, "joined multicast group");
+    }
+    socket.set_nonblocking(true).map_err(err)?;
+    UdpSocket::from_std(socket.into()).map_err(err)
+}
+
+/// Reads datagrams until the ingest goes away.
+pub async fn run(socket: UdpSocket, mut ingress: LinkIngress) -> Result<(), LinkIoError> {
+    // One byte more than allowed, so an oversize datagram is recognised, not truncated.
+    let mut buf = vec![0u8; ingress.max_datagram + 1];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let bytes = buf.get(..n).unwrap_or_default();
+                ingress.datagram(bytes, &from.to_string()).await?;
+            }
+            Err(e) => {
+                // ICMP errors and the like: log and go on; the socket stays usable.
+                tracing::warn!(error = %e, "UDP receive failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Counters and gauges, rendered in the Prometheus text format (no extra dependency).
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use airlock_protocol::link::LinkStats;
+use airlock_protocol::seal::OpenError;
+
+/// Link-level reasons (datagram or serial framing), beside the decoder's own stats.
+pub const LINK_REASONS: [&str; 3] = ["cobs", "oversize_datagram", "serial_io"];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub frames_received: AtomicU64,
+    pub frames_accepted: AtomicU64,
+    pub frames_no_effect: AtomicU64,
+    pub duplicates: AtomicU64,
+    rejected: [AtomicU64; OpenError::REASONS.len()],
+    link_errors: [AtomicU64; LINK_REASONS.len()],
+    pub batches: AtomicU64,
+    pub log_entries: AtomicU64,
+    pub missing_seqs: AtomicU64,
+    pub gap_ranges: AtomicU64,
+    pub heartbeats: AtomicU64,
+    /// Unix ms of the last heartbeat frame applied (0: none yet).
+    pub last_heartbeat_ms: AtomicU64,
+    pub queue_dropped: AtomicU64,
+    link: Mutex<LinkStats>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts a refused frame by its stable reason label.
+    pub fn reject(&self, reason: &str) {
+        if let Some(c) = OpenError::REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .and_then(|i| self.rejected.get(i))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn rejected(&self, reason: &str) -> u64 {
+        OpenError::REASONS
+            .iter()
+            .zip(self.rejected.iter())
+            .find(|(r, _)| **r == reason)
+            .map_or(0, |(_, c)| c.load(Ordering::Relaxed))
+    }
+
+    pub fn link_error(&self, reason: &str) {
+        if let Some(c) = LINK_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .and_then(|i| self.link_errors.get(i))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes the decoder's counters.
+    pub fn set_link_stats(&self, stats: &LinkStats) {
+        if let Ok(mut l) = self.link.lock() {
+            *l = stats.clone();
+        }
+    }
+
+    pub fn link_stats(&self) -> LinkStats {
+        self.link.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The Prometheus exposition text.
+    pub fn render(&self, heartbeat_age_secs: Option<u64>) -> String {
+        let mut out = String::with_capacity(4096);
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "airlock_frames_received_total",
+            "Sealed frames handed to verification.",
+            g(&self.frames_received),
+        );
+        counter(
+            &mut out,
+            "airlock_frames_accepted_total",
+            "Frames verified, logged and applied (durably).",
+            g(&self.frames_accepted),
+        );
+        counter(
+            &mut out,
+            "airlock_frames_no_effect_total",
+            "Accepted and logged frames that changed nothing (superseded).",
+            g(&self.frames_no_effect),
+        );
+        counter(
+            &mut out,
+            "airlock_frames_duplicate_total",
+            "Copies of frames already in the log (repetition, carousel, resend).",
+            g(&self.duplicates),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP airlock_frames_rejected_total Frames refused, by reason; never applied."
+        );
+        let _ = writeln!(out, "# TYPE airlock_frames_rejected_total counter");
+        for (r, c) in OpenError::REASONS.iter().zip(self.rejected.iter()) {
+            let _ = writeln!(
+                out,
+                "airlock_frames_rejected_total{{reason=\"{r}\"}} {}",
+                g(c)
+            );
+        }
+        let l = self.link_stats();
+        let _ = writeln!(
+            out,
+            "# HELP airlock_link_errors_total Datagrams or bytes refused on the link, by reason."
+        );
+        let _ = writeln!(out, "# TYPE airlock_link_errors_total counter");
+        for (r, v) in [
+            ("crc", l.crc_errors),
+            ("header", l.header_errors),
+            ("block", l.block_errors),
+        ] {
+            let _ = writeln!(out, "airlock_link_errors_total{{reason=\"{r}\"}} {v}");
+        }
+        for (r, c) in LINK_REASONS.iter().zip(self.link_errors.iter()) {
+            let _ = writeln!(out, "airlock_link_errors_total{{reason=\"{r}\"}} {}", g(c));
+        }
+        counter(
+            &mut out,
+            "airlock_link_datagrams_total",
+            "Datagrams received.",
+            l.datagrams,
+        );
+        counter(
+            &mut out,
+            "airlock_link_bytes_total",
+            "Datagram bytes received.",
+            l.bytes,
+        );
+        counter(
+            &mut out,
+            "airlock_link_duplicate_symbols_total",
+            "RaptorQ symbols received twice.",
+            l.duplicate_symbols,
+        );
+        counter(
+            &mut out,
+            "airlock_blocks_decoded_total",
+            "FEC blocks decoded.",
+            l.blocks_decoded,
+        );
+        counter(
+            &mut out,
+            "airlock_blocks_lost_total",
+            "FEC blocks given up on (too few symbols, window overflow).",
+            l.blocks_lost,
+        );
+        counter(
+            &mut out,
+            "airlock_link_session_resets_total",
+            "Sender sessions started or evicted.",
+            l.session_resets,
+        );
+        counter(
+            &mut out,
+            "airlock_ingest_queue_dropped_total",
+            "Frames dropped because verification fell behind.",
+            g(&self.queue_dropped),
+        );
+        counter(
+            &mut out,
+            "airlock_ingest_batches_total",
+            "Store transactions (one flush each).",
+            g(&self.batches),
+        );
+        counter(
+            &mut out,
+            "airlock_heartbeats_total",
+            "Heartbeat frames applied.",
+            g(&self.heartbeats),
+        );
+        gauge(
+            &mut out,
+            "airlock_log_entries",
+            "Entries in the frame log.",
+            g(&self.log_entries),
+        );
+        gauge(
+            &mut out,
+            "airlock_gap_missing_seqs",
+            "Seqs below a signer's highest that never arrived.",
+            g(&self.missing_seqs),
+        );
+        gauge(
+            &mut out,
+            "airlock_gap_ranges",
+            "Ranges of missing seqs (see `airlock-receiver gaps`).",
+            g(&self.gap_ranges),
+        );
+        if let Some(age) = heartbeat_age_secs {
+            gauge(
+                &mut out,
+                "airlock_heartbeat_age_seconds",
+                "Seconds since the last heartbeat.",
+                age,
+            );
+        }
+        out
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+    );
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+/// Allows at most `per_sec` events a second; counts what it suppressed.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_sec: u32,
+    window_start_ms: u64,
+    used: u32,
+    pub suppressed: u64,
+}
+
+impl RateLimiter {
+    pub fn new(per_sec: u32) -> Self {
+        Self {
+            per_sec,
+            window_start_ms: 0,
+            used: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether an event at `now_ms` may be logged.
+    pub fn allow(&mut self, now_ms: u64) -> bool {
+        if now_ms.saturating_sub(self.window_start_ms) >= 1000 {
+            self.window_start_ms = now_ms;
+            self.used = 0;
+        }
+        if self.used < self.per_sec {
+            self.used += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_counted_and_rendered() {
+        let m = Metrics::new();
+        m.reject("stale");
+        m.reject("stale");
+        m.reject("no_such_reason");
+        assert_eq!(m.rejected("stale"), 2);
+        let text = m.render(Some(3));
+        assert!(text.contains("airlock_frames_rejected_total{reason=\"stale\"} 2"));
+        assert!(text.contains("airlock_heartbeat_age_seconds 3"));
+    }
+
+    #[test]
+    fn limiter_caps_per_second() {
+        let mut l = RateLimiter::new(2);
+        assert!(l.allow(1000));
+        assert!(l.allow(1001));
+        assert!(!l.allow(1002));
+        assert!(l.allow(2001));
+        assert_eq!(l.suppressed, 1);
+    }
+}

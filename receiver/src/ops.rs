@@ -1,0 +1,108 @@
+//! The ops listener: `/healthz`, `/metrics`, and the live `/gaps` and `/users` that the CLI
+//! reads while the daemon holds the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::link::now_ms;
+use crate::metrics::Metrics;
+use crate::reports::{GapReport, users_from_store};
+use crate::store::Store;
+
+pub struct OpsState<S: Store> {
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<S>,
+    pub alarm_after_secs: u64,
+    pub started_ms: u64,
+}
+
+/// Health of the link, judged by heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ok { heartbeat_age_secs: u64 },
+    NoHeartbeat { silent_secs: u64 },
+}
+
+impl<S: Store> OpsState<S> {
+    /// Unhealthy once no heartbeat arrived for `alarm_after_secs` (counting from start-up
+    /// when none arrived since).
+    pub fn health(&self, now_ms: u64) -> Health {
+        let last = self.metrics.last_heartbeat_ms.load(Ordering::Relaxed);
+        let since = last.max(self.started_ms);
+        let silent_secs = now_ms.saturating_sub(since) / 1000;
+        if silent_secs > self.alarm_after_secs {
+            Health::NoHeartbeat { silent_secs }
+        } else if last == 0 {
+            Health::Ok {
+                heartbeat_age_secs: silent_secs,
+            }
+        } else {
+            Health::Ok {
+                heartbeat_age_secs: now_ms.saturating_sub(last) / 1000,
+            }
+        }
+    }
+}
+
+pub fn router<S: Store>(state: Arc<OpsState<S>>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .route("/gaps", get(gaps::<S>))
+        .route("/users", get(users::<S>))
+        .with_state(state)
+}
+
+pub async fn serve<S: Store>(listen: SocketAddr, state: Arc<OpsState<S>>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "ops listener (/healthz, /metrics) up");
+    axum::serve(listener, router(state)).await
+}
+
+async fn healthz<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
+    match s.health(now_ms()) {
+        Health::Ok { heartbeat_age_secs } => {
+            (StatusCode::OK, format!("ok: last heartbeat {heartbeat_age_secs} s ago\n")).into_response()
+        }
+        Health::NoHeartbeat { silent_secs } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: no heartbeat for {silent_secs} s (alarm after {} s): check the diode, the link and the sender\n",
+                s.alarm_after_secs
+            ),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
+    let last = s.metrics.last_heartbeat_ms.load(Ordering::Relaxed);
+    let age = (last > 0).then(|| now_ms().saturating_sub(last) / 1000);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(age),
+    )
+        .into_response()
+}
+
+fn json_or_500<T: serde::Serialize>(r: Result<T, crate::store::StoreError>) -> Response {
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn gaps<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
+    json_or_500(GapReport::from_store(&*s.store))
+}
+
+async fn users<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
+    json_or_500(users_from_store(&*s.store))
+}
