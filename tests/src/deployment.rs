@@ -2,14 +2,13 @@
 //! keys, both TOML configs, the link (UDP through a [`UdpRelay`], or serial through a
 //! [`SerialPath`]), and supervised daemons.
 //!
-//! Keys are made with the protocol crate (the same file formats `airlock-sender keygen`
-//! writes), so a test does not depend on keygen's file names.
+//! Keys come from `airlock-sender keygen` (signer.pem, signer.pub.pem, link.key), as in the
+//! real key ceremony.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use airlock_protocol::keys::{LinkKey, SignerKey, write_public_file, write_secret_file};
 use anyhow::{Context, Result};
 
 use crate::impair::ImpairConfig;
@@ -92,16 +91,16 @@ impl Deployment {
             .prefix("airlock-e2e-")
             .tempdir()
             .context("temp dir")?;
+        // The real key ceremony's first step: `airlock-sender keygen`.
         let keys = dir.path().join("keys");
-        std::fs::create_dir_all(&keys)?;
-        let signer = SignerKey::generate();
-        let link_key = LinkKey::generate(1);
-        write_secret_file(&keys.join("signer.pem"), signer.to_pkcs8_pem()?.as_bytes())?;
-        write_public_file(
-            &keys.join("signer.pub"),
-            signer.public().to_spki_pem()?.as_bytes(),
-        )?;
-        write_secret_file(&keys.join("link.key"), link_key.to_text().as_bytes())?;
+        let keys_arg = keys.display().to_string();
+        supervisor::run_ok(
+            &sender_bin,
+            &["keygen", "--out", &keys_arg],
+            &[],
+            Duration::from_secs(60),
+        )
+        .await?;
 
         let sender_metrics = free_tcp_port()?;
         let receiver_ops = free_tcp_port()?;
@@ -178,7 +177,7 @@ email_domains = ["example.org"]
 datagram_size = 1400
 {receiver_link}
 [trust]
-signers = ["keys/signer.pub"]
+signers = ["keys/signer.pub.pem"]
 link_keys = ["keys/link.key"]
 
 [ops]
