@@ -60,7 +60,7 @@ pub async fn deliver(uri: &str, logout_token: &str) -> Result<(), DeliveryError>
     let exchange = async {
         let mut s = TcpStream::connect(&addr).await?;
         s.write_all(request.as_bytes()).await?;
-        let mut head = vec![0u8; 64];
+        let mut head = [0u8; 64];
         let mut n = 0;
         // Only the status line matters.
         while n < 12 {

@@ -34,7 +34,7 @@ async fn introspect(p: &Provider, headers: &HeaderMap, body: &str) -> Result<Val
         let Some((claims, family)) = live_access_token(p, token) else {
             return Ok(inactive);
         };
-        if !matches!(p.current_identity(&family.sub, &family.identity)?, Ok(_)) {
+        if p.current_identity(&family.sub, &family.identity)?.is_err() {
             return Ok(inactive);
         }
         let mut out = json!({"active": true, "token_type": "Bearer"});

@@ -28,17 +28,17 @@ pub async fn show(State(p): State<Provider>, Query(q): Query<LoginQuery>) -> Res
         );
     };
     match pending(&p, &txn) {
-        Ok(Some(pend)) => form_page(&p, &txn, &pend, None, StatusCode::OK),
+        Ok(Some(pend)) => form_page(&txn, &pend, None, StatusCode::OK),
         Ok(None) => expired_page(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
-fn pending(p: &Provider, txn: &str) -> Result<Option<PendingRequest>, Response> {
+fn pending(p: &Provider, txn: &str) -> Result<Option<PendingRequest>, Box<Response>> {
     let now = p.0.clock.now();
     match p.0.store.pending(txn) {
         Ok(x) => Ok(x.filter(|x| x.expires_at > now)),
-        Err(e) => Err(server_page(e)),
+        Err(e) => Err(Box::new(server_page(e))),
     }
 }
 
@@ -52,13 +52,11 @@ fn expired_page() -> Response {
 }
 
 fn form_page(
-    p: &Provider,
     txn: &str,
     pend: &PendingRequest,
     failure: Option<&LoginFailure>,
     status: StatusCode,
 ) -> Response {
-    let _ = p;
     let (alert, invalid) = match failure {
         Some(f) => (
             format!(
@@ -104,7 +102,7 @@ pub async fn submit(
     let pend = match pending(&p, txn) {
         Ok(Some(x)) => x,
         Ok(None) => return expired_page(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     // Double submit: the form's token must match both this browser's cookie and the request.
     let csrf_ok = match (form.get("csrf"), cookie(&headers, CSRF_COOKIE)) {
@@ -155,7 +153,7 @@ pub async fn submit(
                 }
                 _ => StatusCode::UNAUTHORIZED,
             };
-            form_page(&p, txn, &pend, Some(&failure), status)
+            form_page(txn, &pend, Some(&failure), status)
         }
         Ok(Ok(auth)) => finish(&p, txn, &pend, auth),
     }
