@@ -1,0 +1,429 @@
+//! Shared test harness: keys and config in a temp dir, the real `airlock-receiver` binary,
+//! a sender built from the protocol crate (Sealer + BlockPacker + BlockEncoder), metrics
+//! scraping.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use airlock_protocol::keys::{LinkKey, SignerKey};
+use airlock_protocol::link::{BlockEncoder, BlockPacker, LinkParams};
+use airlock_protocol::message::{
+    Approval, Body, Claims, ENVELOPE_VERSION, Envelope, Heartbeat, Provision,
+};
+use airlock_protocol::seal::{SealedFrame, Sealer};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_airlock-receiver");
+pub const ISSUER: &str = "https://login.example.org";
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A receiver installation in a temp dir: keys, config, data dir.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub signer: SignerKey,
+    pub link: LinkKey,
+    pub udp_port: u16,
+    pub ops: SocketAddr,
+}
+
+pub enum LinkKind {
+    Udp,
+    Serial(String),
+}
+
+impl Setup {
+    pub fn new(link: LinkKind) -> Self {
+        Self::with_extra(link, "")
+    }
+
+    pub fn with_extra(link: LinkKind, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = SignerKey::generate();
+        let linkkey = LinkKey::generate(7);
+        let pubpem = signer.public().to_spki_pem().unwrap();
+        std::fs::write(dir.path().join("signer.pub"), pubpem).unwrap();
+        std::fs::write(dir.path().join("link.key"), linkkey.to_text().as_bytes()).unwrap();
+        let udp_port = free_udp_port();
+        let ops = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+        let link_section = match &link {
+            LinkKind::Udp => format!(
+                "[link.udp]\nlisten = \"127.0.0.1:{udp_port}\"\nreceive_buffer_bytes = 4194304\n"
+            ),
+            LinkKind::Serial(dev) => format!("[link.serial]\ndevice = \"{dev}\"\nbaud = 115200\n"),
+        };
+        let config = dir.path().join("receiver.toml");
+        let text = format!(
+            "data_dir = \"data\"\n\
+             [trust]\nsigners = [\"signer.pub\"]\nlink_keys = [\"link.key\"]\ndir = \"trust.d\"\n\
+             [freshness]\nmax_age_secs = 3600\nmax_skew_secs = 60\n\
+             [heartbeat]\nalarm_after_secs = 3600\n\
+             [ops]\nlisten = \"{ops}\"\n\
+             {extra}\n\
+             [link]\ndatagram_size = 1400\n{link_section}"
+        );
+        std::fs::write(&config, text).unwrap();
+        Setup {
+            dir,
+            config,
+            signer,
+            link: linkkey,
+            udp_port,
+            ops,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn start(&self) -> Receiver {
+        Receiver::start(self)
+    }
+
+    /// Runs a CLI subcommand to completion; returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let mut full: Vec<&str> = args.to_vec();
+        let cfg = self.config.to_str().unwrap();
+        full.push("--config");
+        full.push(cfg);
+        let out = Command::new(BIN).args(&full).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn users_json(&self) -> Vec<serde_json::Value> {
+        let (ok, out, err) = self.cli(&["users", "--json"]);
+        assert!(ok, "users failed: {err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    pub fn gaps_json(&self) -> serde_json::Value {
+        let (ok, out, err) = self.cli(&["gaps", "--json"]);
+        assert!(ok, "gaps failed: {err}");
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+/// The running binary; killed on drop.
+pub struct Receiver {
+    pub child: Child,
+    pub ops: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Receiver {
+    pub fn start(setup: &Setup) -> Self {
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(setup.path().join("receiver.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config", setup.config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .unwrap();
+        let r = Receiver {
+            child,
+            ops: setup.ops,
+            log: setup.path().join("receiver.log"),
+        };
+        r.wait_ready(setup);
+        r
+    }
+
+    fn wait_ready(&self, setup: &Setup) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if airlock_receiver::ops_client::get(self.ops, "/healthz").is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "receiver did not come up: {}",
+            std::fs::read_to_string(setup.path().join("receiver.log")).unwrap_or_default()
+        );
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let (status, body) = airlock_receiver::ops_client::get(self.ops, "/metrics").unwrap();
+        assert_eq!(status, 200);
+        Metrics::parse(&body)
+    }
+
+    /// Polls /metrics until `cond` holds (generous deadline: a wait, not a timing assertion).
+    pub fn wait_for(&self, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let m = self.metrics();
+            if cond(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; metrics:\n{}", m.raw);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL on unix
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait (clean stop), via the `kill` command to stay free of unsafe code.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Parsed Prometheus text.
+pub struct Metrics {
+    pub values: BTreeMap<String, f64>,
+    pub raw: String,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Self {
+        let values = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                l.rsplit_once(' ')
+                    .map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(f64::NAN)))
+            })
+            .collect();
+        Metrics {
+            values,
+            raw: text.to_owned(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> u64 {
+        self.values.get(name).copied().unwrap_or(0.0) as u64
+    }
+
+    pub fn rejected(&self, reason: &str) -> u64 {
+        self.get(&format!(
+            "airlock_frames_rejected_total{{reason=\"{reason}\"}}"
+        ))
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.values
+            .iter()
+            .filter(|(k, _)| k.starts_with("airlock_frames_rejected_total"))
+            .map(|(_, v)| *v as u64)
+            .sum()
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.get("airlock_frames_accepted_total")
+    }
+
+    pub fn received(&self) -> u64 {
+        self.get("airlock_frames_received_total")
+    }
+
+    pub fn duplicates(&self) -> u64 {
+        self.get("airlock_frames_duplicate_total")
+    }
+}
+
+/// A sender made of protocol-crate parts.
+pub struct TestSender {
+    pub sealer: Sealer,
+    pub seq: u64,
+    pub prev: [u8; 32],
+    pub session_id: u64,
+    encoder: BlockEncoder,
+    params: LinkParams,
+}
+
+pub fn claims(i: u64) -> Claims {
+    Claims {
+        email: Some(format!("user{i}@example.org")),
+        email_verified: Some(true),
+        name: Some(format!("User Number {i}")),
+        given_name: Some("User".into()),
+        family_name: Some(format!("Number{i}")),
+        preferred_username: Some(format!("user{i}")),
+        groups: vec![
+            "engineering".into(),
+            "inside-app-users".into(),
+            "analytical-engines".into(),
+        ],
+        extra: [(
+            "department".to_string(),
+            "Research and Development".to_string(),
+        )]
+        .into(),
+    }
+}
+
+pub fn approval() -> Approval {
+    Approval {
+        approver: "grace.hopper@example.org".into(),
+        approved_at: now() - 60,
+        ticket_ref: "CHG-2026-1142".into(),
+    }
+}
+
+pub fn provision(i: u64) -> Body {
+    Body::Provision(Provision {
+        issuer: ISSUER.into(),
+        subject: format!("subject-{i}"),
+        claims: claims(i),
+        approval: approval(),
+        valid_until: now() + 90 * 86_400,
+    })
+}
+
+pub fn heartbeat(session_id: u64) -> Body {
+    Body::Heartbeat(Heartbeat {
+        session_id,
+        interval_secs: 5,
+    })
+}
+
+impl TestSender {
+    pub fn new(signer: &SignerKey, link: &LinkKey) -> Self {
+        let params = LinkParams {
+            datagram_size: 1400,
+            ..LinkParams::default()
+        };
+        let session_id = rand_u64();
+        Self {
+            sealer: Sealer::new(clone_signer(signer), link.clone()),
+            seq: 0,
+            prev: [0; 32],
+            session_id,
+            encoder: BlockEncoder::new(session_id, &params).unwrap(),
+            params,
+        }
+    }
+
+    pub fn envelope(&self, seq: u64, body: Body, issued_at: u64) -> Envelope {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            sender_kid: self.sealer.signer_kid().to_owned(),
+            seq,
+            prev: self.prev,
+            issued_at,
+            body,
+        }
+    }
+
+    /// Seals the next frame of the chain.
+    pub fn next(&mut self, body: Body) -> SealedFrame {
+        self.seq += 1;
+        let env = self.envelope(self.seq, body, now());
+        let f = self.sealer.seal(&env).unwrap();
+        self.prev = f.hash;
+        f
+    }
+
+    /// Packs sealed frames into blocks and FEC-encodes them into datagrams.
+    pub fn datagrams(&mut self, frames: &[Vec<u8>]) -> Vec<Vec<Vec<u8>>> {
+        let mut packer = BlockPacker::new(self.params.max_block_bytes, Duration::from_secs(3600));
+        let t = Instant::now();
+        let mut blocks = Vec::new();
+        for f in frames {
+            if let Some(b) = packer.push(f, t) {
+                blocks.push(b);
+            }
+        }
+        if let Some(b) = packer.flush() {
+            blocks.push(b);
+        }
+        blocks
+            .iter()
+            .map(|b| self.encoder.encode(b).unwrap())
+            .collect()
+    }
+
+    /// Sends frames over UDP, pacing per block so the loopback buffer does not overflow.
+    pub fn send_udp(&mut self, port: u16, frames: &[Vec<u8>]) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for block in self.datagrams(frames) {
+            for d in block {
+                sock.send_to(&d, ("127.0.0.1", port)).unwrap();
+            }
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    }
+
+    /// The COBS byte stream for a serial line.
+    pub fn serial_bytes(&mut self, frames: &[Vec<u8>]) -> Vec<u8> {
+        self.datagrams(frames)
+            .into_iter()
+            .flatten()
+            .flat_map(|d| airlock_protocol::link::cobs::frame(&d))
+            .collect()
+    }
+}
+
+pub fn rand_u64() -> u64 {
+    use rand::RngCore;
+    rand::rngs::OsRng.next_u64()
+}
+
+/// Sends raw datagrams.
+pub fn send_raw(port: u16, datagrams: &[Vec<u8>]) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for d in datagrams {
+        sock.send_to(d, ("127.0.0.1", port)).unwrap();
+    }
+}
+
+pub fn clone_signer(k: &SignerKey) -> SignerKey {
+    SignerKey::from_pkcs8_pem(&k.to_pkcs8_pem().unwrap()).unwrap()
+}

@@ -1,0 +1,190 @@
+//! The real `airlock-receiver run` fed over loopback UDP: provisioned users appear; every
+//! kind of bad input is refused under its own reason and changes nothing.
+
+mod common;
+
+use airlock_protocol::keys::{LinkKey, SignerKey};
+use airlock_protocol::message::local_subject;
+use airlock_protocol::seal::Sealer;
+use common::*;
+
+#[test]
+fn provisioned_users_appear_and_bad_frames_change_nothing() {
+    let setup = Setup::new(LinkKind::Udp);
+    let rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+
+    // Five users, one heartbeat.
+    let mut good: Vec<Vec<u8>> = (1..=5).map(|i| tx.next(provision(i)).sealed).collect();
+    let hb = tx.next(heartbeat(tx.session_id)).sealed;
+    good.push(hb);
+    tx.send_udp(setup.udp_port, &good);
+    let m = rx.wait_for("6 accepted frames", |m| m.accepted() == 6);
+    assert_eq!(m.get("airlock_log_entries"), 6);
+    assert_eq!(m.get("airlock_heartbeats_total"), 1);
+
+    let users = setup.users_json();
+    assert_eq!(users.len(), 5);
+    let sub3 = local_subject(ISSUER, "subject-3");
+    let u3 = users
+        .iter()
+        .find(|u| u["local_sub"] == sub3.as_str())
+        .expect("user 3 present");
+    assert_eq!(u3["claims"]["email"], "user3@example.org");
+    assert_eq!(u3["provisioned_seq"], 3);
+    assert_eq!(u3["revoked"], false);
+
+    // Each bad frame travels in its own block, so the link itself is healthy.
+    let mut bad: Vec<(&str, Vec<u8>)> = Vec::new();
+    // Tampered: one bit of the ciphertext flipped.
+    let mut tampered = tx
+        .sealer
+        .seal(&tx.envelope(100, provision(100), now()))
+        .unwrap()
+        .sealed;
+    let at = tampered.len() - 20;
+    tampered[at] ^= 0x01;
+    bad.push(("aead_failure", tampered));
+    // Replayed: a different frame reusing an already accepted seq.
+    bad.push((
+        "replay",
+        tx.sealer
+            .seal(&tx.envelope(2, provision(200), now()))
+            .unwrap()
+            .sealed,
+    ));
+    // Stale: issued two hours ago (max age one hour).
+    bad.push((
+        "stale",
+        tx.sealer
+            .seal(&tx.envelope(101, provision(101), now() - 7200))
+            .unwrap()
+            .sealed,
+    ));
+    // From the future, beyond the skew.
+    bad.push((
+        "from_future",
+        tx.sealer
+            .seal(&tx.envelope(102, provision(102), now() + 3600))
+            .unwrap()
+            .sealed,
+    ));
+    // Wrong keys: an unknown link kid; the right kid with another secret; an untrusted signer.
+    let other_link = Sealer::new(clone_signer(&setup.signer), LinkKey::generate(99));
+    bad.push((
+        "unknown_link_key",
+        other_link
+            .seal(&tx.envelope(103, provision(103), now()))
+            .unwrap()
+            .sealed,
+    ));
+    let same_kid = Sealer::new(clone_signer(&setup.signer), LinkKey::generate(7));
+    bad.push((
+        "aead_failure",
+        same_kid
+            .seal(&tx.envelope(104, provision(104), now()))
+            .unwrap()
+            .sealed,
+    ));
+    let rogue = SignerKey::generate();
+    let rogue_sealer = Sealer::new(clone_signer(&rogue), setup.link.clone());
+    let mut rogue_env = tx.envelope(105, provision(105), now());
+    rogue_env.sender_kid = rogue.kid().to_owned();
+    bad.push((
+        "untrusted_signer",
+        rogue_sealer.seal(&rogue_env).unwrap().sealed,
+    ));
+    // Garbage inside a well-formed block.
+    bad.push(("bad_cbor", b"this is not a COSE structure at all".to_vec()));
+
+    let before = rx.metrics();
+    for (_, frame) in &bad {
+        tx.send_udp(setup.udp_port, std::slice::from_ref(frame));
+    }
+    // Garbage datagrams: random bytes and a valid datagram with a flipped byte (CRC).
+    let mut corrupt = tx.datagrams(&[tx
+        .sealer
+        .seal(&tx.envelope(106, provision(106), now()))
+        .unwrap()
+        .sealed]);
+    let d0 = &mut corrupt[0][0];
+    let mid = d0.len() / 2;
+    d0[mid] ^= 0xff;
+    send_raw(
+        setup.udp_port,
+        &[
+            vec![0u8; 3],
+            b"garbage garbage garbage garbage garbage".to_vec(),
+            corrupt[0][0].clone(),
+        ],
+    );
+    // An exact copy of an accepted frame: a duplicate, not a rejection.
+    tx.send_udp(setup.udp_port, &[good[0].clone()]);
+
+    let m = rx.wait_for("all bad frames counted", |m| {
+        m.received() == before.received() + bad.len() as u64 + 1
+    });
+    for reason in [
+        "aead_failure",
+        "replay",
+        "stale",
+        "from_future",
+        "unknown_link_key",
+        "untrusted_signer",
+        "bad_cbor",
+    ] {
+        let want = bad.iter().filter(|(r, _)| *r == reason).count() as u64;
+        assert_eq!(
+            m.rejected(reason) - before.rejected(reason),
+            want,
+            "reason {reason}:\n{}",
+            m.raw
+        );
+    }
+    assert_eq!(m.duplicates(), before.duplicates() + 1);
+    let link_errors: u64 = ["crc", "header"]
+        .iter()
+        .map(|r| m.get(&format!("airlock_link_errors_total{{reason=\"{r}\"}}")))
+        .sum();
+    assert!(
+        link_errors >= 3,
+        "garbage datagrams counted as link errors:\n{}",
+        m.raw
+    );
+    // Nothing changed.
+    assert_eq!(m.accepted(), 6);
+    assert_eq!(m.get("airlock_log_entries"), 6);
+    assert_eq!(setup.users_json(), users);
+}
+
+#[test]
+fn revoke_and_out_of_order_provision() {
+    let setup = Setup::new(LinkKind::Udp);
+    let rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    let p1 = tx.next(provision(1)).sealed;
+    let revoke = tx
+        .next(airlock_protocol::message::Body::Revoke(
+            airlock_protocol::message::Revoke {
+                issuer: ISSUER.into(),
+                subject: "subject-1".into(),
+                approval: approval(),
+                reason: "left".into(),
+            },
+        ))
+        .sealed;
+    // The Revoke arrives first; the older Provision must not bring the user back.
+    tx.send_udp(setup.udp_port, &[revoke]);
+    rx.wait_for("revoke", |m| m.accepted() == 1);
+    tx.send_udp(setup.udp_port, &[p1]);
+    let m = rx.wait_for("provision", |m| m.accepted() == 2);
+    assert_eq!(m.get("airlock_frames_no_effect_total"), 1);
+    let users = setup.users_json();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0]["revoked"], true);
+    // gaps: none (seqs 1 and 2 both arrived).
+    assert_eq!(
+        setup.gaps_json()["signers"][tx.sealer.signer_kid()]["missing"],
+        serde_json::json!([])
+    );
+}
