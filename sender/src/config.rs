@@ -291,6 +291,26 @@ pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
 /// Smallest and largest datagram the link codec is configured with.
 pub const MTU_RANGE: (usize, usize) = (airlock_protocol::link::MIN_DATAGRAM, 65_507);
 
+/// One line: where (line number and the line's text) and what toml says is wrong.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let before = text.get(..span.start).unwrap_or("");
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    // The table the line belongs to, since toml's message names only the key.
+    let table = text
+        .lines()
+        .take(line_no.saturating_sub(1))
+        .filter(|l| l.trim_start().starts_with('['))
+        .last()
+        .map(|t| format!(" in {}", t.trim()))
+        .unwrap_or_default();
+    format!("line {line_no} (`{line}`){table}: {message}")
+}
+
 impl Config {
     /// Reads, parses and checks a config file. Relative paths inside are relative to its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -308,7 +328,7 @@ impl Config {
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " | "),
+            message: parse_message(text, &e),
         })?;
         config.source_file = file.to_path_buf();
         config.check()?;
