@@ -284,6 +284,126 @@ listen = "{receiver_ops}"
     }
 }
 
+/// The receiver's gap report (`gaps --json`): missing seq ranges per signer kid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Gaps {
+    pub signers: std::collections::BTreeMap<String, SignerGaps>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct SignerGaps {
+    pub highest: u64,
+    pub missing: Vec<(u64, u64)>,
+}
+
+impl Gaps {
+    /// Every missing range of every signer.
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        self.signers
+            .values()
+            .flat_map(|g| g.missing.iter().copied())
+            .collect()
+    }
+
+    pub fn missing_count(&self) -> u64 {
+        self.ranges().iter().map(|(a, b)| b - a + 1).sum()
+    }
+
+    pub fn highest(&self) -> u64 {
+        self.signers.values().map(|g| g.highest).max().unwrap_or(0)
+    }
+}
+
+impl Deployment {
+    /// `airlock-receiver users --json`.
+    pub async fn users(&self) -> Result<Vec<serde_json::Value>> {
+        let out = self.receiver_cli(&["users", "--json"]).await?;
+        serde_json::from_str(&out.stdout).with_context(|| format!("users --json: {}", out.stdout))
+    }
+
+    /// `airlock-receiver gaps --json`.
+    pub async fn gaps(&self) -> Result<Gaps> {
+        let out = self.receiver_cli(&["gaps", "--json"]).await?;
+        serde_json::from_str(&out.stdout).with_context(|| format!("gaps --json: {}", out.stdout))
+    }
+
+    /// The sender daemon's status.json.
+    pub fn sender_status(&self) -> Result<serde_json::Value> {
+        let path = self.path().join("sender-data").join("status.json");
+        let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Waits until the sender has sealed and sent everything queued so far.
+    pub async fn wait_sender_idle(&self, timeout: Duration) -> Result<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(s) = self.sender_status() {
+                let pending = s["pending_records"].as_u64().unwrap_or(1);
+                let spool = std::fs::read_dir(self.path().join("sender-data").join("spool"))
+                    .map(|d| d.count())
+                    .unwrap_or(0);
+                if pending == 0 && spool == 0 && s["sent_through"] == s["last_seq"] {
+                    return Ok(s);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!("sender not idle after {timeout:?}: {s}");
+                }
+            } else if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("no sender status after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Polls `users` until `n` users are there, or until the count has not grown for
+    /// `stall` (returns the count then), or `timeout`.
+    pub async fn wait_users(&self, n: usize, stall: Duration, timeout: Duration) -> Result<usize> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = (0usize, tokio::time::Instant::now());
+        loop {
+            let count = self.users().await?.len();
+            let now = tokio::time::Instant::now();
+            if count >= n {
+                return Ok(count);
+            }
+            if count != last.0 {
+                last = (count, now);
+            }
+            if now - last.1 >= stall || now >= deadline {
+                return Ok(count);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Carries every range of the gap report to `airlock-sender resend`; returns the ranges.
+    pub async fn resend_gaps(&self) -> Result<Vec<(u64, u64)>> {
+        let ranges = self.gaps().await?.ranges();
+        for (a, b) in &ranges {
+            let (a, b) = (a.to_string(), b.to_string());
+            self.sender_cli(&["resend", "--from", &a, "--to", &b])
+                .await?;
+        }
+        Ok(ranges)
+    }
+
+    /// Waits until the gap report is empty and the receiver has seen at least `seq`.
+    pub async fn wait_no_gaps(&self, seq: u64, timeout: Duration) -> Result<Gaps> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let g = self.gaps().await?;
+            if g.missing_count() == 0 && g.highest() >= seq {
+                return Ok(g);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("gaps remain after {timeout:?}: {g:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
 impl Drop for Deployment {
     fn drop(&mut self) {
         // Children die first (their own Drop), then the directory goes unless kept.

@@ -176,12 +176,10 @@ impl UdpRelay {
     pub async fn start(config: RelayConfig) -> Result<Self, RelayError> {
         check_loopback(config.listen, config.allow_non_loopback)?;
         check_loopback(config.target, config.allow_non_loopback)?;
-        let socket = UdpSocket::bind(config.listen)
-            .await
-            .map_err(|source| RelayError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let socket = bind_with_buffers(config.listen).map_err(|source| RelayError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local = socket.local_addr().map_err(|source| RelayError::Bind {
             addr: config.listen,
             source,
@@ -305,6 +303,21 @@ pub fn drop_span(start: u64, count: u64) -> impl FnMut(&[u8]) -> bool + Send {
         seen += 1;
         (start..start.saturating_add(count)).contains(&i)
     }
+}
+
+/// Socket buffers large enough that a burst from an unpaced sender is not dropped by the
+/// kernel before the relay reads it: the relay's own losses must be the seeded ones only.
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
+fn bind_with_buffers(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps these at net.core.{r,w}mem_max for non-root users.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
 }
 
 async fn forward_loop(
