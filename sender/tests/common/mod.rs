@@ -146,6 +146,7 @@ pub struct MiniReceiver {
     trust: TrustStore,
     replay: ReplayState,
     pub envelopes: Vec<Envelope>,
+    pub hashes: Vec<[u8; 32]>,
     pub duplicates: usize,
 }
 
@@ -156,6 +157,7 @@ impl MiniReceiver {
             trust,
             replay: ReplayState::new(),
             envelopes: Vec::new(),
+            hashes: Vec::new(),
             duplicates: 0,
         }
     }
@@ -173,9 +175,29 @@ impl MiniReceiver {
                         .accept(&opened.signer_kid, opened.envelope.seq)
                         .unwrap();
                     self.envelopes.push(opened.envelope);
+                    self.hashes.push(opened.hash);
                 }
                 Err(e) if e.reason() == "replay" => self.duplicates += 1,
                 Err(e) => panic!("frame failed to open: {e}"),
+            }
+        }
+    }
+
+    pub fn highest_seq(&self) -> u64 {
+        self.envelopes.iter().map(|e| e.seq).max().unwrap_or(0)
+    }
+
+    /// Every `prev` equals the hash of the frame with the seq before it (when both arrived).
+    pub fn assert_chain(&self) {
+        let by_seq: std::collections::BTreeMap<u64, (&Envelope, [u8; 32])> = self
+            .envelopes
+            .iter()
+            .zip(self.hashes.iter().copied())
+            .map(|(e, h)| (e.seq, (e, h)))
+            .collect();
+        for (seq, (env, _)) in &by_seq {
+            if let Some((_, prev_hash)) = by_seq.get(&(seq - 1)) {
+                assert_eq!(&env.prev, prev_hash, "chain broken at seq {seq}");
             }
         }
     }

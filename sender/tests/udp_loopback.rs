@@ -1,0 +1,165 @@
+//! The daemon sends over real UDP on 127.0.0.1; the protocol crate's decoder and `open`
+//! read it back.
+
+mod common;
+
+use std::time::Duration;
+
+use airlock_protocol::message::Body;
+use airlock_sender::daemon::Daemon;
+use airlock_sender::engine::unix_now;
+use airlock_sender::outbox::Outbox;
+use airlock_sender::spool::{self, Command};
+use airlock_sender::submit::submit;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
+
+async fn receive_until(
+    sock: &UdpSocket,
+    rx: &mut MiniReceiver,
+    mut done: impl FnMut(&MiniReceiver) -> bool,
+) {
+    let mut buf = vec![0u8; 65_536];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done(rx) {
+        let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))
+            .await
+            .expect("timed out waiting for frames")
+            .unwrap();
+        rx.push_datagram(&buf[..n]);
+    }
+}
+
+fn submit_text(fx: &Fixture, text: &str) {
+    let report = submit(
+        &fx.config(),
+        &[("t.json".into(), text.as_bytes().to_vec())],
+        unix_now(),
+    )
+    .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_over_udp_decode_open_and_chain() {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let fx = Fixture::udp(port);
+    // Repeat every frame twice: the receiver must see each seq once and the rest as replays.
+    let text = std::fs::read_to_string(&fx.config_path)
+        .unwrap()
+        .replace("repetitions = 1", "repetitions = 2");
+    std::fs::write(&fx.config_path, text).unwrap();
+    let records: Vec<String> = (0..20)
+        .map(|i| provision_record(&format!("user-{i}")))
+        .collect();
+    submit_text(&fx, &records.join("\n"));
+    let revoke = format!(
+        r#"{{"kind":"revoke","issuer":"{ISSUER}","subject":"user-3","approver":"a","ticket_ref":"t"}}"#
+    );
+    submit_text(&fx, &revoke);
+    submit_text(&fx, &sign_token(&good_claims("jit")));
+
+    let daemon = Daemon::start(&fx.config(), None).await.unwrap();
+    let mut rx = MiniReceiver::new(fx.trust());
+    // 1 heartbeat + 20 provisions + 1 revoke + 1 ticket, each also repeated once.
+    receive_until(&sock, &mut rx, |r| {
+        r.envelopes.len() >= 23 && r.duplicates >= 23
+    })
+    .await;
+
+    let kinds = rx.kinds();
+    assert_eq!(kinds.iter().filter(|k| **k == "provision").count(), 20);
+    assert_eq!(kinds.iter().filter(|k| **k == "revoke").count(), 1);
+    assert_eq!(kinds.iter().filter(|k| **k == "login_ticket").count(), 1);
+    assert_eq!(kinds.iter().filter(|k| **k == "heartbeat").count(), 1);
+    let mut seqs: Vec<u64> = rx.envelopes.iter().map(|e| e.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=23).collect::<Vec<_>>());
+    rx.assert_chain();
+    let Body::Heartbeat(hb) = &rx
+        .envelopes
+        .iter()
+        .find(|e| e.body.kind() == "heartbeat")
+        .unwrap()
+        .body
+    else {
+        panic!()
+    };
+    assert_eq!(hb.session_id, daemon.session_id);
+
+    // Metrics endpoint.
+    let mut conn = tokio::net::TcpStream::connect(daemon.metrics_addr.unwrap())
+        .await
+        .unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    conn.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(
+        page.contains("airlock_sender_frames_sealed_total 23"),
+        "{page}"
+    );
+
+    daemon.stop();
+    daemon.wait().await.unwrap();
+    // The outbound log holds exactly what went out, chained.
+    let ob = Outbox::open(&fx.config().db_dir()).unwrap();
+    let logged: Vec<_> = ob.log_range(1, u64::MAX).map(|e| e.unwrap()).collect();
+    assert_eq!(logged.len(), 23);
+    for (entry, (env, hash)) in logged.iter().zip({
+        let mut v: Vec<_> = rx.envelopes.iter().zip(rx.hashes.iter()).collect();
+        v.sort_by_key(|(e, _)| e.seq);
+        v
+    }) {
+        assert_eq!(entry.seq, env.seq);
+        assert_eq!(&entry.hash, hash);
+        assert_eq!(entry.kind, env.body.kind());
+    }
+    assert_eq!(ob.pending_len(), 0);
+    assert_eq!(ob.sent_through().unwrap(), 23);
+    // user-3 was revoked: the carousel state holds the other 19.
+    assert_eq!(ob.state_len(), 19);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_command_re_encrypts_logged_frames() {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let fx = Fixture::udp(sock.local_addr().unwrap().port());
+    submit_text(
+        &fx,
+        &[provision_record("a"), provision_record("b")].join("\n"),
+    );
+    let daemon = Daemon::start(&fx.config(), None).await.unwrap();
+    let mut rx = MiniReceiver::new(fx.trust());
+    receive_until(&sock, &mut rx, |r| r.envelopes.len() >= 3).await;
+    assert_eq!(rx.duplicates, 0);
+
+    spool::write_command(
+        &fx.config().spool_dir(),
+        &Command::Resend { from: 2, to: 3 },
+    )
+    .unwrap();
+    receive_until(&sock, &mut rx, |r| r.duplicates >= 2).await;
+    assert_eq!(rx.envelopes.len(), 3, "a resend never makes a new seq");
+    daemon.stop();
+    daemon.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_submitted_while_running_are_sent() {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let fx = Fixture::udp(sock.local_addr().unwrap().port());
+    let daemon = Daemon::start(&fx.config(), None).await.unwrap();
+    let mut rx = MiniReceiver::new(fx.trust());
+    receive_until(&sock, &mut rx, |r| r.envelopes.len() >= 1).await;
+    submit_text(&fx, &provision_record("late"));
+    receive_until(&sock, &mut rx, |r| r.envelopes.len() >= 2).await;
+    assert!(matches!(&rx.envelopes[1].body, Body::Provision(p) if p.subject == "late"));
+    daemon.stop();
+    daemon.wait().await.unwrap();
+    assert!(spool::list(&fx.config().spool_dir()).unwrap().is_empty());
+}
