@@ -190,9 +190,7 @@ fn fec_values_are_range_checked() {
 }
 
 fn send(body: &str) -> String {
-    let full = format!(
-        "repetitions = 2\nrepetition_spacing_ms = 100\npacing_bytes_per_sec = 0\nheartbeat_secs = 5\ncarousel_secs = 0\n"
-    );
+    let full = "repetitions = 2\nrepetition_spacing_ms = 100\npacing_bytes_per_sec = 0\nheartbeat_secs = 5\ncarousel_secs = 0\n";
     let mut lines: Vec<String> = full.lines().map(String::from).collect();
     for l in body.lines() {
         let key = l.split('=').next().unwrap().trim();
