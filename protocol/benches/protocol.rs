@@ -24,6 +24,17 @@ fn seal_open(c: &mut Criterion) {
     g.bench_function(format!("open {} B provision", sealed.len()), |b| {
         b.iter(|| open(black_box(&sealed), &trust, &fresh, T0, &replay).unwrap())
     });
+    // The signature bound: what open and seal cannot beat.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
+    let msg = vec![7u8; 600];
+    let sig = ed25519_dalek::Signer::sign(&key, &msg);
+    let vk = key.verifying_key();
+    g.bench_function("ed25519 sign alone (600 B)", |b| {
+        b.iter(|| ed25519_dalek::Signer::sign(&key, black_box(&msg)))
+    });
+    g.bench_function("ed25519 verify alone (600 B)", |b| {
+        b.iter(|| ed25519_dalek::Verifier::verify(&vk, black_box(&msg), &sig).unwrap())
+    });
     g.finish();
 }
 
@@ -47,7 +58,9 @@ fn fec(c: &mut Criterion) {
     });
     let mut enc = BlockEncoder::new(1, &params).unwrap();
     let datagrams = enc.encode(&framed).unwrap();
-    let k = framed.len().div_ceil(usize::from(params.symbol_size().unwrap()));
+    let k = framed
+        .len()
+        .div_ceil(usize::from(params.symbol_size().unwrap()));
     // Lose every 10th source symbol so that repair symbols are really used.
     let received: Vec<&Vec<u8>> = datagrams
         .iter()
@@ -81,7 +94,9 @@ fn cobs_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("cobs 1472 B datagram");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.bench_function("encode", |b| b.iter(|| cobs::encode(black_box(&data))));
-    g.bench_function("decode", |b| b.iter(|| cobs::decode(black_box(&encoded)).unwrap()));
+    g.bench_function("decode", |b| {
+        b.iter(|| cobs::decode(black_box(&encoded)).unwrap())
+    });
     g.finish();
 }
 
