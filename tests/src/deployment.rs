@@ -334,23 +334,30 @@ impl Deployment {
         Ok(serde_json::from_str(&text)?)
     }
 
-    /// Waits until the sender has sealed and sent everything queued so far.
+    /// Waits until the sender has sealed and sent everything queued so far (heartbeats keep
+    /// being sealed meanwhile, so "sent" means: through the last seq seen once the queue was
+    /// empty). Returns the status then.
     pub async fn wait_sender_idle(&self, timeout: Duration) -> Result<serde_json::Value> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut target: Option<u64> = None;
         loop {
-            if let Ok(s) = self.sender_status() {
-                let pending = s["pending_records"].as_u64().unwrap_or(1);
+            let status = self.sender_status().ok();
+            if let Some(s) = &status {
+                let seq = |k: &str| s[k].as_u64().unwrap_or(0);
                 let spool = std::fs::read_dir(self.path().join("sender-data").join("spool"))
                     .map(|d| d.count())
                     .unwrap_or(0);
-                if pending == 0 && spool == 0 && s["sent_through"] == s["last_seq"] {
-                    return Ok(s);
+                if target.is_none() && seq("pending_records") == 0 && spool == 0 {
+                    target = Some(seq("last_seq"));
                 }
-                if tokio::time::Instant::now() >= deadline {
-                    anyhow::bail!("sender not idle after {timeout:?}: {s}");
+                if let Some(t) = target
+                    && seq("sent_through") >= t
+                {
+                    return Ok(s.clone());
                 }
-            } else if tokio::time::Instant::now() >= deadline {
-                anyhow::bail!("no sender status after {timeout:?}");
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("sender not idle after {timeout:?}: {status:?}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
