@@ -248,6 +248,44 @@ listen = "{receiver_ops}"
         Ok(())
     }
 
+    /// SIGKILLs the receiver (no flush, no cleanup).
+    pub async fn kill_receiver(&mut self) -> Result<()> {
+        let c = self
+            .receiver
+            .as_mut()
+            .context("receiver was never started")?;
+        c.kill9().await?;
+        Ok(())
+    }
+
+    /// Starts the receiver again (SIGKILLing it first if it runs) and waits for its port.
+    pub async fn restart_receiver(&mut self) -> Result<()> {
+        let ops = self.receiver_ops;
+        let c = self
+            .receiver
+            .as_mut()
+            .context("receiver was never started")?;
+        c.restart().await?;
+        c.wait_for_port(ops, Duration::from_secs(30)).await?;
+        Ok(())
+    }
+
+    /// SIGKILLs the sender.
+    pub async fn kill_sender(&mut self) -> Result<()> {
+        let c = self.sender.as_mut().context("sender was never started")?;
+        c.kill9().await?;
+        Ok(())
+    }
+
+    /// Starts the sender again (SIGKILLing it first if it runs) and waits for its port.
+    pub async fn restart_sender(&mut self) -> Result<()> {
+        let port = self.sender_metrics;
+        let c = self.sender.as_mut().context("sender was never started")?;
+        c.restart().await?;
+        c.wait_for_port(port, Duration::from_secs(30)).await?;
+        Ok(())
+    }
+
     /// Runs `airlock-sender ARGS --config sender.toml` to completion.
     pub async fn sender_cli(&self, args: &[&str]) -> Result<Output> {
         cli(&self.sender_bin, args, &self.sender_config).await
