@@ -1,63 +1,113 @@
-//! `airlock-receiver audit ...`: the auditor's tools (issue 6 extends this module).
+//! `airlock-receiver audit ...`: the auditor's tools (issue 6).
 //!
-//! Every command here works on a copy of a data directory and public keys only.
-//! Add a variant to [`AuditCommand`] and its handler below.
+//! Every command works on a COPY of a data directory and public signer keys only: no link
+//! key, no private key, no network. The log format is `crate::frame_log`; the state machine
+//! is `crate::apply` (reused, never re-implemented). Guide: docs/audit.md.
 
-use std::path::PathBuf;
+mod args;
+mod error;
+mod export;
+mod keys;
+mod progress;
+mod reconcile;
+mod record;
+mod replay_cmd;
+mod show;
+mod source;
+pub mod timefmt;
+mod verify;
+mod walk;
 
 use clap::Subcommand;
-use thiserror::Error;
 
-use crate::config::Config;
-use crate::replay::{ReplayLogError, diff_stores, replay_log_into};
-use crate::store::{SledStore, StoreError};
-use crate::trust_set::{BaseTrust, TrustError};
+pub use args::{KeyArgs, OutputArgs, SourceArgs};
+pub use error::AuditError;
+pub use export::ExportArgs;
+pub use reconcile::{ReconcileArgs, ReconcileReport};
+pub use record::EntryRecord;
+pub use replay_cmd::{ReplayArgs, ReplayReport};
+pub use show::{ShowArgs, ShowReport};
+pub use verify::{VerifyArgs, VerifyReport};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Rebuild the state from the frame log alone (checking the hash chain and every
-    /// signature) into a scratch store and diff it against the live store.
-    Replay {
-        #[arg(long)]
-        config: PathBuf,
-    },
+    /// Check every entry's hash link, every signature (against the signers in force at that
+    /// point), the recorded head, and the sender's chain (missing seqs, broken prev links).
+    Verify(VerifyArgs),
+    /// Rebuild the state from the frame log alone into a scratch store and diff it against
+    /// the live store (users, claims, validity, revocations, tickets).
+    Replay(ReplayArgs),
+    /// JSON Lines, one object per log entry (seq, signer, receive time, verdict, body type,
+    /// issuer, subject, local sub, approver, ticket ref, claims), for SIEM ingestion.
+    Export(ExportArgs),
+    /// The provenance of one user: every frame that touched it, its record, its sessions.
+    Show(ShowArgs),
+    /// Compare the sender's outbound log (`airlock-sender export-log`) with this log.
+    Reconcile(ReconcileArgs),
 }
 
-#[derive(Debug, Error)]
-pub enum AuditError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Trust(#[from] TrustError),
-    #[error(transparent)]
-    Replay(#[from] ReplayLogError),
-    #[error("{0} difference(s) between the live store and the replay of its log")]
-    Differences(usize),
-}
-
-/// Runs an audit command; Ok(text) to print.
+/// Runs an audit command; Ok(text) to print on stdout. When an audit finds problems the
+/// report is printed here and [`AuditError::Findings`] makes the exit status non-zero.
 pub fn run(cmd: AuditCommand) -> Result<String, AuditError> {
     match cmd {
-        AuditCommand::Replay { config } => {
-            let cfg = Config::load(&config)?;
-            let live = SledStore::open(&cfg.store_path())?;
-            let base = BaseTrust::load(&cfg.trust)?;
-            let scratch = SledStore::temporary()?;
-            let summary = replay_log_into(&live, &base, &scratch, |_| {})?;
-            let diffs = diff_stores(&live, &scratch)?;
-            for d in &diffs {
-                eprintln!("difference: {d}");
-            }
-            if !diffs.is_empty() {
-                return Err(AuditError::Differences(diffs.len()));
-            }
-            Ok(format!(
-                "replayed {} log entries (chain head {}): the live store equals the replay\n",
-                summary.entries,
-                hex::encode(summary.head)
-            ))
+        AuditCommand::Verify(a) => {
+            let r = verify::verify(&a)?;
+            finish(
+                a.output.json,
+                &r,
+                verify::render(&r),
+                r.ok,
+                verify::failure_line(&r),
+            )
+        }
+        AuditCommand::Replay(a) => {
+            let r = replay_cmd::replay(&a)?;
+            let line = format!(
+                "{} difference(s) between the live store and the replay of its log",
+                r.differences.len()
+            );
+            finish(a.output.json, &r, replay_cmd::render(&r), r.ok, line)
+        }
+        AuditCommand::Export(a) => export::export(&a),
+        AuditCommand::Show(a) => {
+            let r = show::show(&a)?;
+            let found = !r.frames.is_empty() || !r.users.is_empty();
+            let line = format!("no frame and no record mentions {}", r.query);
+            finish(a.output.json, &r, show::render(&r), found, line)
+        }
+        AuditCommand::Reconcile(a) => {
+            let r = reconcile::reconcile(&a)?;
+            let line = format!(
+                "reconcile failed: {} sent but never received, {} received but never sent, {} sender log problem(s)",
+                r.sent_not_received_count,
+                r.received_not_sent_count,
+                r.sender_log_problems.len()
+            );
+            finish(a.output.json, &r, reconcile::render(&r), r.ok, line)
         }
     }
+}
+
+fn finish<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    text: String,
+    ok: bool,
+    failure: String,
+) -> Result<String, AuditError> {
+    let out = if json {
+        serde_json::to_string_pretty(report)
+            .map(|s| s + "\n")
+            .map_err(|e| AuditError::Write(std::io::Error::other(e)))?
+    } else {
+        text
+    };
+    if ok {
+        return Ok(out);
+    }
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    Err(AuditError::Findings(failure))
 }
