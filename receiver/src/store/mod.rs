@@ -5,6 +5,7 @@
 //! provide atomic multi-table transactions, a flush, and ordered scans.
 
 pub mod records;
+pub mod postgres;
 pub mod sled_store;
 
 use serde::Serialize;
