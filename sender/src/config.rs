@@ -47,6 +47,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// The outside portal (`airlock-sender run` serves it when present).
+    #[serde(default)]
+    pub portal: Option<crate::portal::PortalConfig>,
     /// The file this was read from (not a TOML key), for error messages.
     #[serde(skip)]
     pub source_file: PathBuf,

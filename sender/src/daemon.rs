@@ -52,6 +52,8 @@ pub enum DaemonError {
         dir: std::path::PathBuf,
         error: std::io::Error,
     },
+    #[error(transparent)]
+    Portal(#[from] crate::portal::PortalError),
     #[error("a daemon task failed: {0}")]
     Task(String),
 }
@@ -205,6 +207,7 @@ async fn start_metrics(
 
 /// Runs until SIGINT or SIGTERM (or a fatal error), then shuts down in order.
 pub async fn run_until_signal(config: &Config) -> Result<(), DaemonError> {
+    let portal = crate::portal::start(config).await?;
     let daemon = Daemon::start(config, None).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| DaemonError::Task(format!("cannot watch SIGTERM: {e}")))?;
@@ -216,6 +219,7 @@ pub async fn run_until_signal(config: &Config) -> Result<(), DaemonError> {
             _ = tick.tick() => if daemon.is_finished() { break; },
         }
     }
+    drop(portal);
     daemon.stop();
     let result = daemon.wait().await;
     match &result {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pacer;
 pub mod policy;
+pub mod portal;
 pub mod sendloop;
 pub mod spool;
 pub mod status;
