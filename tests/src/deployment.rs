@@ -85,6 +85,7 @@ fn toml_str(p: &Path) -> String {
 impl Deployment {
     /// Writes keys and configs and starts the link (not the daemons).
     pub async fn create(opts: &Options) -> Result<Self> {
+        supervisor::ensure_daemons_built()?;
         let sender_bin = supervisor::binary("airlock-sender")?;
         let receiver_bin = supervisor::binary("airlock-receiver")?;
         let dir = tempfile::Builder::new()

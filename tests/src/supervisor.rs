@@ -55,6 +55,10 @@ pub enum SupervisorError {
         stdout: String,
         stderr: String,
     },
+    #[error(
+        "building the daemons failed (`cargo build -p airlock-sender -p airlock-receiver`):\n{stderr}"
+    )]
+    Build { stderr: String },
     #[error("`{command}` did not finish within {waited:?}")]
     CommandTimeout { command: String, waited: Duration },
 }
@@ -76,6 +80,40 @@ pub fn binary(name: &str) -> Result<PathBuf, SupervisorError> {
             path,
         })
     }
+}
+
+/// Builds the daemons once per test process (`cargo build -p airlock-sender -p
+/// airlock-receiver`), so the end-to-end tests never run a stale or missing binary: `cargo
+/// test -p airlock-tests` does not build other packages' binaries by itself. Set
+/// AIRLOCK_TEST_NO_BUILD=1 to use whatever is in target/debug.
+pub fn ensure_daemons_built() -> Result<(), SupervisorError> {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        if std::env::var_os("AIRLOCK_TEST_NO_BUILD").is_some_and(|v| v == "1") {
+            return Ok(());
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "airlock-sender",
+                "-p",
+                "airlock-receiver",
+                "--bins",
+            ])
+            .current_dir(workspace_root())
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    result
+        .clone()
+        .map_err(|stderr| SupervisorError::Build { stderr })
 }
 
 /// How to start a child: program, arguments, environment, working directory, log file.
