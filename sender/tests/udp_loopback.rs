@@ -163,3 +163,55 @@ async fn records_submitted_while_running_are_sent() {
     daemon.wait().await.unwrap();
     assert!(spool::list(&fx.config().spool_dir()).unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carousel_re_seals_valid_provisions_and_heartbeats_repeat() {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let fx = Fixture::udp(sock.local_addr().unwrap().port());
+    let text = std::fs::read_to_string(&fx.config_path)
+        .unwrap()
+        .replace("carousel_secs = 0", "carousel_secs = 10")
+        .replace("heartbeat_secs = 3600", "heartbeat_secs = 1");
+    std::fs::write(&fx.config_path, text).unwrap();
+    submit_text(
+        &fx,
+        &[
+            provision_record("keep-1"),
+            provision_record("keep-2"),
+            provision_record("gone"),
+        ]
+        .join("\n"),
+    );
+    let revoke = format!(
+        r#"{{"kind":"revoke","issuer":"{ISSUER}","subject":"gone","approver":"a","ticket_ref":"t"}}"#
+    );
+    submit_text(&fx, &revoke);
+    let daemon = Daemon::start(&fx.config(), None).await.unwrap();
+    let mut rx = MiniReceiver::new(fx.trust());
+    let provisions = |r: &MiniReceiver| {
+        r.envelopes
+            .iter()
+            .filter(|e| e.body.kind() == "provision")
+            .count()
+    };
+    // 3 provisions, then after 10 s the carousel's 2 (the revoked identity is not re-sent).
+    receive_until(&sock, &mut rx, |r| provisions(r) >= 5).await;
+    let carousel: Vec<&str> = rx
+        .envelopes
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Provision(p) if e.seq > 5 => Some(p.subject.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut sorted = carousel.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec!["keep-1", "keep-2"]);
+    assert!(
+        rx.kinds().iter().filter(|k| **k == "heartbeat").count() >= 5,
+        "a heartbeat every second"
+    );
+    rx.assert_chain();
+    daemon.stop();
+    daemon.wait().await.unwrap();
+}

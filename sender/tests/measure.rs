@@ -1,0 +1,190 @@
+//! Measurements, not assertions of speed: run on purpose, on a quiet machine.
+//!
+//! ```text
+//! cargo test -p airlock-sender --release --test measure -- --ignored --nocapture --test-threads 1
+//! ```
+//! - `pacing_at_115200_baud`: the byte rate on a serial pty pair, configured for 115,200
+//!   baud 8N1 (11,520 bytes/s), measured over 10 s; asserts it is within 3%.
+//! - `throughput_over_loopback_udp`: frames sealed (signed, logged, flushed) and sent per
+//!   second with pacing off, for 600-byte Provision envelopes.
+
+mod common;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use airlock_protocol::codec::encode_envelope;
+use airlock_protocol::message::{Body, ENVELOPE_VERSION, Envelope};
+use airlock_sender::daemon::Daemon;
+use airlock_sender::engine::unix_now;
+use airlock_sender::spool::{self, SpoolItem};
+use airlock_sender::submit::submit;
+use airlock_sender::transport::Transport;
+use common::*;
+use tokio::io::AsyncReadExt;
+
+fn set(fx: &Fixture, from: &str, to: &str) {
+    let text = std::fs::read_to_string(&fx.config_path).unwrap();
+    assert!(text.contains(from));
+    std::fs::write(&fx.config_path, text.replace(from, to)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "takes 15 s; a measurement"]
+async fn pacing_at_115200_baud() {
+    const RATE: f64 = 11_520.0; // 115,200 baud, 8N1: 10 bits per byte
+    let (ours, mut theirs) = tokio_serial::SerialStream::pair().unwrap();
+    let fx = Fixture::udp(9);
+    set(
+        &fx,
+        "pacing_bytes_per_sec = 0",
+        "pacing_bytes_per_sec = 11520",
+    );
+    // Enough to keep the line busy well beyond the measurement window.
+    let records: Vec<String> = (0..400)
+        .map(|i| provision_record(&format!("p-{i}")))
+        .collect();
+    let report = submit(
+        &fx.config(),
+        &[("p.json".into(), records.join("\n").into_bytes())],
+        unix_now(),
+    )
+    .unwrap();
+    assert!(report.errors.is_empty());
+    let daemon = Daemon::start(&fx.config(), Some(Transport::Stream(Box::new(ours))))
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65_536];
+    // Skip the first 2 s (start-up), then count bytes for 10 s.
+    let warmup = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < warmup {
+        let _ = tokio::time::timeout(Duration::from_millis(100), theirs.read(&mut buf)).await;
+    }
+    let start = Instant::now();
+    let end = start + Duration::from_secs(10);
+    let mut bytes = 0u64;
+    while Instant::now() < end {
+        if let Ok(Ok(n)) = tokio::time::timeout_at(end.into(), theirs.read(&mut buf)).await {
+            bytes += n as u64;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = bytes as f64 / secs;
+    let deviation = (rate - RATE) / RATE * 100.0;
+    println!(
+        "pacing: {bytes} bytes in {secs:.3} s = {rate:.1} B/s; configured {RATE} B/s; deviation {deviation:+.2}%"
+    );
+    // The measurement only means something if the sender still had frames to send.
+    let (sent, last) = (
+        daemon.metrics.sent_through_seq.load(Relaxed),
+        daemon.metrics.last_seq.load(Relaxed),
+    );
+    assert!(
+        sent < last,
+        "the link must have stayed busy (sent through {sent}, last seq {last})"
+    );
+    assert!(deviation.abs() < 3.0, "{deviation:+.2}%");
+    daemon.stop();
+    daemon.wait().await.unwrap();
+}
+
+/// A Provision record whose envelope is about `target` bytes.
+fn record_of_envelope_size(sub: &str, target: usize) -> (String, usize) {
+    let mut pad = 0;
+    loop {
+        let mut rec: serde_json::Value = serde_json::from_str(&provision_record(sub)).unwrap();
+        rec["claims"]["department"] = serde_json::json!("d".repeat(pad));
+        let cfg_like = airlock_protocol::message::Provision {
+            issuer: ISSUER.into(),
+            subject: sub.into(),
+            claims: airlock_protocol::message::Claims {
+                email: Some(format!("{sub}@example.com")),
+                name: Some("Jane Doe".into()),
+                groups: vec!["airlock-users".into()],
+                extra: [("department".to_string(), "d".repeat(pad))].into(),
+                ..Default::default()
+            },
+            approval: airlock_protocol::message::Approval {
+                approver: "alice@example.com".into(),
+                approved_at: unix_now(),
+                ticket_ref: "CHG-1".into(),
+            },
+            valid_until: unix_now() + 86_400,
+        };
+        let env = Envelope {
+            v: ENVELOPE_VERSION,
+            sender_kid: "0123456789abcdef".into(),
+            seq: 100_000,
+            prev: [7; 32],
+            issued_at: unix_now(),
+            body: Body::Provision(cfg_like),
+        };
+        let size = encode_envelope(&env).unwrap().len();
+        if size >= target {
+            return (rec.to_string(), size);
+        }
+        pad += target - size;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement"]
+async fn throughput_over_loopback_udp() {
+    const N: usize = 50_000;
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let fx = Fixture::udp(sink.local_addr().unwrap().port());
+    set(&fx, "mtu = 1200", "mtu = 1472");
+    let (_, envelope_size) = record_of_envelope_size("u-00000", 600);
+    // Build the batch through the policy once, then spool it (intake is not what is measured).
+    let records: Vec<String> = (0..N)
+        .map(|i| record_of_envelope_size(&format!("u-{i:05}"), 600).0)
+        .collect();
+    let report = submit(
+        &fx.config(),
+        &[("t.json".into(), records.join("\n").into_bytes())],
+        unix_now(),
+    )
+    .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors.first());
+    assert_eq!(spool::list(&fx.config().spool_dir()).unwrap().len(), 1);
+    let _: Option<SpoolItem> = None;
+
+    let start = Instant::now();
+    let daemon = Daemon::start(&fx.config(), None).await.unwrap();
+    // Ingest is part of the run; time sealing+sending separately from the first sealed frame.
+    let mut first: Option<Instant> = None;
+    let mut sealed_at_first = 0;
+    let mut all_sealed: Option<f64> = None;
+    loop {
+        let sent = daemon.metrics.sent_through_seq.load(Relaxed);
+        let sealed = daemon.metrics.frames_sealed_total.load(Relaxed);
+        if first.is_none() && sealed > 1 {
+            first = Some(Instant::now());
+            sealed_at_first = sealed;
+        }
+        if all_sealed.is_none() && sealed as usize > N {
+            all_sealed = first.map(|f| f.elapsed().as_secs_f64());
+        }
+        if sent as usize > N {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(600));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let total = start.elapsed().as_secs_f64();
+    let from_first = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(total);
+    let m = &daemon.metrics;
+    let frames = (N as u64 + 1 - sealed_at_first) as f64;
+    println!("all sealed {all_sealed:?} s after the first sealed frame");
+    println!(
+        "throughput: {N} Provisions ({envelope_size}-byte envelopes): {:.0} frames/s sealed+sent after ingest ({from_first:.2} s), {:.0} frames/s including ingest ({total:.2} s); {} datagrams, {} bytes, {} blocks, send errors {}",
+        frames / from_first,
+        N as f64 / total,
+        m.datagrams_sent_total.load(Relaxed),
+        m.bytes_sent_total.load(Relaxed),
+        m.blocks_sent_total.load(Relaxed),
+        m.send_errors_total.load(Relaxed),
+    );
+    daemon.stop();
+    daemon.wait().await.unwrap();
+}
