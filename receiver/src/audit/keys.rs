@@ -15,10 +15,13 @@ use crate::apply::{AcceptedFrame, apply_batch};
 use crate::store::{StateTx, StoreError, Table, TxError};
 use crate::trust_set::BaseTrust;
 
+/// (table position, key) -> value.
+type Rows = HashMap<(usize, Vec<u8>), Vec<u8>>;
+
 /// An in-memory [`StateTx`]: only ever sees key-change frames, so it stays small.
 #[derive(Default)]
 struct MemTx {
-    rows: RefCell<HashMap<(usize, Vec<u8>), Vec<u8>>>,
+    rows: RefCell<Rows>,
 }
 
 impl StateTx for MemTx {

@@ -117,6 +117,7 @@ impl Collector {
             // A gap is named at its first missing entry.
             let at = match f {
                 ChainFault::Sequence { expected, found } if found > expected => *expected,
+                ChainFault::Moved { key, .. } => key.parse().unwrap_or(index),
                 _ => index,
             };
             self.add(at, f.kind(), f.describe());

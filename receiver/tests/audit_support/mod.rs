@@ -1,0 +1,362 @@
+//! Shared by the audit_* tests: builds a real frame log (signed frames applied through the
+//! ingest's own state machine, `apply_batch`, exactly as the daemon commits them), then
+//! offers tampering helpers that work on a copy of the data directory.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use airlock_protocol::keys::{LinkKey, SignerKey};
+use airlock_protocol::message::{
+    Approval, Body, Claims, ENVELOPE_VERSION, Envelope, Heartbeat, KeyAnnounce, KeyRetire,
+    LoginTicket, Provision, Revoke,
+};
+use airlock_protocol::seal::Sealer;
+use airlock_receiver::apply::{AcceptedFrame, apply_batch};
+use airlock_receiver::frame_log::{LogEntry, decode};
+use airlock_receiver::store::{SledStore, Store};
+use base64::Engine as _;
+
+pub const T0: u64 = 1_800_000_000;
+pub const ISSUER: &str = "https://login.example.org";
+
+/// A frame as the sender made it (for the sender export of reconcile tests).
+#[derive(Clone)]
+pub struct Sent {
+    pub env: Envelope,
+    pub sign1: Vec<u8>,
+    pub hash: [u8; 32],
+}
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    /// The original data directory (holds store.sled).
+    pub data_dir: PathBuf,
+    /// Public keys the auditor starts from: signer A only.
+    pub trust_dir: PathBuf,
+    /// Every frame signer A sent, in seq order.
+    pub sent_a: Vec<Sent>,
+    pub entries: u64,
+    pub untrusted: SignerKey,
+}
+
+struct Chain {
+    sealer: Sealer,
+    kid: String,
+    seq: u64,
+    prev: [u8; 32],
+    /// issued_at of seq 0: frames are issued one second apart.
+    epoch: u64,
+}
+
+impl Chain {
+    fn new(key: SignerKey, epoch: u64) -> Self {
+        let kid = key.kid().to_owned();
+        Self {
+            sealer: Sealer::new(key, LinkKey::generate(1)),
+            kid,
+            seq: 0,
+            prev: [0; 32],
+            epoch,
+        }
+    }
+
+    fn next(&mut self, body: Body) -> Sent {
+        self.seq += 1;
+        let env = Envelope {
+            v: ENVELOPE_VERSION,
+            sender_kid: self.kid.clone(),
+            seq: self.seq,
+            prev: self.prev,
+            issued_at: self.epoch + self.seq,
+            body,
+        };
+        let signed = self.sealer.sign(&env).unwrap();
+        self.prev = signed.hash;
+        Sent {
+            env,
+            sign1: signed.sign1,
+            hash: signed.hash,
+        }
+    }
+}
+
+pub fn approval(i: u64) -> Approval {
+    Approval {
+        approver: format!("approver{}@example.org", i % 7),
+        approved_at: T0 - 600,
+        ticket_ref: format!("CHG-{i}"),
+    }
+}
+
+pub fn claims(i: u64) -> Claims {
+    Claims {
+        email: Some(format!("user{i}@example.org")),
+        name: Some(format!("User {i}")),
+        groups: vec!["staff".into()],
+        ..Default::default()
+    }
+}
+
+/// The body of frame `i`: mostly Provisions of 300 users, some Revokes, tickets, heartbeats.
+pub fn body(i: u64) -> Body {
+    let user = i % 300;
+    match i % 100 {
+        37 => Body::Revoke(Revoke {
+            issuer: ISSUER.into(),
+            subject: format!("user{user}"),
+            approval: approval(i),
+            reason: "left".into(),
+        }),
+        53 => Body::LoginTicket(LoginTicket {
+            locator: {
+                let mut l = [0u8; 16];
+                l[..8].copy_from_slice(&i.to_be_bytes());
+                l
+            },
+            code_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            issuer: ISSUER.into(),
+            subject: format!("jit{i}"),
+            claims: claims(i),
+            approval: approval(i),
+            expires_at: T0 + 300,
+        }),
+        99 => Body::Heartbeat(Heartbeat {
+            session_id: 7,
+            interval_secs: 10,
+        }),
+        _ => Body::Provision(Provision {
+            issuer: ISSUER.into(),
+            subject: format!("user{user}"),
+            claims: claims(i),
+            approval: approval(i),
+            valid_until: T0 + 90 * 86_400,
+        }),
+    }
+}
+
+/// Builds a log of `n` frames: signer A sends the first half, announces signer B (signed by
+/// A), B sends the rest and finally retires A. `skip` = seqs of A that never arrive.
+pub fn build(n: u64, skip: &BTreeSet<u64>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let trust_dir = dir.path().join("trust");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::create_dir_all(&trust_dir).unwrap();
+    let a = SignerKey::generate();
+    let b = SignerKey::generate();
+    std::fs::write(
+        trust_dir.join("sender-a.pub"),
+        a.public().to_spki_pem().unwrap(),
+    )
+    .unwrap();
+    let b_pub = b.public();
+    let b_raw = b_pub.key.to_bytes();
+    let b_kid = b.kid().to_owned();
+    let a_kid = a.kid().to_owned();
+    let half = n / 2;
+    let mut ca = Chain::new(a, T0);
+    let mut cb = Chain::new(b, T0 + half + 10);
+    let mut frames: Vec<Sent> = Vec::with_capacity(n as usize);
+    let mut sent_a = Vec::new();
+    for i in 1..half {
+        let s = ca.next(body(i));
+        sent_a.push(s.clone());
+        if !skip.contains(&s.env.seq) {
+            frames.push(s);
+        }
+    }
+    let announce = ca.next(Body::KeyAnnounce(KeyAnnounce::Signer {
+        kid: b_kid,
+        public_key: b_raw,
+        not_before: T0,
+    }));
+    sent_a.push(announce.clone());
+    frames.push(announce);
+    for i in half..n - 1 {
+        frames.push(cb.next(body(i)));
+    }
+    frames.push(cb.next(Body::KeyRetire(KeyRetire::Signer { kid: a_kid })));
+    let store = SledStore::open(&data_dir.join("store.sled")).unwrap();
+    for chunk in frames.chunks(256) {
+        let batch: Vec<AcceptedFrame> = chunk
+            .iter()
+            .map(|s| {
+                AcceptedFrame::new(
+                    s.env.clone(),
+                    s.sign1.clone(),
+                    (s.env.issued_at) * 1000 + 250,
+                )
+            })
+            .collect();
+        store.transact(|tx| apply_batch(tx, &batch)).unwrap();
+    }
+    store.flush().unwrap();
+    let entries = frames.len() as u64;
+    drop(store);
+    Fixture {
+        dir,
+        data_dir,
+        trust_dir,
+        sent_a,
+        entries,
+        untrusted: SignerKey::generate(),
+    }
+}
+
+/// Copies a directory tree (what the auditor does before auditing).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+impl Fixture {
+    /// A fresh copy of the data directory.
+    pub fn copy(&self, name: &str) -> PathBuf {
+        let to = self.dir.path().join(name);
+        copy_dir(&self.data_dir, &to);
+        to
+    }
+
+    /// A signed frame from a key the auditor does not trust.
+    pub fn untrusted_sign1(&self, seq: u64) -> Vec<u8> {
+        let mut c = Chain::new(
+            SignerKey::from_pkcs8_pem(&self.untrusted.to_pkcs8_pem().unwrap()).unwrap(),
+            T0,
+        );
+        c.seq = seq - 1;
+        c.next(body(seq)).sign1
+    }
+
+    /// The sender export of signer A (`airlock-sender export-log` format).
+    pub fn sender_export(&self, path: &Path, drop_seqs: &BTreeSet<u64>) {
+        let mut out = String::new();
+        for s in &self.sent_a {
+            if drop_seqs.contains(&s.env.seq) {
+                continue;
+            }
+            let line = serde_json::json!({
+                "seq": s.env.seq,
+                "hash": hex::encode(s.hash),
+                "prev": hex::encode(s.env.prev),
+                "kind": s.env.body.kind(),
+                "issued_at": s.env.issued_at,
+                "origin": "test.json#1",
+                "sign1": base64::engine::general_purpose::STANDARD.encode(&s.sign1),
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+        std::fs::write(path, out).unwrap();
+    }
+}
+
+/// Direct access to a copy's log tree.
+pub struct LogTree {
+    db: sled::Db,
+    pub log: sled::Tree,
+}
+
+impl LogTree {
+    pub fn open(data_dir: &Path) -> Self {
+        let store = SledStore::open(&data_dir.join("store.sled")).unwrap();
+        let db = store.db();
+        let log = db.open_tree("log").unwrap();
+        Self { db, log }
+    }
+
+    pub fn get(&self, index: u64) -> LogEntry {
+        let v = self.log.get(index.to_be_bytes()).unwrap().unwrap();
+        decode(&v, index).unwrap().entry
+    }
+
+    pub fn put_raw(&self, index: u64, value: &[u8]) {
+        self.log.insert(index.to_be_bytes(), value).unwrap();
+    }
+
+    pub fn put(&self, e: &LogEntry) {
+        let (v, _) = e.encode().unwrap();
+        self.put_raw(e.index, &v);
+    }
+
+    /// Re-links every entry from `from` on, as an attacker who recomputes the unkeyed hash
+    /// chain would; returns the new head hash.
+    pub fn relink_from(&self, from: u64) -> [u8; 32] {
+        let mut prev = if from == 0 {
+            [0; 32]
+        } else {
+            self.get(from - 1).entry_hash().unwrap()
+        };
+        let mut i = from;
+        while self.log.get(i.to_be_bytes()).unwrap().is_some() {
+            let mut e = self.get(i);
+            e.prev_entry_hash = prev;
+            prev = e.entry_hash().unwrap();
+            self.put(&e);
+            i += 1;
+        }
+        prev
+    }
+
+    pub fn remove(&self, index: u64) {
+        self.log.remove(index.to_be_bytes()).unwrap();
+    }
+}
+
+impl Drop for LogTree {
+    fn drop(&mut self) {
+        let _ = self.db.flush();
+    }
+}
+
+/// Runs `airlock-receiver audit ARGS...`.
+pub fn audit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock-receiver"))
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `audit verify --json` on a data dir: (exit ok, report).
+pub fn verify(data_dir: &Path, trust_dir: &Path) -> (bool, serde_json::Value) {
+    let out = audit(&[
+        "verify",
+        "--data-dir",
+        path(data_dir),
+        "--trust-dir",
+        path(trust_dir),
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), report)
+}
+
+impl LogTree {
+    /// Rewrites the store's head record (what a careful attacker would also do).
+    pub fn set_head(&self, next_index: u64, head: [u8; 32]) {
+        let meta = self.db.open_tree("meta").unwrap();
+        let mut v = next_index.to_be_bytes().to_vec();
+        v.extend_from_slice(&head);
+        meta.insert("log_head", v).unwrap();
+    }
+}
