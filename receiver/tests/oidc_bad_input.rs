@@ -298,6 +298,12 @@ async fn login_form_needs_its_csrf_cookie_and_reports_expiry() {
     let start = b.get(&authorize_url(&op, &a)).await;
     let page = b.get(&format!("{}{}", op.base, start.location())).await;
     assert!(page.body.contains("<label for=\"code\">"));
+    // form-action covers the redirect after the POST: only this request's redirect_uri origin.
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:1;"),
+        "{csp}"
+    );
     assert!(!page.body.contains("<script"));
     let form = format!(
         "txn={}&csrf={}&code={}",

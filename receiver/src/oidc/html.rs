@@ -27,6 +27,34 @@ pub fn escape(s: &str) -> String {
 
 /// A full page; `main` must already be escaped HTML.
 pub fn page(status: StatusCode, title: &str, main: &str) -> Response {
+    page_with_form_target(status, title, main, None)
+}
+
+/// The origin (`scheme://host:port`) of a URL, if it is a plain one.
+pub fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let plain = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    };
+    (matches!(scheme, "http" | "https") && !authority.is_empty() && plain(authority))
+        .then(|| format!("{scheme}://{authority}"))
+}
+
+/// A page whose form may end in a redirect to `form_target`'s origin. Browsers apply
+/// `form-action` to the redirects that follow a form POST, so the login form must
+/// allow the one validated redirect_uri origin of the request it completes.
+pub fn page_with_form_target(
+    status: StatusCode,
+    title: &str,
+    main: &str,
+    form_target: Option<&str>,
+) -> Response {
+    let csp = match form_target.and_then(origin) {
+        Some(o) => CSP.replace("form-action 'self'", &format!("form-action 'self' {o}")),
+        None => CSP.to_string(),
+    };
     let body = PAGE
         .replacen("{{title}}", &escape(title), 1)
         .replacen("{{main}}", main, 1);
@@ -38,7 +66,7 @@ pub fn page(status: StatusCode, title: &str, main: &str) -> Response {
     );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(CSP)),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -74,6 +102,20 @@ pub fn css() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin("http://127.0.0.1:2/cb?x").as_deref(),
+            Some("http://127.0.0.1:2")
+        );
+        assert_eq!(
+            origin("https://app.inside/cb").as_deref(),
+            Some("https://app.inside")
+        );
+        assert_eq!(origin("https://a b/"), None);
+        assert_eq!(origin("javascript://x"), None);
+    }
 
     #[test]
     fn escapes_markup() {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod html;
 pub mod keys;
 pub mod login;
+pub mod pg_store;
 pub mod provider;
 pub mod sled_store;
 pub mod store;

@@ -60,14 +60,26 @@ impl Provider {
     pub fn new(config: OidcConfig, deps: OidcDeps) -> Result<Self, OidcError> {
         config.validate()?;
         let store = SledOidcStore::open(deps.db)?;
-        let now = deps.clock.now();
-        let keys = KeySet::init(&store, now)?;
+        Self::with_store(config, Arc::new(store), deps.directory, deps.clock)
+    }
+
+    /// Like [`Provider::new`], on any [`OidcStore`] (the shared PostgreSQL one of an
+    /// HA cluster, see `oidc::pg_store`).
+    pub fn with_store(
+        config: OidcConfig,
+        store: Arc<dyn OidcStore>,
+        directory: Arc<dyn IdentityDirectory>,
+        clock: Clock,
+    ) -> Result<Self, OidcError> {
+        config.validate()?;
+        let now = clock.now();
+        let keys = KeySet::init(&*store, now)?;
         Ok(Provider(Arc::new(Inner {
             config,
-            store: Arc::new(store),
-            directory: deps.directory,
+            store,
+            directory,
             keys,
-            clock: deps.clock,
+            clock,
             secret_cache: Mutex::new(HashMap::new()),
         })))
     }

@@ -124,6 +124,18 @@ impl Op {
         dir: Arc<MemDirectory>,
         bc: Option<&str>,
     ) -> Op {
+        Self::start_custom(tmp, db_path, clock, dir, bc, |_| {}).await
+    }
+
+    /// Like [`Op::start_with`], with a last word on the config.
+    pub async fn start_custom(
+        tmp: Arc<tempfile::TempDir>,
+        db_path: std::path::PathBuf,
+        clock: Clock,
+        dir: Arc<MemDirectory>,
+        bc: Option<&str>,
+        edit: impl FnOnce(&mut OidcConfig),
+    ) -> Op {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let db = sled::open(&db_path).unwrap();
@@ -132,7 +144,9 @@ impl Op {
             directory: dir.clone(),
             clock: clock.clone(),
         };
-        let provider = Provider::new(config(port, bc), deps).unwrap();
+        let mut cfg = config(port, bc);
+        edit(&mut cfg);
+        let provider = Provider::new(cfg, deps).unwrap();
         tokio::spawn(provider.clone().serve_on(listener));
         Op {
             base: format!("http://127.0.0.1:{port}"),

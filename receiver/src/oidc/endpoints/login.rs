@@ -84,7 +84,7 @@ fn form_page(
         txn = escape(txn),
         csrf = escape(&pend.csrf),
     );
-    html::page(status, "Sign in", &main)
+    html::page_with_form_target(status, "Sign in", &main, Some(&pend.request.redirect_uri))
 }
 
 pub async fn submit(

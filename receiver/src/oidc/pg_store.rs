@@ -1,0 +1,462 @@
+//! [`OidcStore`] on PostgreSQL: the provider state every receiver of a cluster shares,
+//! so a user who logged in through one receiver refreshes through any other.
+//!
+//! Single-row flips (code redemption, refresh-token use) are atomic in the database
+//! (`UPDATE ... WHERE NOT used`, `SELECT ... FOR UPDATE`), so two receivers racing on
+//! the same code or token still let exactly one of them win.
+
+use std::sync::Arc;
+
+use postgres::types::{ToSql, Type};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::oidc::error::OidcError;
+use crate::oidc::keys::KeySet;
+use crate::oidc::store::*;
+use crate::store::postgres::PgStore;
+use crate::store::postgres::pool::{Pool, off_runtime};
+
+/// The PostgreSQL backend of the provider; shares the pool of the [`PgStore`].
+#[derive(Clone)]
+pub struct PgOidcStore {
+    pool: Arc<Pool>,
+}
+
+type P<'a> = (&'a (dyn ToSql + Sync), Type);
+
+fn db(e: postgres::Error) -> OidcError {
+    let detail = match e.as_db_error() {
+        Some(d) => format!("{e}: {}", d.message()),
+        None => e.to_string(),
+    };
+    OidcError::Store(format!("PostgreSQL: {detail}"))
+}
+
+fn st(e: crate::store::StoreError) -> OidcError {
+    OidcError::Store(e.to_string())
+}
+
+/// Seconds since the epoch as a bigint (saturating: far-future times stay far-future).
+fn secs(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+fn unsecs(t: i64) -> u64 {
+    u64::try_from(t).unwrap_or(0)
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String, OidcError> {
+    Ok(serde_json::to_string(v)?)
+}
+
+fn parse<T: DeserializeOwned>(row: &postgres::Row, col: usize) -> Result<T, OidcError> {
+    let text: String = row.try_get(col).map_err(db)?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Advisory lock id serialising first-start key generation across the cluster.
+const KEYS_LOCK: i64 = 0x4149_524c_4b45_5953;
+
+impl PgOidcStore {
+    pub fn new(store: &PgStore) -> Self {
+        PgOidcStore { pool: store.pool() }
+    }
+
+    /// Runs `f` on a pooled connection, off the async runtime.
+    fn with<R: Send>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<R, OidcError> + Send,
+    ) -> Result<R, OidcError> {
+        off_runtime(|| {
+            let mut conn = self.pool.get().map_err(st)?;
+            f(conn.client().map_err(st)?)
+        })
+    }
+
+    fn exec(&self, sql: &str, params: &[P<'_>]) -> Result<u64, OidcError> {
+        self.with(|c| c.execute_typed(sql, params).map_err(db))
+    }
+
+    fn one<T: DeserializeOwned + Send>(
+        &self,
+        sql: &str,
+        key: &str,
+    ) -> Result<Option<T>, OidcError> {
+        self.with(|c| {
+            c.query_typed_opt(sql, &[(&key, Type::TEXT)])
+                .map_err(db)?
+                .map(|r| parse(&r, 0))
+                .transpose()
+        })
+    }
+
+    fn texts(&self, sql: &str, key: &str) -> Result<Vec<String>, OidcError> {
+        self.with(|c| {
+            c.query_typed(sql, &[(&key, Type::TEXT)])
+                .map_err(db)?
+                .iter()
+                .map(|r| r.try_get(0).map_err(db))
+                .collect()
+        })
+    }
+
+    /// Read-modify-write of one JSON record under a row lock; `None` if absent.
+    fn update<T, R>(
+        &self,
+        table: &str,
+        key_col: &str,
+        key: &str,
+        f: impl FnOnce(&mut T) -> R + Send,
+    ) -> Result<Option<(R, T)>, OidcError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        R: Send,
+    {
+        let select = format!("SELECT data FROM {table} WHERE {key_col} = $1 FOR UPDATE");
+        let write = format!("UPDATE {table} SET data = $2 WHERE {key_col} = $1");
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(db)?;
+            let Some(row) = tx
+                .query_typed_opt(&select, &[(&key, Type::TEXT)])
+                .map_err(db)?
+            else {
+                return Ok(None);
+            };
+            let mut rec: T = parse(&row, 0)?;
+            let verdict = f(&mut rec);
+            let text = json(&rec)?;
+            tx.execute_typed(&write, &[(&key, Type::TEXT), (&text, Type::TEXT)])
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(Some((verdict, rec)))
+        })
+    }
+
+    /// The first start of a cluster: generates the signing keys once, under a cluster-wide
+    /// lock, so receivers starting together do not each create their own. Later starts
+    /// find the keys and do nothing.
+    pub fn init_keys_once(&self, now: u64) -> Result<(), OidcError> {
+        self.with(|c| {
+            c.execute("SELECT pg_advisory_lock($1)", &[&KEYS_LOCK])
+                .map_err(db)?;
+            // The generation runs on other pooled connections; this one holds the lock.
+            let r = KeySet::init(self, now).map(|_| ());
+            let unlock = c
+                .execute("SELECT pg_advisory_unlock($1)", &[&KEYS_LOCK])
+                .map_err(db);
+            r.and(unlock.map(|_| ()))
+        })
+    }
+}
+
+impl OidcStore for PgOidcStore {
+    fn put_session(&self, secret_hash: &str, s: &Session) -> Result<(), OidcError> {
+        let data = json(s)?;
+        let exp = secs(s.expires_at);
+        self.exec(
+            "INSERT INTO oidc_sessions (sid, secret_hash, sub, expires_at, data) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sid) DO UPDATE SET \
+             secret_hash = EXCLUDED.secret_hash, sub = EXCLUDED.sub, \
+             expires_at = EXCLUDED.expires_at, data = EXCLUDED.data",
+            &[
+                (&s.sid, Type::TEXT),
+                (&secret_hash, Type::TEXT),
+                (&s.sub, Type::TEXT),
+                (&exp, Type::INT8),
+                (&data, Type::TEXT),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn session_by_secret(&self, secret_hash: &str) -> Result<Option<Session>, OidcError> {
+        self.one(
+            "SELECT data FROM oidc_sessions WHERE secret_hash = $1",
+            secret_hash,
+        )
+    }
+
+    fn session(&self, sid: &str) -> Result<Option<Session>, OidcError> {
+        self.one("SELECT data FROM oidc_sessions WHERE sid = $1", sid)
+    }
+
+    fn add_session_client(&self, sid: &str, client_id: &str) -> Result<(), OidcError> {
+        self.update("oidc_sessions", "sid", sid, |s: &mut Session| {
+            if !s.clients.iter().any(|c| c == client_id) {
+                s.clients.push(client_id.to_string());
+            }
+        })?;
+        Ok(())
+    }
+
+    fn delete_session(&self, sid: &str) -> Result<Option<Session>, OidcError> {
+        self.one(
+            "DELETE FROM oidc_sessions WHERE sid = $1 RETURNING data",
+            sid,
+        )
+    }
+
+    fn sessions_of(&self, sub: &str) -> Result<Vec<Session>, OidcError> {
+        self.with(|c| {
+            c.query_typed(
+                "SELECT data FROM oidc_sessions WHERE sub = $1 ORDER BY sid COLLATE \"C\"",
+                &[(&sub, Type::TEXT)],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| parse(r, 0))
+            .collect()
+        })
+    }
+
+    fn put_pending(&self, id: &str, p: &PendingRequest) -> Result<(), OidcError> {
+        let data = json(p)?;
+        let exp = secs(p.expires_at);
+        self.exec(
+            "INSERT INTO oidc_pending (id, expires_at, data) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, data = EXCLUDED.data",
+            &[(&id, Type::TEXT), (&exp, Type::INT8), (&data, Type::TEXT)],
+        )?;
+        Ok(())
+    }
+
+    fn pending(&self, id: &str) -> Result<Option<PendingRequest>, OidcError> {
+        self.one("SELECT data FROM oidc_pending WHERE id = $1", id)
+    }
+
+    fn delete_pending(&self, id: &str) -> Result<(), OidcError> {
+        self.exec(
+            "DELETE FROM oidc_pending WHERE id = $1",
+            &[(&id, Type::TEXT)],
+        )?;
+        Ok(())
+    }
+
+    fn put_code(&self, code_hash: &str, c: &AuthCode) -> Result<(), OidcError> {
+        let data = json(c)?;
+        let exp = secs(c.expires_at);
+        self.exec(
+            "INSERT INTO oidc_codes (code_hash, expires_at, data) VALUES ($1, $2, $3) \
+             ON CONFLICT (code_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at, data = EXCLUDED.data",
+            &[(&code_hash, Type::TEXT), (&exp, Type::INT8), (&data, Type::TEXT)],
+        )?;
+        Ok(())
+    }
+
+    fn redeem_code(&self, code_hash: &str, family: &str) -> Result<CodeRedeem, OidcError> {
+        let r = self.update("oidc_codes", "code_hash", code_hash, |c: &mut AuthCode| {
+            let before = c.clone();
+            if c.used_by_family.is_none() {
+                c.used_by_family = Some(family.to_string());
+                (true, before)
+            } else {
+                (false, before)
+            }
+        })?;
+        Ok(match r {
+            None => CodeRedeem::Unknown,
+            Some(((true, c), _)) => CodeRedeem::First(c),
+            Some(((false, c), _)) => CodeRedeem::Reused(c),
+        })
+    }
+
+    fn put_family(&self, f: &Family) -> Result<(), OidcError> {
+        let data = json(f)?;
+        let exp = secs(f.expires_at);
+        self.exec(
+            "INSERT INTO oidc_families (id, sid, sub, expires_at, data) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET sid = EXCLUDED.sid, sub = EXCLUDED.sub, \
+             expires_at = EXCLUDED.expires_at, data = EXCLUDED.data",
+            &[
+                (&f.id, Type::TEXT),
+                (&f.sid, Type::TEXT),
+                (&f.sub, Type::TEXT),
+                (&exp, Type::INT8),
+                (&data, Type::TEXT),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn family(&self, id: &str) -> Result<Option<Family>, OidcError> {
+        self.one("SELECT data FROM oidc_families WHERE id = $1", id)
+    }
+
+    fn touch_family(&self, id: &str, expires_at: u64) -> Result<(), OidcError> {
+        let r = self.update("oidc_families", "id", id, |f: &mut Family| {
+            f.expires_at = f.expires_at.max(expires_at)
+        })?;
+        if let Some((_, f)) = r {
+            let exp = secs(f.expires_at);
+            self.exec(
+                "UPDATE oidc_families SET expires_at = GREATEST(expires_at, $2) WHERE id = $1",
+                &[(&id, Type::TEXT), (&exp, Type::INT8)],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn revoke_family(&self, id: &str) -> Result<bool, OidcError> {
+        let r = self.update("oidc_families", "id", id, |f: &mut Family| {
+            let was_live = !f.revoked;
+            f.revoked = true;
+            was_live
+        })?;
+        Ok(r.map(|(live, _)| live).unwrap_or(false))
+    }
+
+    fn families_of_session(&self, sid: &str) -> Result<Vec<String>, OidcError> {
+        self.texts(
+            "SELECT id FROM oidc_families WHERE sid = $1 ORDER BY id COLLATE \"C\"",
+            sid,
+        )
+    }
+
+    fn families_of_sub(&self, sub: &str) -> Result<Vec<String>, OidcError> {
+        self.texts(
+            "SELECT id FROM oidc_families WHERE sub = $1 ORDER BY id COLLATE \"C\"",
+            sub,
+        )
+    }
+
+    fn put_refresh(&self, token_hash: &str, r: &RefreshToken) -> Result<(), OidcError> {
+        let exp = secs(r.expires_at);
+        self.exec(
+            "INSERT INTO oidc_refresh (token_hash, family, expires_at, used) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (token_hash) DO UPDATE SET family = EXCLUDED.family, \
+             expires_at = EXCLUDED.expires_at, used = EXCLUDED.used",
+            &[
+                (&token_hash, Type::TEXT),
+                (&r.family, Type::TEXT),
+                (&exp, Type::INT8),
+                (&r.used, Type::BOOL),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn refresh(&self, token_hash: &str) -> Result<Option<RefreshToken>, OidcError> {
+        self.with(|c| {
+            let row = c
+                .query_typed_opt(
+                    "SELECT family, expires_at, used FROM oidc_refresh WHERE token_hash = $1",
+                    &[(&token_hash, Type::TEXT)],
+                )
+                .map_err(db)?;
+            row.map(|r| {
+                Ok(RefreshToken {
+                    family: r.try_get(0).map_err(db)?,
+                    expires_at: unsecs(r.try_get(1).map_err(db)?),
+                    used: r.try_get(2).map_err(db)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn use_refresh(&self, token_hash: &str) -> Result<bool, OidcError> {
+        let n = self.exec(
+            "UPDATE oidc_refresh SET used = true WHERE token_hash = $1 AND NOT used",
+            &[(&token_hash, Type::TEXT)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn keys(&self) -> Result<Vec<StoredKey>, OidcError> {
+        self.with(|c| {
+            c.query_typed("SELECT data FROM oidc_keys ORDER BY kid COLLATE \"C\"", &[])
+                .map_err(db)?
+                .iter()
+                .map(|r| parse(r, 0))
+                .collect()
+        })
+    }
+
+    fn put_key(&self, k: &StoredKey) -> Result<(), OidcError> {
+        let data = json(k)?;
+        self.exec(
+            "INSERT INTO oidc_keys (kid, data) VALUES ($1, $2) \
+             ON CONFLICT (kid) DO UPDATE SET data = EXCLUDED.data",
+            &[(&k.kid, Type::TEXT), (&data, Type::TEXT)],
+        )?;
+        Ok(())
+    }
+
+    fn delete_key(&self, kid: &str) -> Result<(), OidcError> {
+        self.exec(
+            "DELETE FROM oidc_keys WHERE kid = $1",
+            &[(&kid, Type::TEXT)],
+        )?;
+        Ok(())
+    }
+
+    fn attempts(&self, key: &str) -> Result<Attempts, OidcError> {
+        self.with(|c| {
+            let row = c
+                .query_typed_opt(
+                    "SELECT failures, window_start, locked_until FROM oidc_attempts WHERE key = $1",
+                    &[(&key, Type::TEXT)],
+                )
+                .map_err(db)?;
+            let Some(r) = row else {
+                return Ok(Attempts::default());
+            };
+            let failures: i32 = r.try_get(0).map_err(db)?;
+            Ok(Attempts {
+                failures: u32::try_from(failures).unwrap_or(0),
+                window_start: unsecs(r.try_get(1).map_err(db)?),
+                locked_until: unsecs(r.try_get(2).map_err(db)?),
+            })
+        })
+    }
+
+    fn put_attempts(&self, key: &str, a: &Attempts) -> Result<(), OidcError> {
+        let failures = i32::try_from(a.failures).unwrap_or(i32::MAX);
+        let (ws, lu) = (secs(a.window_start), secs(a.locked_until));
+        self.exec(
+            "INSERT INTO oidc_attempts (key, failures, window_start, locked_until) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (key) DO UPDATE SET failures = EXCLUDED.failures, \
+             window_start = EXCLUDED.window_start, locked_until = EXCLUDED.locked_until",
+            &[
+                (&key, Type::TEXT),
+                (&failures, Type::INT4),
+                (&ws, Type::INT8),
+                (&lu, Type::INT8),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), OidcError> {
+        // Every statement above committed synchronously.
+        Ok(())
+    }
+
+    fn purge_expired(&self, now: u64) -> Result<usize, OidcError> {
+        let now = secs(now);
+        let code_cutoff = now.saturating_sub(3600);
+        let day_ago = now.saturating_sub(86_400);
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(db)?;
+            let mut n = 0u64;
+            for (sql, p) in [
+                ("DELETE FROM oidc_sessions WHERE expires_at <= $1", now),
+                ("DELETE FROM oidc_pending WHERE expires_at <= $1", now),
+                ("DELETE FROM oidc_codes WHERE expires_at <= $1", code_cutoff),
+                ("DELETE FROM oidc_families WHERE expires_at <= $1", now),
+                ("DELETE FROM oidc_refresh WHERE expires_at <= $1", now),
+            ] {
+                n += tx.execute_typed(sql, &[(&p, Type::INT8)]).map_err(db)?;
+            }
+            n += tx
+                .execute_typed(
+                    "DELETE FROM oidc_attempts WHERE locked_until <= $1 AND window_start <= $2",
+                    &[(&now, Type::INT8), (&day_ago, Type::INT8)],
+                )
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+}

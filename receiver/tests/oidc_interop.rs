@@ -1,0 +1,159 @@
+//! Harness for the JavaScript interop tests in `tests/interop/` (openid-client v6 and a
+//! real Chromium through playwright-core). Ignored by default: they need
+//! `npm ci` in tests/interop and the Debian `chromium` package. Run with
+//! `cargo test -p airlock-receiver --test oidc_interop -- --ignored --test-threads=1`.
+
+mod oidc_support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use airlock_receiver::oidc::config::ClientConfig;
+use airlock_receiver::oidc::util::Clock;
+use axum::extract::{Query, State};
+use axum::response::{Html, IntoResponse, Redirect};
+use oidc_support::*;
+
+fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop")
+}
+
+async fn run_node(script: &str, envs: &[(&str, String)]) {
+    let dir = interop_dir();
+    assert!(
+        dir.join("node_modules").exists(),
+        "run `npm ci` (or `npm install`) in {} first",
+        dir.display()
+    );
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg("--test").arg(script).current_dir(&dir);
+    cmd.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    // The provider runs on this test's runtime: wait for node on a blocking thread.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("node runs");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{script} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs npm ci in tests/interop"]
+async fn openid_client_v6() {
+    let op = Op::start(None).await;
+    let codes = [op.ticket("nina", 300), op.ticket("nina", 300)].join(",");
+    run_node(
+        "openid-client.test.mjs",
+        &[
+            ("AIRLOCK_ISSUER", op.base.clone()),
+            ("AIRLOCK_CODES", codes),
+            ("AIRLOCK_SECRET", CONF_SECRET.into()),
+        ],
+    )
+    .await;
+}
+
+/// A tiny inside app: `/` sends the browser to the provider, `/cb` redeems the code.
+#[derive(Clone)]
+struct App {
+    issuer: String,
+    me: String,
+}
+
+const VERIFIER: &str = "interop-browser-verifier-0123456789abcdefghijklmnop";
+
+async fn app_home(State(a): State<App>) -> impl IntoResponse {
+    let p = pkce_from(VERIFIER);
+    Redirect::to(&format!(
+        "{}/authorize?response_type=code&client_id=web&redirect_uri={}&scope=openid%20profile%20email&state=s1&code_challenge={}&code_challenge_method=S256",
+        a.issuer,
+        enc(&format!("{}/cb", a.me)),
+        p.challenge
+    ))
+}
+
+async fn app_callback(
+    State(a): State<App>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Html<String> {
+    let Some(code) = q.get("code") else {
+        return Html(format!("<h1>Error</h1><p>{:?}</p>", q.get("error")));
+    };
+    let body = format!(
+        "grant_type=authorization_code&client_id=web&code={}&redirect_uri={}&code_verifier={VERIFIER}",
+        enc(code),
+        enc(&format!("{}/cb", a.me))
+    );
+    let r = http("POST", &format!("{}/token", a.issuer), &[], Some(&body)).await;
+    let t = r.json();
+    let ui = http(
+        "GET",
+        &format!("{}/userinfo", a.issuer),
+        &[(
+            "Authorization",
+            format!("Bearer {}", t["access_token"].as_str().unwrap_or("")),
+        )],
+        None,
+    )
+    .await
+    .json();
+    Html(format!(
+        "<!doctype html><title>Inside app</title><h1 id=\"who\">Logged in as {}</h1>",
+        ui["name"].as_str().unwrap_or("?")
+    ))
+}
+
+fn pkce_from(verifier: &str) -> Pkce {
+    use base64::Engine;
+    use sha2::Digest;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    Pkce {
+        verifier: verifier.into(),
+        challenge,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs npm ci in tests/interop and the Debian chromium package"]
+async fn chromium_login_page() {
+    let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let me = format!("http://{}", app_listener.local_addr().unwrap());
+    let tmp = Arc::new(tempfile::tempdir().unwrap());
+    let db = tmp.path().join("db");
+    let cb = format!("{me}/cb");
+    let op = Op::start_custom(tmp, db, Clock::manual(now()), Arc::default(), None, |c| {
+        c.clients.push(ClientConfig {
+            client_id: "web".into(),
+            client_secret_hash: None,
+            public: true,
+            redirect_uris: vec![cb],
+            post_logout_redirect_uris: vec![],
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            id_token_signed_response_alg: Default::default(),
+            backchannel_logout_uri: None,
+        })
+    })
+    .await;
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(app_home))
+        .route("/cb", axum::routing::get(app_callback))
+        .with_state(App {
+            issuer: op.base.clone(),
+            me: me.clone(),
+        });
+    tokio::spawn(async move { axum::serve(app_listener, app).await.unwrap() });
+    let shots = std::env::var("AIRLOCK_SCREENSHOTS")
+        .unwrap_or_else(|_| interop_dir().join("screenshots").display().to_string());
+    run_node(
+        "browser.test.mjs",
+        &[
+            ("AIRLOCK_ISSUER", op.base.clone()),
+            ("AIRLOCK_APP", me),
+            ("AIRLOCK_CODES", op.ticket("Bea", 300)),
+            ("AIRLOCK_SCREENSHOTS", shots),
+        ],
+    )
+    .await;
+}
