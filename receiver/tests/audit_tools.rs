@@ -17,7 +17,9 @@ fn lost() -> BTreeSet<u64> {
 #[test]
 fn gaps_fail_verify_unless_allowed_and_are_named() {
     let f = build(FRAMES, &lost());
-    let (ok, r) = verify(&f.data_dir, &f.trust_dir);
+    // Audits always run on a copy (the builder's store may still be closing).
+    let data = f.copy("audit");
+    let (ok, r) = verify(&data, &f.trust_dir);
     assert!(!ok);
     assert_eq!(r["problem_count"].as_u64(), Some(0), "{r:#}");
     assert_eq!(r["missing_seqs"].as_u64(), Some(3));
@@ -31,7 +33,7 @@ fn gaps_fail_verify_unless_allowed_and_are_named() {
     let out = audit(&[
         "verify",
         "--data-dir",
-        path(&f.data_dir),
+        path(&data),
         "--trust-dir",
         path(&f.trust_dir),
         "--allow-gaps",
@@ -43,7 +45,8 @@ fn gaps_fail_verify_unless_allowed_and_are_named() {
 #[test]
 fn export_show_and_reconcile() {
     let f = build(FRAMES, &lost());
-    let dd = path(&f.data_dir);
+    let data = f.copy("audit");
+    let dd = path(&data);
     let td = path(&f.trust_dir);
 
     // export: one JSON object per entry.

@@ -139,6 +139,11 @@ pub fn body(i: u64) -> Body {
 /// Builds a log of `n` frames: signer A sends the first half, announces signer B (signed by
 /// A), B sends the rest and finally retires A. `skip` = seqs of A that never arrive.
 pub fn build(n: u64, skip: &BTreeSet<u64>) -> Fixture {
+    build_with(n, skip, true)
+}
+
+/// As [`build`]; `keep_sent` keeps signer A's frames for a sender export (memory!).
+pub fn build_with(n: u64, skip: &BTreeSet<u64>, keep_sent: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let trust_dir = dir.path().join("trust");
@@ -151,49 +156,59 @@ pub fn build(n: u64, skip: &BTreeSet<u64>) -> Fixture {
         a.public().to_spki_pem().unwrap(),
     )
     .unwrap();
-    let b_pub = b.public();
-    let b_raw = b_pub.key.to_bytes();
+    let b_raw = b.public().key.to_bytes();
     let b_kid = b.kid().to_owned();
     let a_kid = a.kid().to_owned();
     let half = n / 2;
     let mut ca = Chain::new(a, T0);
     let mut cb = Chain::new(b, T0 + half + 10);
-    let mut frames: Vec<Sent> = Vec::with_capacity(n as usize);
-    let mut sent_a = Vec::new();
-    for i in 1..half {
-        let s = ca.next(body(i));
-        sent_a.push(s.clone());
-        if !skip.contains(&s.env.seq) {
-            frames.push(s);
-        }
-    }
-    let announce = ca.next(Body::KeyAnnounce(KeyAnnounce::Signer {
-        kid: b_kid,
-        public_key: b_raw,
-        not_before: T0,
-    }));
-    sent_a.push(announce.clone());
-    frames.push(announce);
-    for i in half..n - 1 {
-        frames.push(cb.next(body(i)));
-    }
-    frames.push(cb.next(Body::KeyRetire(KeyRetire::Signer { kid: a_kid })));
     let store = SledStore::open(&data_dir.join("store.sled")).unwrap();
-    for chunk in frames.chunks(256) {
-        let batch: Vec<AcceptedFrame> = chunk
-            .iter()
+    let mut pending: Vec<Sent> = Vec::with_capacity(256);
+    let mut sent_a = Vec::new();
+    let mut entries = 0u64;
+    let mut commit = |pending: &mut Vec<Sent>, force: bool| {
+        if pending.is_empty() || (!force && pending.len() < 256) {
+            return;
+        }
+        let batch: Vec<AcceptedFrame> = pending
+            .drain(..)
             .map(|s| {
-                AcceptedFrame::new(
-                    s.env.clone(),
-                    s.sign1.clone(),
-                    (s.env.issued_at) * 1000 + 250,
-                )
+                let at = s.env_issued_ms();
+                AcceptedFrame::new(s.env, s.sign1, at)
             })
             .collect();
+        entries += batch.len() as u64;
         store.transact(|tx| apply_batch(tx, &batch)).unwrap();
+    };
+    for i in 1..=half {
+        let s = if i == half {
+            ca.next(Body::KeyAnnounce(KeyAnnounce::Signer {
+                kid: b_kid.clone(),
+                public_key: b_raw,
+                not_before: T0,
+            }))
+        } else {
+            ca.next(body(i))
+        };
+        if keep_sent {
+            sent_a.push(s.clone());
+        }
+        if !skip.contains(&s.env.seq) {
+            pending.push(s);
+        }
+        commit(&mut pending, false);
     }
+    for i in half + 1..=n {
+        let s = if i == n {
+            cb.next(Body::KeyRetire(KeyRetire::Signer { kid: a_kid.clone() }))
+        } else {
+            cb.next(body(i))
+        };
+        pending.push(s);
+        commit(&mut pending, false);
+    }
+    commit(&mut pending, true);
     store.flush().unwrap();
-    let entries = frames.len() as u64;
     drop(store);
     Fixture {
         dir,
@@ -202,6 +217,13 @@ pub fn build(n: u64, skip: &BTreeSet<u64>) -> Fixture {
         sent_a,
         entries,
         untrusted: SignerKey::generate(),
+    }
+}
+
+impl Sent {
+    /// The receive time the fixture logs: a quarter second after issue.
+    fn env_issued_ms(&self) -> u64 {
+        self.env.issued_at * 1000 + 250
     }
 }
 

@@ -1,0 +1,44 @@
+//! Throughput of `audit verify` (the real binary) on a large log. Not part of the normal
+//! test run; in release mode:
+//!
+//! ```text
+//! AUDIT_BENCH_ENTRIES=1000000 cargo test --release -p airlock-receiver --test audit_bench -- --ignored --nocapture
+//! ```
+
+mod audit_support;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use audit_support::*;
+
+#[test]
+#[ignore = "benchmark: run explicitly in release mode"]
+fn verify_throughput() {
+    let n: u64 = std::env::var("AUDIT_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let started = Instant::now();
+    let f = build_with(n, &BTreeSet::new(), false);
+    let built = started.elapsed();
+    eprintln!(
+        "built a log of {} entries in {:.1} s",
+        f.entries,
+        built.as_secs_f64()
+    );
+    let started = Instant::now();
+    let data = f.copy("audit");
+    let (ok, r) = verify(&data, &f.trust_dir);
+    let wall = started.elapsed().as_secs_f64();
+    assert!(ok, "{}", r["first_problem"]);
+    assert_eq!(r["entries"].as_u64(), Some(f.entries));
+    eprintln!(
+        "audit verify: {} entries, walk {:.2} s = {:.0} entries/s (process wall time {:.2} s = {:.0} entries/s)",
+        f.entries,
+        r["seconds"].as_f64().unwrap_or(0.0),
+        r["entries_per_second"].as_f64().unwrap_or(0.0),
+        wall,
+        f.entries as f64 / wall
+    );
+}
