@@ -93,20 +93,6 @@ async fn slow_sigkill_receiver_and_sender_mid_stream() {
     let twice: Vec<_> = all.iter().filter(|u| u["applied_frames"] != 1).collect();
     assert!(twice.is_empty(), "applied more than once: {twice:?}");
 
-    // The state equals a replay of the log (the auditor's check, on the stopped receiver).
-    d.receiver
-        .as_mut()
-        .unwrap()
-        .terminate(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let replay = d
-        .receiver_cli(&["audit", "replay", "--json"])
-        .await
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_str(&replay.stdout).unwrap();
-    assert_eq!(report["ok"], true, "{}", replay.stdout);
-
     // The sender's outbound log: every approval exactly once, seqs 1, 2, 3, ... never reused.
     d.sender
         .as_mut()
@@ -114,9 +100,13 @@ async fn slow_sigkill_receiver_and_sender_mid_stream() {
         .terminate(Duration::from_secs(10))
         .await
         .unwrap();
-    let export = d.sender_cli(&["export-log", "--out", "-"]).await.unwrap();
-    let lines: Vec<serde_json::Value> = export
-        .stdout
+    let sender_log = d.path().join("sender-log.jsonl");
+    let sender_log_arg = sender_log.display().to_string();
+    d.sender_cli(&["export-log", "--out", &sender_log_arg])
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&sender_log)
+        .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -134,4 +124,53 @@ async fn slow_sigkill_receiver_and_sender_mid_stream() {
     let unique: std::collections::BTreeSet<&str> = provisions.iter().copied().collect();
     assert_eq!(provisions.len(), total, "each approval sealed once");
     assert_eq!(unique.len(), total, "{:?}", &provisions[..5]);
+
+    // The auditor's checks on the stopped receiver, once it holds the sender's last frame:
+    // the log verifies with no missing seq, the state equals a replay of the log, and the
+    // log reconciles with the sender's outbound log.
+    let last_sent = seqs.len() as u64;
+    if d.wait_no_gaps(last_sent, Duration::from_secs(10))
+        .await
+        .is_err()
+    {
+        // The last heartbeats before the sender stopped may have been lost: resend them.
+        d.restart_sender().await.unwrap();
+        d.resend_gaps().await.unwrap();
+        d.wait_no_gaps(last_sent, Duration::from_secs(30))
+            .await
+            .unwrap();
+        d.sender
+            .as_mut()
+            .unwrap()
+            .terminate(Duration::from_secs(10))
+            .await
+            .unwrap();
+        d.sender_cli(&["export-log", "--out", &sender_log_arg])
+            .await
+            .unwrap();
+    }
+    d.receiver
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(10))
+        .await
+        .unwrap();
+    for (what, args) in [
+        ("audit verify", vec!["audit", "verify", "--json"]),
+        ("audit replay", vec!["audit", "replay", "--json"]),
+        (
+            "audit reconcile",
+            vec![
+                "audit",
+                "reconcile",
+                "--json",
+                "--sender-log",
+                &sender_log_arg,
+            ],
+        ),
+    ] {
+        let out = d.receiver_cli(&args).await.unwrap();
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(report["ok"], true, "{what}: {}", out.stdout);
+    }
 }
