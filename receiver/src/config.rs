@@ -134,13 +134,18 @@ pub struct HeartbeatConfig {
 pub enum StoreBackend {
     #[default]
     Sled,
+    /// Shared by several receivers (HA): needs `[store.postgres]`.
+    Postgres,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     #[serde(default)]
     pub backend: StoreBackend,
+    /// Connection settings when `backend = "postgres"`.
+    #[serde(default)]
+    pub postgres: Option<crate::store::postgres::settings::PostgresConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -272,6 +277,9 @@ impl Config {
         if let Some(s) = self.link.serial.as_mut() {
             fix(&mut s.device);
         }
+        if let Some(pg) = self.store.postgres.as_mut() {
+            pg.resolve_paths(base);
+        }
     }
 
     fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {
@@ -348,6 +356,24 @@ impl Config {
         }
         if self.ingest.queue_frames == 0 {
             return Err(self.invalid("ingest.queue_frames", "must be greater than 0"));
+        }
+        match (self.store.backend, &self.store.postgres) {
+            (StoreBackend::Postgres, None) => {
+                return Err(self.invalid(
+                    "store.postgres",
+                    "backend = \"postgres\" needs a [store.postgres] table with `url` (or `host`, `user`, `dbname`)",
+                ));
+            }
+            (StoreBackend::Postgres, Some(pg)) => pg
+                .validate()
+                .map_err(|e| self.invalid(&format!("store.postgres.{}", e.key), e.problem))?,
+            (StoreBackend::Sled, Some(_)) => {
+                return Err(self.invalid(
+                    "store.postgres",
+                    "is set but store.backend is \"sled\": set backend = \"postgres\" or remove [store.postgres]",
+                ));
+            }
+            (StoreBackend::Sled, None) => {}
         }
         if let Some(oidc) = &self.oidc {
             oidc.validate()

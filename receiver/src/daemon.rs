@@ -14,6 +14,12 @@ use crate::metrics::Metrics;
 use crate::oidc::error::OidcError;
 use crate::oidc::provider::{OidcDeps, Provider};
 use crate::ops::{self, OpsState};
+use crate::config::StoreBackend;
+use crate::oidc::config::OidcConfig;
+use crate::oidc::directory::IdentityDirectory;
+use crate::oidc::pg_store::PgOidcStore;
+use crate::oidc::util::Clock;
+use crate::store::postgres::PgStore;
 use crate::store::{SledStore, Store, StoreError};
 use crate::trust_set::{BaseTrust, TrustError};
 
@@ -64,7 +70,35 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         dir: cfg.data_dir.display().to_string(),
         source,
     })?;
-    let store = Arc::new(SledStore::open(&cfg.store_path())?);
+    match (cfg.store.backend, cfg.store.postgres.clone()) {
+        (StoreBackend::Postgres, Some(pg)) => {
+            // HA: store and provider state shared with the other receivers.
+            let store = Arc::new(PgStore::open(&pg)?);
+            let oidc = PgOidcStore::new(&store);
+            run_on(cfg, store, move |oc, directory| {
+                let clock = Clock::system();
+                oidc.init_keys_once(clock.now())?;
+                Provider::with_store(oc, Arc::new(oidc), directory, clock)
+            })
+            .await
+        }
+        _ => {
+            let store = Arc::new(SledStore::open(&cfg.store_path())?);
+            let db = store.db();
+            run_on(cfg, store, move |oc, directory| {
+                Provider::new(oc, OidcDeps::new(db, directory))
+            })
+            .await
+        }
+    }
+}
+
+/// The daemon on an open store; `provider` builds the OpenID provider on its state.
+async fn run_on<S: Store>(
+    cfg: Config,
+    store: Arc<S>,
+    make_provider: impl FnOnce(OidcConfig, Arc<dyn IdentityDirectory>) -> Result<Provider, OidcError>,
+) -> Result<(), RunError> {
     let base = BaseTrust::load(&cfg.trust)?;
     for (path, k) in &base.signers {
         tracing::info!(kid = %k.kid, fingerprint = %k.fingerprint(), file = %path.display(), "trusted signer");
@@ -76,10 +110,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let provider = match &cfg.oidc {
         Some(oc) => {
             let directory = Arc::new(StoreDirectory::new(store.clone()));
-            Some(Provider::new(
-                oc.clone(),
-                OidcDeps::new(store.db(), directory),
-            )?)
+            Some(make_provider(oc.clone(), directory)?)
         }
         None => None,
     };
@@ -161,8 +192,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 }
 
 /// The ingest runs on its own thread: sled and Ed25519 are blocking work.
-fn spawn_ingest(
-    mut ingest: Ingest<SledStore>,
+fn spawn_ingest<S: Store>(
+    mut ingest: Ingest<S>,
     mut rx: mpsc::Receiver<Incoming>,
     max_batch: usize,
 ) -> oneshot::Receiver<Result<(), IngestError>> {

@@ -239,6 +239,12 @@ impl PgStore {
     }
 }
 
+/// The buffered writes of a transaction: (table position, key) -> (table, value).
+type Writes = BTreeMap<(usize, Vec<u8>), (Table, Vec<u8>)>;
+
+/// Per table: the table, its keys and its values, in key order.
+type TableWrites = BTreeMap<usize, (Table, Vec<Vec<u8>>, Vec<Vec<u8>>)>;
+
 /// Rows fetched per round trip of a scan.
 const SCAN_PAGE: usize = 512;
 
@@ -246,9 +252,9 @@ const SCAN_PAGE: usize = 512;
 /// keeps concurrent writers from deadlocking on each other).
 fn write_all(
     tx: &mut Transaction<'_>,
-    writes: BTreeMap<(usize, Vec<u8>), (Table, Vec<u8>)>,
+    writes: Writes,
 ) -> Result<(), postgres::Error> {
-    let mut per_table: BTreeMap<usize, (Table, Vec<Vec<u8>>, Vec<Vec<u8>>)> = BTreeMap::new();
+    let mut per_table: TableWrites = BTreeMap::new();
     for ((pos, key), (table, value)) in writes {
         let e = per_table
             .entry(pos)
@@ -274,7 +280,7 @@ fn write_all(
 /// writes are buffered and sent in bulk at commit.
 struct PgTx<'a, 'c> {
     tx: RefCell<&'a mut Transaction<'c>>,
-    writes: RefCell<BTreeMap<(usize, Vec<u8>), (Table, Vec<u8>)>>,
+    writes: RefCell<Writes>,
     /// Set when the database refused a statement: the transaction is dead, whatever the
     /// closure does with the error.
     failure: Cell<Option<Attempt>>,

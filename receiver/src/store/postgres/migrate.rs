@@ -20,7 +20,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 ];
 
 /// Arbitrary constant naming Airlock's migration lock ("AIRLOCK" in ASCII).
-const LOCK_ID: i64 = 0x4149_524c_4f43_4b;
+const LOCK_ID: i64 = 0x0041_4952_4c4f_434b;
 
 fn err(step: &str, e: postgres::Error) -> StoreError {
     StoreError::Open {

@@ -14,15 +14,39 @@ use postgres::Client;
 
 use crate::store::StoreError;
 
+thread_local! {
+    /// Set while this thread runs blocking store work: nested calls run directly.
+    static BLOCKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the thread as doing blocking store work while `f` runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BLOCKING.with(|b| b.set(self.0));
+        }
+    }
+    let _reset = Reset(BLOCKING.with(|b| b.replace(true)));
+    f()
+}
+
+fn nested() -> bool {
+    BLOCKING.with(|b| b.get())
+}
+
 /// Runs blocking database work where the synchronous client may run.
 pub fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if nested() {
+        return f();
+    }
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
+            tokio::task::block_in_place(|| blocking(f))
         }
         // A current-thread runtime cannot give its thread away: run the work on a
         // scoped thread of its own, outside any runtime context.
-        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(_) => std::thread::scope(|s| match s.spawn(|| blocking(f)).join() {
             Ok(r) => r,
             Err(p) => std::panic::resume_unwind(p),
         }),
@@ -33,9 +57,12 @@ pub fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// [`off_runtime`] for work that cannot move to another thread (a transaction body):
 /// refused on a current-thread runtime, where it could only block the whole runtime.
 pub fn off_runtime_local<R>(f: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
+    if nested() {
+        return f();
+    }
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
+            tokio::task::block_in_place(|| blocking(f))
         }
         Ok(_) => Err(StoreError::Io(
             "a PostgreSQL store transaction was started on a single-threaded tokio runtime: \
