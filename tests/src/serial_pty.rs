@@ -10,6 +10,10 @@
 //!
 //! The harness keeps both pty slave ends open itself, so the ptys survive a child's restart
 //! (without it the master reads EIO while no child has the device open). It never reads them.
+//! A child that opens its device in exclusive mode (serialport's default, TIOCEXCL) leaves
+//! the tty exclusive when it dies, because the harness still holds it: restarting that child
+//! works as root (CAP_SYS_ADMIN passes TIOCEXCL), which the tests and CI are. Clearing the flag
+//! from here would need the harness to take a flock that then blocks the restarted child.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -64,7 +68,8 @@ pub struct SerialPath {
     receiver_device: PathBuf,
     shared: Arc<Mutex<Shared>>,
     inject_tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
-    slaves: Vec<SerialStream>,
+    /// Held open so the ptys outlive a child's restart; never read.
+    _slaves: Vec<SerialStream>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -95,7 +100,7 @@ impl SerialPath {
             receiver_device,
             shared,
             inject_tx,
-            slaves: vec![tx_slave, rx_slave],
+            _slaves: vec![tx_slave, rx_slave],
             stop: Some(stop_tx),
             task: Some(task),
         })
@@ -141,16 +146,6 @@ impl SerialPath {
         if self.inject_tx.send(frame).is_ok() {
             self.lock().stats.injected += 1;
         }
-    }
-
-    /// A child that opened a device in exclusive mode (serialport's default) leaves the tty
-    /// exclusive after it dies, because the harness holds it open; a restarted child that is
-    /// not root could not reopen it. Call this before restarting a child.
-    pub fn release_exclusive(&mut self) -> Result<(), SerialPathError> {
-        for s in &mut self.slaves {
-            s.set_exclusive(false)?;
-        }
-        Ok(())
     }
 
     pub async fn stop(mut self) -> RelayStats {

@@ -68,4 +68,37 @@ async fn approvals_cross_a_noisy_serial_line() {
         "{stats}"
     );
     d.wait_no_gaps(last, Duration::from_secs(30)).await.unwrap();
+
+    // The receiver dies and comes back: it reopens its device and the line carries on
+    // (as root: see serial_pty's module doc on TIOCEXCL).
+    d.kill_receiver().await.unwrap();
+    d.restart_receiver().await.unwrap();
+    let more: Vec<_> = (USERS..2 * USERS)
+        .map(|i| provision_record(i, until))
+        .collect();
+    d.submit("more.jsonl", &more).await.unwrap();
+    let last = d.wait_sender_idle(Duration::from_secs(120)).await.unwrap()["last_seq"]
+        .as_u64()
+        .unwrap();
+    let mut users = d
+        .wait_users(
+            2 * USERS as usize,
+            Duration::from_secs(5),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    if users < 2 * USERS as usize {
+        d.resend_gaps().await.unwrap();
+        users = d
+            .wait_users(
+                2 * USERS as usize,
+                Duration::from_secs(10),
+                Duration::from_secs(120),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(users, 2 * USERS as usize);
+    d.wait_no_gaps(last, Duration::from_secs(30)).await.unwrap();
 }
