@@ -227,7 +227,16 @@ fn read_live<T: serde::de::DeserializeOwned>(
     path: &str,
     from_store: impl Fn(&SledStore) -> Result<T, StoreError>,
 ) -> Result<T, CliError> {
-    match SledStore::open(&cfg.store_path()) {
+    // PostgreSQL (HA): the daemons never lock it, but their ops listener has the live view.
+    let on_postgres = cfg.store.backend == crate::config::StoreBackend::Postgres;
+    let opened = if on_postgres {
+        Err(StoreError::Locked {
+            path: "PostgreSQL".into(),
+        })
+    } else {
+        SledStore::open(&cfg.store_path())
+    };
+    match opened {
         Ok(store) => Ok(from_store(&store)?),
         Err(StoreError::Locked { .. }) => {
             let addr = cfg.ops.listen;
@@ -309,8 +318,17 @@ fn rotate_keys(config: &Path) -> Result<String, CliError> {
     let oidc = cfg.oidc.as_ref().ok_or_else(|| {
         CliError::Usage(format!("{}: there is no [oidc] section", config.display()))
     })?;
-    let store = SledStore::open(&cfg.store_path())?;
     let now = crate::link::now_ms() / 1000;
+    if let (crate::config::StoreBackend::Postgres, Some(pg)) =
+        (cfg.store.backend, cfg.store.postgres.as_ref())
+    {
+        // One rotation for the whole cluster: every receiver picks it up within a minute.
+        let store = crate::store::postgres::PgStore::open(pg)?;
+        let kids = crate::oidc::pg_store::rotate_cluster_keys(&store, oidc, now)
+            .map_err(|e| CliError::Usage(format!("key rotation failed: {e}")))?;
+        return Ok(format!("signing keys now: {}\n", kids.join(", ")));
+    }
+    let store = SledStore::open(&cfg.store_path())?;
     let kids = crate::oidc::rotate_keys_in_db(store.db(), oidc, now)
         .map_err(|e| CliError::Usage(format!("key rotation failed: {e}")))?;
     store.flush()?;

@@ -274,8 +274,27 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
         .map(|r| r.unwrap().1)
         .collect();
     assert_eq!(verify_entry_chain(values, Some(head)).unwrap().entries, 4);
+    // One key rotation for the cluster, from the CLI, while B is serving: three keys
+    // (one per algorithm) before, six after, and the old ones scheduled to retire.
+    let kids = |c: &mut ::postgres::Client| -> Vec<(String, String)> {
+        c.query(&format!("SELECT kid, data FROM {schema}.oidc_keys"), &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    assert_eq!(kids(&mut c).len(), 3, "both receivers share one key set");
+    let (ok, out, err) = setup_b.cli(&["keys", "rotate"]);
+    assert!(ok, "keys rotate: {out}{err}");
+    let after = kids(&mut c);
+    assert_eq!(after.len(), 6);
+    let retiring = after
+        .iter()
+        .filter(|(_, d)| !d.contains("\"retire_after\":null"))
+        .count();
+    assert_eq!(retiring, 3, "the old keys retire after the overlap");
     drop(b);
     drop(store);
-    let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
     let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
 }

@@ -460,3 +460,31 @@ impl OidcStore for PgOidcStore {
         })
     }
 }
+
+/// `airlock-receiver keys rotate` on a cluster: one rotation in the shared table, under
+/// the same lock as first-start generation. Every receiver publishes the new keys at its
+/// next key reload (within a minute) and signs with them from `key_rotation_delay_secs`.
+pub fn rotate_cluster_keys(
+    store: &PgStore,
+    config: &crate::oidc::config::OidcConfig,
+    now: u64,
+) -> Result<Vec<String>, OidcError> {
+    let oidc = PgOidcStore::new(store);
+    oidc.init_keys_once(now)?;
+    oidc.with(|c| {
+        c.execute("SELECT pg_advisory_lock($1)", &[&KEYS_LOCK])
+            .map_err(db)?;
+        let r = crate::oidc::keys::rotate_keys(
+            &oidc,
+            now,
+            config.key_rotation_delay_secs,
+            crate::oidc::provider::key_overlap(config),
+        );
+        let unlock = c
+            .execute("SELECT pg_advisory_unlock($1)", &[&KEYS_LOCK])
+            .map_err(db);
+        let kids = r?;
+        unlock?;
+        Ok(kids)
+    })
+}
