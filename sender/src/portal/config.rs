@@ -120,7 +120,7 @@ impl PortalConfig {
             ));
         }
         for (key, value, lo, hi) in [
-            ("portal.refresh_secs", self.refresh_secs, 30, 86_400),
+            ("portal.refresh_secs", self.refresh_secs, 5, 86_400),
             ("portal.mirror_secs", self.mirror_secs, 60, 7 * 86_400),
             (
                 "portal.durable_timeout_secs",

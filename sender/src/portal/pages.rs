@@ -91,7 +91,8 @@ pub fn issued(code: &str, expires_at: u64, now: u64, subject: &str, idp_display:
 back here for a new one.</p>"#,
             idp = esc(idp_display),
             subject = esc(subject),
-            code = esc(code),
+            // Break lines only between groups, never inside one.
+            code = esc(code).replace('-', "-<wbr>"),
             s = if minutes == 1 { "" } else { "s" },
         ),
     )

@@ -1,0 +1,216 @@
+//! The portal inside the real daemon, without an outside IdP: a loopback HTTP server plays
+//! the IdP's two static documents (discovery, JWKS), and the datagrams the daemon sends
+//! over UDP on 127.0.0.1 are opened with the protocol crate.
+//! - the IdpMirror carries the documents byte for byte as served, and again when they change;
+//! - the portal's pages carry the security headers and accessible markup;
+//! - a callback that no login started is refused; a bad `[portal]` names file and key.
+//!
+//! The full login through a real IdP and a real browser is tests/portal/ (npm).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_protocol::message::{Body, IdpMirror};
+use airlock_sender::daemon::Daemon;
+use airlock_sender::portal;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+type Docs = Arc<Mutex<(Vec<u8>, Vec<u8>)>>;
+
+/// Serves `docs` (discovery, JWKS) exactly as stored; returns the issuer URL.
+async fn static_idp(docs: Docs) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let router = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(|State(d): State<Docs>| async move { d.lock().unwrap().0.clone() }),
+        )
+        .route(
+            "/jwks",
+            get(|State(d): State<Docs>| async move { d.lock().unwrap().1.clone() }),
+        )
+        .with_state(docs);
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    issuer
+}
+
+/// Unusual spacing and key order on purpose: only a byte-exact copy keeps them.
+fn discovery(issuer: &str) -> Vec<u8> {
+    format!(
+        "{{ \"issuer\": \"{issuer}\",\n  \"jwks_uri\":\"{issuer}/jwks\", \"authorization_endpoint\":\"{issuer}/auth\",\
+         \"token_endpoint\":\"{issuer}/token\",\"response_types_supported\":[\"code\"],\
+         \"subject_types_supported\":[\"public\"],\"id_token_signing_alg_values_supported\":[\"EdDSA\"] }}\n"
+    )
+    .into_bytes()
+}
+
+fn portal_toml(issuer: &str, redirect: &str) -> String {
+    format!(
+        r#"
+[portal]
+listen = "127.0.0.1:0"
+help_contact = "idm@example.com"
+allow_plain_http = true
+refresh_secs = 5
+
+[[portal.idps]]
+name = "corp"
+display_name = "Corp <login>"
+issuer = "{issuer}"
+client_id = "airlock-portal"
+redirect_url = "{redirect}"
+id_token_algs = ["EdDSA"]
+"#
+    )
+}
+
+async fn next_mirror(sock: &UdpSocket, rx: &mut MiniReceiver, seen: usize) -> IdpMirror {
+    let mut buf = vec![0u8; 65_536];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mirrors: Vec<IdpMirror> = rx
+            .envelopes
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::IdpMirror(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Some(m) = mirrors.get(seen) {
+            return m.clone();
+        }
+        let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))
+            .await
+            .expect("timed out waiting for an IdpMirror")
+            .unwrap();
+        rx.push_datagram(&buf[..n]);
+    }
+}
+
+/// A plain HTTP/1.1 GET: (status, raw head, body).
+async fn get_page(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_documents_cross_byte_for_byte_and_again_on_change() {
+    let docs: Docs = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+    let issuer = static_idp(docs.clone()).await;
+    let jwks_v1 = jwks_json().into_bytes();
+    *docs.lock().unwrap() = (discovery(&issuer), jwks_v1.clone());
+
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let fx = Fixture::new(
+        &format!("[link.udp]\ntarget = \"127.0.0.1:{port}\""),
+        &portal_toml(&issuer, "http://127.0.0.1:9/callback"),
+    );
+    let config = fx.config();
+    let daemon = Daemon::start(&config, None).await.unwrap();
+    let handle = portal::start(&config).await.unwrap().unwrap();
+    let mut rx = MiniReceiver::new(fx.trust());
+
+    let first = next_mirror(&sock, &mut rx, 0).await;
+    assert_eq!(first.issuer, issuer);
+    assert_eq!(
+        first.discovery,
+        discovery(&issuer),
+        "discovery byte for byte"
+    );
+    assert_eq!(first.jwks, jwks_v1, "JWKS byte for byte");
+
+    // The IdP rotates its keys: the next refresh mirrors the new JWKS.
+    let jwks_v2 = format!("{}\n", jwks_json().replace("idp-1", "idp-2")).into_bytes();
+    docs.lock().unwrap().1 = jwks_v2.clone();
+    let second = next_mirror(&sock, &mut rx, 1).await;
+    assert_eq!(second.jwks, jwks_v2);
+    assert!(second.fetched_at >= first.fetched_at);
+
+    // The pages, while we are here.
+    let (status, head, body) = get_page(handle.local_addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    assert!(head.contains("x-frame-options: deny") && head.contains("cache-control: no-store"));
+    assert!(body.contains(r#"<html lang="en">"#) && body.contains("<h1>"));
+    assert!(
+        body.contains(r#"href="/login/corp">Corp &lt;login&gt;</a>"#),
+        "{body}"
+    );
+    assert!(!body.contains("<script"));
+    let (status, head, css) = get_page(handle.local_addr, "/assets/portal.css").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/css"));
+    assert!(css.contains(".code"));
+
+    // Starting a login redirects to the IdP with PKCE S256, state and nonce, and sets the cookie.
+    let (status, head, _) = get_page(handle.local_addr, "/login/corp").await;
+    assert_eq!(status, 303);
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap();
+    assert!(location.starts_with(&format!("{}/auth?", issuer.to_ascii_lowercase())));
+    for part in [
+        "code_challenge_method=s256",
+        "state=",
+        "nonce=",
+        "client_id=airlock-portal",
+    ] {
+        assert!(location.contains(part), "{part} in {location}");
+    }
+    assert!(head.contains("set-cookie: airlock_portal_login="));
+    assert!(head.contains("httponly") && head.contains("samesite=lax"));
+
+    // A callback no login started gets no code, and nothing is queued.
+    let (status, _, body) = get_page(handle.local_addr, "/callback?state=forged&code=x").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("unknown, used or expired"), "{body}");
+    assert!(!body.contains("transfer-code"));
+
+    drop(handle);
+    daemon.stop();
+    daemon.wait().await.unwrap();
+    assert!(
+        !rx.kinds().contains(&"login_ticket"),
+        "no ticket was ever sent"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_portal_section_names_the_file_and_the_key() {
+    let fx = Fixture::udp(9);
+    let text = std::fs::read_to_string(&fx.config_path).unwrap()
+        + &portal_toml("http://127.0.0.1:9", "http://127.0.0.1:9/cb");
+    std::fs::write(&fx.config_path, text).unwrap();
+    let e = portal::start(&fx.config()).await.err().unwrap().to_string();
+    assert!(e.contains("sender.toml"), "{e}");
+    assert!(e.contains("portal.idps[0].redirect_url"), "{e}");
+
+    let text = std::fs::read_to_string(&fx.config_path)
+        .unwrap()
+        .replace("help_contact", "helpdesk");
+    std::fs::write(&fx.config_path, text).unwrap();
+    let e = airlock_sender::config::Config::load(&fx.config_path)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("sender.toml") && e.contains("helpdesk"), "{e}");
+}
