@@ -16,14 +16,15 @@ use airlock_protocol::seal::{SealError, Sealer};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use crate::committer::{Committer, Work};
 use crate::metrics::Metrics;
 use crate::outbox::{ChainState, LogEntry, Outbox, OutboxError, SealCommit, StateChange};
 use crate::sendloop::{Outbound, SendKind};
 use crate::spool::{self, Command, Entry, SpoolError};
 use crate::status::{self, Status};
 
-/// Records sealed per outbox transaction.
-const SEAL_BATCH: usize = 512;
+/// Records sealed per outbox transaction (one flush each).
+const SEAL_BATCH: usize = 1024;
 /// Spool scans at most this often while busy.
 const SPOOL_SCAN: Duration = Duration::from_millis(50);
 const IDLE_SLEEP: Duration = Duration::from_millis(10);
@@ -38,6 +39,8 @@ pub enum EngineError {
     Seal(#[from] SealError),
     #[error("the link task stopped; see the previous error")]
     LinkClosed,
+    #[error("engine thread: {0}")]
+    Thread(String),
 }
 
 /// Engine settings from the config.
@@ -52,10 +55,12 @@ pub struct EngineSettings {
 }
 
 pub struct Engine {
-    outbox: Outbox,
+    outbox: Arc<Outbox>,
     sealer: Sealer,
     chain: ChainState,
-    tx: mpsc::Sender<Outbound>,
+    committer: Committer,
+    /// Pending keys below this are sealed (their commit may still be in flight).
+    next_pending: u64,
     metrics: Arc<Metrics>,
     settings: EngineSettings,
     shutdown: Arc<AtomicBool>,
@@ -88,6 +93,8 @@ impl Engine {
         sent_through: Arc<AtomicU64>,
     ) -> Result<Self, EngineError> {
         let chain = outbox.chain()?;
+        let outbox = Arc::new(outbox);
+        let committer = Committer::start(outbox.clone(), tx, metrics.clone())?;
         let now = Instant::now();
         let status = Status::new(settings.session_id, sealer.signer_kid());
         Ok(Self {
@@ -99,7 +106,8 @@ impl Engine {
             next_prune: now,
             outbox,
             sealer,
-            tx,
+            committer,
+            next_pending: 0,
             metrics,
             settings,
             shutdown,
@@ -121,8 +129,9 @@ impl Engine {
             "engine started"
         );
         let result = self.main_loop();
+        let committed = self.committer.finish();
         let finish = self.housekeeping(true);
-        result.and(finish)
+        result.and(committed).and(finish)
     }
 
     fn main_loop(&mut self) -> Result<(), EngineError> {
@@ -248,7 +257,8 @@ impl Engine {
     fn resend(&mut self, from: u64, to: u64) -> Result<usize, EngineError> {
         let mut n = 0;
         let mut batch = Vec::new();
-        for entry in self.outbox.log_range(from, to) {
+        let outbox = self.outbox.clone();
+        for entry in outbox.log_range(from, to) {
             let entry = entry?;
             let sealed = self.sealer.encrypt(&entry.sign1)?;
             batch.push(Outbound {
@@ -268,21 +278,22 @@ impl Engine {
         Ok(n)
     }
 
-    fn hand_over(&self, frames: Vec<Outbound>) -> Result<(), EngineError> {
-        for f in frames {
-            self.tx
-                .blocking_send(f)
-                .map_err(|_| EngineError::LinkClosed)?;
+    /// Frames that are already durable (resends) go through the committer too, in order.
+    fn hand_over(&mut self, frames: Vec<Outbound>) -> Result<(), EngineError> {
+        if frames.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let commit = SealCommit::default();
+        self.committer.submit(Work { commit, frames })
     }
 
     /// Seals one batch of pending records; returns how many were consumed.
     fn seal_pending(&mut self) -> Result<usize, EngineError> {
-        let batch = self.outbox.pending_batch(SEAL_BATCH)?;
-        if batch.is_empty() {
+        let batch = self.outbox.pending_batch(self.next_pending, SEAL_BATCH)?;
+        let Some((last_key, _)) = batch.last() else {
             return Ok(0);
-        }
+        };
+        self.next_pending = last_key + 1;
         let now = unix_now();
         let mut commit = SealCommit::default();
         let mut frames = Vec::with_capacity(batch.len());
@@ -337,6 +348,8 @@ impl Engine {
                 _ => return Ok(false),
             }
         }
+        // The state must reflect every sealed frame (a Revoke in flight removes an identity).
+        self.committer.wait_idle();
         let unix = unix_now();
         let mut commit = SealCommit::default();
         let mut frames = Vec::new();
@@ -414,40 +427,10 @@ impl Engine {
         Ok((entry, out))
     }
 
-    /// Commits durably, then hands the frames to the link. On a storage error the in-memory
-    /// chain goes back to what is durable and nothing is sent.
+    /// Queues the batch for the committer, which makes it durable before sending it.
+    /// On a storage error the daemon stops; a restart continues from what is durable.
     fn commit(&mut self, commit: SealCommit, frames: Vec<Outbound>) -> Result<(), EngineError> {
-        if let Err(e) = self.outbox.commit(&commit).and_then(|()| {
-            if commit.entries.is_empty() && !commit.consumed.is_empty() {
-                self.outbox.discard_pending(&commit.consumed)?;
-                self.outbox.flush()?;
-            }
-            Ok(())
-        }) {
-            Metrics::inc(&self.metrics.storage_errors_total);
-            self.chain = self.outbox.chain()?;
-            return Err(e.into());
-        }
-        for entry in &commit.entries {
-            self.count(&entry.kind);
-        }
-        self.metrics
-            .last_seq
-            .store(self.chain.next_seq - 1, Relaxed);
-        self.hand_over(frames)
-    }
-
-    fn count(&self, kind: &str) {
-        Metrics::inc(&self.metrics.frames_sealed_total);
-        let m = &self.metrics;
-        let c = match kind {
-            "provision" => &m.provision_frames_total,
-            "revoke" => &m.revoke_frames_total,
-            "login_ticket" => &m.ticket_frames_total,
-            "heartbeat" => &m.heartbeat_frames_total,
-            _ => return,
-        };
-        Metrics::inc(c);
+        self.committer.submit(Work { commit, frames })
     }
 
     /// Persists the sent watermark, refreshes status.json, prunes the log when due.

@@ -5,6 +5,7 @@
 //! outbox ([`outbox`]) -> sealing [`engine`] -> [`sendloop`] (blocks, FEC, repetition,
 //! [`pacer`]) -> [`transport`] (UDP or serial).
 
+pub mod committer;
 pub mod config;
 pub mod daemon;
 pub mod engine;

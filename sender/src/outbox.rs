@@ -273,10 +273,14 @@ impl Outbox {
         Ok(fresh)
     }
 
-    /// Up to `max` pending items, oldest first.
-    pub fn pending_batch(&self, max: usize) -> Result<Vec<(u64, PendingItem)>, OutboxError> {
+    /// Up to `max` pending items with key >= `from`, oldest first.
+    pub fn pending_batch(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, PendingItem)>, OutboxError> {
         let mut out = Vec::new();
-        for kv in self.pending.iter().take(max) {
+        for kv in self.pending.range(from.to_be_bytes()..).take(max) {
             let (k, v) = kv.map_err(|e| self.storage(e))?;
             let key = u64_of(Some(k));
             let item = serde_json::from_slice(&v).map_err(|e| OutboxError::Damaged {
@@ -486,7 +490,7 @@ mod tests {
             assert_eq!(ob.pending_len(), 2);
         }
         let ob = Outbox::open(dir.path()).unwrap();
-        let pending = ob.pending_batch(10).unwrap();
+        let pending = ob.pending_batch(0, 10).unwrap();
         assert_eq!(pending.len(), 2);
         assert_eq!(pending[0].1, item("a"));
         assert!(ob.is_ingested("b1").unwrap());

@@ -7,6 +7,8 @@
 //!   baud 8N1 (11,520 bytes/s), measured over 10 s; asserts it is within 3%.
 //! - `throughput_over_loopback_udp`: frames sealed (signed, logged, flushed) and sent per
 //!   second with pacing off, for 600-byte Provision envelopes.
+//! - `component_rates`: each stage alone (sign, encrypt, pack+FEC, outbox ingest/commit),
+//!   to see which one bounds the pipeline.
 
 mod common;
 
@@ -187,4 +189,108 @@ async fn throughput_over_loopback_udp() {
     );
     daemon.stop();
     daemon.wait().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "a measurement"]
+async fn component_rates() {
+    let sealer = testkit::sealer();
+    use airlock_protocol::link::*;
+    use airlock_protocol::testkit;
+    use airlock_sender::outbox::*;
+    let env = testkit::provision_of_size(600);
+    let n = 20_000;
+    let t = Instant::now();
+    let mut sign1s = Vec::new();
+    for _ in 0..n {
+        sign1s.push(sealer.sign(&env).unwrap());
+    }
+    println!("sign: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let mut sealed = Vec::new();
+    for s in &sign1s {
+        sealed.push(sealer.encrypt(&s.sign1).unwrap());
+    }
+    println!("encrypt: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+    // link
+    let params = LinkParams {
+        datagram_size: 1472,
+        max_block_bytes: 16384,
+        ..LinkParams::default()
+    };
+    let mut packer = BlockPacker::new(16384, std::time::Duration::from_millis(5));
+    let mut enc = BlockEncoder::new(
+        1,
+        &LinkParams {
+            repair_ratio: 0.25,
+            ..params
+        },
+    )
+    .unwrap();
+    let t = Instant::now();
+    let now = std::time::Instant::now();
+    let mut dg = 0;
+    for s in &sealed {
+        if let Some(b) = packer.push(s, now) {
+            dg += enc.encode(&b).unwrap().len();
+        }
+    }
+    println!(
+        "pack+fec: {:.0} frames/s ({dg} datagrams)",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
+    // outbox
+    let dir = tempfile::tempdir().unwrap();
+    let ob = Outbox::open(dir.path()).unwrap();
+    let Body::Provision(p) = env.body.clone() else {
+        panic!()
+    };
+    let items: Vec<SpoolItem> = (0..n)
+        .map(|i| {
+            let mut p = p.clone();
+            p.subject = format!("s{i}");
+            SpoolItem {
+                source: "x".into(),
+                body: Body::Provision(p),
+            }
+        })
+        .collect();
+    let t = Instant::now();
+    ob.ingest("b", &items, 1).unwrap();
+    println!("ingest: {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let mut tread = 0.0;
+    let mut seq = 1;
+    loop {
+        let t0 = Instant::now();
+        let batch = ob.pending_batch(0, 512).unwrap();
+        tread += t0.elapsed().as_secs_f64();
+        if batch.is_empty() {
+            break;
+        }
+        let mut c = SealCommit::default();
+        for (k, it) in batch {
+            c.consumed.push(k);
+            let Body::Provision(p) = it.body else {
+                panic!()
+            };
+            c.entries.push(LogEntry {
+                seq,
+                hash: [1; 32],
+                prev: [2; 32],
+                issued_at: 5,
+                kind: "provision".into(),
+                origin: "x".into(),
+                sign1: sign1s[0].sign1.clone(),
+            });
+            c.state.push(StateChange::Upsert(Box::new(p)));
+            seq += 1;
+        }
+        ob.commit(&c).unwrap();
+    }
+    println!(
+        "commit: {:.0}/s (reading pending {tread:.2}s of {:.2}s)",
+        n as f64 / t.elapsed().as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
 }
