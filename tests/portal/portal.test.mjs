@@ -218,7 +218,7 @@ test('an expired code fails inside with a clear message', async () => {
   assert.match(alert, /expired/);
 });
 
-test('the IdP documents served inside match the outside ones byte for byte', async (t) => {
+test('the IdpMirror crosses; the documents served inside match the outside ones byte for byte', async (t) => {
   const hash = crypto.createHash('sha256').update(idp.issuer).digest('hex');
   const base = `${env.insideIssuer}/idp-mirror/${hash}`;
   let res;
