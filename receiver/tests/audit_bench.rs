@@ -28,6 +28,12 @@ fn verify_throughput() {
         built.as_secs_f64()
     );
     let started = Instant::now();
+    // AUDIT_BENCH_KEEP=DIR keeps a copy of the log and keys for runs by hand.
+    if let Ok(keep) = std::env::var("AUDIT_BENCH_KEEP") {
+        let keep = std::path::Path::new(&keep);
+        copy_dir(&f.data_dir, &keep.join("data"));
+        copy_dir(&f.trust_dir, &keep.join("trust"));
+    }
     let data = f.copy("audit");
     let (ok, r) = verify(&data, &f.trust_dir);
     let wall = started.elapsed().as_secs_f64();

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use airlock_protocol::chain::{ChainCheck, format_ranges};
-use airlock_protocol::seal::frame_hash;
 use clap::Args;
 use serde::Serialize;
 
@@ -146,12 +145,15 @@ impl Collector {
             );
             return;
         }
-        let sign1 = w.entry.as_ref().map(|e| e.sign1.as_slice()).unwrap_or(&[]);
-        self.chains.entry(env.sender_kid.clone()).or_default().add(
-            env.seq,
-            env.prev,
-            frame_hash(sign1),
-        );
+        let hash = match (w.frame_hash, &w.entry) {
+            (Some(h), _) => h,
+            (None, Some(e)) => e.frame_hash(),
+            (None, None) => return,
+        };
+        self.chains
+            .entry(env.sender_kid.clone())
+            .or_default()
+            .add(env.seq, env.prev, hash);
         *self.frames.entry(env.sender_kid.clone()).or_default() += 1;
     }
 
