@@ -79,7 +79,12 @@ async fn burst_loss_gaps_then_resend_fills_them() {
         gaps.missing_count(),
         d.relay().unwrap().stats()
     );
-    assert_eq!(ranges.len(), 2, "one range per burst: {ranges:?}");
+    // One range per burst (a heartbeat that slipped between the two adjacent lost blocks in a
+    // block of its own would split the first).
+    assert!(
+        (2..=3).contains(&ranges.len()),
+        "one range per burst: {ranges:?}"
+    );
     // Exactly the missing seqs: each missing approval is in a range (heartbeats sealed inside
     // a lost block may be too), and no approval that arrived is.
     assert!(gaps.missing_count() >= missing_users);
