@@ -370,3 +370,87 @@ pub fn check_frame(e: &LogEntry, trust: &TrustStore) -> Result<Envelope, SigFaul
     }
     Ok(env)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame_log::Verdict;
+
+    /// (key, value) rows of an intact chain of `n` entries (unsigned: chain checks only).
+    fn rows(n: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut prev = GENESIS;
+        (0..n)
+            .map(|i| {
+                let e = LogEntry {
+                    index: i,
+                    received_at_ms: 1000 + i,
+                    verdict: Verdict::Applied,
+                    signer_kid: "k".into(),
+                    seq: i + 1,
+                    sign1: vec![i as u8; 50],
+                    prev_entry_hash: prev,
+                };
+                let (v, h) = e.encode().unwrap();
+                prev = h;
+                (LogEntry::key(i).to_vec(), v)
+            })
+            .collect()
+    }
+
+    fn faults(rows: &[(Vec<u8>, Vec<u8>)]) -> Vec<(u64, Vec<ChainFault>)> {
+        let mut c = ChainState::default();
+        rows.iter()
+            .map(|(k, v)| {
+                let mut w = c.push(k, v);
+                check_hashes(&mut w);
+                (w.index(), w.chain)
+            })
+            .filter(|(_, f)| !f.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn intact_chain_has_no_faults() {
+        assert!(faults(&rows(50)).is_empty());
+    }
+
+    #[test]
+    fn each_tampering_is_localised() {
+        let mut r = rows(20);
+        r[7].1[40] ^= 1;
+        assert_eq!(faults(&r), vec![(7, vec![ChainFault::Altered])]);
+
+        let mut r = rows(20);
+        r.remove(5);
+        let f = faults(&r);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            f[0].1,
+            vec![
+                ChainFault::Sequence {
+                    expected: 5,
+                    found: 6
+                },
+                ChainFault::BrokenLink
+            ]
+        );
+
+        let mut r = rows(20);
+        let (a, b) = (r[3].1.clone(), r[4].1.clone());
+        r[3].1 = b;
+        r[4].1 = a;
+        let f = faults(&r);
+        assert_eq!(f.first().map(|x| x.0), Some(4), "{f:?}"); // entry 4 sits at position 3
+        assert!(f.iter().all(|(i, _)| (3..=5).contains(i)), "{f:?}");
+
+        let mut r = rows(20);
+        r[9].1.truncate(30);
+        let f = faults(&r);
+        assert!(matches!(f[0].1[0], ChainFault::Malformed(_)));
+        assert_eq!(
+            f.len(),
+            1,
+            "the entry after an unreadable one is not blamed: {f:?}"
+        );
+    }
+}
