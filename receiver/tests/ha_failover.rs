@@ -245,6 +245,18 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
         after.body
     );
 
+    // The database drops B's connections (a restart or a failover of PostgreSQL would):
+    // B's ingest reconnects and carries on.
+    let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    let dropped = c
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'airlock-receiver' AND datname = current_database()",
+            &[],
+        )
+        .unwrap();
+    assert!(dropped > 0, "B had connections to drop");
+
     // A frame during the outage: B alone applies it.
     let before = seen(&b);
     feed(&mut sender, &ports, vec![common::provision(2)]);
@@ -283,7 +295,6 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
             .map(|r| (r.get(0), r.get(1)))
             .collect()
     };
-    let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
     assert_eq!(kids(&mut c).len(), 3, "both receivers share one key set");
     let (ok, out, err) = setup_b.cli(&["keys", "rotate"]);
     assert!(ok, "keys rotate: {out}{err}");

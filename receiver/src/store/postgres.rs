@@ -87,10 +87,11 @@ fn classify(e: &postgres::Error) -> Attempt {
         {
             Attempt::Conflict
         }
+        // Class 08 (connection exception), 57P (operator intervention: shutdown,
+        // restart), and a read-only server (a standby not yet promoted after a failover).
         Some(c)
-            if *c == SqlState::ADMIN_SHUTDOWN
-                || *c == SqlState::CANNOT_CONNECT_NOW
-                || *c == SqlState::CRASH_SHUTDOWN
+            if c.code().starts_with("08")
+                || c.code().starts_with("57P")
                 || *c == SqlState::READ_ONLY_SQL_TRANSACTION =>
         {
             Attempt::Down(io(e))
@@ -216,25 +217,61 @@ impl PgStore {
         from: &[u8],
         inclusive: bool,
     ) -> Result<Vec<Row>, StoreError> {
-        off_runtime(|| {
-            let mut conn = self.pool.get()?;
-            let op = if inclusive { ">=" } else { ">" };
-            let sql = format!(
-                "SELECT k, v FROM {} WHERE k {op} $1 ORDER BY k LIMIT {SCAN_PAGE}",
-                sql_table(table)
-            );
-            let rows = conn
-                .client()?
-                .query_typed(&sql, &[(&from, Type::BYTEA)])
-                .map_err(|e| io(&e))?;
+        let op = if inclusive { ">=" } else { ">" };
+        let sql = format!(
+            "SELECT k, v FROM {} WHERE k {op} $1 ORDER BY k LIMIT {SCAN_PAGE}",
+            sql_table(table)
+        );
+        self.read(|c| {
+            let rows = c.query_typed(&sql, &[(&from, Type::BYTEA)])?;
             rows.iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get(0).map_err(|e| io(&e))?,
-                        r.try_get(1).map_err(|e| io(&e))?,
-                    ))
-                })
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect()
+        })
+    }
+
+    /// Runs a read on a pooled connection. A connection the database dropped (restart,
+    /// failover) is discarded and the read retried on a fresh one. Outside any async
+    /// runtime (the ingest thread, the CLI) it waits for the database to come back, like
+    /// [`Store::transact`]; inside one (the provider) it gives up after a retry so that
+    /// requests fail closed instead of hanging.
+    fn read<R: Send>(
+        &self,
+        f: impl Fn(&mut postgres::Client) -> Result<R, postgres::Error> + Sync,
+    ) -> Result<R, StoreError> {
+        let patient = tokio::runtime::Handle::try_current().is_err();
+        off_runtime(|| {
+            let mut outages = 0u32;
+            loop {
+                let attempt = match self.pool.get() {
+                    Err(e) => Attempt::Down(e),
+                    Ok(mut conn) => match conn.client() {
+                        Err(e) => Attempt::Fail(e),
+                        Ok(c) => match f(c) {
+                            Ok(r) => return Ok(r),
+                            Err(e) => classify(&e),
+                        },
+                    },
+                };
+                match attempt {
+                    Attempt::Down(e) => {
+                        outages += 1;
+                        if !patient && outages > 1 {
+                            return Err(e);
+                        }
+                        if outages > 1 {
+                            tracing::warn!(error = %e, attempt = outages, "PostgreSQL unavailable; waiting");
+                            std::thread::sleep(backoff(outages - 1, true));
+                        }
+                    }
+                    Attempt::Conflict => {
+                        return Err(StoreError::Io(
+                            "PostgreSQL: a read conflicted with a concurrent writer".into(),
+                        ));
+                    }
+                    Attempt::Fail(e) => return Err(e),
+                }
+            }
         })
     }
 }
@@ -250,10 +287,7 @@ const SCAN_PAGE: usize = 512;
 
 /// Upserts the buffered writes, one statement per table, in key order (a fixed order
 /// keeps concurrent writers from deadlocking on each other).
-fn write_all(
-    tx: &mut Transaction<'_>,
-    writes: Writes,
-) -> Result<(), postgres::Error> {
+fn write_all(tx: &mut Transaction<'_>, writes: Writes) -> Result<(), postgres::Error> {
     let mut per_table: TableWrites = BTreeMap::new();
     for ((pos, key), (table, value)) in writes {
         let e = per_table
@@ -380,14 +414,11 @@ impl Store for PgStore {
     }
 
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        off_runtime(|| {
-            let mut conn = self.pool.get()?;
-            let sql = format!("SELECT v FROM {} WHERE k = $1", sql_table(table));
-            let row = conn
-                .client()?
-                .query_typed_opt(&sql, &[(&key, Type::BYTEA)])
-                .map_err(|e| io(&e))?;
-            row.map(|r| r.try_get(0).map_err(|e| io(&e))).transpose()
+        let sql = format!("SELECT v FROM {} WHERE k = $1", sql_table(table));
+        self.read(|c| {
+            c.query_typed_opt(&sql, &[(&key, Type::BYTEA)])?
+                .map(|r| r.try_get(0))
+                .transpose()
         })
     }
 
@@ -407,15 +438,8 @@ impl Store for PgStore {
     }
 
     fn len(&self, table: Table) -> usize {
-        let n: Result<i64, StoreError> = off_runtime(|| {
-            let mut conn = self.pool.get()?;
-            let sql = format!("SELECT count(*) FROM {}", sql_table(table));
-            conn.client()?
-                .query_one(&sql, &[])
-                .and_then(|r| r.try_get(0))
-                .map_err(|e| io(&e))
-        });
-        match n {
+        let sql = format!("SELECT count(*) FROM {}", sql_table(table));
+        match self.read(|c| c.query_one(&sql, &[])?.try_get::<_, i64>(0)) {
             Ok(n) => usize::try_from(n).unwrap_or(0),
             Err(e) => {
                 tracing::warn!(table = table.name(), error = %e, "cannot count rows");

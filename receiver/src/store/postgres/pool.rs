@@ -8,7 +8,7 @@
 //! (`block_in_place`, which also leaves the runtime context); elsewhere the call runs as is.
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::Client;
 
@@ -76,7 +76,8 @@ pub fn off_runtime_local<R>(f: impl FnOnce() -> Result<R, StoreError>) -> Result
 type Connect = dyn Fn() -> Result<Client, postgres::Error> + Send + Sync;
 
 struct State {
-    idle: Vec<Client>,
+    /// Idle connections and when they were returned.
+    idle: Vec<(Client, Instant)>,
     open: usize,
 }
 
@@ -91,6 +92,10 @@ pub struct Pool {
 
 /// How long a caller waits for a free connection before giving up.
 const WAIT: Duration = Duration::from_secs(30);
+
+/// A connection idle longer than this is checked (one round trip) before it is handed
+/// out, so that after a database restart callers get fresh connections, not dead ones.
+const CHECK_AFTER: Duration = Duration::from_secs(1);
 
 impl Pool {
     pub fn new(
@@ -120,16 +125,24 @@ impl Pool {
     pub fn get(&self) -> Result<Conn<'_>, StoreError> {
         let mut st = self.lock()?;
         loop {
-            if let Some(c) = st.idle.pop() {
-                if c.is_closed() {
-                    st.open = st.open.saturating_sub(1);
-                    drop_client(c);
-                    continue;
+            if let Some((mut c, since)) = st.idle.pop() {
+                if !c.is_closed() && since.elapsed() < CHECK_AFTER {
+                    return Ok(Conn {
+                        pool: self,
+                        client: Some(c),
+                    });
                 }
-                return Ok(Conn {
-                    pool: self,
-                    client: Some(c),
-                });
+                drop(st);
+                if !c.is_closed() && c.is_valid(Duration::from_secs(2)).is_ok() {
+                    return Ok(Conn {
+                        pool: self,
+                        client: Some(c),
+                    });
+                }
+                drop_client(c);
+                st = self.lock()?;
+                st.open = st.open.saturating_sub(1);
+                continue;
             }
             if st.open < self.size {
                 st.open += 1;
@@ -172,7 +185,7 @@ impl Pool {
                     drop(st);
                     drop_client(c);
                 } else {
-                    st.idle.push(c);
+                    st.idle.push((c, Instant::now()));
                 }
             }
             Err(_) => drop_client(c),
@@ -184,7 +197,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         if let Ok(mut st) = self.state.lock() {
-            for c in st.idle.drain(..) {
+            for (c, _) in st.idle.drain(..) {
                 drop_client(c);
             }
         }

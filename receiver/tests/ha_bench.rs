@@ -1,0 +1,253 @@
+//! PostgreSQL beside sled: ingest frames/s (real binary, UDP in, open, log, apply, commit)
+//! and refresh_token grants/s (in-process provider, loopback HTTP). Ignored by default;
+//! needs `AIRLOCK_TEST_PG_URL`. Run in release:
+//!
+//! ```text
+//! D=$(mktemp -d); export AIRLOCK_TEST_PG_URL=$(scripts/pg start $D 55432)
+//! cargo test --release -p airlock-receiver --test ha_bench -- --ignored --nocapture --test-threads=1
+//! scripts/pg stop $D
+//! ```
+//! Prints figures; asserts only correctness (every frame accepted, every grant 200).
+
+mod common;
+mod oidc_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlock_protocol::message::{Body, Claims};
+use airlock_receiver::oidc::pg_store::PgOidcStore;
+use airlock_receiver::oidc::sled_store::SledOidcStore;
+use airlock_receiver::oidc::store::OidcStore;
+use airlock_receiver::oidc::transfer_code::{code_text, locator_for_group};
+use airlock_receiver::oidc::util::Clock;
+use airlock_receiver::oidc::{DirectoryTicket, Provider};
+use airlock_receiver::store::postgres::PgStore;
+use common::{LinkKind, Setup, TestSender};
+use oidc_support::{Browser, MemDirectory, enc, hidden, http, pkce, query_param};
+
+fn pg_url() -> String {
+    std::env::var("AIRLOCK_TEST_PG_URL").expect("AIRLOCK_TEST_PG_URL: start one with scripts/pg")
+}
+
+fn fresh_schema(url: &str, tag: &str) -> String {
+    let schema = format!("bench_{tag}_{:x}", common::rand_u64() >> 16);
+    let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Ingest
+
+const FRAMES: usize = 20_000;
+const WINDOW: u64 = 6_000;
+
+/// A Provision whose sealed frame is about 600 bytes.
+fn sized_provision(tx: &TestSender, i: u64) -> Body {
+    let mut body = common::provision(i);
+    let size = |b: &Body| {
+        tx.sealer
+            .seal(&tx.envelope(1, b.clone(), common::now()))
+            .unwrap()
+            .sealed
+            .len()
+    };
+    let base = size(&body);
+    if let Body::Provision(p) = &mut body {
+        p.claims
+            .extra
+            .insert("pad".into(), "x".repeat(600usize.saturating_sub(base + 12)));
+    }
+    body
+}
+
+fn ingest_rate(backend: &str, store_section: &str) -> f64 {
+    let extra = format!("[ingest]\nmax_batch = 2048\nqueue_frames = 16384\n{store_section}");
+    let setup = Setup::with_extra(LinkKind::Udp, &extra);
+    let rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    let frames: Vec<Vec<u8>> = (1..=FRAMES as u64)
+        .map(|i| tx.next(sized_provision(&tx, i)).sealed)
+        .collect();
+    let chunks: Vec<Vec<Vec<Vec<u8>>>> = frames.chunks(500).map(|c| tx.datagrams(c)).collect();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut sent = 0u64;
+    let start = Instant::now();
+    for (chunk, n) in chunks
+        .iter()
+        .zip(frames.chunks(500).map(|c| c.len() as u64))
+    {
+        while sent.saturating_sub(rx.metrics().received()) > WINDOW {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for block in chunk {
+            for d in block {
+                sock.send_to(d, ("127.0.0.1", setup.udp_port)).unwrap();
+            }
+        }
+        sent += n;
+    }
+    let m = rx.wait_for("all frames", |m| {
+        m.accepted() + m.rejected_total() + m.duplicates() >= FRAMES as u64
+    });
+    let elapsed = start.elapsed();
+    let rate = m.accepted() as f64 / elapsed.as_secs_f64();
+    eprintln!(
+        "ingest [{backend}]: {} of {FRAMES} ~600 B Provisions in {:.2} s = {rate:.0} frames/s ({} transactions)",
+        m.accepted(),
+        elapsed.as_secs_f64(),
+        m.get("airlock_ingest_batches_total"),
+    );
+    assert_eq!(
+        m.accepted(),
+        FRAMES as u64,
+        "every frame accepted:\n{}",
+        m.raw
+    );
+    rate
+}
+
+#[test]
+#[ignore = "benchmark: needs AIRLOCK_TEST_PG_URL; run with --release -- --ignored --nocapture"]
+fn ingest_frames_per_second_sled_and_postgres() {
+    let url = fresh_schema(&pg_url(), "ingest");
+    let sled = ingest_rate("sled", "");
+    let pg = ingest_rate(
+        "postgres",
+        &format!("[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{url}\"\n"),
+    );
+    eprintln!("ingest: postgres / sled = {:.2}", pg / sled);
+}
+
+// ---------------------------------------------------------------------------------------
+// Refresh grants
+
+const CONNS: usize = 16;
+const GRANTS_PER_CONN: usize = 250;
+const CB: &str = "http://127.0.0.1:1/cb";
+
+/// Files a ticket for `subject`; returns the transfer code.
+fn ticket(dir: &MemDirectory, seed: u8, subject: &str) -> String {
+    let values: [u8; 24] =
+        core::array::from_fn(|i| ((i as u8).wrapping_mul(7) ^ seed.wrapping_mul(13)) % 32);
+    let text = code_text(&values);
+    dir.tickets.lock().unwrap().insert(
+        locator_for_group(&text[..5]),
+        DirectoryTicket {
+            code_hash: oidc_support::argon2_hash(&text[5..24]),
+            issuer: oidc_support::ISSUER_OUT.into(),
+            subject: subject.into(),
+            claims: Claims {
+                email: Some(format!("{subject}@example.org")),
+                ..Claims::default()
+            },
+            expires_at: common::now() + 600,
+            seq: 1,
+            used: false,
+        },
+    );
+    text
+}
+
+/// Full login on `base`; returns the refresh token.
+async fn login(base: &str, code: &str) -> String {
+    let p = pkce("bench");
+    let mut b = Browser::default();
+    let url = format!(
+        "{base}/authorize?response_type=code&client_id=spa&redirect_uri={}&scope={}&state=s&nonce=n&code_challenge={}&code_challenge_method=S256",
+        enc(CB),
+        enc("openid email offline_access"),
+        p.challenge
+    );
+    let r = b.get(&url).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.get(&format!("{base}{}", r.location())).await;
+    let form = format!(
+        "txn={}&csrf={}&method=transfer_code&code={}",
+        hidden(&page.body, "txn"),
+        hidden(&page.body, "csrf"),
+        enc(code)
+    );
+    let r = b.post(&format!("{base}/login"), &form).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let code = query_param(r.location(), "code").unwrap();
+    let body = format!(
+        "grant_type=authorization_code&client_id=spa&code={}&redirect_uri={}&code_verifier={}",
+        enc(&code),
+        enc(CB),
+        p.verifier
+    );
+    let r = http("POST", &format!("{base}/token"), &[], Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["refresh_token"].as_str().unwrap().to_owned()
+}
+
+async fn refresh_rate(backend: &str, store: Arc<dyn OidcStore>) -> f64 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = Arc::new(MemDirectory::default());
+    let provider = Provider::with_store(
+        oidc_support::config(port, None),
+        store,
+        dir.clone(),
+        Clock::system(),
+    )
+    .unwrap();
+    tokio::spawn(provider.serve_on(listener));
+    let base = format!("http://127.0.0.1:{port}");
+    let mut tokens = Vec::new();
+    for i in 0..CONNS {
+        let code = ticket(&dir, i as u8 + 1, &format!("bench-{i}"));
+        tokens.push(login(&base, &code).await);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut rt in tokens {
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(GRANTS_PER_CONN);
+            for _ in 0..GRANTS_PER_CONN {
+                let t = Instant::now();
+                let body = format!(
+                    "grant_type=refresh_token&client_id=spa&refresh_token={}",
+                    enc(&rt)
+                );
+                let r = http("POST", &format!("{base}/token"), &[], Some(&body)).await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                rt = r.json()["refresh_token"].as_str().unwrap().to_owned();
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let wall = start.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let rate = lat.len() as f64 / wall.as_secs_f64();
+    eprintln!(
+        "refresh [{backend}]: {} grants (ES256, {CONNS} clients, one connection per request) in {:.2} s = {rate:.0}/s, p50 {:?}, p99 {:?}",
+        lat.len(),
+        wall.as_secs_f64(),
+        pct(0.50),
+        pct(0.99)
+    );
+    rate
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: needs AIRLOCK_TEST_PG_URL; run with --release -- --ignored --nocapture"]
+async fn refresh_grants_per_second_sled_and_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sled::open(tmp.path().join("db")).unwrap();
+    let sled_rate = refresh_rate("sled", Arc::new(SledOidcStore::open(db).unwrap())).await;
+    let url = fresh_schema(&pg_url(), "refresh");
+    let pg = PgStore::open_url(&url).unwrap();
+    let pg_rate = refresh_rate("postgres", Arc::new(PgOidcStore::new(&pg))).await;
+    eprintln!("refresh: postgres / sled = {:.2}", pg_rate / sled_rate);
+}
