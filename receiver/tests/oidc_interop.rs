@@ -144,6 +144,20 @@ async fn chromium_login_page() {
             me: me.clone(),
         });
     tokio::spawn(async move { axum::serve(app_listener, app).await.unwrap() });
+    // The good code, an expired one and a used one (for the error-state screenshots).
+    let expired = op.ticket("Eve", 0);
+    let used = op.ticket("Ugo", 300);
+    let locator = airlock_receiver::oidc::transfer_code::TransferCode::parse(&used)
+        .unwrap()
+        .locator();
+    op.dir
+        .tickets
+        .lock()
+        .unwrap()
+        .get_mut(&locator)
+        .unwrap()
+        .used = true;
+    let codes = [op.ticket("Bea", 300), expired, used].join(",");
     let shots = std::env::var("AIRLOCK_SCREENSHOTS")
         .unwrap_or_else(|_| interop_dir().join("screenshots").display().to_string());
     run_node(
@@ -151,7 +165,7 @@ async fn chromium_login_page() {
         &[
             ("AIRLOCK_ISSUER", op.base.clone()),
             ("AIRLOCK_APP", me),
-            ("AIRLOCK_CODES", op.ticket("Bea", 300)),
+            ("AIRLOCK_CODES", codes),
             ("AIRLOCK_SCREENSHOTS", shots),
         ],
     )

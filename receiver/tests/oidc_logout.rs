@@ -248,3 +248,60 @@ async fn revocation_endpoint_and_expired_approval() {
     .await;
     assert_eq!(rv.status, 200);
 }
+
+#[tokio::test]
+async fn logout_without_hint_asks_first() {
+    let op = Op::start(None).await;
+    let mut b = Browser::default();
+    app_login(&op, &mut b, "hal").await;
+    let url = format!(
+        "{}/logout?client_id=app&post_logout_redirect_uri={}&state=s9",
+        op.base,
+        enc("http://127.0.0.1:2/bye")
+    );
+    let page = b.get(&url).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Sign out?"));
+    assert!(
+        b.cookies.contains_key("airlock_session"),
+        "nothing ended yet"
+    );
+    // A forged confirmation (no matching CSRF cookie) is not enough.
+    // A cross-site POST carries the session cookie but cannot know the CSRF cookie.
+    let mut attacker = b.clone();
+    attacker.cookies.remove("airlock_csrf");
+    let forged = attacker
+        .post(&format!("{}/logout", op.base), "confirm=yes&csrf=x")
+        .await;
+    assert_eq!(forged.status, 200);
+    assert!(
+        forged.body.contains("Sign out?"),
+        "asked again, not logged out"
+    );
+    let p = pkce("h");
+    let a = AuthParams {
+        client: "spa",
+        redirect: "http://127.0.0.1:1/cb",
+        scope: "openid",
+        pkce: Some(&p),
+        extra: "&prompt=none",
+    };
+    let r = b.get(&authorize_url(&op, &a)).await;
+    assert!(
+        query_param(r.location(), "code").is_some(),
+        "session still alive"
+    );
+    let form = format!(
+        "csrf={}&confirm=yes&client_id=app&post_logout_redirect_uri={}&state=s9",
+        hidden(&page.body, "csrf"),
+        enc("http://127.0.0.1:2/bye")
+    );
+    let r = b.post(&format!("{}/logout", op.base), &form).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location(), "http://127.0.0.1:2/bye?state=s9");
+    let r = b.get(&authorize_url(&op, &a)).await;
+    assert_eq!(
+        query_param(r.location(), "error").as_deref(),
+        Some("login_required")
+    );
+}

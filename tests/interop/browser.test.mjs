@@ -46,6 +46,13 @@ test('chromium: login through the transfer-code page', async () => {
     assert.ok(/not right|typo/.test(alert), alert);
     await page.screenshot({ path: `${SHOTS}/login-error-wrong.png` });
 
+    for (const [code, want, shot] of [[CODES[1], /expired/, 'login-error-expired'], [CODES[2], /already been used/, 'login-error-used']]) {
+      await page.getByLabel('Transfer code').fill(code);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      assert.match(await page.getByRole('alert').innerText(), want);
+      await page.screenshot({ path: `${SHOTS}/${shot}.png` });
+    }
+
     await page.getByLabel('Transfer code').fill(CODES[0].toLowerCase());
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForURL((u) => u.href.startsWith(`${APP}/cb?`), { timeout: 10000 }).catch(async (e) => {

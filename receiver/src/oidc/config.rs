@@ -164,6 +164,12 @@ impl OidcConfig {
                 "must be scheme://host[:port] with no path, query or fragment",
             ));
         }
+        if self.tls_cert.is_some() && !self.issuer.starts_with("https://") {
+            return Err(bad(
+                "issuer",
+                "must start with https:// when tls_cert is set",
+            ));
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
                 return Err(bad("tls_cert", "set both tls_cert and tls_key, or neither"));

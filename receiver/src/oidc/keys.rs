@@ -24,9 +24,40 @@ use crate::oidc::store::{OidcStore, StoredKey};
 /// A key ready to sign and verify.
 pub struct LoadedKey {
     pub stored: StoredKey,
+    /// The parsed private key, kept for signing (parsing it per token would cost more
+    /// than the signature: an RSA key check or a P-256 scalar multiplication).
+    pub signer: KeySigner,
     pub encoding: EncodingKey,
     pub decoding: DecodingKey,
     pub jwk: Value,
+}
+
+/// A parsed private key.
+pub enum KeySigner {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+impl KeySigner {
+    /// The JWS signature of `msg` (RSASSA-PKCS1-v1_5 SHA-256, ECDSA P-256 r||s, or Ed25519).
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, OidcError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            KeySigner::Rsa(kp) => {
+                let mut sig = vec![0u8; kp.public_modulus_len()];
+                kp.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
+                    .map_err(|_| key_err("RSA sign"))?;
+                Ok(sig)
+            }
+            KeySigner::Ec(kp) => Ok(kp
+                .sign(&rng, msg)
+                .map_err(|_| key_err("P-256 sign"))?
+                .as_ref()
+                .to_vec()),
+            KeySigner::Ed(kp) => Ok(kp.sign(msg).as_ref().to_vec()),
+        }
+    }
 }
 
 /// The in-memory view of the stored keys, refreshed after every change.
@@ -97,7 +128,7 @@ pub fn load(stored: StoredKey) -> Result<LoadedKey, OidcError> {
         .decode(&stored.pkcs8)
         .map_err(|_| key_err("key base64"))?;
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
-    let (encoding, decoding, mut jwk) = match stored.alg {
+    let (signer, encoding, decoding, mut jwk) = match stored.alg {
         SigningAlg::RS256 => {
             let kp = RsaKeyPair::from_pkcs8(&der).map_err(|_| key_err("RSA parse"))?;
             let public = kp.public_key();
@@ -107,6 +138,7 @@ pub fn load(stored: StoredKey) -> Result<LoadedKey, OidcError> {
             let pkcs1 = pkcs8_inner(&der).ok_or_else(|| key_err("RSA PKCS#8 structure"))?;
             let jwk = json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)});
             (
+                KeySigner::Rsa(kp),
                 EncodingKey::from_rsa_der(pkcs1),
                 DecodingKey::from_rsa_raw_components(&n, &e),
                 jwk,
@@ -122,14 +154,24 @@ pub fn load(stored: StoredKey) -> Result<LoadedKey, OidcError> {
             };
             let decoding = DecodingKey::from_ec_components(&x, &y)?;
             let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y});
-            (EncodingKey::from_ec_der(&der), decoding, jwk)
+            (
+                KeySigner::Ec(kp),
+                EncodingKey::from_ec_der(&der),
+                decoding,
+                jwk,
+            )
         }
         SigningAlg::EdDSA => {
             let kp = Ed25519KeyPair::from_pkcs8(&der).map_err(|_| key_err("Ed25519 parse"))?;
             let x = b64(kp.public_key().as_ref());
             let decoding = DecodingKey::from_ed_components(&x)?;
             let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x});
-            (EncodingKey::from_ed_der(&der), decoding, jwk)
+            (
+                KeySigner::Ed(kp),
+                EncodingKey::from_ed_der(&der),
+                decoding,
+                jwk,
+            )
         }
     };
     if let Some(obj) = jwk.as_object_mut() {
@@ -139,6 +181,7 @@ pub fn load(stored: StoredKey) -> Result<LoadedKey, OidcError> {
     }
     Ok(LoadedKey {
         stored,
+        signer,
         encoding,
         decoding,
         jwk,

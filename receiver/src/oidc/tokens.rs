@@ -3,13 +3,14 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::Validation;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::oidc::config::{ClientConfig, SigningAlg};
 use crate::oidc::error::OidcError;
 use crate::oidc::keys::{KeySet, jwt_alg};
+
 use crate::oidc::store::{Family, IdentitySnapshot};
 
 /// The event claim of a back-channel logout token.
@@ -88,7 +89,8 @@ pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(half)
 }
 
-/// Signs `claims` with the current key of `alg`.
+/// Signs `claims` with the current key of `alg` (compact JWS). The header and the
+/// signing input are built here so the parsed key is reused; jsonwebtoken verifies.
 pub fn sign(
     keys: &KeySet,
     alg: SigningAlg,
@@ -99,10 +101,18 @@ pub fn sign(
     let key = keys
         .signing_key(alg, now)
         .ok_or_else(|| OidcError::Key(format!("no {} signing key is active", alg.as_str())))?;
-    let mut h = Header::new(jwt_alg(alg));
-    h.typ = Some(typ.to_string());
-    h.kid = Some(key.stored.kid.clone());
-    Ok(jsonwebtoken::encode(&h, claims, &key.encoding)?)
+    let header = json!({"alg": alg.as_str(), "typ": typ, "kid": key.stored.kid});
+    let mut jws = URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&header).map_err(|e| OidcError::Key(e.to_string()))?);
+    jws.push('.');
+    jws.push_str(
+        &URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(claims).map_err(|e| OidcError::Key(e.to_string()))?),
+    );
+    let sig = key.signer.sign(jws.as_bytes())?;
+    jws.push('.');
+    jws.push_str(&URL_SAFE_NO_PAD.encode(sig));
+    Ok(jws)
 }
 
 /// Common parameters of the tokens one grant issues.

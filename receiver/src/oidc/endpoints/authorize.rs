@@ -3,7 +3,7 @@
 //! Errors before the client and redirect_uri are validated get an error page; after
 //! that they are redirected to the client with `error`, `state` and `iss`.
 
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
@@ -28,12 +28,7 @@ pub async fn get_handle(
     authorize(&p, &headers, q.as_deref().unwrap_or(""))
 }
 
-pub async fn post_handle(
-    State(p): State<Provider>,
-    ConnectInfo(_peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
+pub async fn post_handle(State(p): State<Provider>, headers: HeaderMap, body: String) -> Response {
     authorize(&p, &headers, &body)
 }
 

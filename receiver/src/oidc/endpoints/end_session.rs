@@ -7,11 +7,15 @@ use axum::response::Response;
 use serde_json::Value;
 
 use crate::oidc::endpoints::authorize::{bad_page, current_session, server_page};
-use crate::oidc::endpoints::{Params, SESSION_COOKIE, see_other, set_cookie};
+use crate::oidc::endpoints::{
+    CSRF_COOKIE, Params, SESSION_COOKIE, cookie, paths, see_other, set_cookie,
+};
 use crate::oidc::html;
+use crate::oidc::html::escape;
 use crate::oidc::provider::Provider;
 use crate::oidc::tokens;
 use crate::oidc::util::with_query;
+use crate::oidc::util::{ct_eq, random_token};
 
 pub async fn get_handle(
     State(p): State<Provider>,
@@ -82,6 +86,11 @@ fn end_session(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
         Ok(s) => s,
         Err(e) => return server_page(e),
     };
+    // Without an ID token the request may come from anywhere: ask the person first
+    // (RP-Initiated Logout §2), with a CSRF-protected form.
+    if hint.is_none() && session.is_some() && !confirmed(headers, &params) {
+        return confirm_page(p, headers, &params, redirect.as_deref());
+    }
     if let Some(s) = session {
         let hint_sub = hint
             .as_ref()
@@ -113,5 +122,49 @@ fn end_session(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
         header::SET_COOKIE,
         set_cookie(p, SESSION_COOKIE, "", Some(0)),
     );
+    r
+}
+
+/// A POSTed confirmation whose CSRF token matches this browser's cookie.
+fn confirmed(headers: &HeaderMap, params: &Params) -> bool {
+    match (
+        params.get("confirm"),
+        params.get("csrf"),
+        cookie(headers, CSRF_COOKIE),
+    ) {
+        (Some("yes"), Some(form), Some(c)) => ct_eq(form, &c),
+        _ => false,
+    }
+}
+
+fn confirm_page(
+    p: &Provider,
+    headers: &HeaderMap,
+    params: &Params,
+    redirect: Option<&str>,
+) -> Response {
+    let existing = cookie(headers, CSRF_COOKIE).filter(|c| c.len() == 43);
+    let csrf = existing.clone().unwrap_or_else(|| random_token(32));
+    let mut hidden = String::new();
+    for k in ["client_id", "post_logout_redirect_uri", "state"] {
+        if let Some(v) = params.get(k) {
+            hidden.push_str(&format!(
+                "<input type=\"hidden\" name=\"{k}\" value=\"{}\">\n",
+                escape(v)
+            ));
+        }
+    }
+    let main = format!(
+        "<h1>Sign out?</h1>\n<p>An application asked to sign you out of the inside sign-in service.</p>\n\
+         <form method=\"post\" action=\"{action}\">\n<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         <input type=\"hidden\" name=\"confirm\" value=\"yes\">\n{hidden}<button type=\"submit\">Sign out</button>\n</form>",
+        action = paths::END_SESSION,
+        csrf = escape(&csrf),
+    );
+    let mut r = html::page_with_form_target(StatusCode::OK, "Sign out", &main, redirect);
+    if existing.is_none() {
+        r.headers_mut()
+            .append(header::SET_COOKIE, set_cookie(p, CSRF_COOKIE, &csrf, None));
+    }
     r
 }

@@ -124,9 +124,14 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         })
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure under TLS.
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure for an https issuer.
 pub fn set_cookie(p: &Provider, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
-    let secure = if p.config().tls() { "; Secure" } else { "" };
+    // Secure whenever browsers reach us over HTTPS (own TLS or a terminating proxy).
+    let secure = if p.config().tls() || p.config().issuer.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
     let age = max_age
         .map(|a| format!("; Max-Age={a}"))
         .unwrap_or_default();

@@ -1,0 +1,220 @@
+//! Load figures for docs/performance.md (issue 5). Ignored by default; run in release:
+//! `cargo test --release -p airlock-receiver --test oidc_bench -- --ignored --nocapture --test-threads=1`
+//! Bounded by request count, loopback only; prints rates and p50/p99, asserts only correctness.
+
+mod oidc_support;
+
+use std::time::{Duration, Instant};
+
+use oidc_support::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const CONNS: usize = 16;
+
+/// A keep-alive HTTP/1.1 connection (the load generator).
+struct Conn {
+    io: BufReader<TcpStream>,
+    host: String,
+}
+
+impl Conn {
+    async fn open(base: &str) -> Conn {
+        let host = base.strip_prefix("http://").unwrap().to_string();
+        let s = TcpStream::connect(&host).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        Conn {
+            io: BufReader::new(s),
+            host,
+        }
+    }
+
+    async fn post(&mut self, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        self.io.get_mut().write_all(req.as_bytes()).await.unwrap();
+        let mut line = String::new();
+        self.io.read_line(&mut line).await.unwrap();
+        let status: u16 = line[9..12].parse().unwrap();
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.io.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut buf = vec![0u8; len];
+        self.io.read_exact(&mut buf).await.unwrap();
+        (status, String::from_utf8(buf).unwrap())
+    }
+}
+
+fn report(name: &str, total: usize, wall: Duration, mut lat: Vec<Duration>) {
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "{name}: {total} requests over {CONNS} connections in {:.2} s = {:.0}/s; p50 {:.2} ms, p99 {:.2} ms",
+        wall.as_secs_f64(),
+        total as f64 / wall.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3
+    );
+}
+
+/// One logged-in grant of the public ES256 client: (access token, refresh token).
+async fn grant(op: &Op, i: usize) -> (String, String) {
+    let p = pkce(&format!("bench{i}"));
+    let a = AuthParams {
+        client: "spa",
+        redirect: "http://127.0.0.1:1/cb",
+        scope: "openid offline_access",
+        pkce: Some(&p),
+        extra: "",
+    };
+    let cb = login(
+        op,
+        &mut Browser::default(),
+        &a,
+        &op.ticket(&format!("user{i}"), 300),
+    )
+    .await;
+    let code = query_param(&cb, "code").unwrap();
+    let t = token(
+        op,
+        None,
+        &format!(
+            "grant_type=authorization_code&client_id=spa&code={}&redirect_uri={}&code_verifier={}",
+            enc(&code),
+            enc("http://127.0.0.1:1/cb"),
+            p.verifier
+        ),
+    )
+    .await
+    .json();
+    (
+        t["access_token"].as_str().unwrap().into(),
+        t["refresh_token"].as_str().unwrap().into(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly in release"]
+async fn bench_refresh_introspection_logins() {
+    let op = Op::start(None).await;
+    let per_conn = 1500;
+
+    // Refresh grants, ES256: each connection rotates its own family.
+    let mut grants = Vec::new();
+    for i in 0..CONNS {
+        grants.push(grant(&op, i).await);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (_, rt) in grants.clone() {
+        let base = op.base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(&base).await;
+            let mut rt = rt;
+            let mut lat = Vec::with_capacity(per_conn);
+            for _ in 0..per_conn {
+                let t0 = Instant::now();
+                let (status, body) = c
+                    .post(
+                        "/token",
+                        None,
+                        &format!("grant_type=refresh_token&client_id=spa&refresh_token={rt}"),
+                    )
+                    .await;
+                lat.push(t0.elapsed());
+                assert_eq!(status, 200, "{body}");
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                rt = v["refresh_token"].as_str().unwrap().to_string();
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    report(
+        "refresh_token grants (ES256, rotation)",
+        CONNS * per_conn,
+        start.elapsed(),
+        lat,
+    );
+
+    // Introspection of live access tokens by a confidential client (secret cached after argon2 once).
+    let (access, _) = grant(&op, 99).await;
+    let auth = basic("app", CONF_SECRET).1;
+    let per_conn = 4000;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONNS {
+        let (base, access, auth) = (op.base.clone(), access.clone(), auth.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(&base).await;
+            let mut lat = Vec::with_capacity(per_conn);
+            let body = format!("token={access}");
+            for _ in 0..per_conn {
+                let t0 = Instant::now();
+                let (status, body) = c.post("/introspect", Some(&auth), &body).await;
+                lat.push(t0.elapsed());
+                assert!(status == 200 && body.contains("\"active\":true"), "{body}");
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    report(
+        "introspection (ES256 access token)",
+        CONNS * per_conn,
+        start.elapsed(),
+        lat,
+    );
+
+    // Complete logins: authorize -> login page -> code (argon2id verify) -> token.
+    // The test tickets use argon2id m=1 MiB, t=1; the sender's real cost sets the floor.
+    let n = 200;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let op = std::sync::Arc::new(op);
+    for w in 0..4 {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for i in 0..n / 4 {
+                let t0 = Instant::now();
+                grant(&op, 1000 + w * 1000 + i).await;
+                lat.push(t0.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let wall = start.elapsed();
+    lat.sort();
+    println!(
+        "complete logins (4 browsers, argon2id m=1MiB t=1): {n} in {:.2} s = {:.0}/s; p50 {:.1} ms, p99 {:.1} ms",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64(),
+        lat[n / 2].as_secs_f64() * 1e3,
+        lat[(n * 99 / 100).min(n - 1)].as_secs_f64() * 1e3
+    );
+}
