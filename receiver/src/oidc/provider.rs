@@ -46,7 +46,13 @@ pub(crate) struct Inner {
     pub clock: Clock,
     /// client_id -> SHA-256 of the secret that last passed argon2 (argon2 once per client).
     pub secret_cache: Mutex<HashMap<String, String>>,
+    /// SHA-256 of an access token -> its verified claims and expiry: resource servers
+    /// introspect the same token many times; the signature is checked once.
+    pub verified: Mutex<HashMap<[u8; 32], (Arc<serde_json::Map<String, serde_json::Value>>, u64)>>,
 }
+
+/// Bound of [`Inner::verified`]; it is simply emptied when full.
+const VERIFIED_CACHE: usize = 20_000;
 
 /// Why an identity may not get tokens now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +87,7 @@ impl Provider {
             keys,
             clock,
             secret_cache: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
         })))
     }
 
@@ -140,6 +147,43 @@ impl Provider {
                 }
             }
         });
+    }
+
+    /// The claims of one of our access tokens if its signature, type, issuer and expiry
+    /// hold (revocation is the caller's check: it changes, the signature does not).
+    pub(crate) fn verified_access_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Option<Arc<serde_json::Map<String, serde_json::Value>>> {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Ok(c) = self.0.verified.lock()
+            && let Some((claims, exp)) = c.get(&key)
+        {
+            return (*exp > now).then(|| claims.clone());
+        }
+        let claims = tokens::verify_own(
+            &self.0.keys,
+            &self.0.config.issuer,
+            token,
+            "at+jwt",
+            true,
+            now,
+        )
+        .ok()?;
+        let exp = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let claims = Arc::new(claims);
+        if let Ok(mut c) = self.0.verified.lock() {
+            if c.len() >= VERIFIED_CACHE {
+                c.clear();
+            }
+            c.insert(key, (claims.clone(), exp));
+        }
+        Some(claims)
     }
 
     /// The ingest side's hook for an applied Revoke frame: ends the user's sessions,

@@ -1,5 +1,7 @@
 //! UserInfo: the claims of a live grant, by bearer access token.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -8,7 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::oidc::endpoints::no_store_json;
 use crate::oidc::provider::Provider;
 use crate::oidc::store::Family;
-use crate::oidc::tokens::{self, scoped_claims};
+use crate::oidc::tokens::scoped_claims;
 
 fn bearer_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut r = (
@@ -24,10 +26,9 @@ fn bearer_error(status: StatusCode, error: &str, description: &str) -> Response 
 }
 
 /// Checks an access token and its grant: signature, type, expiry, family not revoked.
-pub fn live_access_token(p: &Provider, token: &str) -> Option<(Map<String, Value>, Family)> {
+pub fn live_access_token(p: &Provider, token: &str) -> Option<(Arc<Map<String, Value>>, Family)> {
     let now = p.0.clock.now();
-    let claims =
-        tokens::verify_own(&p.0.keys, &p.config().issuer, token, "at+jwt", true, now).ok()?;
+    let claims = p.verified_access_token(token, now)?;
     let jti = claims.get("jti").and_then(Value::as_str)?;
     let family_id = jti.split('.').next()?;
     let family = p.0.store.family(family_id).ok()??;
