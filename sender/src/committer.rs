@@ -6,7 +6,7 @@
 //! Batches are committed in the order they were sealed (one FIFO channel).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -34,10 +34,13 @@ pub struct Committer {
 }
 
 impl Committer {
+    /// Once `shutdown` is set, batches are still committed but their frames are no longer
+    /// handed to the link: they go out after the next start (above "sent through").
     pub fn start(
         outbox: Arc<Outbox>,
         link: mpsc::Sender<Outbound>,
         metrics: Arc<Metrics>,
+        shutdown: Arc<AtomicBool>,
     ) -> Result<Self, EngineError> {
         let (tx, rx) = sync_channel::<Work>(QUEUE);
         let in_flight = Arc::new(AtomicUsize::new(0));
@@ -52,8 +55,12 @@ impl Committer {
                     }
                     count(&metrics, &work.commit);
                     for frame in work.frames {
-                        link.blocking_send(frame)
-                            .map_err(|_| EngineError::LinkClosed)?;
+                        if shutdown.load(Relaxed) {
+                            break;
+                        }
+                        if link.blocking_send(frame).is_err() && !shutdown.load(Relaxed) {
+                            return Err(EngineError::LinkClosed);
+                        }
                     }
                     counter.fetch_sub(1, SeqCst);
                 }

@@ -119,7 +119,7 @@ impl Daemon {
             metrics.clone(),
             sent_through.clone(),
         )?;
-        let link = tokio::spawn(send_loop.run(rx));
+        let link = tokio::spawn(send_loop.run(rx, shutdown.clone()));
         let engine = Engine::new(
             outbox,
             sealer,

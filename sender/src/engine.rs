@@ -94,7 +94,7 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let chain = outbox.chain()?;
         let outbox = Arc::new(outbox);
-        let committer = Committer::start(outbox.clone(), tx, metrics.clone())?;
+        let committer = Committer::start(outbox.clone(), tx, metrics.clone(), shutdown.clone())?;
         let now = Instant::now();
         let status = Status::new(settings.session_id, sealer.signer_kid());
         Ok(Self {

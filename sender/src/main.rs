@@ -267,22 +267,17 @@ fn cmd_status(config: &Config) -> Result<ExitCode, String> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    // Never open the outbox here: sled allows one process, and a daemon starting at
+    // this moment would fail. The last status.json (written at shutdown) says enough.
     println!("daemon:             not running");
-    match Outbox::open(&config.db_dir()) {
-        Ok(ob) => {
-            let chain = ob.chain().map_err(|e| e.to_string())?;
-            println!("last seq:           {}", chain.next_seq - 1);
-            println!("chain head:         {}", hex::encode(chain.head));
-            println!(
-                "queue:              {} pending record(s), {waiting} spool file(s) waiting",
-                ob.pending_len()
-            );
-            println!("outbound log:       {} frame(s)", ob.log_len());
+    match status::read(&config.status_file()) {
+        Ok(s) => {
+            println!("last run:           pid {}, stopped or last seen at unix {}", s.pid, s.updated_at);
+            println!("last seq:           {} (sent through {})", s.last_seq, s.sent_through);
+            println!("chain head:         {}", s.chain_head);
+            println!("queue:              {} pending record(s) at that time, {waiting} spool file(s) waiting", s.pending_records);
         }
-        Err(OutboxError::Locked { .. }) => println!(
-            "outbox:             locked by another process (a daemon starting or stopping?)"
-        ),
-        Err(e) => return Err(e.to_string()),
+        Err(_) => println!("queue:              {waiting} spool file(s) waiting (no status.json yet: never run)"),
     }
     Ok(ExitCode::from(3))
 }

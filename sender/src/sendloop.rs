@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use airlock_protocol::link::{BlockEncoder, BlockPacker, LinkError, LinkParams};
@@ -98,8 +98,16 @@ impl SendLoop {
         })
     }
 
-    /// Runs until the sending side of `rx` is dropped, then flushes what is packed.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Outbound>) -> Result<(), SendError> {
+    /// Runs until the sending side of `rx` is dropped or `shutdown` is set, then sends the
+    /// block being packed. Frames still queued are not waited for: they are durable, and
+    /// the next start re-sends every frame above the persisted "sent through" mark. So a
+    /// stop on a slow paced link takes a moment, not minutes.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Outbound>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Result<(), SendError> {
+        let mut check = tokio::time::interval(Duration::from_millis(100));
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -107,6 +115,7 @@ impl SendLoop {
                 // must still go out.
                 biased;
                 _ = sleep_until_opt(deadline) => self.on_timer().await?,
+                _ = check.tick() => if shutdown.load(Relaxed) { break },
                 msg = rx.recv() => match msg {
                     Some(out) => self.accept(out).await?,
                     None => break,

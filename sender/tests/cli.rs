@@ -170,3 +170,40 @@ fn resend_validates_its_range_and_status_reports_a_stopped_daemon() {
         "{stdout}"
     );
 }
+
+#[test]
+fn status_of_a_running_daemon_and_clean_sigterm() {
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let fx = Fixture::udp(sink.local_addr().unwrap().port());
+    let cfg = fx.config_path.to_str().unwrap().to_string();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", &cfg])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let stdout = loop {
+        let out = run(&["status", "--config", &cfg]);
+        if out.status.success() {
+            break text(&out.stdout);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon never reported running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(stdout.contains("daemon:             running"), "{stdout}");
+    assert!(
+        stdout.contains("last seq:           1"),
+        "the start-up heartbeat: {stdout}"
+    );
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(child.wait().unwrap().success());
+    let out = run(&["status", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(3), "stopped after SIGTERM");
+}
