@@ -48,8 +48,11 @@ pub(crate) struct Inner {
     pub secret_cache: Mutex<HashMap<String, String>>,
     /// SHA-256 of an access token -> its verified claims and expiry: resource servers
     /// introspect the same token many times; the signature is checked once.
-    pub verified: Mutex<HashMap<[u8; 32], (Arc<serde_json::Map<String, serde_json::Value>>, u64)>>,
+    pub verified: Mutex<HashMap<[u8; 32], (Claims, u64)>>,
 }
+
+/// Claims of a verified JWT.
+pub(crate) type Claims = Arc<serde_json::Map<String, serde_json::Value>>;
 
 /// Bound of [`Inner::verified`]; it is simply emptied when full.
 const VERIFIED_CACHE: usize = 20_000;
@@ -151,11 +154,7 @@ impl Provider {
 
     /// The claims of one of our access tokens if its signature, type, issuer and expiry
     /// hold (revocation is the caller's check: it changes, the signature does not).
-    pub(crate) fn verified_access_token(
-        &self,
-        token: &str,
-        now: u64,
-    ) -> Option<Arc<serde_json::Map<String, serde_json::Value>>> {
+    pub(crate) fn verified_access_token(&self, token: &str, now: u64) -> Option<Claims> {
         use sha2::Digest;
         let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         if let Ok(c) = self.0.verified.lock()
