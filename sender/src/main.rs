@@ -272,12 +272,23 @@ fn cmd_status(config: &Config) -> Result<ExitCode, String> {
     println!("daemon:             not running");
     match status::read(&config.status_file()) {
         Ok(s) => {
-            println!("last run:           pid {}, stopped or last seen at unix {}", s.pid, s.updated_at);
-            println!("last seq:           {} (sent through {})", s.last_seq, s.sent_through);
+            println!(
+                "last run:           pid {}, stopped or last seen at unix {}",
+                s.pid, s.updated_at
+            );
+            println!(
+                "last seq:           {} (sent through {})",
+                s.last_seq, s.sent_through
+            );
             println!("chain head:         {}", s.chain_head);
-            println!("queue:              {} pending record(s) at that time, {waiting} spool file(s) waiting", s.pending_records);
+            println!(
+                "queue:              {} pending record(s) at that time, {waiting} spool file(s) waiting",
+                s.pending_records
+            );
         }
-        Err(_) => println!("queue:              {waiting} spool file(s) waiting (no status.json yet: never run)"),
+        Err(_) => println!(
+            "queue:              {waiting} spool file(s) waiting (no status.json yet: never run)"
+        ),
     }
     Ok(ExitCode::from(3))
 }
