@@ -119,13 +119,14 @@ impl Daemon {
             metrics.clone(),
             sent_through.clone(),
         )?;
-        let link = tokio::spawn(send_loop.run(rx, shutdown.clone()));
+        let link_done = Arc::new(AtomicBool::new(false));
+        let link = tokio::spawn(send_loop.run(rx, shutdown.clone(), link_done.clone()));
         let engine = Engine::new(
             outbox,
             sealer,
             tx,
             metrics.clone(),
-            engine_settings(config, session_id),
+            engine_settings(config, session_id, link_done),
             shutdown.clone(),
             sent_through,
         )?;
@@ -176,7 +177,7 @@ impl Daemon {
     }
 }
 
-fn engine_settings(config: &Config, session_id: u64) -> EngineSettings {
+fn engine_settings(config: &Config, session_id: u64, link_done: Arc<AtomicBool>) -> EngineSettings {
     EngineSettings {
         session_id,
         heartbeat_secs: config.send.heartbeat_secs,
@@ -185,6 +186,7 @@ fn engine_settings(config: &Config, session_id: u64) -> EngineSettings {
         retention_secs: config.outbox.log_retention_days.saturating_mul(86_400),
         spool_dir: config.spool_dir(),
         status_file: config.status_file(),
+        link_done,
     }
 }
 

@@ -52,6 +52,9 @@ pub struct EngineSettings {
     pub retention_secs: u64,
     pub spool_dir: PathBuf,
     pub status_file: PathBuf,
+    /// Set by the link task when it has sent its last block; the final "sent through"
+    /// mark is persisted after that.
+    pub link_done: Arc<AtomicBool>,
 }
 
 pub struct Engine {
@@ -130,6 +133,7 @@ impl Engine {
         );
         let result = self.main_loop();
         let committed = self.committer.finish();
+        self.wait_for_link();
         let finish = self.housekeeping(true);
         result.and(committed).and(finish)
     }
@@ -162,12 +166,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Waits (bounded) for the link task to send its last block, so the persisted
+    /// "sent through" mark includes it. Without it, a restart only re-sends a bit more.
+    fn wait_for_link(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.settings.link_done.load(Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Frames sealed before the last stop whose first transmission may not have left.
     fn resend_unsent(&mut self, sent_through: u64) -> Result<(), EngineError> {
         if self.chain.next_seq <= sent_through + 1 {
             return Ok(());
         }
-        let n = self.resend(sent_through + 1, self.chain.next_seq - 1)?;
+        // As first transmissions: repeated like new frames, and they move "sent through".
+        let n = self.resend(sent_through + 1, self.chain.next_seq - 1, SendKind::New)?;
         tracing::info!(
             from = sent_through + 1,
             frames = n,
@@ -231,7 +245,7 @@ impl Engine {
             Ok(Command::Resend { from, to }) => {
                 let to = to.min(self.chain.next_seq.saturating_sub(1));
                 let n = if from <= to {
-                    self.resend(from, to)?
+                    self.resend(from, to, SendKind::Resend)?
                 } else {
                     0
                 };
@@ -254,7 +268,7 @@ impl Engine {
     }
 
     /// Re-encrypts the logged Sign1 of `from..=to` and hands it to the link.
-    fn resend(&mut self, from: u64, to: u64) -> Result<usize, EngineError> {
+    fn resend(&mut self, from: u64, to: u64, kind: SendKind) -> Result<usize, EngineError> {
         let mut n = 0;
         let mut batch = Vec::new();
         let outbox = self.outbox.clone();
@@ -264,7 +278,7 @@ impl Engine {
             batch.push(Outbound {
                 seq: entry.seq,
                 sealed: Arc::new(sealed),
-                kind: SendKind::Resend,
+                kind,
             });
             n += 1;
             if batch.len() >= SEAL_BATCH {

@@ -106,6 +106,17 @@ impl SendLoop {
         mut self,
         mut rx: mpsc::Receiver<Outbound>,
         shutdown: Arc<AtomicBool>,
+        done: Arc<AtomicBool>,
+    ) -> Result<(), SendError> {
+        let result = self.send_until_stopped(&mut rx, &shutdown).await;
+        done.store(true, Relaxed);
+        result
+    }
+
+    async fn send_until_stopped(
+        &mut self,
+        rx: &mut mpsc::Receiver<Outbound>,
+        shutdown: &AtomicBool,
     ) -> Result<(), SendError> {
         let mut check = tokio::time::interval(Duration::from_millis(100));
         loop {

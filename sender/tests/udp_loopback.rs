@@ -254,6 +254,15 @@ async fn a_stop_on_a_slow_link_is_prompt_and_the_restart_sends_the_rest() {
     })
     .await;
     rx.assert_chain();
+    // Wait for the last first-session frame (the heartbeat, seq 201) too.
+    receive_until(&sock, &mut rx, |r| r.envelopes.iter().any(|e| e.seq == 201)).await;
     daemon.stop();
     daemon.wait().await.unwrap();
+    // Frames re-sent at start-up count as first transmissions: the mark moved past them.
+    let ob = Outbox::open(&fx.config().db_dir()).unwrap();
+    assert!(
+        ob.sent_through().unwrap() >= 201,
+        "{}",
+        ob.sent_through().unwrap()
+    );
 }
