@@ -74,12 +74,16 @@ pub fn new_id() -> String {
     format!("{nanos:020}-{}", hex::encode(r))
 }
 
-/// Creates the spool directory (mode 0700) if missing.
+/// Creates the spool directory (mode 0700) if missing. An existing directory keeps the
+/// mode its owner gave it (e.g. 0770 for an operators' group that runs `submit`).
 pub fn ensure_dir(dir: &Path) -> Result<(), SpoolError> {
     let err = |error| SpoolError::Dir {
         dir: dir.to_path_buf(),
         error,
     };
+    if dir.is_dir() {
+        return Ok(());
+    }
     fs::create_dir_all(dir).map_err(err)?;
     #[cfg(unix)]
     {
