@@ -3,7 +3,6 @@
 
 mod audit_support;
 
-use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use airlock_receiver::frame_log::{LogEntry, Verdict};
@@ -13,7 +12,7 @@ const FRAMES: u64 = 3000;
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| build(FRAMES, &BTreeSet::new()))
+    F.get_or_init(|| build_shared("audit_verify", FRAMES))
 }
 
 fn first_problem(report: &serde_json::Value) -> (u64, String, String) {

@@ -144,7 +144,20 @@ pub fn build(n: u64, skip: &BTreeSet<u64>) -> Fixture {
 
 /// As [`build`]; `keep_sent` keeps signer A's frames for a sender export (memory!).
 pub fn build_with(n: u64, skip: &BTreeSet<u64>, keep_sent: bool) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
+    build_in(&std::env::temp_dir(), n, skip, keep_sent)
+}
+
+/// A fixture shared by all tests of one test binary (in a static, so never dropped): it
+/// lives under `target/tmp/<name>`, which is emptied first so runs do not accumulate.
+pub fn build_shared(name: &str, n: u64) -> Fixture {
+    let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&parent);
+    std::fs::create_dir_all(&parent).unwrap();
+    build_in(&parent, n, &BTreeSet::new(), true)
+}
+
+fn build_in(parent: &Path, n: u64, skip: &BTreeSet<u64>, keep_sent: bool) -> Fixture {
+    let dir = tempfile::tempdir_in(parent).unwrap();
     let data_dir = dir.path().join("data");
     let trust_dir = dir.path().join("trust");
     std::fs::create_dir_all(&data_dir).unwrap();
