@@ -190,7 +190,7 @@ fn check_sender_chain(sent: &[SentFrame], problems: &mut Vec<String>) {
             problems.push(format!(
                 "the sender's chain breaks at seq {}: its prev is not the hash of seq {}",
                 b.seq,
-                b.seq - 1
+                b.seq.saturating_sub(1)
             ));
         }
     }
@@ -354,7 +354,7 @@ fn compress(seqs: &[u64]) -> String {
     let mut ranges: Vec<std::ops::RangeInclusive<u64>> = Vec::new();
     for q in s {
         match ranges.last_mut() {
-            Some(r) if *r.end() + 1 == q => *r = *r.start()..=q,
+            Some(r) if r.end().checked_add(1) == Some(q) => *r = *r.start()..=q,
             _ => ranges.push(q..=q),
         }
     }

@@ -359,7 +359,7 @@ pub fn render(r: &VerifyReport) -> String {
                 "  BROKEN PREV LINK at seq {}: prev {} but seq {} hashes to {}",
                 b.seq,
                 b.found_prev,
-                b.seq - 1,
+                b.seq.saturating_sub(1),
                 b.expected_prev
             );
         }
