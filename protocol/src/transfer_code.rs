@@ -7,11 +7,11 @@
 //!
 //! 25 characters of Crockford base32 (`0-9 A-Z` without `I L O U`), shown as five groups of
 //! five: `7KQ2M-X4HDN-R8WPA-3FZTC-9JB6E`.
-//! - group 1 (5 chars, 25 bits): the locator group. The ticket's 16-byte `locator` is
-//!   `SHA-256("airlock-transfer-code-locator-v1\0" || group1)[..16]`, so the receiver finds
-//!   the ticket in O(1). It is not secret; different tickets may share a locator (2^25 values),
-//!   so the receiver keeps a small bucket per locator and tries each ticket in it.
-//! - characters 6..24 (19 chars, 95 bits): the secret. Only an argon2id hash of these 19
+//! - groups 1 and 2 (10 chars, 50 bits): the locator. The ticket's 16-byte `locator` is
+//!   `SHA-256("airlock-transfer-code-locator-v1\0" || first 10 chars)[..16]`, so the receiver
+//!   finds the ticket in O(1). It is not secret; with 2^50 values two live tickets
+//!   practically never share one.
+//! - characters 11..24 (14 chars, 70 bits): the secret. Only an argon2id hash of these 14
 //!   characters (canonical upper case ASCII) crosses the diode.
 //! - character 25: a check character, Luhn mod 32 over the 24 before it. It catches every
 //!   single mistyped character and every swap of two neighbours except `0`<->`Z`, so a typo
@@ -31,8 +31,10 @@ pub const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub const GROUP_LEN: usize = 5;
 /// Characters in a code, check character included.
 pub const CODE_LEN: usize = 25;
+/// Characters of the locator part (the first two groups).
+pub const LOCATOR_LEN: usize = 2 * GROUP_LEN;
 /// Characters of the secret part.
-pub const SECRET_LEN: usize = CODE_LEN - GROUP_LEN - 1;
+pub const SECRET_LEN: usize = CODE_LEN - LOCATOR_LEN - 1;
 /// Domain label of the locator hash.
 pub const LOCATOR_LABEL: &[u8] = b"airlock-transfer-code-locator-v1\0";
 
@@ -99,14 +101,14 @@ impl TransferCode {
         groups.join("-")
     }
 
-    /// The first group, canonical upper case.
+    /// The locator part (first two groups), canonical upper case.
     pub fn locator_group(&self) -> String {
-        symbols(&self.values[..GROUP_LEN])
+        symbols(&self.values[..LOCATOR_LEN])
     }
 
-    /// The 19 secret characters, canonical upper case: the argon2id input.
+    /// The 14 secret characters, canonical upper case: the argon2id input.
     pub fn secret(&self) -> String {
-        symbols(&self.values[GROUP_LEN..])
+        symbols(&self.values[LOCATOR_LEN..])
     }
 
     /// The 16-byte locator that crosses with the ticket.
@@ -115,7 +117,7 @@ impl TransferCode {
     }
 }
 
-/// Locator of a canonical first group.
+/// Locator of a canonical locator part.
 pub fn locator_for_group(group: &str) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(LOCATOR_LABEL);
@@ -235,7 +237,7 @@ mod tests {
             let parsed = TransferCode::parse(&c.display()).unwrap();
             prop_assert_eq!(&parsed, &c);
             prop_assert_eq!(parsed.secret().len(), SECRET_LEN);
-            prop_assert_eq!(parsed.locator(), locator_for_group(&c.display()[..5]));
+            prop_assert_eq!(parsed.locator(), locator_for_group(&c.display().replace('-', "")[..LOCATOR_LEN]));
         }
 
         #[test]

@@ -31,9 +31,9 @@ mod tests {
         let v: [u8; 24] = core::array::from_fn(|i| (i * 7 % 32) as u8);
         let shown = code_text(&v);
         let c = TransferCode::parse(&shown.to_lowercase()).unwrap();
-        assert_eq!(c.locator_group(), &shown[..5]);
-        assert_eq!(c.secret(), &shown[5..24]);
-        assert_eq!(c.locator(), locator_for_group(&shown[..5]));
+        assert_eq!(c.locator_group(), &shown[..LOCATOR_LEN]);
+        assert_eq!(c.secret(), &shown[LOCATOR_LEN..24]);
+        assert_eq!(c.locator(), locator_for_group(&shown[..LOCATOR_LEN]));
         let mut typo = shown.into_bytes();
         typo[7] = if typo[7] == b'A' { b'B' } else { b'A' };
         assert_eq!(
