@@ -172,7 +172,11 @@ pub fn render(r: &ShowReport) -> String {
             u.issuer,
             u.subject,
             if u.revoked { "REVOKED" } else { "active" },
-            format_secs(u.valid_until),
+            if u.valid_until == 0 {
+                "(never provisioned)".to_owned()
+            } else {
+                format_secs(u.valid_until)
+            },
             u.last.seq,
             u.last.log_index,
             u.applied_frames
