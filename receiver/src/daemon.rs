@@ -7,18 +7,18 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
+use crate::config::StoreBackend;
 use crate::identity_directory::StoreDirectory;
 use crate::ingest::{Incoming, Ingest, IngestError, IngestHooks, NoHooks};
 use crate::link::{LinkIngress, LinkIoError, now_ms, serial, udp};
 use crate::metrics::Metrics;
-use crate::oidc::error::OidcError;
-use crate::oidc::provider::{OidcDeps, Provider};
-use crate::ops::{self, OpsState};
-use crate::config::StoreBackend;
 use crate::oidc::config::OidcConfig;
 use crate::oidc::directory::IdentityDirectory;
+use crate::oidc::error::OidcError;
 use crate::oidc::pg_store::PgOidcStore;
+use crate::oidc::provider::{OidcDeps, Provider};
 use crate::oidc::util::Clock;
+use crate::ops::{self, OpsState};
 use crate::store::postgres::PgStore;
 use crate::store::{SledStore, Store, StoreError};
 use crate::trust_set::{BaseTrust, TrustError};
@@ -191,25 +191,36 @@ async fn run_on<S: Store>(
     result
 }
 
-/// The ingest runs on its own thread: sled and Ed25519 are blocking work.
+/// The ingest runs on two threads of its own (sled and Ed25519 are blocking work): a
+/// verifier opens the next burst while the committer logs and applies the current one.
 fn spawn_ingest<S: Store>(
     mut ingest: Ingest<S>,
     mut rx: mpsc::Receiver<Incoming>,
     max_batch: usize,
 ) -> oneshot::Receiver<Result<(), IngestError>> {
     let (done_tx, done_rx) = oneshot::channel();
+    // Two bursts in flight at most: memory stays bounded by the queue plus 2 * max_batch.
+    let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+    let verifier = ingest.verifier();
+    std::thread::spawn(move || {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = Vec::with_capacity(max_batch.min(1024));
+            batch.push(first);
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(x) => batch.push(x),
+                    Err(_) => break,
+                }
+            }
+            if opened_tx.send(verifier.open(batch)).is_err() {
+                break;
+            }
+        }
+    });
     std::thread::spawn(move || {
         let result = (|| {
-            while let Some(first) = rx.blocking_recv() {
-                let mut batch = Vec::with_capacity(max_batch.min(1024));
-                batch.push(first);
-                while batch.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(x) => batch.push(x),
-                        Err(_) => break,
-                    }
-                }
-                ingest.process(batch)?;
+            while let Ok(opened) = opened_rx.recv() {
+                ingest.process_opened(opened)?;
             }
             Ok(())
         })();

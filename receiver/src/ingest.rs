@@ -7,8 +7,8 @@
 //! nothing is visible before it is durable. Frames are never applied before `open` passed.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 use airlock_protocol::message::Body;
 use airlock_protocol::replay::{ReplayError, ReplayState};
@@ -69,11 +69,110 @@ enum Class {
     Accept(Box<AcceptedFrame>),
 }
 
-/// The verifier and committer. Single-threaded owner of the in-memory replay state.
+/// The trust in force with a generation number, shared with a verifier thread that opens
+/// the next burst while the current one commits. A frame opened under an older generation
+/// is opened again before it is classified.
+#[derive(Clone)]
+pub struct SharedTrust(Arc<RwLock<(u64, Arc<TrustStore>)>>);
+
+impl SharedTrust {
+    fn new(trust: TrustStore) -> Self {
+        Self(Arc::new(RwLock::new((0, Arc::new(trust)))))
+    }
+
+    pub fn get(&self) -> (u64, Arc<TrustStore>) {
+        match self.0.read() {
+            Ok(g) => (g.0, g.1.clone()),
+            Err(poisoned) => {
+                let g = poisoned.into_inner();
+                (g.0, g.1.clone())
+            }
+        }
+    }
+
+    fn set(&self, trust: TrustStore) {
+        let mut g = match self.0.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = (g.0 + 1, Arc::new(trust));
+    }
+}
+
+/// Opens bursts of frames (AEAD, signature, envelope, freshness): the CPU-heavy half of
+/// ingest, safe to run on another thread than the commit.
+#[derive(Clone)]
+pub struct Verifier {
+    trust: SharedTrust,
+    fresh: Freshness,
+}
+
+/// A burst opened by a [`Verifier`], ready for [`Ingest::process_opened`].
+pub struct OpenedBatch {
+    batch: Vec<Incoming>,
+    results: Vec<Result<Opened, OpenError>>,
+    generation: u64,
+}
+
+impl OpenedBatch {
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+impl Verifier {
+    pub fn open(&self, batch: Vec<Incoming>) -> OpenedBatch {
+        let (generation, trust) = self.trust.get();
+        let results = open_all(&trust, &self.fresh, &batch);
+        OpenedBatch {
+            batch,
+            results,
+            generation,
+        }
+    }
+}
+
+fn open_all(
+    trust: &TrustStore,
+    fresh: &Freshness,
+    batch: &[Incoming],
+) -> Vec<Result<Opened, OpenError>> {
+    let open_one = |inc: &Incoming| {
+        open(
+            &inc.sealed,
+            trust,
+            fresh,
+            inc.received_at_ms / 1000,
+            no_replay(),
+        )
+    };
+    // Two cores: split big bursts in two; small ones are not worth a thread.
+    if batch.len() < 64 {
+        return batch.iter().map(open_one).collect();
+    }
+    let mid = batch.len() / 2;
+    let (a, b) = batch.split_at(mid);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| b.iter().map(open_one).collect::<Vec<_>>());
+        let mut first: Vec<_> = a.iter().map(open_one).collect();
+        match h.join() {
+            Ok(second) => first.extend(second),
+            // Unreachable in practice (open does not panic); fall back to doing it here.
+            Err(_) => first.extend(b.iter().map(open_one)),
+        }
+        first
+    })
+}
+
+/// The committer. Single-threaded owner of the in-memory replay state.
 pub struct Ingest<S: Store> {
     store: Arc<S>,
     base: BaseTrust,
-    trust: TrustStore,
+    trust: SharedTrust,
     replay: ReplayState,
     fresh: Freshness,
     metrics: Arc<Metrics>,
@@ -103,7 +202,7 @@ impl<S: Store> Ingest<S> {
         let ingest = Self {
             store,
             base,
-            trust,
+            trust: SharedTrust::new(trust),
             replay: ledger.replay.clone(),
             fresh,
             metrics,
@@ -116,8 +215,16 @@ impl<S: Store> Ingest<S> {
     }
 
     /// The trust in force (configured keys plus logged key changes).
-    pub fn trust(&self) -> &TrustStore {
-        &self.trust
+    pub fn trust(&self) -> Arc<TrustStore> {
+        self.trust.get().1
+    }
+
+    /// A verifier sharing this ingest's trust (for a pipelining thread).
+    pub fn verifier(&self) -> Verifier {
+        Verifier {
+            trust: self.trust.clone(),
+            fresh: self.fresh,
+        }
     }
 
     pub fn gaps(&self) -> &GapState {
@@ -138,13 +245,25 @@ impl<S: Store> Ingest<S> {
 
     /// Verifies, logs and applies a burst of frames; durable when it returns Ok.
     pub fn process(&mut self, batch: Vec<Incoming>) -> Result<BatchReport, IngestError> {
+        let opened = self.verifier().open(batch);
+        self.process_opened(opened)
+    }
+
+    /// Classifies, logs and applies a burst opened by a [`Verifier`]; durable when Ok.
+    pub fn process_opened(&mut self, opened: OpenedBatch) -> Result<BatchReport, IngestError> {
         let mut report = BatchReport::default();
-        let mut pending = batch;
-        while !pending.is_empty() {
-            let rest = self.process_once(pending, &mut report)?;
-            pending = rest;
+        let mut current = opened;
+        loop {
+            if current.generation != self.trust.get().0 {
+                // The keys changed since this burst was opened: open it again.
+                current = self.verifier().open(current.batch);
+            }
+            let rest = self.process_once(current.batch, current.results, &mut report)?;
+            if rest.is_empty() {
+                return Ok(report);
+            }
+            current = self.verifier().open(rest);
         }
-        Ok(report)
     }
 
     /// One transaction. Stops after a frame that changes the trusted keys and returns the
@@ -152,9 +271,9 @@ impl<S: Store> Ingest<S> {
     fn process_once(
         &mut self,
         batch: Vec<Incoming>,
+        opened: Vec<Result<Opened, OpenError>>,
         report: &mut BatchReport,
     ) -> Result<Vec<Incoming>, IngestError> {
-        let opened = self.open_all(&batch);
         let mut accepted: Vec<AcceptedFrame> = Vec::new();
         let mut sources: Vec<usize> = Vec::new();
         let mut hashes: HashSet<[u8; 32]> = HashSet::new();
@@ -190,35 +309,6 @@ impl<S: Store> Ingest<S> {
             self.commit(&accepted, report)?;
         }
         Ok(batch.into_iter().skip(cut).collect())
-    }
-
-    fn open_all(&self, batch: &[Incoming]) -> Vec<Result<Opened, OpenError>> {
-        let (trust, fresh) = (&self.trust, &self.fresh);
-        let open_one = |inc: &Incoming| {
-            open(
-                &inc.sealed,
-                trust,
-                fresh,
-                inc.received_at_ms / 1000,
-                no_replay(),
-            )
-        };
-        // Two cores: split big bursts in two; small ones are not worth a thread.
-        if batch.len() < 64 {
-            return batch.iter().map(open_one).collect();
-        }
-        let mid = batch.len() / 2;
-        let (a, b) = batch.split_at(mid);
-        std::thread::scope(|s| {
-            let h = s.spawn(|| b.iter().map(open_one).collect::<Vec<_>>());
-            let mut first: Vec<_> = a.iter().map(open_one).collect();
-            match h.join() {
-                Ok(second) => first.extend(second),
-                // Unreachable in practice (open does not panic); fall back to doing it here.
-                Err(_) => first.extend(b.iter().map(open_one)),
-            }
-            first
-        })
     }
 
     fn classify(
@@ -304,12 +394,13 @@ impl<S: Store> Ingest<S> {
         self.replay = ledger.replay.clone();
         self.gaps = ledger.gaps.clone();
         if keys_changed {
-            self.trust = self.base.effective(&ledger.keys)?;
+            let trust = self.base.effective(&ledger.keys)?;
             tracing::info!(
-                signers = ?self.trust.signer_kids().collect::<Vec<_>>(),
-                link_keys = ?self.trust.link_kids().collect::<Vec<_>>(),
+                signers = ?trust.signer_kids().collect::<Vec<_>>(),
+                link_keys = ?trust.link_kids().collect::<Vec<_>>(),
                 "trusted keys changed by a logged KeyAnnounce/KeyRetire"
             );
+            self.trust.set(trust);
         }
         self.publish(&ledger);
         Ok(())

@@ -68,7 +68,7 @@ fn kill9_during_ingest_then_log_and_store_agree() {
     // Recovery: a heartbeat names the tail, then resend what `gaps` reports until complete.
     let rx = setup.start();
     let hb = tx.next(heartbeat(tx.session_id));
-    tx.send_udp(setup.udp_port, &[hb.sealed.clone()]);
+    tx.send_udp(setup.udp_port, std::slice::from_ref(&hb.sealed));
     let kid = tx.sealer.signer_kid().to_owned();
     let total = FRAMES + 1;
     let mut rounds = 0;

@@ -1,0 +1,160 @@
+//! The ingest against a store, without the network: classification, idempotent commit,
+//! key rotation over the link, replay equality. Plus an ignored in-process throughput probe.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use airlock_protocol::keys::SignerKey;
+use airlock_protocol::message::{Body, KeyAnnounce, KeyRetire};
+use airlock_protocol::seal::{Freshness, Sealer};
+use airlock_receiver::config::TrustConfig;
+use airlock_receiver::ingest::{Incoming, Ingest, NoHooks};
+use airlock_receiver::metrics::Metrics;
+use airlock_receiver::replay::{diff_stores, replay_log_into};
+use airlock_receiver::store::{SledStore, Store, Table};
+use airlock_receiver::trust_set::BaseTrust;
+use common::*;
+
+fn incoming(sealed: Vec<u8>) -> Incoming {
+    Incoming {
+        sealed,
+        source: "test".into(),
+        received_at_ms: now() * 1000,
+    }
+}
+
+fn setup() -> (
+    tempfile::TempDir,
+    BaseTrust,
+    SignerKey,
+    airlock_protocol::keys::LinkKey,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = SignerKey::generate();
+    let link = airlock_protocol::keys::LinkKey::generate(7);
+    std::fs::write(
+        dir.path().join("s.pub"),
+        signer.public().to_spki_pem().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("l.key"), link.to_text().as_bytes()).unwrap();
+    let base = BaseTrust::load(&TrustConfig {
+        signers: vec![dir.path().join("s.pub")],
+        link_keys: vec![dir.path().join("l.key")],
+        dir: None,
+    })
+    .unwrap();
+    (dir, base, signer, link)
+}
+
+fn ingest(store: &Arc<SledStore>, base: &BaseTrust, metrics: &Arc<Metrics>) -> Ingest<SledStore> {
+    let fresh = Freshness {
+        max_age_secs: 3600,
+        max_skew_secs: 60,
+    };
+    Ingest::new(
+        store.clone(),
+        base.clone(),
+        fresh,
+        metrics.clone(),
+        Box::new(NoHooks),
+        10,
+    )
+    .unwrap()
+}
+
+#[test]
+fn duplicates_within_and_across_batches_are_counted_not_applied() {
+    let (dir, base, signer, link) = setup();
+    let store = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let mut ing = ingest(&store, &base, &metrics);
+    let mut tx = TestSender::new(&signer, &link);
+    let a = tx.next(provision(1));
+    let b = tx.next(provision(2));
+    let r = ing
+        .process(vec![
+            incoming(a.sealed.clone()),
+            incoming(a.sealed.clone()),
+            incoming(b.sealed.clone()),
+        ])
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (2, 1));
+    // Re-encrypted copy (a resend): same Sign1, so a duplicate too.
+    let r = ing
+        .process(vec![incoming(tx.sealer.encrypt(&a.sign1).unwrap())])
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 1));
+    assert_eq!(store.len(Table::Log), 2);
+}
+
+#[test]
+fn key_rotation_over_the_link() {
+    let (dir, base, signer, link) = setup();
+    let store = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let mut ing = ingest(&store, &base, &metrics);
+    let mut tx = TestSender::new(&signer, &link);
+    let new_key = SignerKey::generate();
+    let announce = tx.next(Body::KeyAnnounce(KeyAnnounce::Signer {
+        kid: new_key.kid().to_owned(),
+        public_key: new_key.public().key.to_bytes(),
+        not_before: 0,
+    }));
+    // In the same burst: a frame by the new key right after the announcement, which must
+    // be opened under the new trust.
+    let new_sealer = Sealer::new(clone_signer(&new_key), link.clone());
+    let mut env = tx.envelope(1, provision(7), now());
+    env.sender_kid = new_key.kid().to_owned();
+    let by_new = new_sealer.seal(&env).unwrap();
+    let r = ing
+        .process(vec![incoming(announce.sealed), incoming(by_new.sealed)])
+        .unwrap();
+    assert_eq!(r.accepted, 2, "{r:?}");
+    // The old key retires itself; its later frames are refused.
+    let retire = tx.next(Body::KeyRetire(KeyRetire::Signer {
+        kid: signer.kid().to_owned(),
+    }));
+    let after = tx.next(provision(8));
+    let r = ing
+        .process(vec![incoming(retire.sealed), incoming(after.sealed)])
+        .unwrap();
+    assert_eq!((r.accepted, r.rejected), (1, 1));
+    assert_eq!(metrics.rejected("untrusted_signer"), 1);
+
+    // Replay of the log reproduces the store, key changes included.
+    let scratch = SledStore::temporary().unwrap();
+    replay_log_into(&*store, &base, &scratch, |_| {}).unwrap();
+    assert!(diff_stores(&*store, &scratch).unwrap().is_empty());
+    // And a restarted ingest trusts what the log says.
+    drop(ing);
+    let ing = ingest(&store, &base, &metrics);
+    assert!(ing.trust().signer(new_key.kid()).is_some());
+    assert!(ing.trust().signer(signer.kid()).is_none());
+}
+
+#[test]
+#[ignore = "probe: cargo test --release -p airlock-receiver --test ingest_store -- --ignored --nocapture"]
+fn in_process_ingest_rate() {
+    let (dir, base, signer, link) = setup();
+    let store = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let mut ing = ingest(&store, &base, &metrics);
+    let mut tx = TestSender::new(&signer, &link);
+    let n = 20_000;
+    let frames: Vec<Incoming> = (1..=n)
+        .map(|i| incoming(tx.next(provision(i)).sealed))
+        .collect();
+    let t = Instant::now();
+    for chunk in frames.chunks(2048) {
+        ing.process(chunk.to_vec()).unwrap();
+    }
+    let el = t.elapsed().as_secs_f64();
+    eprintln!(
+        "in-process ingest: {n} frames in {el:.2} s = {:.0} frames/s",
+        n as f64 / el
+    );
+    assert_eq!(store.len(Table::Log) as u64, n);
+}
