@@ -328,6 +328,11 @@ async fn prompt_and_max_age_control_reauthentication() {
     let r = b.get(&authorize_url(&op, &spa(&p, "&max_age=600"))).await;
     assert!(query_param(r.location(), "code").is_some());
 
+    let r = b.get(&authorize_url(&op, &spa(&p, "&max_age=0"))).await;
+    assert!(
+        r.location().starts_with("/login?"),
+        "max_age=0 always re-authenticates"
+    );
     // prompt=login forces a fresh login that moves auth_time.
     let r = b.get(&authorize_url(&op, &spa(&p, "&prompt=login"))).await;
     assert!(r.location().starts_with("/login?"));

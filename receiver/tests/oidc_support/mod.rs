@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use airlock_protocol::message::{Claims, local_subject};
-use airlock_receiver::oidc::transfer_code::{code_text, locator_for_group};
+use airlock_receiver::oidc::transfer_code::TransferCode;
 use airlock_receiver::oidc::util::Clock;
 use airlock_receiver::oidc::{
     DirectoryError, DirectoryTicket, DirectoryUser, IdentityDirectory, OidcConfig, OidcDeps,
@@ -64,7 +64,6 @@ pub struct Op {
     pub dir: Arc<MemDirectory>,
     pub db_path: std::path::PathBuf,
     pub _tmp: Arc<tempfile::TempDir>,
-    seed: Mutex<u8>,
 }
 
 pub const CONF_SECRET: &str = "s3cret-of-the-confidential-app";
@@ -155,19 +154,14 @@ impl Op {
             dir,
             db_path,
             _tmp: tmp,
-            seed: Mutex::new(0),
         }
     }
 
     /// Files a LoginTicket for (issuer, subject); returns the transfer code as shown.
     pub fn ticket(&self, subject: &str, ttl: u64) -> String {
-        let mut s = self.seed.lock().unwrap();
-        *s += 1;
-        let values: [u8; 24] =
-            core::array::from_fn(|i| ((i as u8).wrapping_mul(7) ^ (*s).wrapping_mul(13)) % 32);
-        let text = code_text(&values);
+        let code = TransferCode::generate(&mut rand::thread_rng());
         let ticket = DirectoryTicket {
-            code_hash: argon2_hash(&text[5..24]),
+            code_hash: argon2_hash(&code.secret()),
             issuer: ISSUER_OUT.into(),
             subject: subject.into(),
             claims: Claims {
@@ -181,19 +175,17 @@ impl Op {
             seq: 42,
             used: false,
         };
-        self.dir
+        let previous = self
+            .dir
             .tickets
             .lock()
             .unwrap()
-            .insert(locator_for_group(&text[..5]), ticket);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &text[..5],
-            &text[5..10],
-            &text[10..15],
-            &text[15..20],
-            &text[20..]
-        )
+            .insert(code.locator(), ticket);
+        assert!(
+            previous.is_none(),
+            "2^25 locators: a collision in a test run is a bug"
+        );
+        code.display()
     }
 
     pub fn sub(subject: &str) -> String {

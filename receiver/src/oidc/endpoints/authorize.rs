@@ -231,6 +231,10 @@ fn validate(
         ),
         None => None,
     };
+    // max_age=0 means "authenticate now" (OIDC Core §3.1.2.1), like prompt=login.
+    if max_age == Some(0) {
+        prompt.login = true;
+    }
     let short = |k: &str| {
         params
             .get(k)
