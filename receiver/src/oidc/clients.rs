@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::oidc::config::ClientConfig;
 use crate::oidc::endpoints::{OAuthError, Params};
-use crate::oidc::login::verify_argon2;
+use crate::oidc::login::verify_argon2_bounded;
 use crate::oidc::provider::Provider;
 use crate::oidc::util::{ct_eq, hash_secret, url_decode};
 
@@ -87,7 +87,7 @@ pub async fn authenticate(
                 return Ok(client);
             }
             let phc = phc.clone();
-            let ok = tokio::task::spawn_blocking(move || verify_argon2(&phc, &secret))
+            let ok = verify_argon2_bounded(phc, secret)
                 .await
                 .map_err(OAuthError::server)?;
             if !ok {

@@ -146,7 +146,7 @@ pub async fn transfer_code(
     // Verify before saying "expired" or "used", so only the code's holder learns that.
     let hash = ticket.code_hash.clone();
     let secret = code.secret();
-    let ok = tokio::task::spawn_blocking(move || verify_argon2(&hash, &secret))
+    let ok = verify_argon2_bounded(hash, secret)
         .await
         .map_err(|e| OidcError::Store(format!("argon2 task failed: {e}")))?;
     if !ok {
@@ -177,6 +177,18 @@ pub async fn transfer_code(
         },
         method: LoginMethod::TransferCode,
     }))
+}
+
+/// At most this many argon2 verifications run at once (each may take tens of MiB);
+/// further logins wait their turn instead of exhausting memory.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// [`verify_argon2`] on the blocking pool, bounded by [`ARGON2_SLOTS`].
+pub async fn verify_argon2_bounded(phc: String, secret: String) -> Result<bool, String> {
+    let _slot = ARGON2_SLOTS.acquire().await.map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || verify_argon2(&phc, &secret))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Argon2id verification of a PHC string; false on any malformed hash.
