@@ -188,3 +188,34 @@ fn revoke_and_out_of_order_provision() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn healthz_turns_unhealthy_when_heartbeats_stop() {
+    let setup = Setup::with_extra(LinkKind::Udp, "[heartbeat]\nalarm_after_secs = 3\n");
+    let rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    let health = || airlock_receiver::ops_client::get(rx.ops, "/healthz").unwrap();
+    // Silence since start-up eventually trips the alarm (a wait, not a timing assertion).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while health().0 != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never turned unhealthy"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(health().1.contains("no heartbeat"));
+    // A heartbeat makes it healthy again, and the metrics show it.
+    let hb = tx.next(heartbeat(tx.session_id)).sealed;
+    tx.send_udp(setup.udp_port, &[hb]);
+    let m = rx.wait_for("heartbeat", |m| m.get("airlock_heartbeats_total") == 1);
+    assert!(m.raw.contains("airlock_heartbeat_age_seconds"));
+    // Keep the heartbeats coming (a stalled machine must not make this flaky).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while health().0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "never turned healthy");
+        let hb = tx.next(heartbeat(tx.session_id)).sealed;
+        tx.send_udp(setup.udp_port, &[hb]);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

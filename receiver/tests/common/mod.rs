@@ -78,11 +78,16 @@ impl Setup {
             LinkKind::Serial(dev) => format!("[link.serial]\ndevice = \"{dev}\"\nbaud = 115200\n"),
         };
         let config = dir.path().join("receiver.toml");
+        let heartbeat = if extra.contains("[heartbeat]") {
+            ""
+        } else {
+            "[heartbeat]\nalarm_after_secs = 3600\n"
+        };
         let text = format!(
             "data_dir = \"data\"\n\
              [trust]\nsigners = [\"signer.pub\"]\nlink_keys = [\"link.key\"]\ndir = \"trust.d\"\n\
              [freshness]\nmax_age_secs = 3600\nmax_skew_secs = 60\n\
-             [heartbeat]\nalarm_after_secs = 3600\n\
+             {heartbeat}\
              [ops]\nlisten = \"{ops}\"\n\
              {extra}\n\
              [link]\ndatagram_size = 1400\n{link_section}"
