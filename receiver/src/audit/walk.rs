@@ -19,7 +19,7 @@ use crate::store::{SledStore, Store, Table, meta};
 use crate::trust_set::BaseTrust;
 
 /// Entries read, hashed and verified together (signatures on every core).
-const CHUNK: usize = 2048;
+const CHUNK: usize = 4096;
 
 /// What is wrong with an entry's place in the hash chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,18 +313,30 @@ fn verify_chunk(chunk: &mut [Walked], keys: &mut KeyTracker) -> Result<(), Audit
     Ok(())
 }
 
+/// Entries a worker takes at a time: small, so that a worker the OS schedules away does not
+/// hold up the others at the end of a chunk.
+const PIECE: usize = 32;
+
 fn verify_parallel(items: &mut [Walked], trust: &TrustStore) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = items.len().div_ceil(threads).max(64);
+    let pieces = std::sync::Mutex::new(items.chunks_mut(PIECE));
     std::thread::scope(|s| {
-        for part in items.chunks_mut(per) {
-            s.spawn(move || {
-                for w in part {
-                    check_hashes(w);
-                    w.frame = match &w.entry {
-                        Some(e) => check_frame(e, trust),
-                        None => Err(SigFault::Unreadable),
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    // A poisoned lock only means another worker panicked: stop taking work.
+                    let piece = match pieces.lock() {
+                        Ok(mut it) => it.next(),
+                        Err(_) => None,
                     };
+                    let Some(piece) = piece else { break };
+                    for w in piece {
+                        check_hashes(w);
+                        w.frame = match &w.entry {
+                            Some(e) => check_frame(e, trust),
+                            None => Err(SigFault::Unreadable),
+                        };
+                    }
                 }
             });
         }
