@@ -109,7 +109,12 @@ async fn run_on<S: Store>(
     let metrics = Arc::new(Metrics::new());
     let provider = match &cfg.oidc {
         Some(oc) => {
-            let directory = Arc::new(StoreDirectory::new(store.clone()));
+            // Effects become visible to the provider only once the ingest flushed them.
+            let directory = Arc::new(if store.durable_on_commit() {
+                StoreDirectory::new(store.clone())
+            } else {
+                StoreDirectory::gated(store.clone(), metrics.clone())
+            });
             Some(make_provider(oc.clone(), directory)?)
         }
         None => None,

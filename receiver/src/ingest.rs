@@ -232,9 +232,10 @@ impl<S: Store> Ingest<S> {
     }
 
     fn publish(&self, ledger: &Ledger) {
+        // Release: the identity directory reads this as the durable log length.
         self.metrics
             .log_entries
-            .store(ledger.next_index, Ordering::Relaxed);
+            .store(ledger.next_index, Ordering::Release);
         let missing: u64 = ledger.gaps.values().map(|g| g.missing_count()).sum();
         let ranges: usize = ledger.gaps.values().map(|g| g.missing.len()).sum();
         self.metrics.missing_seqs.store(missing, Ordering::Relaxed);

@@ -158,3 +158,40 @@ fn in_process_ingest_rate() {
     );
     assert_eq!(store.len(Table::Log) as u64, n);
 }
+
+#[test]
+fn directory_hides_what_is_not_yet_durable() {
+    use airlock_protocol::message::local_subject;
+    use airlock_receiver::apply::{AcceptedFrame, apply_batch};
+    use airlock_receiver::identity_directory::StoreDirectory;
+    use airlock_receiver::oidc::directory::IdentityDirectory;
+    let (dir, base, signer, link) = setup();
+    let store = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let mut ing = ingest(&store, &base, &metrics);
+    let directory = StoreDirectory::gated(store.clone(), metrics.clone());
+    let mut tx = TestSender::new(&signer, &link);
+    ing.process(vec![incoming(tx.next(provision(1)).sealed)])
+        .unwrap();
+    let sub1 = local_subject(ISSUER, "subject-1");
+    assert!(directory.user(&sub1).unwrap().is_some());
+    // Committed but not yet published as durable by the ingest: invisible.
+    let f = tx.next(provision(2));
+    let env = airlock_protocol::seal::verify_sign1(&f.sign1, &ing.trust()).unwrap();
+    let frame = AcceptedFrame::new(env, f.sign1, now() * 1000);
+    store
+        .transact(|t| apply_batch(t, std::slice::from_ref(&frame)))
+        .unwrap();
+    assert!(
+        directory
+            .user(&local_subject(ISSUER, "subject-2"))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        StoreDirectory::new(store.clone())
+            .user(&local_subject(ISSUER, "subject-2"))
+            .unwrap()
+            .is_some()
+    );
+}

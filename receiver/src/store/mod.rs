@@ -204,6 +204,13 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every committed transaction durable.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Whether a committed transaction is durable without [`Store::flush`] (a database
+    /// with synchronous commit). When false, readers of ingest state must not see a
+    /// frame's effect before the ingest flushed (see `identity_directory`).
+    fn durable_on_commit(&self) -> bool {
+        true
+    }
+
     /// One value, outside any transaction.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -148,6 +148,10 @@ impl Store for SledStore {
         }
     }
 
+    fn durable_on_commit(&self) -> bool {
+        false
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io)
     }
