@@ -136,7 +136,8 @@ impl SignerGaps {
             return;
         }
         if seq > self.highest {
-            if seq > self.highest + 1 {
+            // seq > highest >= 0, so highest + 1 <= seq cannot overflow.
+            if seq - self.highest > 1 {
                 self.missing.push((self.highest + 1, seq - 1));
             }
             self.highest = seq;
@@ -157,7 +158,10 @@ impl SignerGaps {
     }
 
     pub fn missing_count(&self) -> u64 {
-        self.missing.iter().map(|&(a, b)| b - a + 1).sum()
+        // Saturating: a signer may jump to an absurd seq; counting must not overflow.
+        self.missing.iter().fold(0u64, |n, &(a, b)| {
+            n.saturating_add(b.saturating_sub(a).saturating_add(1))
+        })
     }
 }
 
@@ -184,6 +188,9 @@ mod tests {
         g.saw(8);
         assert!(g.missing.is_empty());
         assert_eq!(g.highest, 9);
+        g.saw(u64::MAX);
+        g.saw(3);
+        assert_eq!(g.missing_count(), u64::MAX - 10);
     }
 
     #[test]
