@@ -187,6 +187,7 @@ async fn wrong_pkce_verifier_burns_the_code() {
         "invalid_grant",
         "a code that failed PKCE is gone"
     );
+    assert_eq!(op.provider.metric("token_errors", "invalid_grant"), 2);
     // Unknown client, unsupported grant.
     let r = token(
         &op,
@@ -279,6 +280,15 @@ async fn brute_forced_codes_lock_the_locator_then_the_address() {
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case("location")),
         "nothing issued"
+    );
+    // Every refused attempt is counted.
+    assert_eq!(op.provider.metric("login_failures", "wrong"), 6);
+    assert_eq!(op.provider.metric("login_failures", "malformed"), 1);
+    assert_eq!(op.provider.metric("login_failures", "locked_address"), 1);
+    assert!(
+        op.provider
+            .metrics_text()
+            .contains("airlock_oidc_login_failures_total{reason=\"locked_code\"} 1")
     );
 }
 

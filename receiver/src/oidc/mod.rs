@@ -14,6 +14,7 @@ pub mod error;
 pub mod html;
 pub mod keys;
 pub mod login;
+pub mod metrics;
 pub mod pg_store;
 pub mod provider;
 pub mod sled_store;

@@ -49,6 +49,7 @@ pub(crate) struct Inner {
     /// SHA-256 of an access token -> its verified claims and expiry: resource servers
     /// introspect the same token many times; the signature is checked once.
     pub verified: Mutex<HashMap<[u8; 32], (Claims, u64)>>,
+    pub metrics: crate::oidc::metrics::OidcMetrics,
 }
 
 /// Claims of a verified JWT.
@@ -91,6 +92,7 @@ impl Provider {
             clock,
             secret_cache: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
+            metrics: Default::default(),
         })))
     }
 
@@ -185,6 +187,16 @@ impl Provider {
         Some(claims)
     }
 
+    /// The provider's counters in the Prometheus text format, for `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.0.metrics.render()
+    }
+
+    /// Counter value (tests and the ops listener).
+    pub fn metric(&self, name: &'static str, reason: &str) -> u64 {
+        self.0.metrics.get(name, reason)
+    }
+
     /// The ingest side's hook for an applied Revoke frame: ends the user's sessions,
     /// revokes every grant (refresh and access tokens) and notifies inside apps.
     /// Returns the number of sessions ended.
@@ -258,10 +270,17 @@ impl Provider {
                 }
             };
             let client_id = client_id.clone();
+            let p = self.clone();
             rt.spawn(async move {
                 match backchannel::deliver(&uri, &token).await {
-                    Ok(()) => tracing::info!(client = %client_id, "back-channel logout delivered"),
-                    Err(e) => tracing::warn!(client = %client_id, %uri, error = %e, "back-channel logout failed"),
+                    Ok(()) => {
+                        p.0.metrics.inc("backchannel_logouts", "delivered");
+                        tracing::info!(client = %client_id, "back-channel logout delivered")
+                    }
+                    Err(e) => {
+                        p.0.metrics.inc("backchannel_logouts", "failed");
+                        tracing::warn!(client = %client_id, %uri, error = %e, "back-channel logout failed")
+                    }
                 }
             });
         }

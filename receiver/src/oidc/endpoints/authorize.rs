@@ -63,6 +63,7 @@ fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
     };
     let Some(client) = p.config().client(client_id) else {
         tracing::warn!(client_id, "authorization request from unknown client");
+        p.0.metrics.inc("authorize_errors", "unknown_client");
         return bad_page(
             "The application that sent you here is not registered with this sign-in service.",
             "invalid_client",
@@ -76,6 +77,7 @@ fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
     };
     if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
         tracing::warn!(client_id, redirect_uri, "redirect_uri mismatch");
+        p.0.metrics.inc("authorize_errors", "redirect_uri_mismatch");
         return bad_page(
             "The application asked to return to an address it has not registered.",
             "invalid_request",

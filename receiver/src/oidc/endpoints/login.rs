@@ -111,6 +111,7 @@ pub async fn submit(
     };
     if !csrf_ok {
         tracing::warn!(peer = %peer.ip(), "login form CSRF check failed");
+        p.0.metrics.inc("login_failures", "csrf");
         return html::error_page(
             StatusCode::FORBIDDEN,
             "Sign-in form rejected",
@@ -147,6 +148,7 @@ pub async fn submit(
         Err(e) => server_page(e),
         Ok(Err(failure)) => {
             tracing::info!(peer = %ip, reason = failure.reason(), "login failed");
+            p.0.metrics.inc("login_failures", failure.reason());
             let status = match failure {
                 LoginFailure::LockedAddress { .. } | LoginFailure::LockedCode { .. } => {
                     StatusCode::TOO_MANY_REQUESTS
@@ -183,6 +185,7 @@ fn finish(p: &Provider, txn: &str, pend: &PendingRequest, auth: Authenticated) -
     match stored {
         Ok(url) => {
             tracing::info!(sub = %session.sub, sid = %session.sid, client = %pend.request.client_id, "login succeeded");
+            p.0.metrics.inc("logins", "transfer_code");
             let mut r = see_other(&url);
             r.headers_mut().append(
                 header::SET_COOKIE,

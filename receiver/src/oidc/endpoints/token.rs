@@ -19,8 +19,14 @@ use crate::oidc::util::{ct_eq, hash_secret, random_token};
 
 pub async fn handle(State(p): State<Provider>, headers: HeaderMap, body: String) -> Response {
     match grant(&p, &headers, &body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+        Ok(r) => {
+            p.0.metrics.inc("token_responses", "ok");
+            r
+        }
+        Err(e) => {
+            p.0.metrics.inc("token_errors", e.error);
+            e.into_response()
+        }
     }
 }
 
@@ -54,6 +60,7 @@ fn code_grant(p: &Provider, client: &ClientConfig, form: &Params) -> Result<Resp
             {
                 p.0.store.revoke_family(f)?;
                 tracing::warn!(client = %client.client_id, sub = %c.sub, "authorization code reused: its tokens are revoked");
+                p.0.metrics.inc("reuse_detected", "authorization_code");
             }
             return Err(OAuthError::invalid_grant(
                 "authorization code was already used; its tokens are revoked",
@@ -167,6 +174,7 @@ fn refresh_grant(
     if !p.0.store.use_refresh(&hash)? {
         p.0.store.revoke_family(&family.id)?;
         tracing::warn!(client = %client.client_id, sub = %family.sub, "refresh token reused: family revoked");
+        p.0.metrics.inc("reuse_detected", "refresh_token");
         return Err(OAuthError::invalid_grant(
             "refresh token was already used; all tokens of this grant are revoked",
         ));
