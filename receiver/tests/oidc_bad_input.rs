@@ -331,3 +331,58 @@ async fn login_form_needs_its_csrf_cookie_and_reports_expiry() {
     assert_eq!(r.status, 401);
     assert!(r.body.contains("expired"), "{}", r.body);
 }
+
+#[tokio::test]
+async fn tickets_sharing_a_locator_are_each_tried() {
+    use airlock_receiver::oidc::transfer_code::{TransferCode, code_text};
+    let op = Op::start(None).await;
+    // Two codes with the same first group (same locator), different secrets.
+    let a: [u8; 24] = core::array::from_fn(|i| (i * 3 % 32) as u8);
+    let mut b = a;
+    b[12] = (b[12] + 5) % 32;
+    let (code_a, code_b) = (
+        TransferCode::parse(&code_text(&a)).unwrap(),
+        TransferCode::parse(&code_text(&b)).unwrap(),
+    );
+    assert_eq!(code_a.locator(), code_b.locator());
+    let ticket =
+        |code: &TransferCode, subject: &str, seq: u64| airlock_receiver::oidc::DirectoryTicket {
+            code_hash: argon2_hash(&code.secret()),
+            issuer: ISSUER_OUT.into(),
+            subject: subject.into(),
+            claims: Default::default(),
+            expires_at: op.clock.now() + 300,
+            seq,
+            used: false,
+        };
+    op.dir
+        .tickets
+        .lock()
+        .unwrap()
+        .insert(code_a.locator(), ticket(&code_a, "first", 50));
+    op.dir
+        .colliding
+        .lock()
+        .unwrap()
+        .push((code_b.locator(), ticket(&code_b, "second", 51)));
+    let p = pkce("k");
+    let params = AuthParams {
+        client: "spa",
+        redirect: SPA_CB,
+        scope: "openid",
+        pkce: Some(&p),
+        extra: "",
+    };
+    let cb = login(&op, &mut Browser::default(), &params, &code_b.display()).await;
+    assert!(query_param(&cb, "code").is_some());
+    assert!(
+        op.dir.colliding.lock().unwrap()[0].1.used,
+        "the second ticket was consumed"
+    );
+    assert!(
+        !op.dir.tickets.lock().unwrap()[&code_a.locator()].used,
+        "the first one is untouched"
+    );
+    let cb = login(&op, &mut Browser::default(), &params, &code_a.display()).await;
+    assert!(query_param(&cb, "code").is_some());
+}

@@ -55,6 +55,19 @@ pub trait IdentityDirectory: Send + Sync + 'static {
     /// The ticket with this locator, if any (used and expired ones included).
     fn ticket(&self, locator: &[u8; 16]) -> Result<Option<DirectoryTicket>, DirectoryError>;
 
+    /// Every ticket filed under this locator: different codes may share one of the
+    /// 2^25 locators. Default: the one ticket [`Self::ticket`] returns.
+    fn tickets(&self, locator: &[u8; 16]) -> Result<Vec<DirectoryTicket>, DirectoryError> {
+        Ok(self.ticket(locator)?.into_iter().collect())
+    }
+
+    /// Atomically marks the ticket of frame `seq` under `locator` used; true only for
+    /// the one call that flipped it. Default: [`Self::consume_ticket`] (one ticket per locator).
+    fn consume_ticket_seq(&self, locator: &[u8; 16], seq: u64) -> Result<bool, DirectoryError> {
+        let _ = seq;
+        self.consume_ticket(locator)
+    }
+
     /// Atomically marks the ticket used. Returns true only for the one call that
     /// flipped it from unused to used; false if it was already used or unknown.
     fn consume_ticket(&self, locator: &[u8; 16]) -> Result<bool, DirectoryError>;

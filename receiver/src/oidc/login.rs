@@ -115,6 +115,9 @@ impl Limiter<'_> {
     }
 }
 
+/// Tickets tried per locator (each costs one argon2 verification).
+const MAX_TICKETS_PER_LOCATOR: usize = 4;
+
 /// Checks a typed transfer code; consumes the ticket on success. `address` is the client IP.
 pub async fn transfer_code(
     directory: &dyn IdentityDirectory,
@@ -138,22 +141,27 @@ pub async fn transfer_code(
     if let Some(minutes) = per_locator.locked(&loc_key, now)? {
         return Ok(Err(LoginFailure::LockedCode { minutes }));
     }
-    let Some(ticket) = directory.ticket(&locator)? else {
+    // Verify before saying "expired" or "used", so only the code's holder learns that.
+    // Several tickets may share a locator: try each (a bounded few) against the secret.
+    let mut matched = None;
+    for ticket in directory
+        .tickets(&locator)?
+        .into_iter()
+        .take(MAX_TICKETS_PER_LOCATOR)
+    {
+        let ok = verify_argon2_bounded(ticket.code_hash.clone(), code.secret())
+            .await
+            .map_err(|e| OidcError::Store(format!("argon2 task failed: {e}")))?;
+        if ok {
+            matched = Some(ticket);
+            break;
+        }
+    }
+    let Some(ticket) = matched else {
         per_address.fail(&addr_key, now)?;
         per_locator.fail(&loc_key, now)?;
         return Ok(Err(LoginFailure::Wrong));
     };
-    // Verify before saying "expired" or "used", so only the code's holder learns that.
-    let hash = ticket.code_hash.clone();
-    let secret = code.secret();
-    let ok = verify_argon2_bounded(hash, secret)
-        .await
-        .map_err(|e| OidcError::Store(format!("argon2 task failed: {e}")))?;
-    if !ok {
-        per_address.fail(&addr_key, now)?;
-        per_locator.fail(&loc_key, now)?;
-        return Ok(Err(LoginFailure::Wrong));
-    }
     if ticket.used {
         return Ok(Err(LoginFailure::Used));
     }
@@ -164,7 +172,7 @@ pub async fn transfer_code(
     if directory.user(&sub)?.is_some_and(|u| u.revoked) {
         return Ok(Err(LoginFailure::UserRevoked));
     }
-    if !directory.consume_ticket(&locator)? {
+    if !directory.consume_ticket_seq(&locator, ticket.seq)? {
         return Ok(Err(LoginFailure::Used));
     }
     Ok(Ok(Authenticated {

@@ -25,6 +25,8 @@ pub const ISSUER_OUT: &str = "https://idp.outside.example";
 pub struct MemDirectory {
     pub users: Mutex<HashMap<String, DirectoryUser>>,
     pub tickets: Mutex<HashMap<[u8; 16], DirectoryTicket>>,
+    /// Further tickets sharing a locator with one in `tickets` (a locator collision).
+    pub colliding: Mutex<Vec<([u8; 16], DirectoryTicket)>>,
 }
 
 impl IdentityDirectory for MemDirectory {
@@ -33,6 +35,22 @@ impl IdentityDirectory for MemDirectory {
     }
     fn ticket(&self, l: &[u8; 16]) -> Result<Option<DirectoryTicket>, DirectoryError> {
         Ok(self.tickets.lock().unwrap().get(l).cloned())
+    }
+    fn tickets(&self, l: &[u8; 16]) -> Result<Vec<DirectoryTicket>, DirectoryError> {
+        let mut all: Vec<DirectoryTicket> = self.ticket(l)?.into_iter().collect();
+        let extra = self.colliding.lock().unwrap();
+        all.extend(extra.iter().filter(|(k, _)| k == l).map(|(_, t)| t.clone()));
+        Ok(all)
+    }
+    fn consume_ticket_seq(&self, l: &[u8; 16], seq: u64) -> Result<bool, DirectoryError> {
+        let mut extra = self.colliding.lock().unwrap();
+        if let Some((_, t)) = extra.iter_mut().find(|(k, t)| k == l && t.seq == seq) {
+            let first = !t.used;
+            t.used = true;
+            return Ok(first);
+        }
+        drop(extra);
+        self.consume_ticket(l)
     }
     fn consume_ticket(&self, l: &[u8; 16]) -> Result<bool, DirectoryError> {
         let mut t = self.tickets.lock().unwrap();
