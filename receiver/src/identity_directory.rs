@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::metrics::Metrics;
-use crate::oidc::directory::{DirectoryError, DirectoryTicket, DirectoryUser, IdentityDirectory};
-use crate::store::records::{TicketRecord, UserRecord};
+use crate::oidc::directory::{
+    DirectoryError, DirectoryTicket, DirectoryUser, IdentityDirectory, MirroredIdp,
+};
+use crate::store::records::{MirrorRecord, TicketRecord, UserRecord};
 use crate::store::{Store, Table, decode_json};
 
 /// Reads users and tickets the ingest wrote; consumes tickets durably.
@@ -90,5 +92,23 @@ impl<S: Store> IdentityDirectory for StoreDirectory<S> {
             return Ok(false);
         }
         self.store.consume_ticket(locator).map_err(err)
+    }
+
+    fn idp_mirrors(&self) -> Result<Vec<MirroredIdp>, DirectoryError> {
+        let mut out = Vec::new();
+        for row in self.store.scan_from(Table::Mirrors, b"") {
+            let (key, bytes) = row.map_err(err)?;
+            let m: MirrorRecord = decode_json(Table::Mirrors, &key, &bytes).map_err(err)?;
+            if self.visible(m.log_index) {
+                out.push(MirroredIdp {
+                    issuer: m.issuer,
+                    discovery: m.discovery,
+                    jwks: m.jwks,
+                    fetched_at: m.fetched_at,
+                    seq: m.seq,
+                });
+            }
+        }
+        Ok(out)
     }
 }

@@ -71,4 +71,20 @@ pub trait IdentityDirectory: Send + Sync + 'static {
     /// Atomically marks the ticket used. Returns true only for the one call that
     /// flipped it from unused to used; false if it was already used or unknown.
     fn consume_ticket(&self, locator: &[u8; 16]) -> Result<bool, DirectoryError>;
+
+    /// The mirrored documents of outside IdPs (IdpMirror frames), newest per issuer.
+    /// Default: none (a directory without the link's mirrors).
+    fn idp_mirrors(&self) -> Result<Vec<MirroredIdp>, DirectoryError> {
+        Ok(Vec::new())
+    }
+}
+
+/// An outside IdP's discovery document and JWKS, byte for byte as the sender fetched them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirroredIdp {
+    pub issuer: String,
+    pub discovery: Vec<u8>,
+    pub jwks: Vec<u8>,
+    pub fetched_at: u64,
+    pub seq: u64,
 }

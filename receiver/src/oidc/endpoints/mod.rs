@@ -15,6 +15,7 @@ use crate::oidc::provider::Provider;
 pub mod authorize;
 pub mod discovery;
 pub mod end_session;
+pub mod idp_mirror;
 pub mod introspection;
 pub mod jwks;
 pub mod login;
@@ -37,6 +38,7 @@ pub mod paths {
     pub const INTROSPECT: &str = "/introspect";
     pub const END_SESSION: &str = "/logout";
     pub const CSS: &str = "/assets/login.css";
+    pub const IDP_MIRROR: &str = "/idp-mirror/";
 }
 
 /// Every endpoint. Bodies are limited to 16 KiB: no legitimate request is bigger.
@@ -61,6 +63,8 @@ pub fn router(p: Provider) -> Router {
             get(end_session::get_handle).post(end_session::post_handle),
         )
         .route(paths::CSS, get(|| async { crate::oidc::html::css() }))
+        .route(paths::IDP_MIRROR, get(idp_mirror::index))
+        .route("/idp-mirror/{hash}/{document}", get(idp_mirror::document))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(p)
 }
