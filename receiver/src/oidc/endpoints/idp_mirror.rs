@@ -24,17 +24,21 @@ pub fn issuer_hash(issuer: &str) -> String {
     hex::encode(Sha256::digest(issuer.as_bytes()))
 }
 
-fn mirrors(p: &Provider) -> Result<Vec<MirroredIdp>, Response> {
-    p.0.directory.idp_mirrors().map_err(|e| {
-        tracing::error!(error = %e, "cannot read IdP mirrors");
-        (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable").into_response()
-    })
+/// The mirrors, or `None` (logged) when the store cannot be read.
+fn mirrors(p: &Provider) -> Option<Vec<MirroredIdp>> {
+    p.0.directory
+        .idp_mirrors()
+        .inspect_err(|e| tracing::error!(error = %e, "cannot read IdP mirrors"))
+        .ok()
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable").into_response()
 }
 
 pub async fn index(State(p): State<Provider>) -> Response {
-    let list = match mirrors(&p) {
-        Ok(list) => list,
-        Err(r) => return r,
+    let Some(list) = mirrors(&p) else {
+        return unavailable();
     };
     let items: Vec<_> = list
         .iter()
@@ -57,9 +61,8 @@ pub async fn document(
     State(p): State<Provider>,
     Path((hash, document)): Path<(String, String)>,
 ) -> Response {
-    let list = match mirrors(&p) {
-        Ok(list) => list,
-        Err(r) => return r,
+    let Some(list) = mirrors(&p) else {
+        return unavailable();
     };
     let Some(m) = list.into_iter().find(|m| issuer_hash(&m.issuer) == hash) else {
         return (StatusCode::NOT_FOUND, "no IdP mirror with this issuer hash").into_response();
