@@ -19,7 +19,7 @@ use airlock_protocol::message::{Body, Claims};
 use airlock_receiver::oidc::pg_store::PgOidcStore;
 use airlock_receiver::oidc::sled_store::SledOidcStore;
 use airlock_receiver::oidc::store::OidcStore;
-use airlock_receiver::oidc::transfer_code::{code_text, locator_for_group};
+use airlock_receiver::oidc::transfer_code::TransferCode;
 use airlock_receiver::oidc::util::Clock;
 use airlock_receiver::oidc::{DirectoryTicket, Provider};
 use airlock_receiver::store::postgres::PgStore;
@@ -128,15 +128,13 @@ const CONNS: usize = 16;
 const GRANTS_PER_CONN: usize = 250;
 const CB: &str = "http://127.0.0.1:1/cb";
 
-/// Files a ticket for `subject`; returns the transfer code.
-fn ticket(dir: &MemDirectory, seed: u8, subject: &str) -> String {
-    let values: [u8; 24] =
-        core::array::from_fn(|i| ((i as u8).wrapping_mul(7) ^ seed.wrapping_mul(13)) % 32);
-    let text = code_text(&values);
+/// Files a ticket for `subject`; returns the transfer code as shown.
+fn ticket(dir: &MemDirectory, subject: &str) -> String {
+    let code = TransferCode::generate(&mut rand::thread_rng());
     dir.tickets.lock().unwrap().insert(
-        locator_for_group(&text[..5]),
+        code.locator(),
         DirectoryTicket {
-            code_hash: oidc_support::argon2_hash(&text[5..24]),
+            code_hash: oidc_support::argon2_hash(&code.secret()),
             issuer: oidc_support::ISSUER_OUT.into(),
             subject: subject.into(),
             claims: Claims {
@@ -148,7 +146,7 @@ fn ticket(dir: &MemDirectory, seed: u8, subject: &str) -> String {
             used: false,
         },
     );
-    text
+    code.display()
 }
 
 /// Full login on `base`; returns the refresh token.
@@ -199,7 +197,7 @@ async fn refresh_rate(backend: &str, store: Arc<dyn OidcStore>) -> f64 {
     let base = format!("http://127.0.0.1:{port}");
     let mut tokens = Vec::new();
     for i in 0..CONNS {
-        let code = ticket(&dir, i as u8 + 1, &format!("bench-{i}"));
+        let code = ticket(&dir, &format!("bench-{i}"));
         tokens.push(login(&base, &code).await);
     }
     let start = Instant::now();
@@ -246,7 +244,8 @@ async fn refresh_grants_per_second_sled_and_postgres() {
     let tmp = tempfile::tempdir().unwrap();
     let db = sled::open(tmp.path().join("db")).unwrap();
     let sled_rate = refresh_rate("sled", Arc::new(SledOidcStore::open(db).unwrap())).await;
-    let url = fresh_schema(&pg_url(), "refresh");
+    // The synchronous client must not run on the runtime's thread.
+    let url = tokio::task::block_in_place(|| fresh_schema(&pg_url(), "refresh"));
     let pg = PgStore::open_url(&url).unwrap();
     let pg_rate = refresh_rate("postgres", Arc::new(PgOidcStore::new(&pg))).await;
     eprintln!("refresh: postgres / sled = {:.2}", pg_rate / sled_rate);

@@ -15,7 +15,7 @@ use std::io::Write;
 use airlock_protocol::message::{Body, Claims, LoginTicket};
 use airlock_receiver::apply::decode_head;
 use airlock_receiver::frame_log::verify_entry_chain;
-use airlock_receiver::oidc::transfer_code::{code_text, locator_for_group};
+use airlock_receiver::oidc::transfer_code::TransferCode;
 use airlock_receiver::store::postgres::PgStore;
 use airlock_receiver::store::{Store, Table, meta};
 use common::{LinkKind, Receiver, Setup, TestSender};
@@ -74,11 +74,10 @@ id_token_signed_response_alg = "ES256"
 
 /// A LoginTicket for SUBJECT and the transfer code the user would be shown outside.
 fn login_ticket() -> (Body, String) {
-    let values: [u8; 24] = core::array::from_fn(|i| ((i as u8).wrapping_mul(11) ^ 5) % 32);
-    let text = code_text(&values);
+    let code = TransferCode::generate(&mut rand::thread_rng());
     let body = Body::LoginTicket(LoginTicket {
-        locator: locator_for_group(&text[..5]),
-        code_hash: oidc_support::argon2_hash(&text[5..24]),
+        locator: code.locator(),
+        code_hash: oidc_support::argon2_hash(&code.secret()),
         issuer: common::ISSUER.into(),
         subject: SUBJECT.into(),
         claims: Claims {
@@ -89,7 +88,7 @@ fn login_ticket() -> (Body, String) {
         approval: common::approval(),
         expires_at: common::now() + 600,
     });
-    (body, text)
+    (body, code.display())
 }
 
 /// Seals `bodies` and sends every datagram to every port (a duplicated feed).
