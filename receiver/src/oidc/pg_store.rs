@@ -284,26 +284,26 @@ impl OidcStore for PgOidcStore {
     }
 
     fn touch_family(&self, id: &str, expires_at: u64) -> Result<(), OidcError> {
-        let r = self.update("oidc_families", "id", id, |f: &mut Family| {
-            f.expires_at = f.expires_at.max(expires_at)
-        })?;
-        if let Some((_, f)) = r {
-            let exp = secs(f.expires_at);
-            self.exec(
-                "UPDATE oidc_families SET expires_at = GREATEST(expires_at, $2) WHERE id = $1",
-                &[(&id, Type::TEXT), (&exp, Type::INT8)],
-            )?;
-        }
+        // One statement (this runs on every refresh): the column and the record move
+        // together, and never backwards.
+        let exp = secs(expires_at);
+        self.exec(
+            "UPDATE oidc_families SET expires_at = GREATEST(expires_at, $2), \
+             data = jsonb_set(data::jsonb, '{expires_at}', to_jsonb(GREATEST(expires_at, $2)))::text \
+             WHERE id = $1",
+            &[(&id, Type::TEXT), (&exp, Type::INT8)],
+        )?;
         Ok(())
     }
 
     fn revoke_family(&self, id: &str) -> Result<bool, OidcError> {
-        let r = self.update("oidc_families", "id", id, |f: &mut Family| {
-            let was_live = !f.revoked;
-            f.revoked = true;
-            was_live
-        })?;
-        Ok(r.map(|(live, _)| live).unwrap_or(false))
+        // Only the call that flips a live family reports true.
+        let n = self.exec(
+            "UPDATE oidc_families SET data = jsonb_set(data::jsonb, '{revoked}', 'true'::jsonb)::text \
+             WHERE id = $1 AND (data::jsonb ->> 'revoked') IS DISTINCT FROM 'true'",
+            &[(&id, Type::TEXT)],
+        )?;
+        Ok(n == 1)
     }
 
     fn families_of_session(&self, sid: &str) -> Result<Vec<String>, OidcError> {
