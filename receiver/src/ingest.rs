@@ -15,6 +15,8 @@ use airlock_protocol::replay::{ReplayError, ReplayState};
 use airlock_protocol::seal::{Freshness, OpenError, Opened, open};
 use airlock_protocol::trust::TrustStore;
 use sha2::{Digest, Sha256};
+
+use crate::seen_frames::{self, SealedDigest, SeenFrames};
 use thiserror::Error;
 
 use crate::apply::{AcceptedFrame, Applied, Ledger, Outcome, apply_batch};
@@ -105,13 +107,27 @@ impl SharedTrust {
 pub struct Verifier {
     trust: SharedTrust,
     fresh: Freshness,
+    seen: Arc<SeenFrames>,
 }
 
 /// A burst opened by a [`Verifier`], ready for [`Ingest::process_opened`].
 pub struct OpenedBatch {
     batch: Vec<Incoming>,
-    results: Vec<Result<Opened, OpenError>>,
+    results: Vec<Opening>,
     generation: u64,
+}
+
+/// What the verifier made of one sealed frame.
+// Boxing the large variant would cost an allocation per frame on the ingest hot path; the
+// vector of these lives for one burst only.
+#[allow(clippy::large_enum_variant)]
+pub enum Opening {
+    /// Byte-identical to a frame already logged: a duplicate, not opened again.
+    Known,
+    Opened {
+        digest: SealedDigest,
+        result: Result<Opened, OpenError>,
+    },
 }
 
 impl OpenedBatch {
@@ -122,12 +138,20 @@ impl OpenedBatch {
     pub fn is_empty(&self) -> bool {
         self.batch.is_empty()
     }
+
+    /// Frames recognised as byte-identical to logged ones, without opening them.
+    pub fn known(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| matches!(r, Opening::Known))
+            .count()
+    }
 }
 
 impl Verifier {
     pub fn open(&self, batch: Vec<Incoming>) -> OpenedBatch {
         let (generation, trust) = self.trust.get();
-        let results = open_all(&trust, &self.fresh, &batch);
+        let results = open_all(&trust, &self.fresh, &self.seen, &batch);
         OpenedBatch {
             batch,
             results,
@@ -139,16 +163,22 @@ impl Verifier {
 fn open_all(
     trust: &TrustStore,
     fresh: &Freshness,
+    seen: &SeenFrames,
     batch: &[Incoming],
-) -> Vec<Result<Opened, OpenError>> {
+) -> Vec<Opening> {
     let open_one = |inc: &Incoming| {
-        open(
+        let digest = seen_frames::digest(&inc.sealed);
+        if seen.contains(&digest) {
+            return Opening::Known;
+        }
+        let result = open(
             &inc.sealed,
             trust,
             fresh,
             inc.received_at_ms / 1000,
             no_replay(),
-        )
+        );
+        Opening::Opened { digest, result }
     };
     // Two cores: split big bursts in two; small ones are not worth a thread.
     if batch.len() < 64 {
@@ -179,6 +209,7 @@ pub struct Ingest<S: Store> {
     hooks: Box<dyn IngestHooks>,
     limiter: RateLimiter,
     gaps: GapState,
+    seen: Arc<SeenFrames>,
 }
 
 /// An empty replay state: `open` then checks everything but the seq, which
@@ -209,6 +240,7 @@ impl<S: Store> Ingest<S> {
             hooks,
             limiter: RateLimiter::new(reject_log_per_sec),
             gaps: ledger.gaps.clone(),
+            seen: Arc::new(SeenFrames::default()),
         };
         ingest.publish(&ledger);
         Ok(ingest)
@@ -224,6 +256,7 @@ impl<S: Store> Ingest<S> {
         Verifier {
             trust: self.trust.clone(),
             fresh: self.fresh,
+            seen: self.seen.clone(),
         }
     }
 
@@ -272,16 +305,26 @@ impl<S: Store> Ingest<S> {
     fn process_once(
         &mut self,
         batch: Vec<Incoming>,
-        opened: Vec<Result<Opened, OpenError>>,
+        opened: Vec<Opening>,
         report: &mut BatchReport,
     ) -> Result<Vec<Incoming>, IngestError> {
         let mut accepted: Vec<AcceptedFrame> = Vec::new();
+        let mut known: Vec<SealedDigest> = Vec::new();
+        let mut accepted_digests: Vec<SealedDigest> = Vec::new();
         let mut sources: Vec<usize> = Vec::new();
         let mut hashes: HashSet<[u8; 32]> = HashSet::new();
         let mut seqs: HashSet<(String, u64)> = HashSet::new();
         let mut cut = batch.len();
-        for (i, (inc, res)) in batch.iter().zip(opened).enumerate() {
+        for (i, (inc, opening)) in batch.iter().zip(opened).enumerate() {
             self.metrics.frames_received.fetch_add(1, Ordering::Relaxed);
+            let (digest, res) = match opening {
+                Opening::Known => {
+                    report.duplicates += 1;
+                    self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Opening::Opened { digest, result } => (digest, result),
+            };
             match self.classify(inc, res, &mut hashes, &mut seqs)? {
                 Class::Refused(e) => {
                     report.rejected += 1;
@@ -291,8 +334,10 @@ impl<S: Store> Ingest<S> {
                 Class::Duplicate => {
                     report.duplicates += 1;
                     self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                    known.push(digest);
                 }
                 Class::Accept(frame) => {
+                    accepted_digests.push(digest);
                     let rekey = matches!(
                         frame.envelope.body,
                         Body::KeyAnnounce(_) | Body::KeyRetire(_)
@@ -307,8 +352,17 @@ impl<S: Store> Ingest<S> {
             }
         }
         if !accepted.is_empty() {
-            self.commit(&accepted, report)?;
+            let logged = self.commit(&accepted, report)?;
+            known.extend(
+                accepted_digests
+                    .into_iter()
+                    .zip(logged)
+                    .filter_map(|(d, in_log)| in_log.then_some(d)),
+            );
         }
+        // In the log and durable (or duplicates of logged frames): identical bytes need no
+        // second open.
+        self.seen.insert_all(known);
         Ok(batch.into_iter().skip(cut).collect())
     }
 
@@ -366,17 +420,21 @@ impl<S: Store> Ingest<S> {
         }
     }
 
+    /// Logs and applies, flushes, then acts on the effects. Returns, per frame, whether it
+    /// is in the log now (logged, or a duplicate of a logged frame).
     fn commit(
         &mut self,
         accepted: &[AcceptedFrame],
         report: &mut BatchReport,
-    ) -> Result<(), IngestError> {
+    ) -> Result<Vec<bool>, IngestError> {
         let (outcomes, ledger) = self.store.transact(|tx| apply_batch(tx, accepted))?;
         self.store.flush()?;
         // Durable from here on: act on the effects.
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         let mut keys_changed = false;
+        let mut in_log = Vec::with_capacity(accepted.len());
         for (frame, outcome) in accepted.iter().zip(outcomes) {
+            in_log.push(!matches!(outcome, Outcome::Replay));
             match outcome {
                 Outcome::Logged(a) => {
                     keys_changed |= a.keys_changed;
@@ -404,7 +462,7 @@ impl<S: Store> Ingest<S> {
             self.trust.set(trust);
         }
         self.publish(&ledger);
-        Ok(())
+        Ok(in_log)
     }
 
     fn after_logged(&mut self, frame: &AcceptedFrame, a: &Applied, report: &mut BatchReport) {

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod ops_client;
 pub mod replay;
 pub mod reports;
+pub mod seen_frames;
 pub mod store;
 pub mod trust_cmd;
 pub mod trust_set;

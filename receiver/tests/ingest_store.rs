@@ -88,6 +88,14 @@ fn duplicates_within_and_across_batches_are_counted_not_applied() {
         .unwrap();
     assert_eq!((r.accepted, r.duplicates), (0, 1));
     assert_eq!(store.len(Table::Log), 2);
+    // A byte-identical repetition of a logged frame is known without a second open.
+    let again = ing.verifier().open(vec![incoming(b.sealed.clone())]);
+    assert_eq!(again.known(), 1);
+    let r = ing.process_opened(again).unwrap();
+    assert_eq!((r.accepted, r.duplicates), (0, 1));
+    // A frame never logged is opened.
+    let c = tx.next(provision(3));
+    assert_eq!(ing.verifier().open(vec![incoming(c.sealed)]).known(), 0);
 }
 
 #[test]
