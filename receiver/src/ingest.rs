@@ -22,7 +22,7 @@ use thiserror::Error;
 use crate::apply::{AcceptedFrame, Applied, Ledger, Outcome, apply_batch};
 use crate::frame_log::Verdict;
 use crate::metrics::{Metrics, RateLimiter};
-use crate::store::records::GapState;
+use crate::store::records::{GapState, KeySet};
 use crate::store::{Store, StoreError, Table, seq_key};
 use crate::trust_set::{BaseTrust, TrustError};
 
@@ -210,6 +210,10 @@ pub struct Ingest<S: Store> {
     limiter: RateLimiter,
     gaps: GapState,
     seen: Arc<SeenFrames>,
+    /// The logged key changes the current trust was built from.
+    keys: KeySet,
+    /// When the key set was last re-read after an untrusted-key refusal (unix ms).
+    keys_checked_ms: u64,
 }
 
 /// An empty replay state: `open` then checks everything but the seq, which
@@ -241,6 +245,8 @@ impl<S: Store> Ingest<S> {
             limiter: RateLimiter::new(reject_log_per_sec),
             gaps: ledger.gaps.clone(),
             seen: Arc::new(SeenFrames::default()),
+            keys: ledger.keys.clone(),
+            keys_checked_ms: 0,
         };
         ingest.publish(&ledger);
         Ok(ingest)
@@ -330,6 +336,12 @@ impl<S: Store> Ingest<S> {
                     report.rejected += 1;
                     self.metrics.reject(e.reason());
                     self.log_refusal(inc, &e);
+                    if matches!(
+                        e,
+                        OpenError::UntrustedSigner { .. } | OpenError::UnknownLinkKey { .. }
+                    ) {
+                        self.reload_keys_if_changed(inc.received_at_ms)?;
+                    }
                 }
                 Class::Duplicate => {
                     report.duplicates += 1;
@@ -406,6 +418,24 @@ impl<S: Store> Ingest<S> {
         })))
     }
 
+    /// On a shared store (several receivers), a key change logged by another node reaches
+    /// this one as a duplicate. A refusal for an unknown key re-reads the stored key set (at
+    /// most once a second) so that the next copies of such frames open.
+    fn reload_keys_if_changed(&mut self, now_ms: u64) -> Result<(), IngestError> {
+        if now_ms.saturating_sub(self.keys_checked_ms) < 1000 {
+            return Ok(());
+        }
+        self.keys_checked_ms = now_ms;
+        let ledger = self.store.transact(|tx| Ledger::load(tx))?;
+        if ledger.keys != self.keys {
+            let trust = self.base.effective(&ledger.keys)?;
+            tracing::info!("trusted keys changed in the shared store; reloaded");
+            self.keys = ledger.keys;
+            self.trust.set(trust);
+        }
+        Ok(())
+    }
+
     fn log_refusal(&mut self, inc: &Incoming, e: &OpenError) {
         if self.limiter.allow(inc.received_at_ms) {
             let digest = Sha256::digest(&inc.sealed);
@@ -452,7 +482,10 @@ impl<S: Store> Ingest<S> {
         }
         self.replay = ledger.replay.clone();
         self.gaps = ledger.gaps.clone();
-        if keys_changed {
+        // Another receiver on a shared store may have logged a key change this one only saw
+        // as a duplicate: the stored key set decides, not what this node applied.
+        if keys_changed || ledger.keys != self.keys {
+            self.keys = ledger.keys.clone();
             let trust = self.base.effective(&ledger.keys)?;
             tracing::info!(
                 signers = ?trust.signer_kids().collect::<Vec<_>>(),

@@ -143,6 +143,46 @@ fn key_rotation_over_the_link() {
     assert!(ing.trust().signer(signer.kid()).is_none());
 }
 
+/// Two receivers on one store (the HA shape): a key change logged by one reaches the other
+/// as a duplicate; the other re-reads the stored keys on its first refusal for an unknown
+/// signer, so the next copy of the new signer's frame is accepted without a restart.
+#[test]
+fn key_change_logged_by_another_receiver_is_picked_up() {
+    let (dir, base, signer, link) = setup();
+    let store = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let mut a = ingest(&store, &base, &metrics);
+    let mut b = ingest(&store, &base, &metrics);
+    let mut tx = TestSender::new(&signer, &link);
+    let new_key = SignerKey::generate();
+    let announce = tx.next(Body::KeyAnnounce(KeyAnnounce::Signer {
+        kid: new_key.kid().to_owned(),
+        public_key: new_key.public().key.to_bytes(),
+        not_before: 0,
+    }));
+    assert_eq!(
+        a.process(vec![incoming(announce.sealed.clone())])
+            .unwrap()
+            .accepted,
+        1
+    );
+    assert_eq!(
+        b.process(vec![incoming(announce.sealed)])
+            .unwrap()
+            .duplicates,
+        1
+    );
+    let new_sealer = Sealer::new(clone_signer(&new_key), link.clone());
+    let mut env = tx.envelope(1, provision(9), now());
+    env.sender_kid = new_key.kid().to_owned();
+    let by_new = new_sealer.seal(&env).unwrap();
+    let first = b.process(vec![incoming(by_new.sealed.clone())]).unwrap();
+    assert_eq!((first.accepted, first.rejected), (0, 1));
+    let again = b.process(vec![incoming(by_new.sealed)]).unwrap();
+    assert_eq!(again.accepted, 1, "{again:?}");
+    assert!(b.trust().signer(new_key.kid()).is_some());
+}
+
 #[test]
 #[ignore = "probe: cargo test --release -p airlock-receiver --test ingest_store -- --ignored --nocapture"]
 fn in_process_ingest_rate() {
