@@ -4,8 +4,8 @@
 //! backend (sled now, PostgreSQL later) applies frames identically; a backend only has to
 //! provide atomic multi-table transactions, a flush, and ordered scans.
 
-pub mod records;
 pub mod postgres;
+pub mod records;
 pub mod sled_store;
 
 use serde::Serialize;
