@@ -146,6 +146,7 @@ async fn run_on<S: Store>(
         store: store.clone(),
         alarm_after_secs: cfg.heartbeat.alarm_after_secs,
         started_ms: now_ms(),
+        provider: provider.clone(),
     });
     let ops_listener = tokio::net::TcpListener::bind(cfg.ops.listen)
         .await

@@ -21,6 +21,8 @@ pub struct OpsState<S: Store> {
     pub store: Arc<S>,
     pub alarm_after_secs: u64,
     pub started_ms: u64,
+    /// The OpenID provider, whose counters are appended to `/metrics`.
+    pub provider: Option<crate::oidc::provider::Provider>,
 }
 
 /// Health of the link, judged by heartbeats.
@@ -85,11 +87,11 @@ async fn healthz<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
 async fn metrics<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
     let last = s.metrics.last_heartbeat_ms.load(Ordering::Relaxed);
     let age = (last > 0).then(|| now_ms().saturating_sub(last) / 1000);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(age),
-    )
-        .into_response()
+    let mut text = s.metrics.render(age);
+    if let Some(p) = &s.provider {
+        text.push_str(&p.metrics_text());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 fn json_or_500<T: serde::Serialize>(r: Result<T, crate::store::StoreError>) -> Response {

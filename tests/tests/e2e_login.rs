@@ -174,6 +174,10 @@ async fn slow_openid_client_login_after_faults() {
         "openid-client login failed:\n{stdout}\n{stderr}"
     );
     let metrics = d.receiver_metrics().await.unwrap();
+    assert!(
+        metrics.keys().any(|k| k.starts_with("airlock_oidc_")),
+        "the provider's counters are on the ops listener's /metrics"
+    );
     eprintln!(
         "relay: {:?}\nreplay/duplicate counters: {:?}",
         relay.stats(),
