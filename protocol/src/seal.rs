@@ -134,11 +134,11 @@ pub struct Freshness {
 }
 
 impl Default for Freshness {
-    /// A week of age (long enough for an operator's resend after an outage) and two minutes of skew.
+    /// A week of age (long enough for an operator's resend after an outage) and five minutes of skew.
     fn default() -> Self {
         Self {
             max_age_secs: 7 * 24 * 3600,
-            max_skew_secs: 120,
+            max_skew_secs: 300,
         }
     }
 }
