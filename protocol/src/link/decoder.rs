@@ -1,10 +1,15 @@
 //! Reassembly: datagrams in, sealed frames of decoded blocks out, memory bounded.
 //!
 //! Bounds: at most `max_sessions` sender sessions, `max_pending_blocks` incomplete blocks
-//! per session, `max_symbols_factor * K` symbols per block, `max_block_bytes` per block.
-//! What falls out of a bound is counted as lost, never buffered without limit.
+//! per session (the least recently touched one goes first), `max_symbols_factor * K`
+//! symbols per block, `max_block_bytes` per block, a fixed number of remembered completed
+//! block ids. What falls out of a bound is counted as lost, never buffered without limit.
+//!
+//! The CRC does not authenticate, so a forged datagram may name any block id. The window
+//! only drives the loss counter: a block far below the newest id is still reassembled (it
+//! may be a real block after a forged jump), so no single datagram can stall a session.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use raptorq::{Decoder, EncodingPacket, ObjectTransmissionInformation, PayloadId};
 
@@ -58,16 +63,22 @@ struct PendingBlock {
     max_symbols: usize,
     seen_esis: HashSet<u32>,
     decoder: Decoder,
+    last_touch: u64,
 }
 
 #[derive(Default)]
 struct Session {
     pending: BTreeMap<u32, PendingBlock>,
-    /// Block ids already decoded (or given up on), within the window below `highest`.
+    /// Block ids recently decoded (or given up on); later symbols of these are duplicates.
     done: BTreeSet<u32>,
+    /// `done` in insertion order, to forget the oldest beyond [`DONE_MEMORY`].
+    done_order: VecDeque<u32>,
     highest: Option<u32>,
     last_active: u64,
 }
+
+/// Completed block ids remembered per session.
+const DONE_MEMORY: usize = 4096;
 
 /// Reassembles and decodes blocks.
 pub struct BlockDecoder {
@@ -175,10 +186,11 @@ impl BlockDecoder {
         symbol: &[u8],
     ) -> Result<Option<Vec<u8>>, LinkError> {
         let config = self.config.clone();
+        let tick = self.tick;
         let Some(session) = self.sessions.get_mut(&h.session_id) else {
             return Ok(None);
         };
-        if session.done.contains(&h.block_id) || session.is_behind_window(h.block_id, &config) {
+        if session.done.contains(&h.block_id) {
             self.stats.duplicate_symbols += 1;
             return Ok(None);
         }
@@ -188,6 +200,7 @@ impl BlockDecoder {
             .pending
             .entry(h.block_id)
             .or_insert_with(|| PendingBlock::new(h, &config));
+        pending.last_touch = tick;
         if pending.block_len != h.block_len || pending.symbol_size != h.symbol_size {
             return Err(LinkError::Header(
                 "block length or symbol size differs from the block's first datagram",
@@ -205,8 +218,9 @@ impl BlockDecoder {
         let decoded = pending.decoder.decode(packet);
         if decoded.is_some() {
             session.pending.remove(&h.block_id);
-            session.done.insert(h.block_id);
+            session.mark_done(h.block_id);
         }
+        self.stats.blocks_lost += session.evict_excess_pending(&config);
         Ok(decoded)
     }
 }
@@ -227,45 +241,59 @@ impl PendingBlock {
             max_symbols: k.saturating_mul(config.max_symbols_factor).max(k + 16),
             seen_esis: HashSet::new(),
             decoder: Decoder::new(oti),
+            last_touch: 0,
         }
     }
 }
 
 impl Session {
-    /// Blocks more than the window below the newest are given up on.
-    fn is_behind_window(&self, block_id: u32, config: &DecoderConfig) -> bool {
-        self.highest
-            .is_some_and(|h| h.saturating_sub(block_id) as usize >= window(config))
+    fn mark_done(&mut self, block_id: u32) {
+        if self.done.insert(block_id) {
+            self.done_order.push_back(block_id);
+        }
+        while self.done_order.len() > DONE_MEMORY {
+            if let Some(old) = self.done_order.pop_front() {
+                self.done.remove(&old);
+            }
+        }
     }
 
-    /// Moves the window forward to `block_id`; returns how many blocks fell out incomplete
-    /// (pending ones and ids never seen at all).
+    /// Moves the newest id forward to `block_id`; returns how many block ids slid out of the
+    /// window without completing (pending ones and ids never seen).
     fn advance(&mut self, block_id: u32, config: &DecoderConfig) -> u64 {
         let old = self.highest;
         if old.is_some_and(|h| block_id <= h) {
-            return self.evict_excess_pending(config);
+            return 0;
         }
         self.highest = Some(block_id);
-        let floor = block_id.saturating_sub(window(config) as u32);
-        let old_floor = old.map_or(floor, |h| h.saturating_sub(window(config) as u32));
-        let mut lost = 0u64;
-        // Ids that slid out of the window: lost unless they were completed.
-        for id in old_floor..floor {
-            if !self.done.contains(&id) {
-                lost += 1;
-            }
+        let w = u32::try_from(window(config)).unwrap_or(u32::MAX);
+        let floor = block_id.saturating_sub(w);
+        let old_floor = old.map_or(floor, |h| h.saturating_sub(w));
+        if floor <= old_floor {
+            return 0;
         }
-        // Pending ones that slid out were counted above: they are not done.
-        self.pending.retain(|id, _| *id >= floor);
-        self.done.retain(|id| *id >= floor);
-        lost + self.evict_excess_pending(config)
+        // Arithmetic, not a loop: a forged id can jump by 2^32.
+        let slid = u64::from(floor - old_floor);
+        let completed = self.done.range(old_floor..floor).count() as u64;
+        let stale: Vec<u32> = self.pending.range(..floor).map(|(id, _)| *id).collect();
+        for id in stale {
+            self.pending.remove(&id);
+        }
+        slid.saturating_sub(completed)
     }
 
+    /// Drops the least recently touched incomplete blocks beyond the bound.
     fn evict_excess_pending(&mut self, config: &DecoderConfig) -> u64 {
         let mut lost = 0;
-        while self.pending.len() > config.max_pending_blocks {
-            if let Some((id, _)) = self.pending.pop_first() {
-                self.done.insert(id);
+        while self.pending.len() > config.max_pending_blocks.max(1) {
+            let oldest = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.last_touch)
+                .map(|(id, _)| *id);
+            if let Some(id) = oldest {
+                self.pending.remove(&id);
+                self.mark_done(id);
                 lost += 1;
             }
         }
@@ -332,6 +360,40 @@ mod tests {
         }
         assert_eq!(dec.stats().blocks_decoded, 19);
         assert_eq!(dec.stats().blocks_lost, 1);
+    }
+
+    /// A forged datagram (valid CRC, the real session id) naming block id u32::MAX neither
+    /// hangs the decoder (no loop over the jump) nor stalls the real stream behind it.
+    #[test]
+    fn forged_block_id_jump_does_not_stall_the_session() {
+        let mut enc = BlockEncoder::new(5, &params()).unwrap();
+        let mut dec = BlockDecoder::new(DecoderConfig::default());
+        for d in enc.encode(&block_of(&[vec![1; 50]])).unwrap() {
+            dec.push_datagram(&d).unwrap();
+        }
+        let forged = DatagramHeader {
+            session_id: 5,
+            block_id: u32::MAX,
+            block_len: 100,
+            symbol_size: 168,
+            payload_id: [0, 0, 0, 0],
+        }
+        .write(&[0u8; 168]);
+        let started = std::time::Instant::now();
+        // One symbol of a one-symbol block: it "decodes" to garbage, refused as a bad block.
+        assert!(dec.push_datagram(&forged).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let mut out = Vec::new();
+        for i in 2..10u8 {
+            for d in enc.encode(&block_of(&[vec![i; 50]])).unwrap() {
+                out.extend(dec.push_datagram(&d).unwrap());
+            }
+        }
+        assert_eq!(
+            out.len(),
+            8,
+            "real blocks after the forged jump still decode"
+        );
     }
 
     #[test]
