@@ -202,6 +202,11 @@ async fn protocol_datagrams_cross_a_lossy_serial_line() {
     }
     let _tx = writer.await.unwrap();
     assert_eq!(got, frames);
+    // FEC may finish before the last repair symbols crossed the relay: wait for them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while path.stats().received < n_wire && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let s = path.stats();
     assert_eq!(s.received, n_wire);
     assert!(s.impair.lost_random > 0 && s.impair.corrupted > 0, "{s}");
