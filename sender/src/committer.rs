@@ -1,9 +1,11 @@
-//! The committer thread: makes sealed batches durable, then hands their frames to the link.
+//! The committer thread: makes signed batches durable, then encrypts their frames and hands
+//! them to the link, one `Vec` per batch.
 //!
-//! Signing (on the engine thread) and committing (here) overlap, so the two cores work
-//! on different batches. The rule "durable before it leaves" holds because only this
-//! thread hands frames to the link, and only after the batch's commit and flush returned.
-//! Batches are committed in the order they were sealed (one FIFO channel).
+//! Signing is sequential (each frame's `prev` is the hash of the one before), so the engine
+//! thread does nothing else; committing and encrypting run here, on the other core, on
+//! the batch before. The rule "durable before it leaves" holds because only this thread
+//! hands frames to the link, and only after the batch's commit and flush returned.
+//! Batches are committed in the order they were signed (one FIFO channel).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
@@ -11,20 +13,36 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use airlock_protocol::seal::Sealer;
 use tokio::sync::mpsc;
 
 use crate::engine::EngineError;
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, OutboxError, SealCommit};
-use crate::sendloop::Outbound;
+use crate::outbox::{LogEntry, Outbox, OutboxError, SealCommit};
+use crate::sendloop::{Outbound, SendKind};
 
 /// Batches sealed ahead of the one being committed.
 const QUEUE: usize = 2;
 
-/// One unit of work: what to commit, then what to send.
-pub struct Work {
-    pub commit: SealCommit,
-    pub frames: Vec<Outbound>,
+/// One unit of work, in signing order.
+pub enum Work {
+    /// Newly signed frames: committed and flushed, then encrypted and sent as first
+    /// transmissions.
+    Seal(SealCommit),
+    /// Logged (already durable) frames to send again under a fresh encryption.
+    Resend {
+        entries: Vec<LogEntry>,
+        kind: SendKind,
+    },
+}
+
+/// What the commit thread needs besides its queue.
+pub struct CommitLink {
+    pub outbox: Arc<Outbox>,
+    pub sealer: Arc<Sealer>,
+    pub link: mpsc::Sender<Vec<Outbound>>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Arc<AtomicBool>,
 }
 
 pub struct Committer {
@@ -36,12 +54,7 @@ pub struct Committer {
 impl Committer {
     /// Once `shutdown` is set, batches are still committed but their frames are no longer
     /// handed to the link: they go out after the next start (above "sent through").
-    pub fn start(
-        outbox: Arc<Outbox>,
-        link: mpsc::Sender<Outbound>,
-        metrics: Arc<Metrics>,
-        shutdown: Arc<AtomicBool>,
-    ) -> Result<Self, EngineError> {
+    pub fn start(ctx: CommitLink) -> Result<Self, EngineError> {
         let (tx, rx) = sync_channel::<Work>(QUEUE);
         let in_flight = Arc::new(AtomicUsize::new(0));
         let counter = in_flight.clone();
@@ -49,19 +62,7 @@ impl Committer {
             .name("airlock-commit".into())
             .spawn(move || {
                 for work in rx {
-                    if let Err(e) = apply(&outbox, &work.commit) {
-                        Metrics::inc(&metrics.storage_errors_total);
-                        return Err(e.into());
-                    }
-                    count(&metrics, &work.commit);
-                    for frame in work.frames {
-                        if shutdown.load(Relaxed) {
-                            break;
-                        }
-                        if link.blocking_send(frame).is_err() && !shutdown.load(Relaxed) {
-                            return Err(EngineError::LinkClosed);
-                        }
-                    }
+                    ctx.process(work)?;
                     counter.fetch_sub(1, SeqCst);
                 }
                 Ok(())
@@ -109,6 +110,46 @@ impl Committer {
                 .map_err(|_| EngineError::Thread("the commit thread panicked".into()))?,
             None => Ok(()),
         }
+    }
+}
+
+impl CommitLink {
+    fn process(&self, work: Work) -> Result<(), EngineError> {
+        let (entries, kind) = match &work {
+            Work::Seal(commit) => {
+                if let Err(e) = apply(&self.outbox, commit) {
+                    Metrics::inc(&self.metrics.storage_errors_total);
+                    return Err(e.into());
+                }
+                count(&self.metrics, commit);
+                (&commit.entries, SendKind::New)
+            }
+            Work::Resend { entries, kind } => (entries, *kind),
+        };
+        if entries.is_empty() || self.shutdown.load(Relaxed) {
+            return Ok(());
+        }
+        let frames = self.encrypt(entries, kind)?;
+        if self.link.blocking_send(frames).is_err() && !self.shutdown.load(Relaxed) {
+            return Err(EngineError::LinkClosed);
+        }
+        Ok(())
+    }
+
+    /// Cannot fail for a logged Sign1: its envelope is at most `MAX_ENVELOPE` bytes, which
+    /// leaves room for the COSE overhead below `MAX_SEALED_FRAME`. Should it fail anyway,
+    /// the daemon stops with the frames durable, as for a storage error.
+    fn encrypt(&self, entries: &[LogEntry], kind: SendKind) -> Result<Vec<Outbound>, EngineError> {
+        entries
+            .iter()
+            .map(|e| {
+                Ok(Outbound {
+                    seq: e.seq,
+                    sealed: Arc::new(self.sealer.encrypt(&e.sign1)?),
+                    kind,
+                })
+            })
+            .collect()
     }
 }
 

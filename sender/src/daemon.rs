@@ -24,9 +24,9 @@ use crate::sendloop::{SendError, SendLoop, SendSettings};
 use crate::spool::{self, SpoolError};
 use crate::transport::{Transport, TransportError};
 
-/// Frames between the engine and the link task; small, so sealing never runs far ahead of
-/// a paced link (issued_at stays close to the send time).
-const CHANNEL_FRAMES: usize = 1024;
+/// Batches (of up to 1024 frames) between the committer and the link task; few, so sealing
+/// never runs far ahead of a paced link (issued_at stays close to the send time).
+const CHANNEL_BATCHES: usize = 2;
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -105,7 +105,7 @@ impl Daemon {
         let session_id = rand::rngs::OsRng.next_u64();
         let sent_through = Arc::new(AtomicU64::new(0));
         let shutdown = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel(CHANNEL_FRAMES);
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let settings = SendSettings {
             params: link_params(config),
             repetitions: config.send.repetitions,

@@ -1,9 +1,11 @@
 //! The sealing engine: the single writer of the outbox, on a thread of its own (sled and
 //! Ed25519 are blocking work).
 //!
-//! Loop: ingest spool batches and commands -> seal pending records -> heartbeat when due ->
-//! carousel when idle -> housekeeping. Every sealed frame is committed (log entry, seq,
-//! chain head) and flushed before it is handed to the link task.
+//! Loop: ingest spool batches and commands -> sign pending records -> heartbeat when due ->
+//! carousel when idle -> housekeeping. Signing is the sequential part of sealing (each
+//! frame's `prev` is the hash of the one before), so this thread only signs; the commit
+//! thread makes each batch durable (log entry, seq, chain head, flushed), then encrypts it
+//! and hands it to the link task.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use airlock_protocol::seal::{SealError, Sealer};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::committer::{Committer, Work};
+use crate::committer::{CommitLink, Committer, Work};
 use crate::metrics::Metrics;
 use crate::outbox::{ChainState, LogEntry, Outbox, OutboxError, SealCommit, StateChange};
 use crate::sendloop::{Outbound, SendKind};
@@ -59,7 +61,7 @@ pub struct EngineSettings {
 
 pub struct Engine {
     outbox: Arc<Outbox>,
-    sealer: Sealer,
+    sealer: Arc<Sealer>,
     chain: ChainState,
     committer: Committer,
     /// Pending keys below this are sealed (their commit may still be in flight).
@@ -89,7 +91,7 @@ impl Engine {
     pub fn new(
         outbox: Outbox,
         sealer: Sealer,
-        tx: mpsc::Sender<Outbound>,
+        link: mpsc::Sender<Vec<Outbound>>,
         metrics: Arc<Metrics>,
         settings: EngineSettings,
         shutdown: Arc<AtomicBool>,
@@ -97,7 +99,14 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let chain = outbox.chain()?;
         let outbox = Arc::new(outbox);
-        let committer = Committer::start(outbox.clone(), tx, metrics.clone(), shutdown.clone())?;
+        let sealer = Arc::new(sealer);
+        let committer = Committer::start(CommitLink {
+            outbox: outbox.clone(),
+            sealer: sealer.clone(),
+            link,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        })?;
         let now = Instant::now();
         let status = Status::new(settings.session_id, sealer.signer_kid());
         Ok(Self {
@@ -267,25 +276,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Re-encrypts the logged Sign1 of `from..=to` and hands it to the link.
+    /// Hands the logged Sign1 of `from..=to` to the committer, which re-encrypts it.
     fn resend(&mut self, from: u64, to: u64, kind: SendKind) -> Result<usize, EngineError> {
         let mut n = 0;
         let mut batch = Vec::new();
         let outbox = self.outbox.clone();
         for entry in outbox.log_range(from, to) {
-            let entry = entry?;
-            let sealed = self.sealer.encrypt(&entry.sign1)?;
-            batch.push(Outbound {
-                seq: entry.seq,
-                sealed: Arc::new(sealed),
-                kind,
-            });
+            batch.push(entry?);
             n += 1;
             if batch.len() >= SEAL_BATCH {
-                self.hand_over(std::mem::take(&mut batch))?;
+                self.hand_over(std::mem::take(&mut batch), kind)?;
             }
         }
-        self.hand_over(batch)?;
+        self.hand_over(batch, kind)?;
         self.metrics
             .frames_resent_total
             .fetch_add(n as u64, Relaxed);
@@ -293,12 +296,11 @@ impl Engine {
     }
 
     /// Frames that are already durable (resends) go through the committer too, in order.
-    fn hand_over(&mut self, frames: Vec<Outbound>) -> Result<(), EngineError> {
-        if frames.is_empty() {
+    fn hand_over(&mut self, entries: Vec<LogEntry>, kind: SendKind) -> Result<(), EngineError> {
+        if entries.is_empty() {
             return Ok(());
         }
-        let commit = SealCommit::default();
-        self.committer.submit(Work { commit, frames })
+        self.committer.submit(Work::Resend { entries, kind })
     }
 
     /// Seals one batch of pending records; returns how many were consumed.
@@ -310,7 +312,6 @@ impl Engine {
         self.next_pending = last_key + 1;
         let now = unix_now();
         let mut commit = SealCommit::default();
-        let mut frames = Vec::with_capacity(batch.len());
         let consumed = batch.len();
         for (key, item) in batch {
             commit.consumed.push(key);
@@ -320,11 +321,10 @@ impl Engine {
                 continue;
             }
             let change = state_change(&item.body);
-            match self.seal(item.body, &item.source, now) {
-                Ok((entry, out)) => {
+            match self.sign(item.body, &item.source, now) {
+                Ok(entry) => {
                     commit.state.extend(change);
                     commit.entries.push(entry);
-                    frames.push(out);
                 }
                 // Only a record that breaks the protocol's limits fails here; policy checks
                 // those at submit, so this is a record from an older, laxer version.
@@ -333,7 +333,7 @@ impl Engine {
                 }
             }
         }
-        self.commit(commit, frames)?;
+        self.commit(commit)?;
         Ok(consumed)
     }
 
@@ -342,12 +342,12 @@ impl Engine {
             session_id: self.settings.session_id,
             interval_secs: self.settings.heartbeat_secs,
         });
-        let (entry, out) = self.seal(body, "heartbeat", unix_now())?;
+        let entry = self.sign(body, "heartbeat", unix_now())?;
         let commit = SealCommit {
             entries: vec![entry],
             ..SealCommit::default()
         };
-        self.commit(commit, vec![out])
+        self.commit(commit)
     }
 
     /// Re-seals a slice of the valid Provision state when the carousel is due.
@@ -366,8 +366,7 @@ impl Engine {
         self.committer.wait_idle();
         let unix = unix_now();
         let mut commit = SealCommit::default();
-        let mut frames = Vec::new();
-        while frames.len() < SEAL_BATCH {
+        while commit.entries.len() < SEAL_BATCH {
             let Some(key) = self.carousel.pop_front() else {
                 break;
             };
@@ -382,33 +381,26 @@ impl Engine {
                 });
                 continue;
             }
-            let (entry, out) = self.seal(Body::Provision(p), "carousel", unix)?;
+            let entry = self.sign(Body::Provision(p), "carousel", unix)?;
             commit.entries.push(entry);
-            frames.push(out);
         }
-        let n = frames.len() as u64;
+        let n = commit.entries.len() as u64;
         if commit.entries.is_empty() && !commit.state.is_empty() {
             // Expired entries only: no frame, but the state still shrinks.
             let hb = Body::Heartbeat(Heartbeat {
                 session_id: self.settings.session_id,
                 interval_secs: self.settings.heartbeat_secs,
             });
-            let (entry, out) = self.seal(hb, "heartbeat", unix)?;
+            let entry = self.sign(hb, "heartbeat", unix)?;
             commit.entries.push(entry);
-            frames.push(out);
         }
-        self.commit(commit, frames)?;
+        self.commit(commit)?;
         self.metrics.carousel_frames_total.fetch_add(n, Relaxed);
         Ok(true)
     }
 
-    /// Signs and encrypts one body at the head of the chain (advancing it in memory only).
-    fn seal(
-        &mut self,
-        body: Body,
-        origin: &str,
-        now: u64,
-    ) -> Result<(LogEntry, Outbound), SealError> {
+    /// Signs one body at the head of the chain (advancing it in memory only).
+    fn sign(&mut self, body: Body, origin: &str, now: u64) -> Result<LogEntry, SealError> {
         let kind = body.kind().to_string();
         let envelope = Envelope {
             v: ENVELOPE_VERSION,
@@ -419,7 +411,6 @@ impl Engine {
             body,
         };
         let signed = self.sealer.sign(&envelope)?;
-        let sealed = self.sealer.encrypt(&signed.sign1)?;
         let entry = LogEntry {
             seq: envelope.seq,
             hash: signed.hash,
@@ -433,18 +424,13 @@ impl Engine {
             next_seq: envelope.seq + 1,
             head: signed.hash,
         };
-        let out = Outbound {
-            seq: envelope.seq,
-            sealed: Arc::new(sealed),
-            kind: SendKind::New,
-        };
-        Ok((entry, out))
+        Ok(entry)
     }
 
     /// Queues the batch for the committer, which makes it durable before sending it.
     /// On a storage error the daemon stops; a restart continues from what is durable.
-    fn commit(&mut self, commit: SealCommit, frames: Vec<Outbound>) -> Result<(), EngineError> {
-        self.committer.submit(Work { commit, frames })
+    fn commit(&mut self, commit: SealCommit) -> Result<(), EngineError> {
+        self.committer.submit(Work::Seal(commit))
     }
 
     /// Persists the sent watermark, refreshes status.json, prunes the log when due.

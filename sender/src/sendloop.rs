@@ -5,7 +5,7 @@
 //! is written. Each new frame is scheduled `repetitions - 1` more times, `spacing` apart,
 //! so that a burst of loss on the diode does not need an operator's resend.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -73,6 +73,8 @@ pub struct SendLoop {
     repeats: BTreeMap<(Instant, u64), Repeat>,
     counter: u64,
     seqs: BlockSeqs,
+    /// The batch being packed: frames arrive one `Vec` per committed batch.
+    queue: VecDeque<Outbound>,
 }
 
 impl SendLoop {
@@ -95,6 +97,7 @@ impl SendLoop {
             repeats: BTreeMap::new(),
             counter: 0,
             seqs: BlockSeqs::default(),
+            queue: VecDeque::new(),
         })
     }
 
@@ -104,7 +107,7 @@ impl SendLoop {
     /// stop on a slow paced link takes a moment, not minutes.
     pub async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Outbound>,
+        mut rx: mpsc::Receiver<Vec<Outbound>>,
         shutdown: Arc<AtomicBool>,
         done: Arc<AtomicBool>,
     ) -> Result<(), SendError> {
@@ -115,20 +118,23 @@ impl SendLoop {
 
     async fn send_until_stopped(
         &mut self,
-        rx: &mut mpsc::Receiver<Outbound>,
+        rx: &mut mpsc::Receiver<Vec<Outbound>>,
         shutdown: &AtomicBool,
     ) -> Result<(), SendError> {
         let mut check = tokio::time::interval(Duration::from_millis(100));
         loop {
             let deadline = self.next_deadline();
+            let idle = self.queue.is_empty();
             tokio::select! {
                 // Timers first: under a full channel, due repeats and lingering blocks
                 // must still go out.
                 biased;
                 _ = sleep_until_opt(deadline) => self.on_timer().await?,
                 _ = check.tick() => if shutdown.load(Relaxed) { break },
-                msg = rx.recv() => match msg {
-                    Some(out) => self.accept(out).await?,
+                // At most one block per turn, so a paced link still sees timers and stops.
+                () = std::future::ready(()), if !idle => self.accept_block().await?,
+                msg = rx.recv(), if idle => match msg {
+                    Some(batch) => self.queue.extend(batch),
                     None => break,
                 },
             }
@@ -152,7 +158,18 @@ impl SendLoop {
         }
     }
 
-    async fn accept(&mut self, out: Outbound) -> Result<(), SendError> {
+    /// Packs queued frames until one block has gone out or the queue is empty.
+    async fn accept_block(&mut self) -> Result<(), SendError> {
+        while let Some(out) = self.queue.pop_front() {
+            if self.accept(out).await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Packs one frame; true if that sent a block.
+    async fn accept(&mut self, out: Outbound) -> Result<bool, SendError> {
         if out.kind == SendKind::New && self.settings.repetitions > 1 {
             self.schedule(out.sealed.clone(), self.settings.repetitions - 1);
         }
@@ -171,12 +188,12 @@ impl SendLoop {
             .insert((at, self.counter), Repeat { sealed, remaining });
     }
 
-    /// Packs a frame; sends whatever block that completes.
-    async fn push(&mut self, frame: &[u8], new_seq: u64) -> Result<(), SendError> {
+    /// Packs a frame; sends whatever block that completes (then true).
+    async fn push(&mut self, frame: &[u8], new_seq: u64) -> Result<bool, SendError> {
         let before = self.seqs.current_max;
         let Some(block) = self.packer.push(frame, std::time::Instant::now()) else {
             self.seqs.current_max = before.max(new_seq);
-            return Ok(());
+            return Ok(false);
         };
         // Did this frame go into the flushed block, or start the next one?
         let block_max = if self.packer.deadline().is_some() {
@@ -186,7 +203,8 @@ impl SendLoop {
             self.seqs.current_max = 0;
             before.max(new_seq)
         };
-        self.send_block(&block, block_max).await
+        self.send_block(&block, block_max).await?;
+        Ok(true)
     }
 
     async fn on_timer(&mut self) -> Result<(), SendError> {
