@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::EngineError;
 use crate::metrics::Metrics;
-use crate::outbox::{LogEntry, Outbox, OutboxError, SealCommit};
+use crate::outbox::{LogEntry, Outbox, SealCommit};
 use crate::sendloop::{Outbound, SendKind};
 
 /// Batches sealed ahead of the one being committed.
@@ -117,7 +117,7 @@ impl CommitLink {
     fn process(&self, work: Work) -> Result<(), EngineError> {
         let (entries, kind) = match &work {
             Work::Seal(commit) => {
-                if let Err(e) = apply(&self.outbox, commit) {
+                if let Err(e) = self.outbox.commit(commit) {
                     Metrics::inc(&self.metrics.storage_errors_total);
                     return Err(e.into());
                 }
@@ -151,16 +151,6 @@ impl CommitLink {
             })
             .collect()
     }
-}
-
-fn apply(outbox: &Outbox, commit: &SealCommit) -> Result<(), OutboxError> {
-    outbox.commit(commit)?;
-    if commit.entries.is_empty() && !commit.consumed.is_empty() {
-        // Only expired records in this batch: drop them durably, nothing to send.
-        outbox.discard_pending(&commit.consumed)?;
-        outbox.flush()?;
-    }
-    Ok(())
 }
 
 fn count(m: &Metrics, commit: &SealCommit) {

@@ -164,6 +164,10 @@ impl Engine {
             if !busy {
                 busy |= self.carousel_step(now)?;
             }
+            if !busy {
+                // Deferred per-identity state writes, one commit's worth at a time.
+                busy |= self.outbox.fold_state(1)? > 0;
+            }
             if now >= self.next_housekeeping {
                 self.housekeeping(false)?;
                 self.next_housekeeping = now + Duration::from_secs(1);

@@ -2,18 +2,31 @@
 //! outbound log of every sealed frame, and the valid Provision state the carousel re-sends.
 //!
 //! Trees:
-//! - `meta`: `next_seq` (u64), `head` (the last frame hash), `pending_next` (u64),
-//!   `sent_through` (highest seq whose first transmission left the sender).
-//! - `pending`: u64 key (ingest order) -> JSON [`PendingItem`].
+//! - `meta`: `next_seq` (u64), `head` (the last frame hash), `pending_next` (u64, the index
+//!   of the next item ingested), `pending_done` (u64, every pending index below it is
+//!   consumed), `sent_through` (highest seq whose first transmission left the sender).
+//! - `pending`: index of its first item (u64 BE) -> a chunk of consecutive items,
+//!   `2 | count u32 | JSON array of` [`PendingItem`]. (Older outboxes hold one JSON item per
+//!   key; both are read.) A chunk is removed once all its items are consumed.
 //! - `ingested`: spool batch id -> unix time; a batch is ingested at most once.
-//! - `log`: seq (u64 BE) -> [`LogEntry`] (binary, see [`LogEntry::encode`]).
-//! - `state`: issuer NUL subject -> JSON Provision (the latest valid one).
+//! - `log`: seq of its first entry (u64 BE) -> the entries one commit logged,
+//!   `2 | (len u32 | entry)*` with each entry as [`LogEntry::encode`]. (A value starting
+//!   with 1 is one entry, as older outboxes wrote them.)
+//! - `state_journal`: u64 counter -> the state changes of one commit, in order.
+//! - `state`: issuer NUL subject -> JSON Provision (the latest valid one), as of the last
+//!   [`Outbox::fold_state`], which the reads below run first.
 //!
-//! Sealing commits the log entries, the new chain state, the consumed pending items and the
-//! state changes in one transaction and flushes before any of those frames is handed to the
+//! Why chunks: sled costs several microseconds per key written (transaction or batch alike),
+//! which at tens of thousands of frames per second is more than the whole budget of the
+//! core that commits. So a commit writes a handful of keys, whatever its number of frames,
+//! and per-identity state updates are deferred to idle time (the journal).
+//!
+//! Sealing commits the log entries, the new chain state, the pending cursor and the state
+//! journal in one transaction and flushes before any of those frames is handed to the
 //! link: a seq is never reused and an accepted record is never lost.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use airlock_protocol::message::{Digest32, Provision};
 use sled::Transactional;
@@ -51,13 +64,28 @@ pub struct LogEntry {
 }
 
 const LOG_FORMAT: u8 = 1;
+/// The first byte of a chunk value (log, pending, journal).
+const CHUNK: u8 = 2;
+/// Pending items per stored chunk: one seal batch.
+pub const PENDING_CHUNK: usize = 1024;
 
 impl LogEntry {
     /// `1 | seq u64 | issued_at u64 | hash 32 | prev 32 | kind_len u8 | kind | origin_len u16 | origin | sign1`
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    fn encoded_len(&self) -> usize {
         let kind = truncate(&self.kind, u8::MAX as usize);
         let origin = truncate(&self.origin, u16::MAX as usize);
-        let mut out = Vec::with_capacity(90 + kind.len() + origin.len() + self.sign1.len());
+        84 + kind.len() + origin.len() + self.sign1.len()
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let kind = truncate(&self.kind, u8::MAX as usize);
+        let origin = truncate(&self.origin, u16::MAX as usize);
         out.push(LOG_FORMAT);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.issued_at.to_be_bytes());
@@ -68,7 +96,6 @@ impl LogEntry {
         out.extend_from_slice(&(origin.len() as u16).to_be_bytes());
         out.extend_from_slice(origin);
         out.extend_from_slice(&self.sign1);
-        out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
@@ -96,6 +123,29 @@ impl LogEntry {
     }
 }
 
+/// The entries of one log value with `from <= seq <= to`.
+fn decode_log_value(
+    key: &[u8],
+    value: &[u8],
+    from: u64,
+    to: u64,
+) -> Vec<Result<LogEntry, OutboxError>> {
+    let damaged = |detail| OutboxError::Damaged {
+        key: format!("log/{}", u64_of(Some(sled::IVec::from(key)))),
+        detail,
+    };
+    let parts = match log_parts(value) {
+        Ok(parts) => parts,
+        Err(detail) => return vec![Err(damaged(detail))],
+    };
+    parts
+        .into_iter()
+        // A part whose head does not parse is kept, so that decoding reports it.
+        .filter(|p| !entry_head(p).is_ok_and(|(seq, _)| !(from..=to).contains(&seq)))
+        .map(|p| LogEntry::decode(p).map_err(damaged))
+        .collect()
+}
+
 fn truncate(s: &str, max: usize) -> &[u8] {
     let b = s.as_bytes();
     b.get(..max).unwrap_or(b)
@@ -120,6 +170,116 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64, String> {
         Ok(u64::from_be_bytes(self.array()?))
     }
+}
+
+/// One log value: the entries of one commit.
+fn encode_log_chunk(entries: &[LogEntry]) -> Vec<u8> {
+    let len = entries.iter().map(|e| 4 + e.encoded_len()).sum::<usize>();
+    let mut out = Vec::with_capacity(1 + len);
+    out.push(CHUNK);
+    for e in entries {
+        out.extend_from_slice(&(e.encoded_len() as u32).to_be_bytes());
+        e.encode_into(&mut out);
+    }
+    out
+}
+
+/// The encoded entries in one log value, without decoding them.
+fn log_parts(value: &[u8]) -> Result<Vec<&[u8]>, String> {
+    match value.first() {
+        Some(&LOG_FORMAT) => Ok(vec![value]),
+        Some(&CHUNK) => {
+            let mut r = Reader(&value[1..]);
+            let mut parts = Vec::new();
+            while !r.0.is_empty() {
+                let len = u32::from_be_bytes(r.array()?) as usize;
+                parts.push(r.take(len)?);
+            }
+            Ok(parts)
+        }
+        _ => Err("unknown log entry format".into()),
+    }
+}
+
+/// Seq and issued_at of an encoded entry (its first fields), without decoding the rest.
+fn entry_head(part: &[u8]) -> Result<(u64, u64), String> {
+    let mut r = Reader(part);
+    r.take(1)?;
+    Ok((r.u64()?, r.u64()?))
+}
+
+fn encode_pending_chunk(items: &[PendingItem]) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = vec![CHUNK];
+    out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+    serde_json::to_writer(&mut out, items)?;
+    Ok(out)
+}
+
+/// How many items a pending value holds (older outboxes: one JSON item per key).
+fn pending_count(value: &[u8]) -> u64 {
+    match value {
+        [CHUNK, a, b, c, d, ..] => u64::from(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => 1,
+    }
+}
+
+fn decode_pending(value: &[u8]) -> Result<Vec<PendingItem>, String> {
+    match value.first() {
+        Some(&CHUNK) => {
+            let items: Vec<PendingItem> =
+                serde_json::from_slice(value.get(5..).unwrap_or_default())
+                    .map_err(|e| e.to_string())?;
+            if items.len() as u64 != pending_count(value) {
+                return Err("pending chunk count does not match its items".into());
+            }
+            Ok(items)
+        }
+        _ => serde_json::from_slice(value)
+            .map(|item| vec![item])
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// A state key and its new JSON Provision, or `None` for a removal.
+type StateOp = (Vec<u8>, Option<Vec<u8>>);
+
+/// `(key_len u32 | key | 0 | or 1 | value_len u32 | value)*`
+fn encode_journal(ops: &[StateOp]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in ops {
+        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        out.extend_from_slice(key);
+        match value {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    out
+}
+
+/// A [`StateOp`] as read back: borrowed from the journal value.
+type StateOpRef<'a> = (&'a [u8], Option<&'a [u8]>);
+
+fn decode_journal(bytes: &[u8]) -> Result<Vec<StateOpRef<'_>>, String> {
+    let mut r = Reader(bytes);
+    let mut ops = Vec::new();
+    while !r.0.is_empty() {
+        let key_len = u32::from_be_bytes(r.array()?) as usize;
+        let key = r.take(key_len)?;
+        let value = match r.take(1)? {
+            [0] => None,
+            _ => {
+                let len = u32::from_be_bytes(r.array()?) as usize;
+                Some(r.take(len)?)
+            }
+        };
+        ops.push((key, value));
+    }
+    Ok(ops)
 }
 
 /// Where the chain stands: the next seq to use and the hash of the last frame.
@@ -152,11 +312,15 @@ pub struct Outbox {
     ingested: sled::Tree,
     log: sled::Tree,
     state: sled::Tree,
+    journal: sled::Tree,
+    /// The key of the next state journal value (only the commit path writes it).
+    journal_next: AtomicU64,
 }
 
 const NEXT_SEQ: &[u8] = b"next_seq";
 const HEAD: &[u8] = b"head";
 const PENDING_NEXT: &[u8] = b"pending_next";
+const PENDING_DONE: &[u8] = b"pending_done";
 const SENT_THROUGH: &[u8] = b"sent_through";
 
 /// The state tree key of an identity.
@@ -200,12 +364,22 @@ impl Outbox {
                 detail: e.to_string(),
             })
         };
+        let journal = tree("state_journal")?;
+        let journal_next = journal
+            .last()
+            .map_err(|e| OutboxError::Storage {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?
+            .map_or(0, |(k, _)| u64_of(Some(k)) + 1);
         Ok(Self {
             meta: tree("meta")?,
             pending: tree("pending")?,
             ingested: tree("ingested")?,
             log: tree("log")?,
             state: tree("state")?,
+            journal,
+            journal_next: AtomicU64::new(journal_next),
             db,
             path: path.to_path_buf(),
         })
@@ -249,9 +423,9 @@ impl Outbox {
         items: &[PendingItem],
         now: u64,
     ) -> Result<bool, OutboxError> {
-        let encoded: Vec<Vec<u8>> = items
-            .iter()
-            .map(serde_json::to_vec)
+        let encoded: Vec<(Vec<u8>, u64)> = items
+            .chunks(PENDING_CHUNK)
+            .map(|c| encode_pending_chunk(c).map(|v| (v, c.len() as u64)))
             .collect::<Result<_, _>>()
             .map_err(|e| self.storage(e))?;
         let result =
@@ -260,9 +434,9 @@ impl Outbox {
                     return Ok(false);
                 }
                 let mut next = u64_of(meta.get(PENDING_NEXT)?);
-                for item in &encoded {
-                    pending.insert(&next.to_be_bytes(), item.as_slice())?;
-                    next += 1;
+                for (chunk, count) in &encoded {
+                    pending.insert(&next.to_be_bytes(), chunk.as_slice())?;
+                    next += count;
                 }
                 meta.insert(PENDING_NEXT, &next.to_be_bytes())?;
                 ingested.insert(batch_id.as_bytes(), &now.to_be_bytes())?;
@@ -273,66 +447,102 @@ impl Outbox {
         Ok(fresh)
     }
 
-    /// Up to `max` pending items with key >= `from`, oldest first.
+    /// About `max` unconsumed pending items with key >= `from`, oldest first (whole chunks,
+    /// so a chunk is decoded once).
     pub fn pending_batch(
         &self,
         from: u64,
         max: usize,
     ) -> Result<Vec<(u64, PendingItem)>, OutboxError> {
+        let from = from.max(self.pending_done()?);
+        // The chunk holding `from` may start below it.
+        let start = match self.pending.range(..=from.to_be_bytes()).next_back() {
+            Some(kv) => u64_of(Some(kv.map_err(|e| self.storage(e))?.0)),
+            None => from,
+        };
         let mut out = Vec::new();
-        for kv in self.pending.range(from.to_be_bytes()..).take(max) {
+        for kv in self.pending.range(start.to_be_bytes()..) {
             let (k, v) = kv.map_err(|e| self.storage(e))?;
-            let key = u64_of(Some(k));
-            let item = serde_json::from_slice(&v).map_err(|e| OutboxError::Damaged {
-                key: format!("pending/{key}"),
-                detail: e.to_string(),
+            let first = u64_of(Some(k));
+            let items = decode_pending(&v).map_err(|detail| OutboxError::Damaged {
+                key: format!("pending/{first}"),
+                detail,
             })?;
-            out.push((key, item));
+            let keyed = (first..).zip(items).filter(|(key, _)| *key >= from);
+            out.extend(keyed);
+            if out.len() >= max {
+                break;
+            }
         }
         Ok(out)
     }
 
-    pub fn pending_len(&self) -> usize {
-        self.pending.len()
+    fn pending_done(&self) -> Result<u64, OutboxError> {
+        Ok(u64_of(
+            self.meta.get(PENDING_DONE).map_err(|e| self.storage(e))?,
+        ))
     }
 
-    /// Commits sealed frames and their effects atomically, then flushes.
-    pub fn commit(&self, commit: &SealCommit) -> Result<(), OutboxError> {
-        let Some(last) = commit.entries.last() else {
-            return Ok(());
-        };
-        let next_seq = last.seq + 1;
-        let head = last.hash;
-        let encoded: Vec<(u64, Vec<u8>)> =
-            commit.entries.iter().map(|e| (e.seq, e.encode())).collect();
-        let mut state_ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-        for change in &commit.state {
-            match change {
-                StateChange::Upsert(p) => {
-                    let v = serde_json::to_vec(p).map_err(|e| self.storage(e))?;
-                    state_ops.push((state_key(&p.issuer, &p.subject), Some(v)));
-                }
-                StateChange::Remove { issuer, subject } => {
-                    state_ops.push((state_key(issuer, subject), None))
-                }
+    /// Accepted records not yet sealed.
+    pub fn pending_len(&self) -> usize {
+        let done = self.pending_done().unwrap_or(0);
+        let mut n = 0;
+        for (k, v) in self.pending.iter().flatten() {
+            let first = u64_of(Some(k));
+            n += (first + pending_count(&v)).saturating_sub(first.max(done));
+        }
+        n as usize
+    }
+
+    /// Keys of the pending chunks whose items all lie below `done`.
+    fn finished_chunks(&self, done: u64) -> Result<Vec<u64>, OutboxError> {
+        let mut keys = Vec::new();
+        for kv in self.pending.range(..done.to_be_bytes()) {
+            let (k, v) = kv.map_err(|e| self.storage(e))?;
+            let first = u64_of(Some(k));
+            if first + pending_count(&v) <= done {
+                keys.push(first);
             }
         }
-        let result = (&self.meta, &self.pending, &self.log, &self.state).transaction(
-            |(meta, pending, log, state)| {
-                for key in &commit.consumed {
+        Ok(keys)
+    }
+
+    /// Commits sealed frames and their effects atomically, then flushes: the log entries
+    /// (one value), the chain state, the pending cursor past `consumed` (which must follow
+    /// on from the previous commit's), and the state changes (one journal value).
+    pub fn commit(&self, commit: &SealCommit) -> Result<(), OutboxError> {
+        let log_value = commit
+            .entries
+            .first()
+            .map(|first| (first.seq, encode_log_chunk(&commit.entries)));
+        let chain = commit.entries.last().map(|last| (last.seq + 1, last.hash));
+        let done = commit.consumed.iter().max().map(|k| k + 1);
+        let finished = match done {
+            Some(done) => self.finished_chunks(done)?,
+            None => Vec::new(),
+        };
+        let journal = self.journal_value(&commit.state)?;
+        if log_value.is_none() && done.is_none() && journal.is_none() {
+            return Ok(());
+        }
+        let result = (&self.meta, &self.pending, &self.log, &self.journal).transaction(
+            |(meta, pending, log, journal_tree)| {
+                if let Some((seq, value)) = &log_value {
+                    log.insert(&seq.to_be_bytes(), value.as_slice())?;
+                }
+                if let Some((next_seq, head)) = &chain {
+                    meta.insert(NEXT_SEQ, &next_seq.to_be_bytes())?;
+                    meta.insert(HEAD, head)?;
+                }
+                if let Some(done) = done {
+                    meta.insert(PENDING_DONE, &done.to_be_bytes())?;
+                }
+                for key in &finished {
                     pending.remove(&key.to_be_bytes())?;
                 }
-                for (seq, bytes) in &encoded {
-                    log.insert(&seq.to_be_bytes(), bytes.as_slice())?;
+                if let Some((key, value)) = &journal {
+                    journal_tree.insert(&key.to_be_bytes(), value.as_slice())?;
                 }
-                for (key, value) in &state_ops {
-                    match value {
-                        Some(v) => state.insert(key.as_slice(), v.as_slice())?,
-                        None => state.remove(key.as_slice())?,
-                    };
-                }
-                meta.insert(NEXT_SEQ, &next_seq.to_be_bytes())?;
-                meta.insert(HEAD, &head)?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             },
         );
@@ -340,14 +550,54 @@ impl Outbox {
         self.flush()
     }
 
-    /// Drops pending items that can no longer be sent (e.g. expired tickets), durably.
-    pub fn discard_pending(&self, keys: &[u64]) -> Result<(), OutboxError> {
-        for k in keys {
-            self.pending
-                .remove(k.to_be_bytes())
-                .map_err(|e| self.storage(e))?;
+    /// The journal key and value for a commit's state changes, if it has any.
+    fn journal_value(
+        &self,
+        changes: &[StateChange],
+    ) -> Result<Option<(u64, Vec<u8>)>, OutboxError> {
+        if changes.is_empty() {
+            return Ok(None);
         }
-        Ok(())
+        let mut ops: Vec<StateOp> = Vec::with_capacity(changes.len());
+        for change in changes {
+            match change {
+                StateChange::Upsert(p) => {
+                    let v = serde_json::to_vec(p).map_err(|e| self.storage(e))?;
+                    ops.push((state_key(&p.issuer, &p.subject), Some(v)));
+                }
+                StateChange::Remove { issuer, subject } => {
+                    ops.push((state_key(issuer, subject), None))
+                }
+            }
+        }
+        let key = self.journal_next.fetch_add(1, Relaxed);
+        Ok(Some((key, encode_journal(&ops))))
+    }
+
+    /// Applies up to `max` journal values to the state tree, oldest first, each atomically
+    /// with its removal (so a crash never applies one twice or skips one). Returns how many.
+    pub fn fold_state(&self, max: usize) -> Result<usize, OutboxError> {
+        let mut n = 0;
+        for kv in self.journal.iter().take(max) {
+            let (k, v) = kv.map_err(|e| self.storage(e))?;
+            let ops = decode_journal(&v).map_err(|detail| OutboxError::Damaged {
+                key: format!("state_journal/{}", u64_of(Some(k.clone()))),
+                detail,
+            })?;
+            let result = (&self.state, &self.journal).transaction(|(state, journal)| {
+                for (key, value) in &ops {
+                    match value {
+                        Some(v) => state.insert(*key, *v)?,
+                        None => state.remove(*key)?,
+                    };
+                }
+                journal.remove(&k)?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+            result.map_err(|e: TransactionError<()>| self.storage(format!("{e:?}")))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Log entries with `from <= seq <= to`, in seq order.
@@ -356,49 +606,70 @@ impl Outbox {
         from: u64,
         to: u64,
     ) -> impl Iterator<Item = Result<LogEntry, OutboxError>> + '_ {
-        self.log
-            .range(from.to_be_bytes()..=to.to_be_bytes())
-            .map(|kv| {
-                let (k, v) = kv.map_err(|e| OutboxError::Storage {
-                    path: PathBuf::new(),
-                    detail: e.to_string(),
-                })?;
-                LogEntry::decode(&v).map_err(|detail| OutboxError::Damaged {
-                    key: format!("log/{}", u64_of(Some(k))),
-                    detail,
-                })
-            })
+        // The value holding `from` may start below it.
+        let start = match self.log.range(..=from.to_be_bytes()).next_back() {
+            Some(Ok((k, _))) => u64_of(Some(k)),
+            _ => from,
+        };
+        let values = if start <= to {
+            Some(self.log.range(start.to_be_bytes()..=to.to_be_bytes()))
+        } else {
+            None
+        };
+        values.into_iter().flatten().flat_map(move |kv| match kv {
+            Ok((k, v)) => decode_log_value(&k, &v, from, to),
+            Err(e) => vec![Err(OutboxError::Storage {
+                path: PathBuf::new(),
+                detail: e.to_string(),
+            })],
+        })
     }
 
     /// The lowest and highest seq in the log.
     pub fn log_bounds(&self) -> Result<Option<(u64, u64)>, OutboxError> {
         let first = self.log.first().map_err(|e| self.storage(e))?;
         let last = self.log.last().map_err(|e| self.storage(e))?;
-        Ok(match (first, last) {
-            (Some((a, _)), Some((b, _))) => Some((u64_of(Some(a)), u64_of(Some(b)))),
-            _ => None,
-        })
+        let (Some((a, _)), Some((b, v))) = (first, last) else {
+            return Ok(None);
+        };
+        let key = u64_of(Some(b));
+        let damaged = |detail| OutboxError::Damaged {
+            key: format!("log/{key}"),
+            detail,
+        };
+        let parts = log_parts(&v).map_err(damaged)?;
+        let hi = match parts.last() {
+            Some(part) => entry_head(part).map_err(damaged)?.0,
+            None => key,
+        };
+        Ok(Some((u64_of(Some(a)), hi)))
     }
 
+    /// Entries in the log (reads every value's framing; for tests and tools).
     pub fn log_len(&self) -> usize {
-        self.log.len()
+        self.log
+            .iter()
+            .flatten()
+            .map(|(_, v)| log_parts(&v).map_or(0, |p| p.len()))
+            .sum()
     }
 
-    /// Removes log entries issued before `cutoff` (unix seconds), never the newest one.
+    /// Removes log values whose entries were all issued before `cutoff` (unix seconds),
+    /// never the one holding the newest entry. Returns how many entries went.
     pub fn prune_log(&self, cutoff: u64) -> Result<usize, OutboxError> {
         let newest = self.log_bounds()?.map(|(_, hi)| hi).unwrap_or(0);
         let mut removed = 0;
         for kv in self.log.iter() {
             let (k, v) = kv.map_err(|e| self.storage(e))?;
-            let seq = u64_of(Some(k.clone()));
-            let old = LogEntry::decode(&v)
-                .map(|e| e.issued_at < cutoff)
-                .unwrap_or(false);
-            if !old || seq >= newest {
+            let heads: Vec<(u64, u64)> = log_parts(&v)
+                .and_then(|parts| parts.iter().map(|p| entry_head(p)).collect())
+                .unwrap_or_default();
+            let old = !heads.is_empty() && heads.iter().all(|&(_, at)| at < cutoff);
+            if !old || heads.iter().any(|&(seq, _)| seq >= newest) {
                 break;
             }
             self.log.remove(k).map_err(|e| self.storage(e))?;
-            removed += 1;
+            removed += heads.len();
         }
         for kv in self.ingested.iter() {
             let (k, v) = kv.map_err(|e| self.storage(e))?;
@@ -411,6 +682,7 @@ impl Outbox {
 
     /// Every identity in the Provision state (carousel input), as state keys.
     pub fn state_keys(&self) -> Result<Vec<Vec<u8>>, OutboxError> {
+        self.fold_state(usize::MAX)?;
         self.state
             .iter()
             .keys()
@@ -419,6 +691,7 @@ impl Outbox {
     }
 
     pub fn state_get(&self, key: &[u8]) -> Result<Option<Provision>, OutboxError> {
+        self.fold_state(usize::MAX)?;
         let Some(v) = self.state.get(key).map_err(|e| self.storage(e))? else {
             return Ok(None);
         };
@@ -430,6 +703,7 @@ impl Outbox {
             })
     }
 
+    /// Identities in the state as of the last fold (cheap: the status file reads it).
     pub fn state_len(&self) -> usize {
         self.state.len()
     }
@@ -540,5 +814,124 @@ mod tests {
         assert_eq!(ob.log_bounds().unwrap(), Some((3, 3)));
         // The newest entry is kept even when old.
         assert_eq!(ob.prune_log(1000).unwrap(), 0);
+    }
+
+    fn consume(ob: &Outbox, keys: std::ops::Range<u64>) {
+        ob.commit(&SealCommit {
+            consumed: keys.collect(),
+            ..SealCommit::default()
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn pending_chunks_are_consumed_by_cursor_and_removed_when_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let items: Vec<_> = (0..2500).map(|i| item(&format!("s{i}"))).collect();
+        {
+            let ob = Outbox::open(dir.path()).unwrap();
+            ob.ingest("b", &items, 1).unwrap();
+            assert_eq!(ob.pending.len(), 3, "chunks of {PENDING_CHUNK}");
+            let batch = ob.pending_batch(0, 600).unwrap();
+            assert_eq!(batch.len(), PENDING_CHUNK, "whole chunks");
+            consume(&ob, 0..600);
+            assert_eq!(ob.pending_len(), 1900);
+            assert_eq!(ob.pending.len(), 3);
+        }
+        // After a restart, reading from 0 resumes at the cursor.
+        let ob = Outbox::open(dir.path()).unwrap();
+        let batch = ob.pending_batch(0, 10).unwrap();
+        assert_eq!(batch.first().map(|(k, _)| *k), Some(600));
+        assert_eq!(batch[0].1, items[600]);
+        consume(&ob, 600..1100);
+        assert_eq!(ob.pending.len(), 2, "the first chunk is gone");
+        assert_eq!(ob.pending_len(), 1400);
+        consume(&ob, 1100..2500);
+        assert_eq!(ob.pending_len(), 0);
+        assert_eq!(ob.pending.len(), 0);
+        assert!(ob.pending_batch(0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn log_values_hold_one_commit_and_ranges_cross_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        for first in [1u64, 4, 7] {
+            let entries = (first..first + 3).map(|s| entry(s, s * 10)).collect();
+            ob.commit(&SealCommit {
+                entries,
+                ..SealCommit::default()
+            })
+            .unwrap();
+        }
+        assert_eq!(ob.log.len(), 3);
+        assert_eq!(ob.log_len(), 9);
+        assert_eq!(ob.log_bounds().unwrap(), Some((1, 9)));
+        let seqs = |a, b| -> Vec<u64> { ob.log_range(a, b).map(|e| e.unwrap().seq).collect() };
+        assert_eq!(seqs(2, 5), vec![2, 3, 4, 5]);
+        assert_eq!(seqs(5, 5), vec![5]);
+        assert_eq!(seqs(8, 100), vec![8, 9]);
+        assert_eq!(seqs(10, 20), Vec::<u64>::new());
+        assert_eq!(ob.log_range(3, 3).next().unwrap().unwrap(), entry(3, 30));
+        // A value goes only when all its entries are old.
+        assert_eq!(ob.prune_log(45).unwrap(), 3);
+        assert_eq!(ob.log_bounds().unwrap(), Some((4, 9)));
+    }
+
+    #[test]
+    fn values_written_one_per_key_by_older_versions_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        ob.log
+            .insert(1u64.to_be_bytes(), entry(1, 10).encode())
+            .unwrap();
+        ob.log
+            .insert(2u64.to_be_bytes(), entry(2, 20).encode())
+            .unwrap();
+        let old_item = serde_json::to_vec(&item("a")).unwrap();
+        ob.pending.insert(0u64.to_be_bytes(), old_item).unwrap();
+        ob.meta.insert(PENDING_NEXT, &1u64.to_be_bytes()).unwrap();
+        assert_eq!(ob.log_range(1, 2).count(), 2);
+        assert_eq!(ob.log_bounds().unwrap(), Some((1, 2)));
+        assert_eq!(ob.pending_len(), 1);
+        assert_eq!(ob.pending_batch(0, 10).unwrap(), vec![(0, item("a"))]);
+        ob.ingest("b", &[item("b")], 1).unwrap();
+        assert_eq!(ob.pending_batch(1, 10).unwrap(), vec![(1, item("b"))]);
+        consume(&ob, 0..1);
+        assert_eq!(ob.pending_len(), 1);
+        assert_eq!(ob.pending.len(), 1);
+    }
+
+    #[test]
+    fn state_changes_are_journaled_and_folded_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = testkit::provision("a");
+        let key = state_key(&a.issuer, &a.subject);
+        {
+            let ob = Outbox::open(dir.path()).unwrap();
+            let change = |c| SealCommit {
+                state: vec![c],
+                ..SealCommit::default()
+            };
+            ob.commit(&change(StateChange::Upsert(Box::new(a.clone()))))
+                .unwrap();
+            ob.commit(&change(StateChange::Remove {
+                issuer: a.issuer.clone(),
+                subject: a.subject.clone(),
+            }))
+            .unwrap();
+            ob.commit(&change(StateChange::Upsert(Box::new(testkit::provision(
+                "b",
+            )))))
+            .unwrap();
+            assert_eq!(ob.state_len(), 0, "not folded yet");
+            assert_eq!(ob.fold_state(1).unwrap(), 1);
+            assert_eq!(ob.state_len(), 1);
+        }
+        // The rest is folded after a restart, in order: "a" stays removed.
+        let ob = Outbox::open(dir.path()).unwrap();
+        assert_eq!(ob.state_get(&key).unwrap(), None);
+        assert_eq!(ob.state_len(), 1);
+        assert_eq!(ob.journal.len(), 0);
     }
 }
