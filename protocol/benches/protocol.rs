@@ -1,9 +1,10 @@
-//! Hot paths of the protocol crate: seal, open, FEC encode/decode, COBS.
+//! Hot paths of the protocol crate: seal, open (alone and in batches), FEC encode/decode, COBS.
 //! Run: `cargo bench -p airlock-protocol --bench protocol`
 
 use std::hint::black_box;
 
 use airlock_protocol::link::{BlockDecoder, BlockEncoder, DecoderConfig, LinkParams, cobs};
+use airlock_protocol::open_batch::{ToOpen, open_batch};
 use airlock_protocol::replay::ReplayState;
 use airlock_protocol::seal::open;
 use airlock_protocol::testkit::{self, T0};
@@ -24,6 +25,18 @@ fn seal_open(c: &mut Criterion) {
     g.bench_function(format!("open {} B provision", sealed.len()), |b| {
         b.iter(|| open(black_box(&sealed), &trust, &fresh, T0, &replay).unwrap())
     });
+    for n in [64usize, 256] {
+        let frames: Vec<Vec<u8>> = (0..n).map(|_| sealer.seal(&env).unwrap().sealed).collect();
+        let burst: Vec<ToOpen> = frames
+            .iter()
+            .map(|sealed| ToOpen { sealed, now: T0 })
+            .collect();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("open_batch of {n}"), |b| {
+            b.iter(|| open_batch(black_box(&burst), &trust, &fresh, &replay))
+        });
+    }
+    g.throughput(Throughput::Elements(1));
     // The signature bound: what open and seal cannot beat.
     let key = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
     let msg = vec![7u8; 600];
@@ -35,6 +48,20 @@ fn seal_open(c: &mut Criterion) {
     g.bench_function("ed25519 verify alone (600 B)", |b| {
         b.iter(|| ed25519_dalek::Verifier::verify(&vk, black_box(&msg), &sig).unwrap())
     });
+    for n in [16usize, 64, 256] {
+        let msgs: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; 600]).collect();
+        let sigs: Vec<_> = msgs
+            .iter()
+            .map(|m| ed25519_dalek::Signer::sign(&key, m))
+            .collect();
+        let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+        let vks = vec![vk; n];
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("ed25519 verify_batch of {n} (600 B)"), |b| {
+            b.iter(|| ed25519_dalek::verify_batch(black_box(&refs), &sigs, &vks).unwrap())
+        });
+    }
+    g.throughput(Throughput::Elements(1));
     g.finish();
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`message`]: the Envelope and its bodies; [`codec`]: their CBOR encoding; [`limits`].
 //! - [`keys`] and [`trust`]: key files and the keys a receiver trusts.
-//! - [`seal`]: COSE_Sign1 inside COSE_Encrypt0, and the ordered checks of opening.
+//! - [`seal`]: COSE_Sign1 inside COSE_Encrypt0, and the ordered checks of opening;
+//!   [`open_batch`]: the same checks for a burst, with one Ed25519 batch verification.
 //! - [`replay`]: the per-signer replay window; [`chain`]: the sender's hash chain.
 //! - [`link`]: blocks, RaptorQ FEC, datagram header and CRC, COBS.
 //!
@@ -15,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod link;
 pub mod message;
+pub mod open_batch;
 pub mod replay;
 pub mod seal;
 pub mod transfer_code;

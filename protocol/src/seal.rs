@@ -308,7 +308,7 @@ pub fn verify_sign1(sign1: &[u8], trust: &TrustStore) -> Result<Envelope, OpenEr
     Ok(envelope)
 }
 
-fn decrypt(sealed: &[u8], trust: &TrustStore) -> Result<(Vec<u8>, u32), OpenError> {
+pub(crate) fn decrypt(sealed: &[u8], trust: &TrustStore) -> Result<(Vec<u8>, u32), OpenError> {
     let encrypt0 =
         CoseEncrypt0::from_tagged_slice(sealed).map_err(|e| OpenError::Cbor(e.to_string()))?;
     let protected = &encrypt0.protected.header;
@@ -343,6 +343,57 @@ fn verify_signature(
     trust: &TrustStore,
     now: u64,
 ) -> Result<(Envelope, String), OpenError> {
+    let pending = parse_sign1(sign1, trust, now)?;
+    pending.check_signature()?;
+    pending.into_envelope()
+}
+
+/// A Sign1 whose structure, algorithm and signer passed; its signature is not checked yet.
+/// Single frames check it alone, bursts together (see [`crate::open_batch`]).
+pub(crate) struct PendingSignature<'t> {
+    cose: CoseSign1,
+    kid: String,
+    key: &'t ed25519_dalek::VerifyingKey,
+}
+
+impl PendingSignature<'_> {
+    pub(crate) fn key(&self) -> &ed25519_dalek::VerifyingKey {
+        self.key
+    }
+
+    /// The bytes the signature covers (RFC 9052 Sig_structure) and the signature itself.
+    pub(crate) fn signed_parts(&self) -> Result<(Vec<u8>, Signature), OpenError> {
+        let sig =
+            Signature::from_slice(&self.cose.signature).map_err(|_| OpenError::BadSignature)?;
+        Ok((self.cose.tbs_data(b""), sig))
+    }
+
+    pub(crate) fn check_signature(&self) -> Result<(), OpenError> {
+        let (tbs, sig) = self.signed_parts()?;
+        self.key
+            .verify(&tbs, &sig)
+            .map_err(|_| OpenError::BadSignature)
+    }
+
+    /// Decodes the payload: only once the signature has passed.
+    pub(crate) fn into_envelope(self) -> Result<(Envelope, String), OpenError> {
+        let payload = self
+            .cose
+            .payload
+            .as_deref()
+            .ok_or_else(|| OpenError::Payload("Sign1 has no payload".into()))?;
+        let envelope =
+            codec::decode_envelope(payload).map_err(|e| OpenError::Payload(e.to_string()))?;
+        Ok((envelope, self.kid))
+    }
+}
+
+/// Structure, algorithm and signer checks of a Sign1: everything before the signature.
+pub(crate) fn parse_sign1<'t>(
+    sign1: &[u8],
+    trust: &'t TrustStore,
+    now: u64,
+) -> Result<PendingSignature<'t>, OpenError> {
     let cose =
         CoseSign1::from_tagged_slice(sign1).map_err(|e| OpenError::InnerCbor(e.to_string()))?;
     let protected = &cose.protected.header;
@@ -356,24 +407,14 @@ fn verify_signature(
         .signer(&kid)
         .filter(|s| now == u64::MAX || now >= s.not_before)
         .ok_or_else(|| OpenError::UntrustedSigner { kid: kid.clone() })?;
-    cose.verify_signature(b"", |sig, tbs| {
-        let sig = Signature::from_slice(sig).map_err(|_| OpenError::BadSignature)?;
-        signer
-            .key
-            .key
-            .verify(tbs, &sig)
-            .map_err(|_| OpenError::BadSignature)
-    })?;
-    let payload = cose
-        .payload
-        .as_deref()
-        .ok_or_else(|| OpenError::Payload("Sign1 has no payload".into()))?;
-    let envelope =
-        codec::decode_envelope(payload).map_err(|e| OpenError::Payload(e.to_string()))?;
-    Ok((envelope, kid))
+    Ok(PendingSignature {
+        cose,
+        kid,
+        key: &signer.key.key,
+    })
 }
 
-fn check_envelope(
+pub(crate) fn check_envelope(
     envelope: &Envelope,
     signer_kid: &str,
     fresh: &Freshness,
