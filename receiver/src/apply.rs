@@ -18,7 +18,7 @@ use crate::store::records::{
     AnnouncedSigner, GapState, HeartbeatRecord, KeySet, MirrorRecord, Provenance, RevocationRecord,
     TicketRecord, UserRecord,
 };
-use crate::store::{StateTx, StateTxExt, StoreError, Table, TxError, meta, seq_key};
+use crate::store::{SeqRecord, StateTx, StateTxExt, StoreError, Table, TxError, meta, seq_key};
 
 /// A frame that passed every check and is about to be logged and applied.
 #[derive(Debug, Clone)]
@@ -166,13 +166,19 @@ fn apply_one(
     ledger: &mut Ledger,
     frame: &AcceptedFrame,
 ) -> Result<Outcome, TxError> {
-    if tx.contains(Table::FrameIndex, &frame.hash)? {
-        return Ok(Outcome::Duplicate);
-    }
     let env = &frame.envelope;
-    let skey = seq_key(&env.sender_kid, env.seq);
-    if env.seq == 0 || tx.contains(Table::Seqs, &skey)? {
+    if env.seq == 0 {
         return Ok(Outcome::Replay);
+    }
+    let skey = seq_key(&env.sender_kid, env.seq);
+    if let Some(v) = tx.get(Table::Seqs, &skey)? {
+        // The frame hash covers the signer and the seq: the same hash is the same frame.
+        let logged = SeqRecord::decode(&v).map_err(TxError::Store)?;
+        return Ok(if logged.frame_hash == frame.hash {
+            Outcome::Duplicate
+        } else {
+            Outcome::Replay
+        });
     }
     let index = ledger.next_index;
     let mut applied = Applied {
@@ -216,8 +222,11 @@ fn apply_one(
         .encode()
         .map_err(|e| TxError::Store(StoreError::Apply(e.to_string())))?;
     tx.put(Table::Log, &LogEntry::key(index), &value)?;
-    tx.put(Table::FrameIndex, &frame.hash, &index.to_be_bytes())?;
-    tx.put(Table::Seqs, &skey, &index.to_be_bytes())?;
+    let seq_record = SeqRecord {
+        index,
+        frame_hash: frame.hash,
+    };
+    tx.put(Table::Seqs, &skey, &seq_record.encode())?;
     // A seq below the replay window (an old gap being filled) is already guarded by Seqs.
     let _ = ledger.replay.accept(&env.sender_kid, env.seq);
     ledger

@@ -143,8 +143,9 @@ fn key_rotation_over_the_link() {
     assert!(ing.trust().signer(signer.kid()).is_none());
 }
 
-/// Two receivers on one store (the HA shape): a key change logged by one reaches the other
-/// as a duplicate; the other re-reads the stored keys on its first refusal for an unknown
+/// Several receivers on one store (the HA shape). A key change logged by one reaches another
+/// as a duplicate, and the duplicate's commit hands it the stored key set. A receiver that
+/// never heard the announcement re-reads the stored keys on its first refusal for an unknown
 /// signer, so the next copy of the new signer's frame is accepted without a restart.
 #[test]
 fn key_change_logged_by_another_receiver_is_picked_up() {
@@ -153,6 +154,7 @@ fn key_change_logged_by_another_receiver_is_picked_up() {
     let metrics = Arc::new(Metrics::new());
     let mut a = ingest(&store, &base, &metrics);
     let mut b = ingest(&store, &base, &metrics);
+    let mut c = ingest(&store, &base, &metrics);
     let mut tx = TestSender::new(&signer, &link);
     let new_key = SignerKey::generate();
     let announce = tx.next(Body::KeyAnnounce(KeyAnnounce::Signer {
@@ -172,15 +174,17 @@ fn key_change_logged_by_another_receiver_is_picked_up() {
             .duplicates,
         1
     );
+    assert!(b.trust().signer(new_key.kid()).is_some());
+
     let new_sealer = Sealer::new(clone_signer(&new_key), link.clone());
     let mut env = tx.envelope(1, provision(9), now());
     env.sender_kid = new_key.kid().to_owned();
     let by_new = new_sealer.seal(&env).unwrap();
-    let first = b.process(vec![incoming(by_new.sealed.clone())]).unwrap();
+    let first = c.process(vec![incoming(by_new.sealed.clone())]).unwrap();
     assert_eq!((first.accepted, first.rejected), (0, 1));
-    let again = b.process(vec![incoming(by_new.sealed)]).unwrap();
+    let again = c.process(vec![incoming(by_new.sealed)]).unwrap();
     assert_eq!(again.accepted, 1, "{again:?}");
-    assert!(b.trust().signer(new_key.kid()).is_some());
+    assert!(c.trust().signer(new_key.kid()).is_some());
 }
 
 #[test]

@@ -19,9 +19,10 @@ pub use sled_store::SledStore;
 pub enum Table {
     /// index u64 BE -> frame_log entry (see `frame_log.rs`).
     Log,
-    /// frame hash (32 bytes) -> log index u64 BE.
-    FrameIndex,
-    /// kid_len u8 | kid | seq u64 BE -> log index u64 BE.
+    /// kid_len u8 | kid | seq u64 BE -> log index u64 BE | frame hash (32 bytes), see
+    /// [`SeqRecord`]. The hash tells a repetition of a logged frame (same bytes: a duplicate)
+    /// from another frame under a logged seq (a replay); a frame's hash covers its kid and
+    /// seq, so no second index by hash is needed.
     Seqs,
     /// local sub (UTF-8) -> UserRecord JSON.
     Users,
@@ -36,9 +37,8 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 7] = [
         Table::Log,
-        Table::FrameIndex,
         Table::Seqs,
         Table::Users,
         Table::Tickets,
@@ -50,7 +50,6 @@ impl Table {
     pub fn name(self) -> &'static str {
         match self {
             Table::Log => "log",
-            Table::FrameIndex => "frame_index",
             Table::Seqs => "seqs",
             Table::Users => "users",
             Table::Tickets => "tickets",
@@ -63,13 +62,12 @@ impl Table {
     pub fn position(self) -> usize {
         match self {
             Table::Log => 0,
-            Table::FrameIndex => 1,
-            Table::Seqs => 2,
-            Table::Users => 3,
-            Table::Tickets => 4,
-            Table::Revocations => 5,
-            Table::Mirrors => 6,
-            Table::Meta => 7,
+            Table::Seqs => 1,
+            Table::Users => 2,
+            Table::Tickets => 3,
+            Table::Revocations => 4,
+            Table::Mirrors => 5,
+            Table::Meta => 6,
         }
     }
 }
@@ -97,6 +95,45 @@ pub fn seq_key(kid: &str, seq: u64) -> Vec<u8> {
     k.extend_from_slice(kid);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// A value of the Seqs table: where a (signer, seq) was logged and the hash of its frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRecord {
+    pub index: u64,
+    pub frame_hash: [u8; 32],
+}
+
+impl SeqRecord {
+    pub fn encode(&self) -> [u8; 40] {
+        let mut v = [0u8; 40];
+        v[..8].copy_from_slice(&self.index.to_be_bytes());
+        v[8..].copy_from_slice(&self.frame_hash);
+        v
+    }
+
+    pub fn decode(v: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            table: "seqs",
+            key: String::new(),
+            detail: format!("expected 40 bytes (index, frame hash), found {}", v.len()),
+        };
+        let index = v
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(corrupt)?;
+        let frame_hash = v
+            .get(8..40)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(corrupt)?;
+        if v.len() != 40 {
+            return Err(corrupt());
+        }
+        Ok(Self {
+            index: u64::from_be_bytes(index),
+            frame_hash,
+        })
+    }
 }
 
 /// A storage failure.

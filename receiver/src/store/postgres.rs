@@ -4,7 +4,7 @@
 //! like sled's keys, so scans return the same order on both backends. A transaction is
 //! one SERIALIZABLE PostgreSQL transaction: when two receivers apply the same frame at
 //! once, one of them fails to serialize, is re-run, and then finds the frame already in
-//! `store_frame_index` and `store_seqs` — the frame is logged and applied exactly once,
+//! its seq in `store_seqs` — the frame is logged and applied exactly once,
 //! whichever receiver got there first. Commits are synchronous, so `flush` has nothing
 //! left to do.
 
@@ -47,7 +47,6 @@ const MAX_CONFLICTS: u32 = 100;
 fn sql_table(t: Table) -> &'static str {
     match t {
         Table::Log => "store_log",
-        Table::FrameIndex => "store_frame_index",
         Table::Seqs => "store_seqs",
         Table::Users => "store_users",
         Table::Tickets => "store_tickets",

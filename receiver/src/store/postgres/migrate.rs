@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/0001_store.sql"),
     ),
     (2, "oidc", include_str!("../../../migrations/0002_oidc.sql")),
+    (
+        3,
+        "seqs_carry_frame_hash",
+        include_str!("../../../migrations/0003_seqs_carry_frame_hash.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming Airlock's migration lock ("AIRLOCK" in ASCII).
