@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use crate::committer::{CommitLink, Committer, Work};
 use crate::metrics::Metrics;
 use crate::outbox::{ChainState, LogEntry, Outbox, OutboxError, SealCommit, StateChange};
+use crate::prefetch::{Prefetch, Prepared};
 use crate::sendloop::{Outbound, SendKind};
 use crate::spool::{self, Command, Entry, SpoolError};
 use crate::status::{self, Status};
@@ -64,6 +65,7 @@ pub struct Engine {
     sealer: Arc<Sealer>,
     chain: ChainState,
     committer: Committer,
+    prefetch: Prefetch,
     /// Pending keys below this are sealed (their commit may still be in flight).
     next_pending: u64,
     metrics: Arc<Metrics>,
@@ -107,6 +109,7 @@ impl Engine {
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         })?;
+        let prefetch = Prefetch::start(outbox.clone(), SEAL_BATCH)?;
         let now = Instant::now();
         let status = Status::new(settings.session_id, sealer.signer_kid());
         Ok(Self {
@@ -119,6 +122,7 @@ impl Engine {
             outbox,
             sealer,
             committer,
+            prefetch,
             next_pending: 0,
             metrics,
             settings,
@@ -309,22 +313,21 @@ impl Engine {
 
     /// Seals one batch of pending records; returns how many were consumed.
     fn seal_pending(&mut self) -> Result<usize, EngineError> {
-        let batch = self.outbox.pending_batch(self.next_pending, SEAL_BATCH)?;
-        let Some((last_key, _)) = batch.last() else {
+        let batch = self.prefetch.next(self.next_pending)?;
+        let Some(last) = batch.last() else {
             return Ok(0);
         };
-        self.next_pending = last_key + 1;
+        self.next_pending = last.key + 1;
         let now = unix_now();
         let mut commit = SealCommit::default();
         let consumed = batch.len();
-        for (key, item) in batch {
+        for Prepared { key, item, change } in batch {
             commit.consumed.push(key);
             if let Some(until) = expiry(&item.body).filter(|&t| t <= now) {
                 Metrics::inc(&self.metrics.expired_dropped_total);
                 tracing::warn!(source = %item.source, kind = item.body.kind(), expired_at = until, "queued record expired before it could be sent; dropped");
                 continue;
             }
-            let change = state_change(&item.body);
             match self.sign(item.body, &item.source, now) {
                 Ok(entry) => {
                     commit.state.extend(change);
@@ -473,17 +476,6 @@ fn expiry(body: &Body) -> Option<u64> {
     match body {
         Body::Provision(p) => Some(p.valid_until),
         Body::LoginTicket(t) => Some(t.expires_at),
-        _ => None,
-    }
-}
-
-fn state_change(body: &Body) -> Option<StateChange> {
-    match body {
-        Body::Provision(p) => Some(StateChange::Upsert(Box::new(p.clone()))),
-        Body::Revoke(r) => Some(StateChange::Remove {
-            issuer: r.issuer.clone(),
-            subject: r.subject.clone(),
-        }),
         _ => None,
     }
 }

@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod pacer;
 pub mod policy;
 pub mod portal;
+pub mod prefetch;
 pub mod sendloop;
 pub mod spool;
 pub mod status;
