@@ -225,6 +225,24 @@ impl Sealer {
         self.encrypt_with_iv(sign1, iv)
     }
 
+    /// Encrypts several Sign1 like [`Self::encrypt`], drawing all their IVs with one read
+    /// of the OS generator (one system call per batch instead of one per frame).
+    pub fn encrypt_batch<'a>(
+        &self,
+        sign1s: impl ExactSizeIterator<Item = &'a [u8]>,
+    ) -> Result<Vec<Vec<u8>>, SealError> {
+        let mut ivs = vec![0u8; IV_LEN * sign1s.len()];
+        OsRng.fill_bytes(&mut ivs);
+        sign1s
+            .zip(ivs.chunks_exact(IV_LEN))
+            .map(|(sign1, iv)| {
+                let mut fresh = [0u8; IV_LEN];
+                fresh.copy_from_slice(iv);
+                self.encrypt_with_iv(sign1, fresh)
+            })
+            .collect()
+    }
+
     /// Only the test vectors use a fixed IV; everything else goes through [`Self::encrypt`].
     pub(crate) fn encrypt_with_iv(
         &self,

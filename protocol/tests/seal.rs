@@ -169,3 +169,28 @@ proptest! {
         let _ = open_now(&bytes);
     }
 }
+
+#[test]
+fn batch_encryption_opens_like_single_and_never_reuses_an_iv() {
+    let sealer = testkit::sealer();
+    let signed: Vec<_> = (1..=3)
+        .map(|seq| {
+            let mut env = testkit::provision_of_size(300);
+            env.seq = seq;
+            sealer.sign(&env).unwrap()
+        })
+        .collect();
+    let sealed = sealer
+        .encrypt_batch(signed.iter().map(|s| s.sign1.as_slice()))
+        .unwrap();
+    assert_eq!(sealed.len(), 3);
+    for (frame, s) in sealed.iter().zip(&signed) {
+        assert_eq!(open_now(frame).unwrap().sign1, s.sign1);
+        assert_eq!(frame.len(), sealer.encrypt(&s.sign1).unwrap().len());
+    }
+    // Each frame has its own IV, so equal inputs never give equal ciphertexts.
+    let twice = sealer
+        .encrypt_batch([signed[0].sign1.as_slice(); 2].into_iter())
+        .unwrap();
+    assert_ne!(twice[0], twice[1]);
+}

@@ -140,16 +140,15 @@ impl CommitLink {
     /// leaves room for the COSE overhead below `MAX_SEALED_FRAME`. Should it fail anyway,
     /// the daemon stops with the frames durable, as for a storage error.
     fn encrypt(&self, entries: &[LogEntry], kind: SendKind) -> Result<Vec<Outbound>, EngineError> {
-        entries
-            .iter()
-            .map(|e| {
-                Ok(Outbound {
-                    seq: e.seq,
-                    sealed: Arc::new(self.sealer.encrypt(&e.sign1)?),
-                    kind,
-                })
-            })
-            .collect()
+        let sealed = self
+            .sealer
+            .encrypt_batch(entries.iter().map(|e| e.sign1.as_slice()))?;
+        let frames = entries.iter().zip(sealed).map(|(e, sealed)| Outbound {
+            seq: e.seq,
+            sealed: Arc::new(sealed),
+            kind,
+        });
+        Ok(frames.collect())
     }
 }
 
