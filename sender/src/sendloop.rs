@@ -3,7 +3,9 @@
 //! Frames are packed into blocks (flushed on size or after the linger), each block is
 //! RaptorQ-encoded into datagrams, and every datagram waits for the token bucket before it
 //! is written. Each new frame is scheduled `repetitions - 1` more times, `spacing` apart,
-//! so that a burst of loss on the diode does not need an operator's resend.
+//! so that a burst of loss on the diode does not need an operator's resend. Repeats of
+//! frames packed within a short window share one timer entry (see [`coalescing`]): one
+//! wakeup per window instead of one per frame, at tens of thousands of frames a second.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -51,9 +53,25 @@ pub enum SendError {
     Codec(#[from] LinkError),
 }
 
+/// Frames due again at the same time, each with `remaining` transmissions still to come.
 struct Repeat {
-    sealed: Arc<Vec<u8>>,
+    frames: Vec<Arc<Vec<u8>>>,
     remaining: u32,
+}
+
+/// A frame waiting to be packed.
+struct Queued {
+    sealed: Arc<Vec<u8>>,
+    /// Its seq if this is a first transmission (moves "sent through"), else 0.
+    new_seq: u64,
+    /// Transmissions still to come after this one.
+    repeats: u32,
+}
+
+/// Repeats of frames packed within this window go out together, at most this much earlier
+/// than `spacing` after their own first transmission.
+fn coalescing(spacing: Duration) -> Duration {
+    (spacing / 10).min(Duration::from_millis(10))
 }
 
 /// Where the block being filled stands, so `sent_through` only moves once a block is out.
@@ -74,7 +92,9 @@ pub struct SendLoop {
     counter: u64,
     seqs: BlockSeqs,
     /// The batch being packed: frames arrive one `Vec` per committed batch.
-    queue: VecDeque<Outbound>,
+    queue: VecDeque<Queued>,
+    /// Repeats that are due; packed before `queue`.
+    due: VecDeque<Queued>,
 }
 
 impl SendLoop {
@@ -98,6 +118,7 @@ impl SendLoop {
             counter: 0,
             seqs: BlockSeqs::default(),
             queue: VecDeque::new(),
+            due: VecDeque::new(),
         })
     }
 
@@ -124,7 +145,7 @@ impl SendLoop {
         let mut check = tokio::time::interval(Duration::from_millis(100));
         loop {
             let deadline = self.next_deadline();
-            let idle = self.queue.is_empty();
+            let idle = self.queue.is_empty() && self.due.is_empty();
             tokio::select! {
                 // Timers first: under a full channel, due repeats and lingering blocks
                 // must still go out.
@@ -134,7 +155,7 @@ impl SendLoop {
                 // At most one block per turn, so a paced link still sees timers and stops.
                 () = std::future::ready(()), if !idle => self.accept_block().await?,
                 msg = rx.recv(), if idle => match msg {
-                    Some(batch) => self.queue.extend(batch),
+                    Some(batch) => self.enqueue(batch),
                     None => break,
                 },
             }
@@ -158,34 +179,51 @@ impl SendLoop {
         }
     }
 
-    /// Packs queued frames until one block has gone out or the queue is empty.
+    fn enqueue(&mut self, batch: Vec<Outbound>) {
+        let repeats = self.settings.repetitions.saturating_sub(1);
+        self.queue
+            .extend(batch.into_iter().map(|out| match out.kind {
+                SendKind::New => Queued {
+                    sealed: out.sealed,
+                    new_seq: out.seq,
+                    repeats,
+                },
+                SendKind::Resend => Queued {
+                    sealed: out.sealed,
+                    new_seq: 0,
+                    repeats: 0,
+                },
+            }));
+    }
+
+    /// Packs due repeats, then queued frames, until one block has gone out or none is left.
     async fn accept_block(&mut self) -> Result<(), SendError> {
-        while let Some(out) = self.queue.pop_front() {
-            if self.accept(out).await? {
+        while let Some(frame) = self.due.pop_front().or_else(|| self.queue.pop_front()) {
+            if frame.repeats > 0 {
+                self.schedule(frame.sealed.clone(), frame.repeats);
+            }
+            if self.push(&frame.sealed, frame.new_seq).await? {
                 break;
             }
         }
         Ok(())
     }
 
-    /// Packs one frame; true if that sent a block.
-    async fn accept(&mut self, out: Outbound) -> Result<bool, SendError> {
-        if out.kind == SendKind::New && self.settings.repetitions > 1 {
-            self.schedule(out.sealed.clone(), self.settings.repetitions - 1);
-        }
-        let new_seq = if out.kind == SendKind::New {
-            out.seq
-        } else {
-            0
-        };
-        self.push(&out.sealed, new_seq).await
-    }
-
+    /// Schedules a frame's next transmission, in the latest group if that one is recent.
     fn schedule(&mut self, sealed: Arc<Vec<u8>>, remaining: u32) {
-        self.counter += 1;
         let at = Instant::now() + self.settings.spacing;
+        let window = coalescing(self.settings.spacing);
+        if let Some(mut last) = self.repeats.last_entry() {
+            let group_at = last.key().0;
+            if last.get().remaining == remaining && group_at + window >= at {
+                last.get_mut().frames.push(sealed);
+                return;
+            }
+        }
+        self.counter += 1;
+        let frames = vec![sealed];
         self.repeats
-            .insert((at, self.counter), Repeat { sealed, remaining });
+            .insert((at, self.counter), Repeat { frames, remaining });
     }
 
     /// Packs a frame; sends whatever block that completes (then true).
@@ -214,11 +252,15 @@ impl SendLoop {
                 break;
             }
             let rep = entry.remove();
-            Metrics::inc(&self.metrics.frame_repeats_total);
-            if rep.remaining > 1 {
-                self.schedule(rep.sealed.clone(), rep.remaining - 1);
-            }
-            self.push(&rep.sealed, 0).await?;
+            self.metrics
+                .frame_repeats_total
+                .fetch_add(rep.frames.len() as u64, Relaxed);
+            // Packed one block per turn like new frames, so a paced link still stops.
+            self.due.extend(rep.frames.into_iter().map(|sealed| Queued {
+                sealed,
+                new_seq: 0,
+                repeats: rep.remaining.saturating_sub(1),
+            }));
         }
         if let Some(block) = self.packer.poll(std::time::Instant::now()) {
             let max = std::mem::take(&mut self.seqs.current_max);
