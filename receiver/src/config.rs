@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::link::source_filter::{IpNet, SourceFilter};
 use crate::oidc::config::OidcConfig;
 
 /// Loading or checking the config failed.
@@ -86,6 +87,22 @@ pub struct UdpConfig {
     /// SO_RCVBUF to ask for; the kernel may cap it (raise net.core.rmem_max).
     #[serde(default = "defaults::receive_buffer")]
     pub receive_buffer_bytes: usize,
+    /// Source addresses or networks datagrams are taken from (the diode's output); others
+    /// are dropped before the decoder and counted. Empty: any source.
+    #[serde(default)]
+    pub allowed_sources: Vec<String>,
+}
+
+impl UdpConfig {
+    /// The parsed `allowed_sources` (checked at start-up by [`Config::load`]).
+    pub fn source_filter(&self) -> Result<SourceFilter, String> {
+        let nets = self
+            .allowed_sources
+            .iter()
+            .map(|s| IpNet::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SourceFilter::new(nets))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -318,6 +335,9 @@ impl Config {
             if udp.receive_buffer_bytes < 64 * 1024 {
                 return Err(self.invalid("link.udp.receive_buffer_bytes", "must be at least 65536"));
             }
+            if let Err(e) = udp.source_filter() {
+                return Err(self.invalid("link.udp.allowed_sources", e));
+            }
         }
         if let Some(s) = &self.link.serial
             && s.baud == 0
@@ -442,5 +462,13 @@ link_keys = ["link.key"]
         .unwrap_err()
         .to_string();
         assert!(e.contains("link.udp.multicast_group"), "{e}");
+        let e = parse(&MIN.replace(
+            "listen = \"127.0.0.1:47000\"",
+            "listen = \"127.0.0.1:47000\"\nallowed_sources = [\"10.0.0.5\", \"10.0.0.0/40\"]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("link.udp.allowed_sources"), "{e}");
+        assert!(e.contains("0 to 32"), "{e}");
     }
 }

@@ -165,9 +165,10 @@ async fn run_on<S: Store>(
     );
     let link_task = match (&cfg.link.udp, &cfg.link.serial) {
         (Some(u), _) => {
+            let sources = u.source_filter().map_err(LinkIoError::Sources)?;
             let socket = udp::bind(u)?;
-            tracing::info!(listen = %u.listen, "listening for datagrams");
-            tokio::spawn(udp::run(socket, ingress))
+            tracing::info!(listen = %u.listen, allowed_sources = ?u.allowed_sources, "listening for datagrams");
+            tokio::spawn(udp::run(socket, ingress, sources))
         }
         (None, Some(s)) => {
             let port = serial::open(s)?;

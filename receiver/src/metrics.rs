@@ -8,7 +8,12 @@ use airlock_protocol::link::LinkStats;
 use airlock_protocol::seal::OpenError;
 
 /// Link-level reasons (datagram or serial framing), beside the decoder's own stats.
-pub const LINK_REASONS: [&str; 3] = ["cobs", "oversize_datagram", "serial_io"];
+pub const LINK_REASONS: [&str; 4] = [
+    "cobs",
+    "oversize_datagram",
+    "serial_io",
+    "source_not_allowed",
+];
 
 #[derive(Debug, Default)]
 pub struct Metrics {

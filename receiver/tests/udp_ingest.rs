@@ -219,3 +219,35 @@ fn healthz_turns_unhealthy_when_heartbeats_stop() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// `link.udp.allowed_sources`: datagrams from anywhere else are counted and dropped before
+/// the decoder; the allowed source's frames go through.
+#[test]
+fn datagrams_from_other_sources_are_dropped_before_decoding() {
+    let setup = Setup::with_udp_options("allowed_sources = [\"127.0.0.2\"]");
+    let rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    let first = tx.next(provision(1)).sealed;
+    tx.send_udp_from("127.0.0.1", setup.udp_port, std::slice::from_ref(&first));
+    let refused = |m: &Metrics| {
+        m.raw
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("airlock_link_errors_total{reason=\"source_not_allowed\"} ")
+            })
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // One frame is one block: its source and repair datagrams are all refused.
+    let m = rx.wait_for("refused source", |m| refused(m) >= 2);
+    assert_eq!(m.received(), 0, "nothing reached the ingest");
+    let second = tx.next(provision(2)).sealed;
+    tx.send_udp_from("127.0.0.2", setup.udp_port, &[first, second]);
+    let after = rx.wait_for("both frames", |m| m.accepted() == 2);
+    assert_eq!(
+        refused(&after),
+        refused(&m),
+        "the allowed source was not refused"
+    );
+    assert_eq!(setup.users_json().len(), 2);
+}

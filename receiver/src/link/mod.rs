@@ -2,6 +2,7 @@
 //! [`BlockDecoder`], into the bounded ingest queue.
 
 pub mod serial;
+pub mod source_filter;
 pub mod udp;
 
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub enum LinkIoError {
         "cannot open serial device {device}: {detail} (check the path, permissions and that no other program holds it)"
     )]
     Serial { device: String, detail: String },
+    #[error("link.udp.allowed_sources: {0}")]
+    Sources(String),
     #[error("the ingest stopped; the link has nowhere to deliver frames")]
     IngestGone,
 }
@@ -100,6 +103,12 @@ impl LinkIngress {
             Err(e) => self.log_link_error(bytes, source, &e),
         }
         Ok(())
+    }
+
+    /// Counts and logs (rate-limited) a datagram dropped before the decoder.
+    pub fn refuse(&mut self, bytes: &[u8], source: &str, reason: &str) {
+        self.metrics.link_error(reason);
+        self.log_bad(bytes, source, reason, "datagram refused before decoding");
     }
 
     fn log_link_error(&mut self, bytes: &[u8], source: &str, e: &LinkError) {

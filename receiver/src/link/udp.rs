@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
+use super::source_filter::SourceFilter;
 use super::{LinkIngress, LinkIoError};
 use crate::config::UdpConfig;
 
@@ -57,15 +58,23 @@ pub fn bind(cfg: &UdpConfig) -> Result<UdpSocket, LinkIoError> {
     UdpSocket::from_std(socket.into()).map_err(err)
 }
 
-/// Reads datagrams until the ingest goes away.
-pub async fn run(socket: UdpSocket, mut ingress: LinkIngress) -> Result<(), LinkIoError> {
+/// Reads datagrams until the ingest goes away; only `sources` reach the decoder.
+pub async fn run(
+    socket: UdpSocket,
+    mut ingress: LinkIngress,
+    sources: SourceFilter,
+) -> Result<(), LinkIoError> {
     // One byte more than allowed, so an oversize datagram is recognised, not truncated.
     let mut buf = vec![0u8; ingress.max_datagram + 1];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((n, from)) => {
                 let bytes = buf.get(..n).unwrap_or_default();
-                ingress.datagram(bytes, &from.to_string()).await?;
+                if sources.allows(from.ip()) {
+                    ingress.datagram(bytes, &from.to_string()).await?;
+                } else {
+                    ingress.refuse(bytes, &from.to_string(), "source_not_allowed");
+                }
             }
             Err(e) => {
                 // ICMP errors and the like: log and go on; the socket stays usable.

@@ -63,6 +63,15 @@ impl Setup {
     }
 
     pub fn with_extra(link: LinkKind, extra: &str) -> Self {
+        Self::build(link, extra, "")
+    }
+
+    /// UDP, with `udp_extra` lines added to the [link.udp] table.
+    pub fn with_udp_options(udp_extra: &str) -> Self {
+        Self::build(LinkKind::Udp, "", udp_extra)
+    }
+
+    fn build(link: LinkKind, extra: &str, udp_extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let signer = SignerKey::generate();
         let linkkey = LinkKey::generate(7);
@@ -73,7 +82,7 @@ impl Setup {
         let ops = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
         let link_section = match &link {
             LinkKind::Udp => format!(
-                "[link.udp]\nlisten = \"127.0.0.1:{udp_port}\"\nreceive_buffer_bytes = 4194304\n"
+                "[link.udp]\nlisten = \"127.0.0.1:{udp_port}\"\nreceive_buffer_bytes = 4194304\n{udp_extra}\n"
             ),
             LinkKind::Serial(dev) => format!("[link.serial]\ndevice = \"{dev}\"\nbaud = 115200\n"),
         };
@@ -397,7 +406,12 @@ impl TestSender {
 
     /// Sends frames over UDP, pacing per block so the loopback buffer does not overflow.
     pub fn send_udp(&mut self, port: u16, frames: &[Vec<u8>]) {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        self.send_udp_from("127.0.0.1", port, frames);
+    }
+
+    /// [`Self::send_udp`] from a chosen local address (any of 127.0.0.0/8 works on Linux).
+    pub fn send_udp_from(&mut self, local: &str, port: u16, frames: &[Vec<u8>]) {
+        let sock = UdpSocket::bind((local, 0)).unwrap();
         for block in self.datagrams(frames) {
             for d in block {
                 sock.send_to(&d, ("127.0.0.1", port)).unwrap();
