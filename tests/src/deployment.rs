@@ -5,7 +5,7 @@
 //! Keys come from `airlock-sender keygen` (signer.pem, signer.pub.pem, link.key), as in the
 //! real key ceremony.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,6 +23,11 @@ pub const ISSUER: &str = "https://login.example.org";
 #[derive(Debug, Clone)]
 pub struct Options {
     pub serial: bool,
+    /// UDP straight to this IPv4 multicast group and port, no relay (and no impairment):
+    /// the sender's `link.udp.target` is the group (sent on the 127.0.0.1 interface), the
+    /// receiver joins it (interface: any). Needs a network where multicast is routed over
+    /// loopback (e2e_multicast runs in its own network namespace).
+    pub multicast: Option<SocketAddrV4>,
     pub impair: ImpairConfig,
     /// Datagrams the relay keeps for replay tests.
     pub record_limit: usize,
@@ -44,6 +49,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             serial: false,
+            multicast: None,
             impair: ImpairConfig::default(),
             record_limit: 0,
             fec: None,
@@ -62,6 +68,8 @@ impl Default for Options {
 pub enum Link {
     Udp(UdpRelay),
     Serial(SerialPath),
+    /// Sender and receiver(s) meet on a multicast group, nothing in between.
+    Multicast(SocketAddrV4),
 }
 
 pub struct Deployment {
@@ -120,6 +128,16 @@ impl Deployment {
                 toml_str(path.receiver_device())
             );
             (Link::Serial(path), s, r)
+        } else if let Some(group) = opts.multicast {
+            let s = format!(
+                "[link.udp]\ntarget = \"{group}\"\nmulticast_ttl = 1\nmulticast_interface = \"127.0.0.1\"\n"
+            );
+            let r = format!(
+                "[link.udp]\nlisten = \"0.0.0.0:{}\"\nmulticast_group = \"{}\"\n",
+                group.port(),
+                group.ip()
+            );
+            (Link::Multicast(group), s, r)
         } else {
             let receiver_udp = free_udp_port()?;
             let relay = UdpRelay::start(RelayConfig {
@@ -211,7 +229,7 @@ listen = "{receiver_ops}"
     pub fn relay(&self) -> Option<&UdpRelay> {
         match &self.link {
             Link::Udp(r) => Some(r),
-            Link::Serial(_) => None,
+            Link::Serial(_) | Link::Multicast(_) => None,
         }
     }
 

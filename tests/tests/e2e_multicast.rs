@@ -1,0 +1,431 @@
+//! UDP multicast end to end: the real `airlock-sender` sends to a multicast group, two real
+//! `airlock-receiver`s joined to that group both provision the same users, and both frame
+//! logs pass `audit verify`.
+//!
+//! Multicast is not routed over loopback by default, so the scenario runs in a network
+//! namespace of its own, created without privileges (`unshare --user --map-root-user --net`),
+//! with loopback up, multicast on, and a route for 224.0.0.0/4 through it. The namespace also
+//! gets its own pid namespace (`--pid --fork --kill-child`): when the run ends, or is killed,
+//! nothing started in there survives it.
+//!
+//! The test binary re-executes itself in the namespace, running only this test with
+//! `AIRLOCK_MULTICAST_INNER=1`, which then plays the scenario (sender, both receivers and
+//! every CLI query live in the namespace). Its output streams into this test's output, each
+//! line prefixed with `ns| `.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use airlock_tests::deployment::{Deployment, Gaps, Options, provision_record};
+use airlock_tests::ops::{self, free_tcp_port, free_udp_port, metric_sum, parse_metrics};
+use airlock_tests::peer::unix_now;
+use airlock_tests::supervisor::{self, Child, ChildSpec};
+
+const TEST_NAME: &str = "two_receivers_hear_one_sender_on_a_multicast_group";
+const INNER_ENV: &str = "AIRLOCK_MULTICAST_INNER";
+/// Administratively scoped (239/8); the namespace has no other traffic anyway.
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 73, 1);
+const USERS: u64 = 5;
+/// The last line of a successful inner run: proves the inner test really ran (a libtest
+/// filter that matches nothing also exits 0).
+const DONE: &str = "multicast scenario passed";
+
+#[test]
+fn two_receivers_hear_one_sender_on_a_multicast_group() {
+    if std::env::var_os(INNER_ENV).is_some_and(|v| v == "1") {
+        inner();
+    } else {
+        outer();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Outside the namespace: set it up, re-execute this test in it, relay its output.
+
+fn outer() {
+    let unshare = find_tool("unshare").unwrap_or_else(|| {
+        panic!(
+            "`unshare` not found (searched PATH, /usr/sbin, /sbin): this test runs in an \
+             unprivileged network namespace; install Debian's util-linux (`apt-get install util-linux`)"
+        )
+    });
+    let ip = find_tool("ip").unwrap_or_else(|| {
+        panic!(
+            "`ip` not found (searched PATH, /usr/sbin, /sbin): this test sets up multicast \
+             routing in a network namespace with it; install Debian's iproute2 \
+             (`apt-get install iproute2`, or run scripts/install-test-deps)"
+        )
+    });
+    // Build here, where cargo has everything it may need; the inner side only runs binaries.
+    supervisor::ensure_daemons_built().unwrap();
+    let exe = std::env::current_exe().unwrap();
+
+    // "$0" is this test binary, "$@" its arguments; the ip path comes through the env.
+    let script = r#"set -e
+"$AIRLOCK_NS_IP" link set lo up
+"$AIRLOCK_NS_IP" link set lo multicast on
+"$AIRLOCK_NS_IP" route add 224.0.0.0/4 dev lo
+echo "namespace ready: $("$AIRLOCK_NS_IP" -o route show 224.0.0.0/4)"
+exec "$0" "$@""#;
+    let started = Instant::now();
+    let mut child = Command::new(&unshare)
+        .args([
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .arg(&exe)
+        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env(INNER_ENV, "1")
+        .env("AIRLOCK_NS_IP", &ip)
+        .env("AIRLOCK_TEST_NO_BUILD", "1")
+        .env("RUST_BACKTRACE", "1")
+        // Plain daemon logs (tracing honours NO_COLOR), readable when a failure prints them.
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", unshare.display()));
+
+    let output = Arc::new(Mutex::new(String::new()));
+    let relays = [
+        relay(child.stdout.take().unwrap(), output.clone()),
+        relay(child.stderr.take().unwrap(), output.clone()),
+    ];
+    // A backstop only: the inner side has its own, shorter deadline and fails with its logs.
+    let deadline = started + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            // SIGKILL to unshare; --kill-child then kills the namespace's init, and with it
+            // every process in the namespace.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for r in relays {
+        let _ = r.join();
+    }
+    let output = output.lock().unwrap().clone();
+    let Some(status) = status else {
+        panic!("the namespace run did not finish within 180 s; its output is above (`ns| ` lines)");
+    };
+    assert!(
+        status.success() && output.contains(DONE),
+        "the multicast scenario in the namespace failed ({status}); its output is above \
+         (`ns| ` lines). If `unshare` itself failed (e.g. \"write failed /proc/self/uid_map\" \
+         or \"Operation not permitted\"), unprivileged user namespaces are disabled on this \
+         machine: `sysctl kernel.unprivileged_userns_clone=1` (Debian) or \
+         `sysctl kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu)."
+    );
+    eprintln!(
+        "multicast namespace run passed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Copies a pipe of the inner run, line by line, into this test's output and into `all`.
+fn relay(pipe: impl Read + Send + 'static, all: Arc<Mutex<String>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("ns| {line}");
+            let mut all = all.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    })
+}
+
+/// An executable named `name` on PATH, or in the sbin directories a non-root PATH may lack.
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Inside the namespace: the scenario.
+
+fn inner() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let port = free_udp_port().unwrap().port();
+        let group = SocketAddrV4::new(GROUP, port);
+        let opts = Options {
+            multicast: Some(group),
+            repetitions: 1,
+            heartbeat_secs: 1,
+            ..Options::default()
+        };
+        let mut d = Deployment::create(&opts).await.unwrap();
+        say(&format!(
+            "deployment in {}; sender -> {group}",
+            d.path().display()
+        ));
+        let mut b = ReceiverB::create(&d).unwrap();
+        // On failure, the daemons' last log lines go into the test output (the directory is
+        // kept too, but a CI log should explain the failure by itself).
+        let _tails = LogTails(d.path().to_path_buf());
+        // Deployment and receiver B live outside the deadline, so a timeout still panics
+        // with them alive: their logs are printed and the directory is kept.
+        tokio::time::timeout(Duration::from_secs(90), scenario(&mut d, &mut b))
+            .await
+            .expect("the scenario did not finish within 90 s");
+        say(DONE);
+    });
+}
+
+async fn scenario(d: &mut Deployment, b: &mut ReceiverB) {
+    // Both receivers first, so they hear the sender's first frame.
+    d.start_receiver().await.unwrap();
+    b.start().await.unwrap();
+    for child in [d.receiver.as_mut().unwrap(), b.child.as_mut().unwrap()] {
+        let line = child
+            .wait_for_log("joined multicast group", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let iface = line.rsplit("iface=").next().unwrap_or("?").trim();
+        say(&format!("{} joined {GROUP} on {iface}", child.name()));
+    }
+    d.start_sender().await.unwrap();
+    say("sender running");
+
+    let until = unix_now() + 30 * 86_400;
+    let records: Vec<_> = (0..USERS).map(|i| provision_record(i, until)).collect();
+    let out = d.submit("approvals.jsonl", &records).await.unwrap();
+    say(&format!(
+        "submitted {USERS} approvals: {}",
+        out.stderr.trim()
+    ));
+
+    // Both receivers provision every user.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (users_a, users_b) = loop {
+        let a = sorted_users(d.users().await.unwrap());
+        let bu = sorted_users(b.users().await.unwrap());
+        if a.len() as u64 == USERS && bu.len() as u64 == USERS {
+            break (a, bu);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after 30 s receiver A has {} and receiver B {} of {USERS} users",
+            a.len(),
+            bu.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    say(&format!(
+        "both receivers have {USERS} users: {:?}",
+        users_a
+            .iter()
+            .map(|u| u["subject"].as_str().unwrap_or("?"))
+            .collect::<Vec<_>>()
+    ));
+    let expected: Vec<String> = (0..USERS).map(|i| format!("user-{i:05}")).collect();
+    let subjects: Vec<String> = users_a
+        .iter()
+        .map(|u| u["subject"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(subjects, expected, "receiver A's users: {users_a:#?}");
+    // The same frames made the same users: identical rows, seq for seq.
+    assert_eq!(users_a, users_b, "receiver A and receiver B disagree");
+
+    for (name, addr) in [("receiver", d.receiver_ops), ("receiver-b", b.ops)] {
+        let m = parse_metrics(&ops::http_get(addr, "/metrics").await.unwrap().body);
+        say(&format!(
+            "{name}: {} datagrams, {} frames accepted, {} rejected",
+            metric_sum(&m, "airlock_link_datagrams_total", &[]),
+            metric_sum(&m, "airlock_frames_accepted_total", &[]),
+            metric_sum(&m, "airlock_frames_rejected_total", &[]),
+        ));
+    }
+
+    // Stop the sender (it flushes), then let both receivers catch up with its last seq
+    // (heartbeats included) before stopping them and auditing their logs.
+    d.sender
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let last_seq = d.sender_status().unwrap()["last_seq"].as_u64().unwrap();
+    say(&format!("sender stopped at seq {last_seq}"));
+    d.wait_no_gaps(last_seq, Duration::from_secs(15))
+        .await
+        .unwrap();
+    b.wait_no_gaps(last_seq, Duration::from_secs(15))
+        .await
+        .unwrap();
+    d.receiver
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(10))
+        .await
+        .unwrap();
+    b.child
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let verify = ["audit", "verify", "--json"];
+    let reports = [
+        ("receiver", d.receiver_cli(&verify).await.unwrap().stdout),
+        ("receiver-b", b.cli(&verify).await.unwrap().stdout),
+    ];
+    for (name, out) in reports {
+        let report: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{name}: audit verify --json: {e}: {out}"));
+        assert_eq!(report["ok"], true, "{name}: audit verify: {out}");
+        assert_eq!(report["missing_seqs"], 0, "{name}: audit verify: {out}");
+        say(&format!(
+            "{name}: audit verify ok, {} entries, head {}",
+            report["entries"], report["head"]
+        ));
+    }
+}
+
+/// The second receiver: receiver A's config with its own data directory and ops port, and
+/// the multicast interface named (same trust, same multicast group and port).
+struct ReceiverB {
+    config: PathBuf,
+    ops: SocketAddr,
+    dir: PathBuf,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl ReceiverB {
+    fn create(d: &Deployment) -> anyhow::Result<Self> {
+        let ops = free_tcp_port()?;
+        let a = std::fs::read_to_string(&d.receiver_config)?;
+        let a_data = "data_dir = \"receiver-data\"";
+        let a_ops = format!("listen = \"{}\"", d.receiver_ops);
+        let a_group = format!("multicast_group = \"{GROUP}\"\n");
+        anyhow::ensure!(
+            a.contains(a_data) && a.contains(&a_ops) && a.contains(&a_group),
+            "unexpected receiver config:\n{a}"
+        );
+        // Receiver A joins on any interface, B names it: both ways of the documented config.
+        let b = a
+            .replacen(a_data, "data_dir = \"receiver-b-data\"", 1)
+            .replacen(&a_ops, &format!("listen = \"{ops}\""), 1)
+            .replacen(
+                &a_group,
+                &format!("{a_group}multicast_interface = \"127.0.0.1\"\n"),
+                1,
+            );
+        let config = d.path().join("receiver-b.toml");
+        std::fs::write(&config, b)?;
+        Ok(Self {
+            config,
+            ops,
+            dir: d.path().to_path_buf(),
+            bin: supervisor::binary("airlock-receiver")?,
+            child: None,
+        })
+    }
+
+    async fn start(&mut self) -> anyhow::Result<()> {
+        let spec = ChildSpec::new(
+            "receiver-b",
+            self.bin.clone(),
+            self.dir.join("receiver-b.log"),
+        )
+        .args(["run", "--config"])
+        .arg(&self.config)
+        .env("RUST_LOG", "info")
+        .cwd(&self.dir);
+        let mut child = Child::start(spec)?;
+        child
+            .wait_for_port(self.ops, Duration::from_secs(30))
+            .await?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn cli(&self, args: &[&str]) -> anyhow::Result<supervisor::Output> {
+        let config = self.config.display().to_string();
+        let mut all = args.to_vec();
+        all.extend(["--config", &config]);
+        Ok(supervisor::run_ok(&self.bin, &all, &[], Duration::from_secs(60)).await?)
+    }
+
+    async fn users(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        Ok(serde_json::from_str(
+            &self.cli(&["users", "--json"]).await?.stdout,
+        )?)
+    }
+
+    async fn wait_no_gaps(&self, seq: u64, timeout: Duration) -> anyhow::Result<Gaps> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let g: Gaps = serde_json::from_str(&self.cli(&["gaps", "--json"]).await?.stdout)?;
+            if g.missing_count() == 0 && g.highest() >= seq {
+                return Ok(g);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "receiver-b: gaps remain after {timeout:?}: {g:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+fn sorted_users(mut users: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    users.sort_by_key(|u| u["subject"].as_str().unwrap_or_default().to_string());
+    users
+}
+
+/// A progress line from the inner side (reaches the outer test's output as `ns| ...`).
+fn say(msg: &str) {
+    eprintln!("[multicast] {msg}");
+}
+
+/// Prints the last lines of every daemon log when the scenario panics.
+struct LogTails(PathBuf);
+
+impl Drop for LogTails {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for name in ["sender.log", "receiver.log", "receiver-b.log"] {
+            let log = std::fs::read_to_string(self.0.join(name)).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("---- last lines of {name} ----");
+            for l in &lines[lines.len().saturating_sub(25)..] {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
