@@ -186,7 +186,14 @@ impl Envelope {
     /// Checks every size rule of [`crate::limits`].
     pub fn validate(&self) -> Result<(), LimitError> {
         limits::check_str("sender_kid", &self.sender_kid, limits::MAX_KID)?;
-        match &self.body {
+        self.body.validate()
+    }
+}
+
+impl Body {
+    /// Checks the size rules of [`crate::limits`] that apply to the body.
+    pub fn validate(&self) -> Result<(), LimitError> {
+        match self {
             Body::Provision(p) => {
                 check_identity(&p.issuer, &p.subject)?;
                 check_claims(&p.claims)?;

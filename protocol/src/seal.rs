@@ -210,24 +210,29 @@ impl Sealer {
     /// as CBOR value trees: the bytes are those coset writes (tests/seal.rs checks them
     /// against coset), at a tenth of the cost.
     pub fn sign(&self, envelope: &Envelope) -> Result<SignedFrame, SealError> {
-        let payload = codec::encode_envelope(envelope)?;
+        Ok(self.sign_payload(&codec::encode_envelope(envelope)?))
+    }
+
+    /// Signs envelope bytes from [`codec::encode_envelope`] or
+    /// [`codec::encode_envelope_with_body`] into a tagged COSE_Sign1.
+    pub fn sign_payload(&self, payload: &[u8]) -> SignedFrame {
         let protected = &self.sign1_protected;
         // Sig_structure (RFC 9052 §4.4): ["Signature1", protected, external_aad h'', payload]
         let mut tbs = Vec::with_capacity(payload.len() + protected.len() + 24);
         tbs.extend_from_slice(b"\x84\x6aSignature1");
         push_bstr(&mut tbs, protected);
         tbs.push(0x40);
-        push_bstr(&mut tbs, &payload);
+        push_bstr(&mut tbs, payload);
         let signature = self.signer.signing_key().sign(&tbs).to_bytes();
         // Tag 18, [protected, unprotected {}, payload, signature]
         let mut sign1 = Vec::with_capacity(payload.len() + protected.len() + 84);
         sign1.extend_from_slice(&[0xd2, 0x84]);
         push_bstr(&mut sign1, protected);
         sign1.push(0xa0);
-        push_bstr(&mut sign1, &payload);
+        push_bstr(&mut sign1, payload);
         push_bstr(&mut sign1, &signature);
         let hash = frame_hash(&sign1);
-        Ok(SignedFrame { sign1, hash })
+        SignedFrame { sign1, hash }
     }
 
     /// Encrypts Sign1 bytes into a tagged COSE_Encrypt0 under a fresh random IV.

@@ -238,3 +238,44 @@ fn sign1_bytes_are_exactly_what_coset_writes() {
         );
     }
 }
+
+#[test]
+fn an_envelope_around_a_pre_encoded_body_is_byte_identical() {
+    use airlock_protocol::codec::{encode_body, encode_envelope, encode_envelope_with_body};
+    use airlock_protocol::message::Envelope;
+    let numbers = [0, 1, 23, 24, 255, 256, 65_535, 65_536, 1 << 32, u64::MAX];
+    let kids = [
+        "",
+        "k",
+        "fd110d301d2f077d",
+        &"x".repeat(24),
+        &"y".repeat(64),
+    ];
+    for body in testkit::bodies() {
+        let encoded = encode_body(&body).unwrap();
+        for (i, &n) in numbers.iter().enumerate() {
+            for kid in kids {
+                let env = Envelope {
+                    v: [ENVELOPE_VERSION, 30][i % 2],
+                    sender_kid: kid.to_string(),
+                    seq: n,
+                    prev: [i as u8; 32],
+                    issued_at: numbers[numbers.len() - 1 - i],
+                    body: body.clone(),
+                };
+                let fast = encode_envelope_with_body(
+                    env.v,
+                    &env.sender_kid,
+                    env.seq,
+                    &env.prev,
+                    env.issued_at,
+                    &encoded,
+                );
+                assert_eq!(fast.unwrap(), encode_envelope(&env).unwrap());
+            }
+        }
+    }
+    let heartbeat = encode_body(&testkit::bodies()[0]).unwrap();
+    let long_kid = "z".repeat(65);
+    assert!(encode_envelope_with_body(1, &long_kid, 1, &[0; 32], 1, &heartbeat).is_err());
+}

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use airlock_protocol::message::{Body, ENVELOPE_VERSION, Envelope, Heartbeat};
+use airlock_protocol::codec::{self, EncodedBody};
+use airlock_protocol::message::{Body, ENVELOPE_VERSION, Heartbeat};
 use airlock_protocol::seal::{SealError, Sealer};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -321,14 +322,23 @@ impl Engine {
         let now = unix_now();
         let mut commit = SealCommit::default();
         let consumed = batch.len();
-        for Prepared { key, item, change } in batch {
+        for Prepared {
+            key,
+            item,
+            change,
+            encoded,
+        } in batch
+        {
             commit.consumed.push(key);
             if let Some(until) = expiry(&item.body).filter(|&t| t <= now) {
                 Metrics::inc(&self.metrics.expired_dropped_total);
                 tracing::warn!(source = %item.source, kind = item.body.kind(), expired_at = until, "queued record expired before it could be sent; dropped");
                 continue;
             }
-            match self.sign(item.body, &item.source, now) {
+            let signed = encoded
+                .map_err(SealError::from)
+                .and_then(|body| self.sign_encoded(&body, item.body.kind(), &item.source, now));
+            match signed {
                 Ok(entry) => {
                     commit.state.extend(change);
                     commit.entries.push(entry);
@@ -408,30 +418,40 @@ impl Engine {
 
     /// Signs one body at the head of the chain (advancing it in memory only).
     fn sign(&mut self, body: Body, origin: &str, now: u64) -> Result<LogEntry, SealError> {
-        let kind = body.kind().to_string();
-        let envelope = Envelope {
-            v: ENVELOPE_VERSION,
-            sender_kid: self.sealer.signer_kid().to_string(),
-            seq: self.chain.next_seq,
-            prev: self.chain.head,
-            issued_at: now,
-            body,
-        };
-        let signed = self.sealer.sign(&envelope)?;
-        let entry = LogEntry {
-            seq: envelope.seq,
-            hash: signed.hash,
-            prev: envelope.prev,
-            issued_at: now,
-            kind,
-            origin: origin.to_string(),
-            sign1: signed.sign1,
-        };
+        let encoded = codec::encode_body(&body)?;
+        self.sign_encoded(&encoded, body.kind(), origin, now)
+    }
+
+    /// Signs a body encoded ahead of time (pending records are, by the reader thread): only
+    /// the chain fields are written here, on the signing thread.
+    fn sign_encoded(
+        &mut self,
+        body: &EncodedBody,
+        kind: &str,
+        origin: &str,
+        now: u64,
+    ) -> Result<LogEntry, SealError> {
+        let ChainState {
+            next_seq: seq,
+            head: prev,
+        } = self.chain;
+        let kid = self.sealer.signer_kid();
+        let payload =
+            codec::encode_envelope_with_body(ENVELOPE_VERSION, kid, seq, &prev, now, body)?;
+        let signed = self.sealer.sign_payload(&payload);
         self.chain = ChainState {
-            next_seq: envelope.seq + 1,
+            next_seq: seq + 1,
             head: signed.hash,
         };
-        Ok(entry)
+        Ok(LogEntry {
+            seq,
+            hash: signed.hash,
+            prev,
+            issued_at: now,
+            kind: kind.to_string(),
+            origin: origin.to_string(),
+            sign1: signed.sign1,
+        })
     }
 
     /// Queues the batch for the committer, which makes it durable before sending it.

@@ -2,13 +2,14 @@
 //! its own while the engine signs the current one.
 //!
 //! Signing is sequential and bounds the sender, so the signing thread does as little else
-//! as it can: reading sled, decoding JSON and copying each Provision for the carousel state
-//! happen here, on the other core, one batch ahead.
+//! as it can: reading sled, decoding JSON, checking and CBOR-encoding each body and copying
+//! each Provision for the carousel state happen here, on the other core, one batch ahead.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+use airlock_protocol::codec::{self, CodecError, EncodedBody};
 use airlock_protocol::message::Body;
 
 use crate::engine::EngineError;
@@ -20,6 +21,8 @@ pub struct Prepared {
     pub item: PendingItem,
     /// What the record does to the carousel state once it is sealed.
     pub change: Option<StateChange>,
+    /// The body as it goes into the envelope (an error if it breaks the protocol limits).
+    pub encoded: Result<EncodedBody, CodecError>,
 }
 
 type Batch = Result<Vec<Prepared>, OutboxError>;
@@ -116,6 +119,7 @@ fn read(outbox: &Outbox, from: u64, max: usize) -> Batch {
         .map(|(key, item)| Prepared {
             key,
             change: state_change(&item.body),
+            encoded: codec::encode_body(&item.body),
             item,
         })
         .collect())
