@@ -2,8 +2,10 @@
 //! airlock-sender: the outside half of Airlock.
 //!
 //! intake ([`intake`]) -> one policy filter ([`policy`]) -> spool ([`spool`]) -> durable
-//! outbox ([`outbox`]) -> sealing [`engine`] -> [`sendloop`] (blocks, FEC, repetition,
-//! [`pacer`]) -> [`transport`] (UDP or serial).
+//! outbox ([`outbox`]) -> pending reader ([`prefetch`]: decode, encode bodies) -> signing
+//! [`engine`] -> [`committer`] (commit + flush, then encrypt) -> [`sendloop`] (blocks, FEC,
+//! repetition, [`pacer`]) -> [`transport`] (UDP or serial). Signing is sequential (the hash
+//! chain), so the engine thread only signs and everything else runs beside it.
 
 pub mod committer;
 pub mod config;
