@@ -4,7 +4,7 @@
 //! RaptorQ-encoded into datagrams, and every datagram waits for the token bucket before it
 //! is written. Each new frame is scheduled `repetitions - 1` more times, `spacing` apart,
 //! so that a burst of loss on the diode does not need an operator's resend. Repeats of
-//! frames packed within a short window share one timer entry (see [`coalescing`]): one
+//! frames packed within a short window (spacing / 10, at most 10 ms) share one timer entry: one
 //! wakeup per window instead of one per frame, at tens of thousands of frames a second.
 
 use std::collections::{BTreeMap, VecDeque};
