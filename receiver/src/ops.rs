@@ -1,5 +1,5 @@
-//! The ops listener: `/healthz`, `/metrics`, and the live `/gaps` and `/users` that the CLI
-//! reads while the daemon holds the store.
+//! The ops listener: `/healthz` (the store answers, heartbeats arrive), `/metrics`, and the
+//! live `/gaps` and `/users` that the CLI reads while the daemon holds the store.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use axum::routing::get;
 use crate::link::now_ms;
 use crate::metrics::Metrics;
 use crate::reports::{GapReport, users_from_store};
-use crate::store::Store;
+use crate::store::{Store, Table, meta};
 
 pub struct OpsState<S: Store> {
     pub metrics: Arc<Metrics>,
@@ -68,7 +68,32 @@ pub async fn serve<S: Store>(listen: SocketAddr, state: Arc<OpsState<S>>) -> std
     axum::serve(listener, router(state)).await
 }
 
+/// How long `/healthz` waits for the store to answer before calling the node unhealthy.
+const STORE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads one small record: a receiver that cannot read its store (a PostgreSQL primary gone,
+/// a dropped schema, a broken disk) must leave the load balancer's rotation.
+async fn probe_store<S: Store>(store: Arc<S>) -> Result<(), String> {
+    let read = tokio::task::spawn_blocking(move || store.get(Table::Meta, meta::HEAD));
+    match tokio::time::timeout(STORE_PROBE_TIMEOUT, read).await {
+        Ok(Ok(Ok(_))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(_)) => Err("the store probe failed".into()),
+        Err(_) => Err(format!(
+            "no answer within {} s",
+            STORE_PROBE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 async fn healthz<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
+    if let Err(e) = probe_store(s.store.clone()).await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: the store cannot be read ({e}): check the database and [store] in the receiver config\n"),
+        )
+            .into_response();
+    }
     match s.health(now_ms()) {
         Health::Ok { heartbeat_age_secs } => {
             (StatusCode::OK, format!("ok: last heartbeat {heartbeat_age_secs} s ago\n")).into_response()

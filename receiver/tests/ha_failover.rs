@@ -308,3 +308,44 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
     drop(store);
     let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
 }
+
+/// A receiver that cannot read its database leaves the load balancer's rotation: `/healthz`
+/// turns 503 and names the store, and turns 200 again once the database is back.
+#[test]
+fn healthz_turns_unhealthy_when_the_database_is_unreadable() {
+    let Some(url) = pg_url() else {
+        return;
+    };
+    let (schema, db_url) = fresh_schema(&url);
+    let port = common::free_tcp_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let setup = Setup::with_extra(LinkKind::Udp, &extra(&db_url, &issuer, port));
+    let r = setup.start();
+    let health = || airlock_receiver::ops_client::get(r.ops, "/healthz").unwrap();
+    assert_eq!(health().0, 200, "{}", health().1);
+
+    // Take the store's tables away (what a lost primary looks like to the queries).
+    let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("ALTER SCHEMA {schema} RENAME TO {schema}_away"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (status, body) = loop {
+        let (status, body) = health();
+        if status != 200 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("the store cannot be read"), "{body}");
+
+    admin
+        .batch_execute(&format!("ALTER SCHEMA {schema}_away RENAME TO {schema}"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while health().0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "{}", health().1);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
