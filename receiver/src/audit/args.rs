@@ -4,14 +4,29 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// Where the data directory comes from.
+/// Where the store comes from: a copy of a sled data directory, or a PostgreSQL database.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// A COPY of the receiver's data directory (the directory holding `store.sled`), or the
     /// `store.sled` directory itself. Never point this at the directory of a running receiver.
-    #[arg(long, value_name = "DIR", required_unless_present = "config")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present_any = ["config", "pg_url"],
+        conflicts_with = "pg_url"
+    )]
     pub data_dir: Option<PathBuf>,
-    /// The receiver's config file: its `data_dir` (unless --data-dir is given) and its trusted
+    /// The PostgreSQL database of an HA deployment (`postgres://auditor@host:port/dbname`),
+    /// instead of --data-dir. Use a read-only role or a replica: the audit only reads
+    /// (its connections are read-only and it never migrates).
+    #[arg(long, value_name = "URL")]
+    pub pg_url: Option<String>,
+    /// A file (mode 0600) holding the password of the --pg-url role, if it needs one
+    /// (never put the password in the URL: it would show in the process list).
+    #[arg(long, value_name = "FILE", requires = "pg_url")]
+    pub pg_password_file: Option<PathBuf>,
+    /// The receiver's config file: its store (`data_dir`, or `[store.postgres]` when
+    /// `backend = "postgres"`; unless --data-dir or --pg-url is given) and its trusted
     /// signer keys (unless --trust-dir or --signer is given). Link keys are never read.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -1,7 +1,8 @@
 //! `airlock-receiver audit ...`: the auditor's tools (issue 6).
 //!
-//! Every command works on a COPY of a data directory and public signer keys only: no link
-//! key, no private key, no network. The log format is `crate::frame_log`; the state machine
+//! Every command works on a COPY of a data directory (or, `--pg-url`, read-only on the
+//! PostgreSQL database of an HA deployment) and public signer keys only: no link key, no
+//! private key, and no network beyond that database. The log format is `crate::frame_log`; the state machine
 //! is `crate::apply` (reused, never re-implemented). Guide: docs/audit.md.
 
 mod args;

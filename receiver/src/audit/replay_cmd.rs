@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::args::{KeyArgs, OutputArgs, SourceArgs};
 use super::error::AuditError;
 use super::progress;
-use super::source::{load_keys, open_store};
+use super::source::{AuditStore, load_keys, open_store};
 use super::walk::expected_len;
 use crate::replay::{Difference, diff_stores, replay_log_into};
 use crate::store::{SledStore, Store, Table};
@@ -72,7 +72,7 @@ fn table_named(name: &str) -> Option<Table> {
 }
 
 /// Adds the user and the differing fields to a raw difference.
-fn explain(d: &Difference, live: &SledStore, replayed: &SledStore) -> DiffLine {
+fn explain(d: &Difference, live: &AuditStore, replayed: &SledStore) -> DiffLine {
     let mut line = DiffLine {
         table: d.table,
         key: d.key.clone(),
@@ -84,11 +84,8 @@ fn explain(d: &Difference, live: &SledStore, replayed: &SledStore) -> DiffLine {
         return line;
     };
     let key = raw_key(table, &d.key);
-    let load = |s: &SledStore| -> Option<serde_json::Value> {
-        let v = s.get(table, &key).ok()??;
-        serde_json::from_slice(&v).ok()
-    };
-    let (a, b) = (load(live), load(replayed));
+    let a = load(live, table, &key);
+    let b = load(replayed, table, &key);
     line.user = a.as_ref().or(b.as_ref()).and_then(user_of);
     if let (Some(serde_json::Value::Object(a)), Some(serde_json::Value::Object(b))) = (&a, &b) {
         let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
@@ -101,6 +98,11 @@ fn explain(d: &Difference, live: &SledStore, replayed: &SledStore) -> DiffLine {
             .collect();
     }
     line
+}
+
+fn load<S: Store>(s: &S, table: Table, key: &[u8]) -> Option<serde_json::Value> {
+    let v = s.get(table, key).ok()??;
+    serde_json::from_slice(&v).ok()
 }
 
 /// Back from `printable_key`: UTF-8 keys are kept as text, others were hex.

@@ -11,13 +11,14 @@ use serde::Serialize;
 use super::args::{KeyArgs, OutputArgs, SourceArgs};
 use super::error::AuditError;
 use super::record::EntryRecord;
-use super::source::{load_keys, open_store};
+use super::source::{AuditStore, load_keys, open_store};
 use super::timefmt::format_secs;
 use super::walk::walk;
+use crate::oidc::pg_store::PgOidcStore;
 use crate::oidc::sled_store::SledOidcStore;
 use crate::oidc::store::OidcStore;
 use crate::store::records::{TicketRecord, UserRecord};
-use crate::store::{SledStore, Store, Table, decode_json};
+use crate::store::{Store, Table, decode_json};
 
 #[derive(Debug, Clone, Args)]
 pub struct ShowArgs {
@@ -112,7 +113,7 @@ pub fn show(args: &ShowArgs) -> Result<ShowReport, AuditError> {
 }
 
 fn scan<T: serde::de::DeserializeOwned>(
-    store: &SledStore,
+    store: &AuditStore,
     table: Table,
 ) -> Result<Vec<T>, AuditError> {
     let mut out = Vec::new();
@@ -126,10 +127,23 @@ fn scan<T: serde::de::DeserializeOwned>(
 /// Sessions and token families the provider currently holds. Ended sessions are deleted by
 /// the provider, so this is the present, not the history.
 fn oidc_state(
-    store: &SledStore,
+    store: &AuditStore,
     subs: &[String],
 ) -> Result<(Vec<SessionLine>, Vec<FamilyLine>), AuditError> {
-    let oidc = SledOidcStore::open(store.db()).map_err(|e| AuditError::Oidc(e.to_string()))?;
+    match store {
+        AuditStore::Sled(s) => {
+            let oidc = SledOidcStore::open(s.db()).map_err(|e| AuditError::Oidc(e.to_string()))?;
+            oidc_lines(&oidc, subs)
+        }
+        // Reads only (the connections are read-only besides).
+        AuditStore::Pg(p) => oidc_lines(&PgOidcStore::new(p), subs),
+    }
+}
+
+fn oidc_lines<O: OidcStore>(
+    oidc: &O,
+    subs: &[String],
+) -> Result<(Vec<SessionLine>, Vec<FamilyLine>), AuditError> {
     let err = |e: crate::oidc::OidcError| AuditError::Oidc(e.to_string());
     let (mut sessions, mut families) = (Vec::new(), Vec::new());
     for sub in subs {

@@ -16,7 +16,7 @@ use super::keys::KeyTracker;
 use super::progress;
 use crate::apply::decode_head;
 use crate::frame_log::{GENESIS, LogEntry, decode};
-use crate::store::{SledStore, Store, Table, meta};
+use crate::store::{Store, Table, meta};
 use crate::trust_set::BaseTrust;
 
 /// Entries read, hashed and verified together (signatures on every core).
@@ -147,7 +147,7 @@ pub struct WalkEnd {
 }
 
 /// Entries the store says it holds (for progress bars; an estimate if tampered).
-pub fn expected_len(store: &SledStore) -> u64 {
+pub fn expected_len<S: Store>(store: &S) -> u64 {
     match store.get(Table::Meta, meta::HEAD) {
         Ok(Some(v)) => decode_head(&v).map(|(n, _)| n).unwrap_or(0),
         _ => store.len(Table::Log) as u64,
@@ -155,8 +155,8 @@ pub fn expected_len(store: &SledStore) -> u64 {
 }
 
 /// Walks the whole log, calling `visit` for every entry in log order.
-pub fn walk<F>(
-    store: &SledStore,
+pub fn walk<S: Store, F>(
+    store: &S,
     base: &BaseTrust,
     label: &str,
     mut visit: F,

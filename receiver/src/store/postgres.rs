@@ -39,6 +39,27 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// For a read-only store: opens the one transaction every read of the connection runs in
+/// (never committed; it ends with the connection). A new connection after a lost one
+/// starts a new snapshot.
+fn snapshot(
+    read_only: bool,
+    c: Result<postgres::Client, postgres::Error>,
+) -> Result<postgres::Client, postgres::Error> {
+    let mut c = c?;
+    if read_only {
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+    }
+    Ok(c)
+}
+
+/// How [`PgStore`] opens: a receiver migrates; an auditor only reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Migrate,
+    ReadOnly,
+}
+
 /// Serialization conflicts in a row before a transaction gives up. Two receivers on one
 /// feed collide often but briefly; a hundred in a row means something else is wrong.
 const MAX_CONFLICTS: u32 = 100;
@@ -112,19 +133,45 @@ impl PgStore {
         Self::open(&PostgresConfig::from_url(url))
     }
 
+    /// Connects for reading only (the auditor's tools): never migrates, and the
+    /// connection runs with `default_transaction_read_only = on`, so the database refuses
+    /// any write. Every read goes through ONE connection inside one REPEATABLE READ
+    /// transaction (`pool_size` is ignored), so a walk of a live database sees one
+    /// snapshot: the log and its head record agree. Fails with what to do when the schema
+    /// is missing or not the one this binary knows.
+    pub fn open_read_only(cfg: &PostgresConfig) -> Result<Self, StoreError> {
+        let mut cfg = cfg.clone();
+        cfg.pool_size = 1;
+        off_runtime(|| Self::connect(&cfg, Mode::ReadOnly))
+    }
+
     fn open_blocking(cfg: &PostgresConfig) -> Result<Self, StoreError> {
-        let client_cfg = cfg.client_config()?;
+        Self::connect(cfg, Mode::Migrate)
+    }
+
+    fn connect(cfg: &PostgresConfig, mode: Mode) -> Result<Self, StoreError> {
+        let mut client_cfg = cfg.client_config()?;
+        if mode == Mode::ReadOnly {
+            const READ_ONLY: &str = "-c default_transaction_read_only=on";
+            let options = match client_cfg.get_options() {
+                Some(o) if !o.trim().is_empty() => format!("{o} {READ_ONLY}"),
+                _ => READ_ONLY.to_owned(),
+            };
+            client_cfg.options(&options);
+            client_cfg.application_name("airlock-receiver audit");
+        }
         let shown = cfg.shown();
+        let ro = mode == Mode::ReadOnly;
         let pool = match cfg.tls_config()? {
             None => Pool::new(
-                move || client_cfg.connect(NoTls),
+                move || snapshot(ro, client_cfg.connect(NoTls)),
                 cfg.pool_size,
                 shown.clone(),
             ),
             Some(tls) => {
                 let make = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
                 Pool::new(
-                    move || client_cfg.connect(make.clone()),
+                    move || snapshot(ro, client_cfg.connect(make.clone())),
                     cfg.pool_size,
                     shown.clone(),
                 )
@@ -132,9 +179,14 @@ impl PgStore {
         };
         {
             let mut conn = pool.get()?;
-            migrate::migrate(conn.client()?)?;
+            match mode {
+                Mode::Migrate => {
+                    migrate::migrate(conn.client()?)?;
+                }
+                Mode::ReadOnly => migrate::check_current(conn.client()?, &shown)?,
+            }
         }
-        tracing::info!(database = %shown, pool = cfg.pool_size, "PostgreSQL store open");
+        tracing::info!(database = %shown, pool = cfg.pool_size, read_only = (mode == Mode::ReadOnly), "PostgreSQL store open");
         Ok(PgStore { pool, shown })
     }
 
@@ -265,7 +317,7 @@ impl PgStore {
                     }
                     Attempt::Conflict => {
                         return Err(StoreError::Io(
-                            "PostgreSQL: a read conflicted with a concurrent writer".into(),
+                            "PostgreSQL: a read conflicted with a concurrent writer (on a standby: with replication; see docs/audit.md section 1b); run it again".into(),
                         ));
                     }
                     Attempt::Fail(e) => return Err(e),

@@ -162,6 +162,28 @@ fn build_in(parent: &Path, n: u64, skip: &BTreeSet<u64>, keep_sent: bool) -> Fix
     let trust_dir = dir.path().join("trust");
     std::fs::create_dir_all(&data_dir).unwrap();
     std::fs::create_dir_all(&trust_dir).unwrap();
+    let store = SledStore::open(&data_dir.join("store.sled")).unwrap();
+    let (sent_a, entries) = build_into(&store, &trust_dir, n, skip, keep_sent);
+    drop(store);
+    Fixture {
+        dir,
+        data_dir,
+        trust_dir,
+        sent_a,
+        entries,
+        untrusted: SignerKey::generate(),
+    }
+}
+
+/// Builds the log of [`build`] into any store (sled, PostgreSQL) and writes signer A's
+/// public key into `trust_dir`; returns signer A's frames (if kept) and the entries logged.
+pub fn build_into<S: Store>(
+    store: &S,
+    trust_dir: &Path,
+    n: u64,
+    skip: &BTreeSet<u64>,
+    keep_sent: bool,
+) -> (Vec<Sent>, u64) {
     let a = SignerKey::generate();
     let b = SignerKey::generate();
     std::fs::write(
@@ -175,7 +197,6 @@ fn build_in(parent: &Path, n: u64, skip: &BTreeSet<u64>, keep_sent: bool) -> Fix
     let half = n / 2;
     let mut ca = Chain::new(a, T0);
     let mut cb = Chain::new(b, T0 + half + 10);
-    let store = SledStore::open(&data_dir.join("store.sled")).unwrap();
     let mut pending: Vec<Sent> = Vec::with_capacity(256);
     let mut sent_a = Vec::new();
     let mut entries = 0u64;
@@ -222,15 +243,7 @@ fn build_in(parent: &Path, n: u64, skip: &BTreeSet<u64>, keep_sent: bool) -> Fix
     }
     commit(&mut pending, true);
     store.flush().unwrap();
-    drop(store);
-    Fixture {
-        dir,
-        data_dir,
-        trust_dir,
-        sent_a,
-        entries,
-        untrusted: SignerKey::generate(),
-    }
+    (sent_a, entries)
 }
 
 impl Sent {

@@ -102,3 +102,52 @@ pub fn migrate(client: &mut Client) -> Result<Vec<i32>, StoreError> {
     }
     Ok(applied)
 }
+
+/// Checks, without changing anything, that the schema is exactly the one this binary
+/// knows (the auditor's read-only open: a missing or older schema is not migrated).
+pub fn check_current(client: &mut Client, shown: &str) -> Result<(), StoreError> {
+    let fail = |detail: String| StoreError::Open {
+        path: shown.to_owned(),
+        detail,
+    };
+    let read = |e: postgres::Error| {
+        fail(format!(
+            "reading the schema version: {e}{}",
+            e.as_db_error()
+                .map(|d| format!(" ({})", d.message()))
+                .unwrap_or_default()
+        ))
+    };
+    let exists: bool = client
+        .query_one("SELECT to_regclass('airlock_migrations') IS NOT NULL", &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(read)?;
+    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if !exists {
+        return Err(fail(
+            "no Airlock schema here (no airlock_migrations table): check the database name in the URL, \
+             and its search_path (`options=-c search_path=...`) if the receivers use a schema of their own; \
+             the audit never creates or migrates a schema"
+                .into(),
+        ));
+    }
+    let newest: Option<i32> = client
+        .query_one("SELECT max(version) FROM airlock_migrations", &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(read)?;
+    let newest = newest.unwrap_or(0);
+    if newest < known {
+        return Err(fail(format!(
+            "the database schema is at version {newest}, older than this binary's ({known}); \
+             the audit never migrates: audit with the airlock-receiver version the receivers run, \
+             or upgrade the receivers first"
+        )));
+    }
+    if newest > known {
+        return Err(fail(format!(
+            "the database schema is at version {newest}, newer than this binary knows ({known}): \
+             audit with the airlock-receiver version the receivers run"
+        )));
+    }
+    Ok(())
+}
