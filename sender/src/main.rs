@@ -146,11 +146,7 @@ fn cmd_keygen(out: &std::path::Path, link_kid: u32) -> Result<ExitCode, String> 
 }
 
 fn cmd_run(config: &Config) -> Result<ExitCode, String> {
-    // The async side (link sends, timers, metrics) needs one worker; the cores belong to the
-    // signing, pending-reader and commit threads. A second worker only wakes and competes
-    // with signing, the sequential step (docs/performance.md, sender).
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;

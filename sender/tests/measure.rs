@@ -129,9 +129,7 @@ fn record_of_envelope_size(sub: &str, target: usize) -> (String, usize) {
     }
 }
 
-/// The runtime is the daemon's (`main.rs`: one worker; signing, pending reads and commits
-/// run on threads of their own).
-#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement"]
 async fn throughput_over_loopback_udp() {
     const N: usize = 50_000;
