@@ -89,9 +89,9 @@ pub struct UdpConfig {
     pub target: SocketAddr,
     /// Local address to send from; default any address, any port.
     pub bind: Option<SocketAddr>,
-    /// Multicast TTL (hops); only for multicast targets.
+    /// Multicast TTL (IPv4) or hop limit (IPv6); only for multicast targets.
     pub multicast_ttl: Option<u32>,
-    /// IPv4 address of the interface to send multicast on.
+    /// IPv4 address of the interface to send multicast on (IPv4 groups only).
     pub multicast_interface: Option<std::net::Ipv4Addr>,
 }
 
@@ -441,6 +441,15 @@ impl Config {
                 "link.udp.multicast_ttl",
                 format!(
                     "multicast_ttl/multicast_interface need a multicast target (224.0.0.0/4 or ff00::/8), got {}",
+                    udp.target
+                ),
+            ));
+        }
+        if udp.target.is_ipv6() && udp.multicast_interface.is_some() {
+            return Err(self.invalid(
+                "link.udp.multicast_interface",
+                format!(
+                    "is an IPv4 address and cannot select the interface for the IPv6 group {}: remove it (the route to the group picks the interface) or use an IPv4 group",
                     udp.target
                 ),
             ));

@@ -90,10 +90,15 @@ async fn open_udp(udp: &UdpConfig) -> Result<Transport, TransportError> {
                 if let Some(interface) = udp.multicast_interface {
                     set_multicast_interface(&socket, interface).map_err(err)?;
                 }
+                socket.set_multicast_loop_v4(true).ok();
             }
-            SocketAddr::V6(_) => {}
+            // The config refuses multicast_interface for IPv6 groups: the route picks it.
+            SocketAddr::V6(_) => {
+                let sock = socket2::SockRef::from(&socket);
+                sock.set_multicast_hops_v6(ttl).map_err(err)?;
+                sock.set_multicast_loop_v6(true).ok();
+            }
         }
-        socket.set_multicast_loop_v4(true).ok();
     }
     Ok(Transport::Udp {
         socket,
@@ -135,4 +140,36 @@ fn open_serial(serial: &SerialConfig) -> Result<Transport, TransportError> {
             error: e.to_string(),
         })?;
     Ok(Transport::Stream(Box::new(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn multicast(target: &str, ttl: u32) -> UdpConfig {
+        UdpConfig {
+            target: target.parse().unwrap(),
+            bind: None,
+            multicast_ttl: Some(ttl),
+            multicast_interface: None,
+        }
+    }
+
+    /// The TTL (IPv4) or hop limit (IPv6) configured is the one the socket carries.
+    #[tokio::test]
+    async fn multicast_ttl_and_hop_limit_reach_the_socket() {
+        let Transport::Udp { socket, .. } =
+            open_udp(&multicast("239.1.2.3:7400", 3)).await.unwrap()
+        else {
+            panic!("not a UDP transport")
+        };
+        assert_eq!(socket.multicast_ttl_v4().unwrap(), 3);
+        let Transport::Udp { socket, .. } =
+            open_udp(&multicast("[ff05::1:3]:7400", 5)).await.unwrap()
+        else {
+            panic!("not a UDP transport")
+        };
+        let hops = socket2::SockRef::from(&socket).multicast_hops_v6().unwrap();
+        assert_eq!(hops, 5);
+    }
 }

@@ -147,6 +147,13 @@ fn link_values_are_range_checked() {
         &replace("127.0.0.1:7400\"", "239.1.2.3:7400\"\nmulticast_ttl = 0"),
         &["key `link.udp.multicast_ttl`", "1 to 255"],
     );
+    expect_error(
+        &replace(
+            "127.0.0.1:7400\"",
+            "[ff05::1:3]:7400\"\nmulticast_interface = \"10.0.0.5\"",
+        ),
+        &["key `link.udp.multicast_interface`", "IPv6 group"],
+    );
 }
 
 #[test]
