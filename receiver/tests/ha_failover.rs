@@ -38,6 +38,14 @@ fn pg_url() -> Option<String> {
     url
 }
 
+/// The failover test drops every receiver connection to the database (a PostgreSQL restart),
+/// which would also hit another test's receiver: the tests of this file run one at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding the lock leaves nothing the next one depends on.
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A schema of its own on the test database, as the search_path of the URL.
 fn fresh_schema(url: &str) -> (String, String) {
     let schema = format!("ha_{:x}", common::rand_u64() >> 16);
@@ -182,6 +190,7 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
     let Some(url) = pg_url() else {
         return;
     };
+    let _one_at_a_time = one_at_a_time();
     let (schema, db_url) = fresh_schema(&url);
     let (port_a, port_b) = (common::free_tcp_port(), common::free_tcp_port());
     let issuer = format!("http://127.0.0.1:{port_a}");
@@ -316,6 +325,7 @@ fn healthz_turns_unhealthy_when_the_database_is_unreadable() {
     let Some(url) = pg_url() else {
         return;
     };
+    let _one_at_a_time = one_at_a_time();
     let (schema, db_url) = fresh_schema(&url);
     let port = common::free_tcp_port();
     let issuer = format!("http://127.0.0.1:{port}");
