@@ -66,8 +66,7 @@ pub fn encode_envelope_with_body(
     push_text(&mut out, "seq");
     push_head(&mut out, 0, seq);
     push_text(&mut out, "prev");
-    push_head(&mut out, 2, prev.len() as u64);
-    out.extend_from_slice(prev);
+    push_bstr(&mut out, prev);
     push_text(&mut out, "issued_at");
     push_head(&mut out, 0, issued_at);
     push_text(&mut out, "body");
@@ -82,7 +81,7 @@ pub fn encode_envelope_with_body(
 }
 
 /// A CBOR head: major type and argument, in the shortest form.
-fn push_head(out: &mut Vec<u8>, major: u8, n: u64) {
+pub(crate) fn push_head(out: &mut Vec<u8>, major: u8, n: u64) {
     let m = major << 5;
     match n {
         0..=23 => out.push(m | n as u8),
@@ -105,6 +104,12 @@ fn push_head(out: &mut Vec<u8>, major: u8, n: u64) {
 fn push_text(out: &mut Vec<u8>, s: &str) {
     push_head(out, 3, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
+}
+
+/// A CBOR byte string (major type 2).
+pub(crate) fn push_bstr(out: &mut Vec<u8>, bytes: &[u8]) {
+    push_head(out, 2, bytes.len() as u64);
+    out.extend_from_slice(bytes);
 }
 
 /// Decodes an authenticated envelope and checks its size rules.

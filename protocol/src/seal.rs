@@ -21,7 +21,7 @@ use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::codec::{self, CodecError};
+use crate::codec::{self, CodecError, push_bstr};
 use crate::keys::{LinkKey, SignerKey};
 use crate::limits::MAX_SEALED_FRAME;
 use crate::message::{Digest32, ENVELOPE_VERSION, Envelope};
@@ -473,26 +473,6 @@ pub(crate) fn check_envelope(
         return Err(OpenError::Future { ahead });
     }
     Ok(())
-}
-
-/// Appends a CBOR byte string (major type 2, shortest length form).
-fn push_bstr(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = bytes.len();
-    if len < 24 {
-        out.push(0x40 | len as u8);
-    } else if len <= 0xff {
-        out.extend_from_slice(&[0x58, len as u8]);
-    } else if len <= 0xffff {
-        out.push(0x59);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else if len <= 0xffff_ffff {
-        out.push(0x5a);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    } else {
-        out.push(0x5b);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(bytes);
 }
 
 fn has_alg(header: &Header, alg: iana::Algorithm) -> bool {
