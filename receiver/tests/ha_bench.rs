@@ -13,9 +13,9 @@ mod common;
 mod oidc_support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use airlock_protocol::message::{Body, Claims};
+use airlock_protocol::message::Claims;
 use airlock_receiver::oidc::pg_store::PgOidcStore;
 use airlock_receiver::oidc::sled_store::SledOidcStore;
 use airlock_receiver::oidc::store::OidcStore;
@@ -23,7 +23,7 @@ use airlock_receiver::oidc::transfer_code::TransferCode;
 use airlock_receiver::oidc::util::Clock;
 use airlock_receiver::oidc::{DirectoryTicket, Provider};
 use airlock_receiver::store::postgres::PgStore;
-use common::{LinkKind, Setup, TestSender};
+use common::{LinkKind, Setup, TestSender, send_windowed, sized_provision};
 use oidc_support::{Browser, MemDirectory, enc, hidden, http, pkce, query_param};
 
 fn pg_url() -> String {
@@ -44,25 +44,6 @@ fn fresh_schema(url: &str, tag: &str) -> String {
 const FRAMES: usize = 20_000;
 const WINDOW: u64 = 6_000;
 
-/// A Provision whose sealed frame is about 600 bytes.
-fn sized_provision(tx: &TestSender, i: u64) -> Body {
-    let mut body = common::provision(i);
-    let size = |b: &Body| {
-        tx.sealer
-            .seal(&tx.envelope(1, b.clone(), common::now()))
-            .unwrap()
-            .sealed
-            .len()
-    };
-    let base = size(&body);
-    if let Body::Provision(p) = &mut body {
-        p.claims
-            .extra
-            .insert("pad".into(), "x".repeat(600usize.saturating_sub(base + 12)));
-    }
-    body
-}
-
 fn ingest_rate(backend: &str, store_section: &str) -> f64 {
     let extra = format!("[ingest]\nmax_batch = 2048\nqueue_frames = 16384\n{store_section}");
     let setup = Setup::with_extra(LinkKind::Udp, &extra);
@@ -71,27 +52,7 @@ fn ingest_rate(backend: &str, store_section: &str) -> f64 {
     let frames: Vec<Vec<u8>> = (1..=FRAMES as u64)
         .map(|i| tx.next(sized_provision(&tx, i)).sealed)
         .collect();
-    let chunks: Vec<Vec<Vec<Vec<u8>>>> = frames.chunks(500).map(|c| tx.datagrams(c)).collect();
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut sent = 0u64;
-    let start = Instant::now();
-    for (chunk, n) in chunks
-        .iter()
-        .zip(frames.chunks(500).map(|c| c.len() as u64))
-    {
-        while sent.saturating_sub(rx.metrics().received()) > WINDOW {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        for block in chunk {
-            for d in block {
-                sock.send_to(d, ("127.0.0.1", setup.udp_port)).unwrap();
-            }
-        }
-        sent += n;
-    }
-    let m = rx.wait_for("all frames", |m| {
-        m.accepted() + m.rejected_total() + m.duplicates() >= FRAMES as u64
-    });
+    let (start, m) = send_windowed(&rx, setup.udp_port, &mut tx, &frames, WINDOW);
     let elapsed = start.elapsed();
     let rate = m.accepted() as f64 / elapsed.as_secs_f64();
     eprintln!(
