@@ -43,6 +43,7 @@ pub struct CommitLink {
     pub link: mpsc::Sender<Vec<Outbound>>,
     pub metrics: Arc<Metrics>,
     pub shutdown: Arc<AtomicBool>,
+    pub placement: crate::cores::Placement,
 }
 
 pub struct Committer {
@@ -61,6 +62,7 @@ impl Committer {
         let handle = std::thread::Builder::new()
             .name("airlock-commit".into())
             .spawn(move || {
+                ctx.placement.enter_helper();
                 for work in rx {
                     ctx.process(work)?;
                     counter.fetch_sub(1, SeqCst);

@@ -147,6 +147,14 @@ pub struct SendConfig {
     pub heartbeat_secs: u32,
     /// Re-seal all valid Provision state every this many seconds; 0 turns the carousel off.
     pub carousel_secs: u64,
+    /// Give the signing thread a CPU of its own when the process may use two or more
+    /// (see `cores.rs`); false leaves thread placement to the scheduler.
+    #[serde(default = "yes")]
+    pub dedicated_signing_core: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for SendConfig {
@@ -157,6 +165,7 @@ impl Default for SendConfig {
             pacing_bytes_per_sec: 0,
             heartbeat_secs: 5,
             carousel_secs: 3600,
+            dedicated_signing_core: true,
         }
     }
 }

@@ -17,6 +17,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::cores::Placement;
 use crate::engine::{Engine, EngineError, EngineSettings};
 use crate::metrics::{self, Metrics};
 use crate::outbox::{Outbox, OutboxError};
@@ -56,6 +57,16 @@ pub enum DaemonError {
     Portal(#[from] crate::portal::PortalError),
     #[error("a daemon task failed: {0}")]
     Task(String),
+}
+
+/// The runtime `run` uses: the link task, the metrics endpoint and the portal run here, on
+/// worker threads kept off the signing thread's core (see [`crate::cores`]).
+pub fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let placement = Placement::for_process(config.send.dedicated_signing_core);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(move || placement.enter_helper())
+        .build()
 }
 
 /// The link parameters the config describes.
@@ -121,18 +132,26 @@ impl Daemon {
         )?;
         let link_done = Arc::new(AtomicBool::new(false));
         let link = tokio::spawn(send_loop.run(rx, shutdown.clone(), link_done.clone()));
+        let placement = Placement::for_process(config.send.dedicated_signing_core);
+        if let Some(cpu) = placement.signing_cpu() {
+            tracing::info!(cpu, "the signing thread has a CPU of its own");
+        }
+        let signing = placement.clone();
         let engine = Engine::new(
             outbox,
             sealer,
             tx,
             metrics.clone(),
-            engine_settings(config, session_id, link_done),
+            engine_settings(config, session_id, link_done, placement),
             shutdown.clone(),
             sent_through,
         )?;
         let engine = std::thread::Builder::new()
             .name("airlock-engine".into())
-            .spawn(move || engine.run())
+            .spawn(move || {
+                signing.enter_signing();
+                engine.run()
+            })
             .map_err(|e| DaemonError::Task(e.to_string()))?;
         tracing::info!(session_id = format!("{session_id:016x}"), metrics = ?metrics_addr, "airlock-sender running");
         Ok(Self {
@@ -177,7 +196,12 @@ impl Daemon {
     }
 }
 
-fn engine_settings(config: &Config, session_id: u64, link_done: Arc<AtomicBool>) -> EngineSettings {
+fn engine_settings(
+    config: &Config,
+    session_id: u64,
+    link_done: Arc<AtomicBool>,
+    placement: Placement,
+) -> EngineSettings {
     EngineSettings {
         session_id,
         heartbeat_secs: config.send.heartbeat_secs,
@@ -187,6 +211,7 @@ fn engine_settings(config: &Config, session_id: u64, link_done: Arc<AtomicBool>)
         spool_dir: config.spool_dir(),
         status_file: config.status_file(),
         link_done,
+        placement,
     }
 }
 

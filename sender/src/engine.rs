@@ -20,6 +20,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::committer::{CommitLink, Committer, Work};
+use crate::cores::Placement;
 use crate::metrics::Metrics;
 use crate::outbox::{ChainState, LogEntry, Outbox, OutboxError, SealCommit, StateChange};
 use crate::prefetch::{Prefetch, Prepared};
@@ -59,6 +60,8 @@ pub struct EngineSettings {
     /// Set by the link task when it has sent its last block; the final "sent through"
     /// mark is persisted after that.
     pub link_done: Arc<AtomicBool>,
+    /// Where the signing thread and its helpers run.
+    pub placement: Placement,
 }
 
 pub struct Engine {
@@ -109,8 +112,9 @@ impl Engine {
             link,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
+            placement: settings.placement.clone(),
         })?;
-        let prefetch = Prefetch::start(outbox.clone(), SEAL_BATCH)?;
+        let prefetch = Prefetch::start(outbox.clone(), SEAL_BATCH, settings.placement.clone())?;
         let now = Instant::now();
         let status = Status::new(settings.session_id, sealer.signer_kid());
         Ok(Self {

@@ -7,8 +7,17 @@
 //! repetition, [`pacer`]) -> [`transport`] (UDP or serial). Signing is sequential (the hash
 //! chain), so the engine thread only signs and everything else runs beside it.
 
+/// The sealing pipeline hands every frame across threads (pending reader -> signing ->
+/// commit -> link) and frees it on a thread other than the one that allocated it; glibc's
+/// allocator serializes those frees on the allocating thread's arena lock, mimalloc does
+/// not. Declared here, not in main.rs, so that the tests and the benchmark in tests/
+/// measure what the daemon runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod committer;
 pub mod config;
+pub mod cores;
 pub mod daemon;
 pub mod engine;
 pub mod export;

@@ -146,10 +146,7 @@ fn cmd_keygen(out: &std::path::Path, link_kid: u32) -> Result<ExitCode, String> 
 }
 
 fn cmd_run(config: &Config) -> Result<ExitCode, String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let rt = daemon::runtime(config).map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(daemon::run_until_signal(config))
         .map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)

@@ -29,6 +29,16 @@ impl Pacer {
         self.rate > 0
     }
 
+    /// Reserves `bytes` only if they may be sent at `now`; false leaves the pacer as it was.
+    pub fn try_reserve(&mut self, bytes: usize, now: Instant) -> bool {
+        let saved = self.next;
+        if self.reserve(bytes, now).is_some() {
+            self.next = saved;
+            return false;
+        }
+        true
+    }
+
     /// Reserves `bytes` and returns when they may be sent (None: now).
     pub fn reserve(&mut self, bytes: usize, now: Instant) -> Option<Instant> {
         if self.rate == 0 {
@@ -54,6 +64,21 @@ mod tests {
         let now = Instant::now();
         let mut p = Pacer::new(0, now);
         assert!((0..1000).all(|_| p.reserve(1500, now).is_none()));
+    }
+
+    #[test]
+    fn try_reserve_takes_only_what_may_go_now() {
+        let start = Instant::now();
+        // 1,000 bytes/s; after 20 ms idle the credit is 20 bytes, plus what is due now.
+        let mut p = Pacer::new(1_000, start);
+        let now = start + Duration::from_millis(20);
+        assert!(p.try_reserve(10, now));
+        assert!(p.try_reserve(10, now));
+        assert!(p.try_reserve(10, now));
+        assert!(!p.try_reserve(10, now), "the credit is spent");
+        assert!(!p.try_reserve(10, now), "a refusal reserves nothing");
+        assert!(p.try_reserve(10, now + Duration::from_millis(10)));
+        assert!(Pacer::new(0, now).try_reserve(1 << 20, now), "off: always");
     }
 
     #[test]

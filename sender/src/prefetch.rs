@@ -37,12 +37,17 @@ pub struct Prefetch {
 
 impl Prefetch {
     /// Starts the reader; each batch holds about `max` records.
-    pub fn start(outbox: Arc<Outbox>, max: usize) -> Result<Self, EngineError> {
+    pub fn start(
+        outbox: Arc<Outbox>,
+        max: usize,
+        placement: crate::cores::Placement,
+    ) -> Result<Self, EngineError> {
         let (request, requests) = sync_channel::<u64>(1);
         let (replies, reply) = sync_channel::<Batch>(1);
         let handle = std::thread::Builder::new()
             .name("airlock-pending".into())
             .spawn(move || {
+                placement.enter_helper();
                 for from in requests {
                     if replies.send(read(&outbox, from, max)).is_err() {
                         break;

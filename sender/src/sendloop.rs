@@ -272,25 +272,23 @@ impl SendLoop {
     async fn send_block(&mut self, block: &[u8], max_new_seq: u64) -> Result<(), SendError> {
         let datagrams = self.encoder.encode(block)?;
         Metrics::inc(&self.metrics.blocks_sent_total);
-        for datagram in datagrams {
-            let wire = self.transport.wire_bytes(&datagram);
-            if let Some(at) = self.pacer.reserve(wire.len(), std::time::Instant::now()) {
-                tokio::time::sleep_until(Instant::from_std(at)).await;
-            }
-            match self.transport.send(&wire).await {
+        let mut rest: &[Vec<u8>] = &datagrams;
+        while !rest.is_empty() {
+            let (now, later) = rest.split_at(self.admit(rest).await);
+            match self.transport.send(now).await {
                 Ok(()) => {
-                    Metrics::inc(&self.metrics.datagrams_sent_total);
-                    self.metrics
-                        .bytes_sent_total
-                        .fetch_add(wire.len() as u64, Relaxed);
+                    let bytes: usize = now.iter().map(Vec::len).sum();
+                    (self.metrics.datagrams_sent_total).fetch_add(now.len() as u64, Relaxed);
+                    (self.metrics.bytes_sent_total).fetch_add(bytes as u64, Relaxed);
                 }
                 Err(e) => {
-                    let n = self.metrics.send_errors_total.fetch_add(1, Relaxed);
+                    let n = (self.metrics.send_errors_total).fetch_add(now.len() as u64, Relaxed);
                     if n.is_power_of_two() || n == 0 {
                         tracing::warn!(error = %e, errors = n + 1, "link send failed");
                     }
                 }
             }
+            rest = later;
         }
         if max_new_seq > 0 {
             self.sent_through.fetch_max(max_new_seq, Relaxed);
@@ -299,6 +297,25 @@ impl SendLoop {
                 .fetch_max(max_new_seq, Relaxed);
         }
         Ok(())
+    }
+
+    /// Waits until the pacer lets the first of `datagrams` go, then returns how many of
+    /// them (at least one) may go with it in one transport send.
+    async fn admit(&mut self, datagrams: &[Vec<u8>]) -> usize {
+        let first = self.transport.wire_len(&datagrams[0]);
+        if let Some(at) = self.pacer.reserve(first, std::time::Instant::now()) {
+            tokio::time::sleep_until(Instant::from_std(at)).await;
+        }
+        let batch = self.transport.batch_len(datagrams);
+        let mut n = 1;
+        while n < batch {
+            let bytes = self.transport.wire_len(&datagrams[n]);
+            if !self.pacer.try_reserve(bytes, std::time::Instant::now()) {
+                break;
+            }
+            n += 1;
+        }
+        n
     }
 }
 

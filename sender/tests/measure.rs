@@ -129,13 +129,44 @@ fn record_of_envelope_size(sub: &str, target: usize) -> (String, usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// `MEASURE_SHARED_CORES=1` turns `send.dedicated_signing_core` off, to compare.
+fn share_cores_if_asked(fx: &Fixture) {
+    if std::env::var_os("MEASURE_SHARED_CORES").is_some() {
+        let on = "carousel_secs = 0\ndedicated_signing_core = false";
+        set(fx, "carousel_secs = 0", on);
+    }
+}
+
+/// Ed25519 signatures per second on one thread right now: the ceiling for the sender,
+/// whose signing is sequential. Printed beside the result because on a shared VM it
+/// moves by a quarter within a minute.
+fn sign_rate_now() -> f64 {
+    let sealer = airlock_protocol::testkit::sealer();
+    let payload = vec![0x5a; 640];
+    let t = Instant::now();
+    for _ in 0..4000 {
+        std::hint::black_box(sealer.sign_payload(&payload));
+    }
+    4000.0 / t.elapsed().as_secs_f64()
+}
+
+/// Runs on the daemon's own runtime (its worker threads yield to the signing thread).
+#[test]
 #[ignore = "a measurement"]
-async fn throughput_over_loopback_udp() {
+fn throughput_over_loopback_udp() {
+    let fx = Fixture::udp(9);
+    share_cores_if_asked(&fx);
+    airlock_sender::daemon::runtime(&fx.config())
+        .unwrap()
+        .block_on(throughput());
+}
+
+async fn throughput() {
     const N: usize = 50_000;
     let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let fx = Fixture::udp(sink.local_addr().unwrap().port());
     set(&fx, "mtu = 1200", "mtu = 1472");
+    share_cores_if_asked(&fx);
     let (_, envelope_size) = record_of_envelope_size("u-00000", 600);
     // Build the batch through the policy once, then spool it (intake is not what is measured).
     let records: Vec<String> = (0..N)
@@ -151,18 +182,21 @@ async fn throughput_over_loopback_udp() {
     assert_eq!(spool::list(&fx.config().spool_dir()).unwrap().len(), 1);
     let _: Option<SpoolItem> = None;
 
+    let sign_before = sign_rate_now();
     let start = Instant::now();
     let daemon = Daemon::start(&fx.config(), None).await.unwrap();
     // Ingest is part of the run; time sealing+sending separately from the first sealed frame.
     let mut first: Option<Instant> = None;
     let mut sealed_at_first = 0;
     let mut all_sealed: Option<f64> = None;
+    let mut cpu_at_first = Vec::new();
     loop {
         let sent = daemon.metrics.sent_through_seq.load(Relaxed);
         let sealed = daemon.metrics.frames_sealed_total.load(Relaxed);
         if first.is_none() && sealed > 1 {
             first = Some(Instant::now());
             sealed_at_first = sealed;
+            cpu_at_first = thread_cpu();
         }
         if all_sealed.is_none() && sealed as usize > N {
             all_sealed = first.map(|f| f.elapsed().as_secs_f64());
@@ -187,8 +221,61 @@ async fn throughput_over_loopback_udp() {
         m.blocks_sent_total.load(Relaxed),
         m.send_errors_total.load(Relaxed),
     );
+    print_cpu_per_frame(&cpu_at_first, &thread_cpu(), frames);
     daemon.stop();
     daemon.wait().await.unwrap();
+    let sign_after = sign_rate_now();
+    println!(
+        "signing alone on one thread (Sealer::sign_payload, 640 bytes): {sign_before:.0}/s before, {sign_after:.0}/s after; sealed+sent = {:.0} % of the mean",
+        frames / from_first / ((sign_before + sign_after) / 2.0) * 100.0
+    );
+}
+
+/// Per thread of this process (by name and id): nanoseconds on a CPU and nanoseconds
+/// runnable but waiting for one, from /proc/self/task/*/schedstat.
+fn thread_cpu() -> Vec<(String, [u64; 2])> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+        let name = read("comm").trim().to_string();
+        let stat = read("schedstat");
+        let mut fields = stat
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0));
+        let (run, wait) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+        out.push((
+            format!("{name}#{}", task.file_name().to_string_lossy()),
+            [run, wait],
+        ));
+    }
+    out
+}
+
+/// Prints, per thread name, the CPU time per frame between two `thread_cpu` readings and
+/// the time it waited for a CPU while runnable.
+fn print_cpu_per_frame(before: &[(String, [u64; 2])], after: &[(String, [u64; 2])], frames: f64) {
+    let mut by_name: std::collections::BTreeMap<String, [f64; 2]> = Default::default();
+    for (id, now) in after {
+        let start = before
+            .iter()
+            .find(|(b, _)| b == id)
+            .map_or([0, 0], |(_, t)| *t);
+        let name = id.split('#').next().unwrap_or(id).to_string();
+        let entry = by_name.entry(name).or_default();
+        for i in 0..2 {
+            entry[i] += (now[i] - start[i]) as f64 / 1e3 / frames;
+        }
+    }
+    let total: f64 = by_name.values().map(|v| v[0]).sum();
+    let parts: Vec<String> = by_name
+        .iter()
+        .filter(|(_, us)| us[0] >= 0.1)
+        .map(|(n, us)| format!("{n} {:.1} (waited {:.1})", us[0], us[1]))
+        .collect();
+    println!("CPU per frame (µs): {}; total {total:.1}", parts.join(", "));
 }
 
 #[tokio::test]
