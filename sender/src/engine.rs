@@ -1,7 +1,7 @@
 //! The sealing engine: the single writer of the outbox, on a thread of its own (sled and
 //! Ed25519 are blocking work).
 //!
-//! Loop: ingest spool batches and commands -> sign pending records -> heartbeat when due ->
+//! Loop: spool commands -> sign pending records -> heartbeat when due ->
 //! carousel when idle -> housekeeping. Signing is the sequential part of sealing (each
 //! frame's `prev` is the hash of the one before), so this thread only signs; the commit
 //! thread makes each batch durable (log entry, seq, chain head, flushed), then encrypts it
@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::committer::{CommitLink, Committer, Work};
 use crate::cores::Placement;
+use crate::ingester::{IngestLink, Ingester, quarantine};
 use crate::metrics::Metrics;
 use crate::outbox::{ChainState, LogEntry, Outbox, OutboxError, SealCommit, StateChange};
 use crate::prefetch::{Prefetch, Prepared};
@@ -30,7 +31,7 @@ use crate::status::{self, Status};
 
 /// Records sealed per outbox transaction (one flush each).
 const SEAL_BATCH: usize = 1024;
-/// Spool scans at most this often while busy.
+/// Spool scans for commands at most this often while busy.
 const SPOOL_SCAN: Duration = Duration::from_millis(50);
 const IDLE_SLEEP: Duration = Duration::from_millis(10);
 
@@ -70,6 +71,7 @@ pub struct Engine {
     chain: ChainState,
     committer: Committer,
     prefetch: Prefetch,
+    ingester: Ingester,
     /// Pending keys below this are sealed (their commit may still be in flight).
     next_pending: u64,
     metrics: Arc<Metrics>,
@@ -115,6 +117,13 @@ impl Engine {
             placement: settings.placement.clone(),
         })?;
         let prefetch = Prefetch::start(outbox.clone(), SEAL_BATCH, settings.placement.clone())?;
+        let ingester = Ingester::start(IngestLink {
+            outbox: outbox.clone(),
+            spool_dir: settings.spool_dir.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            placement: settings.placement.clone(),
+        })?;
         let now = Instant::now();
         let status = Status::new(settings.session_id, sealer.signer_kid());
         Ok(Self {
@@ -128,6 +137,7 @@ impl Engine {
             sealer,
             committer,
             prefetch,
+            ingester,
             next_pending: 0,
             metrics,
             settings,
@@ -150,10 +160,12 @@ impl Engine {
             "engine started"
         );
         let result = self.main_loop();
+        self.shutdown.store(true, Relaxed);
+        let ingested = self.ingester.finish();
         let committed = self.committer.finish();
         self.wait_for_link();
         let finish = self.housekeeping(true);
-        result.and(committed).and(finish)
+        result.and(ingested).and(committed).and(finish)
     }
 
     fn main_loop(&mut self) -> Result<(), EngineError> {
@@ -161,8 +173,13 @@ impl Engine {
             let now = Instant::now();
             let mut busy = false;
             if now >= self.next_spool_scan {
-                busy |= self.drain_spool()?;
+                busy |= self.run_commands()?;
                 self.next_spool_scan = now + SPOOL_SCAN;
+                if self.ingester.is_finished() {
+                    // It only stops early on an error: the daemon stops with it.
+                    self.ingester.finish()?;
+                    return Err(EngineError::Thread("the spool thread stopped".into()));
+                }
             }
             busy |= self.seal_pending()? > 0;
             if now >= self.next_heartbeat {
@@ -212,54 +229,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Handles every complete spool file; true if any was found.
-    fn drain_spool(&mut self) -> Result<bool, EngineError> {
-        let entries = spool::list(&self.settings.spool_dir)?;
-        let found = !entries.is_empty();
-        for entry in entries {
-            match entry {
-                Entry::Batch { id, path } => self.ingest_batch(&id, &path)?,
-                Entry::Command { id, path } => self.run_command(&id, &path)?,
+    /// Runs every spool command (batches are the spool thread's); true if any was found.
+    fn run_commands(&mut self) -> Result<bool, EngineError> {
+        let mut found = false;
+        for entry in spool::list(&self.settings.spool_dir)? {
+            if let Entry::Command { id, path } = entry {
+                found = true;
+                self.run_command(&id, &path)?;
             }
             if self.shutdown.load(Relaxed) {
                 break;
             }
         }
         Ok(found)
-    }
-
-    fn ingest_batch(&mut self, id: &str, path: &std::path::Path) -> Result<(), EngineError> {
-        if self.outbox.is_ingested(id)? {
-            return Ok(spool::remove(path)?);
-        }
-        match spool::read_batch(path) {
-            Ok(batch) => {
-                self.outbox.ingest(id, &batch.items, unix_now())?;
-                self.metrics
-                    .records_ingested_total
-                    .fetch_add(batch.items.len() as u64, Relaxed);
-                tracing::info!(
-                    batch = id,
-                    records = batch.items.len(),
-                    "ingested spool batch"
-                );
-                spool::remove(path)?;
-            }
-            Err(e) => self.quarantine(path, &e),
-        }
-        Ok(())
-    }
-
-    fn quarantine(&self, path: &std::path::Path, error: &SpoolError) {
-        Metrics::inc(&self.metrics.spool_errors_total);
-        match spool::quarantine(path) {
-            Ok(dest) => {
-                tracing::error!(%error, moved_to = %dest.display(), "damaged spool file moved aside")
-            }
-            Err(e) => {
-                tracing::error!(%error, move_error = %e, "damaged spool file could not be moved aside")
-            }
-        }
     }
 
     fn run_command(&mut self, id: &str, path: &std::path::Path) -> Result<(), EngineError> {
@@ -284,7 +266,7 @@ impl Engine {
                 tracing::info!(command = id, from, to, frames = n, "resend done");
                 spool::remove(path)?;
             }
-            Err(e) => self.quarantine(path, &e),
+            Err(e) => quarantine(&self.metrics, path, &e),
         }
         Ok(())
     }

@@ -1,10 +1,11 @@
 #![forbid(unsafe_code)]
 //! airlock-sender: the outside half of Airlock.
 //!
-//! intake ([`intake`]) -> one policy filter ([`policy`]) -> spool ([`spool`]) -> durable
-//! outbox ([`outbox`]) -> pending reader ([`prefetch`]: decode, encode bodies) -> signing
-//! [`engine`] -> [`committer`] (commit + flush, then encrypt) -> [`sendloop`] (blocks, FEC,
-//! repetition, [`pacer`]) -> [`transport`] (UDP or serial). Signing is sequential (the hash
+//! intake ([`intake`]) -> one policy filter ([`policy`]) -> spool ([`spool`]) -> spool
+//! reader ([`ingester`]) -> durable outbox ([`outbox`]) -> pending reader ([`prefetch`]:
+//! decode, encode bodies) -> signing [`engine`] -> [`committer`] (commit + flush, then
+//! encrypt) -> [`sendloop`] (blocks, FEC, repetition, [`pacer`]) -> [`transport`] (UDP or
+//! serial). Signing is sequential (the hash
 //! chain), so the engine thread only signs and everything else runs beside it.
 
 /// The sealing pipeline hands every frame across threads (pending reader -> signing ->
@@ -21,6 +22,7 @@ pub mod cores;
 pub mod daemon;
 pub mod engine;
 pub mod export;
+pub mod ingester;
 pub mod intake;
 pub mod keygen;
 pub mod metrics;

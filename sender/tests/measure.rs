@@ -172,14 +172,23 @@ async fn throughput() {
     let records: Vec<String> = (0..N)
         .map(|i| record_of_envelope_size(&format!("u-{i:05}"), 600).0)
         .collect();
-    let report = submit(
-        &fx.config(),
-        &[("t.json".into(), records.join("\n").into_bytes())],
-        unix_now(),
-    )
-    .unwrap();
-    assert!(report.errors.is_empty(), "{:?}", report.errors.first());
-    assert_eq!(spool::list(&fx.config().spool_dir()).unwrap().len(), 1);
+    // MEASURE_BATCHES=50: 50 submissions of 1,000, so ingest overlaps sealing, as with a
+    // steady stream of submissions (default: one submission of 50,000).
+    let batches: usize = std::env::var("MEASURE_BATCHES")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(1);
+    for chunk in records.chunks(N.div_ceil(batches)) {
+        let report = submit(
+            &fx.config(),
+            &[("t.json".into(), chunk.join("\n").into_bytes())],
+            unix_now(),
+        )
+        .unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors.first());
+    }
+    let spooled = spool::list(&fx.config().spool_dir()).unwrap().len();
+    assert_eq!(spooled, batches);
     let _: Option<SpoolItem> = None;
 
     let sign_before = sign_rate_now();
