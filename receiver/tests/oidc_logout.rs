@@ -305,3 +305,99 @@ async fn logout_without_hint_asks_first() {
         Some("login_required")
     );
 }
+
+/// An inside app whose back-channel endpoint answers `statuses` in turn (then 200), and
+/// counts the calls.
+async fn flaky_backchannel(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<u16>>>) {
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let a = answered.clone();
+    let app = axum::Router::new().route(
+        "/backchannel",
+        post(move |body: String| {
+            let a = a.clone();
+            let statuses = statuses.clone();
+            async move {
+                assert!(body.starts_with("logout_token="), "{body}");
+                let mut a = a.lock().unwrap();
+                let status = statuses.get(a.len()).copied().unwrap_or(200);
+                a.push(status);
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, answered)
+}
+
+/// Starts a provider whose back-channel retries come 20 ms apart (doubling).
+async fn op_with_fast_retries(bc: &str, attempts: u32) -> Op {
+    let tmp = Arc::new(tempfile::tempdir().unwrap());
+    let db = tmp.path().join("db");
+    let dir = Arc::new(MemDirectory::default());
+    Op::start_custom(
+        tmp,
+        db,
+        airlock_receiver::oidc::util::Clock::manual(now()),
+        dir,
+        Some(bc),
+        |c| {
+            c.backchannel_logout_attempts = attempts;
+            c.backchannel_logout_first_retry_ms = 20;
+        },
+    )
+    .await
+}
+
+/// Polls until `done` or 10 s pass.
+async fn eventually(done: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("condition not reached in 10 s");
+}
+
+#[tokio::test]
+async fn a_failed_back_channel_logout_is_retried_until_it_arrives() {
+    let (bc, answered) = flaky_backchannel(vec![503, 502]).await;
+    let op = op_with_fast_retries(&bc, 5).await;
+    let mut b = Browser::default();
+    app_login(&op, &mut b, "ret").await;
+    assert_eq!(op.provider.revoke_user(&Op::sub("ret")).unwrap(), 1);
+    let m = &op.provider;
+    eventually(|| m.metric("backchannel_logouts", "delivered") == 1).await;
+    assert_eq!(*answered.lock().unwrap(), [503, 502, 200]);
+    assert_eq!(m.metric("backchannel_logouts", "retried"), 2);
+    assert_eq!(m.metric("backchannel_logouts", "failed"), 0);
+}
+
+#[tokio::test]
+async fn a_refused_or_never_arriving_back_channel_logout_ends_as_failed() {
+    // The app refuses the token (400): trying again cannot help.
+    let (bc, answered) = flaky_backchannel(vec![400]).await;
+    let op = op_with_fast_retries(&bc, 5).await;
+    let mut b = Browser::default();
+    app_login(&op, &mut b, "ref").await;
+    op.provider.revoke_user(&Op::sub("ref")).unwrap();
+    let m = &op.provider;
+    eventually(|| m.metric("backchannel_logouts", "failed") == 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(*answered.lock().unwrap(), [400], "not retried");
+    assert_eq!(m.metric("backchannel_logouts", "retried"), 0);
+
+    // The app is down for longer than the schedule: three attempts, then failed.
+    let (bc, answered) = flaky_backchannel(vec![503; 10]).await;
+    let op = op_with_fast_retries(&bc, 3).await;
+    let mut b = Browser::default();
+    app_login(&op, &mut b, "dwn").await;
+    op.provider.revoke_user(&Op::sub("dwn")).unwrap();
+    let m = &op.provider;
+    eventually(|| m.metric("backchannel_logouts", "failed") == 1).await;
+    assert_eq!(*answered.lock().unwrap(), [503, 503, 503]);
+    assert_eq!(m.metric("backchannel_logouts", "retried"), 2);
+    assert_eq!(m.metric("backchannel_logouts", "delivered"), 0);
+}

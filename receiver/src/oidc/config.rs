@@ -65,6 +65,12 @@ pub struct OidcConfig {
     /// How long a lock-out lasts (and the window attempts are counted in).
     #[serde(default = "defaults::lockout")]
     pub lockout_secs: u64,
+    /// Back-channel logout deliveries tried per app and session, the first included.
+    #[serde(default = "defaults::backchannel_attempts")]
+    pub backchannel_logout_attempts: u32,
+    /// Wait before the first retry; it doubles per retry, up to 60 s.
+    #[serde(default = "defaults::backchannel_retry")]
+    pub backchannel_logout_first_retry_ms: u64,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
 }
@@ -120,6 +126,13 @@ mod defaults {
     }
     pub fn lockout() -> u64 {
         900
+    }
+    /// 0, 1, 2, 4, 8, 16, 32, 60 s: the last try about two minutes after the first.
+    pub fn backchannel_attempts() -> u32 {
+        8
+    }
+    pub fn backchannel_retry() -> u64 {
+        1000
     }
     pub fn scopes() -> Vec<String> {
         super::SUPPORTED_SCOPES
@@ -212,6 +225,24 @@ impl OidcConfig {
                 "attempt limits must be at least 1",
             ));
         }
+        if !(1..=20).contains(&self.backchannel_logout_attempts) {
+            return Err(bad(
+                "backchannel_logout_attempts",
+                format!(
+                    "must be from 1 (no retries) to 20, got {}",
+                    self.backchannel_logout_attempts
+                ),
+            ));
+        }
+        if !(10..=60_000).contains(&self.backchannel_logout_first_retry_ms) {
+            return Err(bad(
+                "backchannel_logout_first_retry_ms",
+                format!(
+                    "must be from 10 to 60000, got {}",
+                    self.backchannel_logout_first_retry_ms
+                ),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             if !seen.insert(c.client_id.as_str()) {
@@ -223,6 +254,14 @@ impl OidcConfig {
             c.validate(i)?;
         }
         Ok(())
+    }
+
+    /// How failed back-channel logouts are retried.
+    pub fn backchannel_retries(&self) -> crate::oidc::backchannel::RetrySchedule {
+        crate::oidc::backchannel::RetrySchedule {
+            attempts: self.backchannel_logout_attempts,
+            first_delay: std::time::Duration::from_millis(self.backchannel_logout_first_retry_ms),
+        }
     }
 
     pub fn client(&self, client_id: &str) -> Option<&ClientConfig> {
@@ -342,6 +381,24 @@ mod tests {
     #[test]
     fn minimal_config_is_valid() {
         base().validate().unwrap();
+    }
+
+    #[test]
+    fn backchannel_retry_settings_have_defaults_and_bounds() {
+        let c = base();
+        let r = c.backchannel_retries();
+        assert_eq!((r.attempts, r.first_delay.as_millis()), (8, 1000));
+        for (attempts, ms, key) in [
+            (0, 1000, "backchannel_logout_attempts"),
+            (21, 1000, "backchannel_logout_attempts"),
+            (8, 5, "backchannel_logout_first_retry_ms"),
+            (8, 60_001, "backchannel_logout_first_retry_ms"),
+        ] {
+            let mut c = base();
+            c.backchannel_logout_attempts = attempts;
+            c.backchannel_logout_first_retry_ms = ms;
+            assert_eq!(c.validate().unwrap_err().key, key, "{attempts} {ms}");
+        }
     }
 
     #[test]

@@ -247,42 +247,67 @@ impl Provider {
             tracing::warn!(sid = %session.sid, "no runtime: back-channel logout not sent");
             return;
         };
-        let now = self.0.clock.now();
         for client_id in &session.clients {
+            let Some(uri) = self
+                .0
+                .config
+                .client(client_id)
+                .and_then(|c| c.backchannel_logout_uri.clone())
+            else {
+                continue;
+            };
+            let p = self.clone();
+            let (client_id, sub, sid) =
+                (client_id.clone(), session.sub.clone(), session.sid.clone());
+            rt.spawn(async move { p.deliver_logout(&client_id, &uri, &sub, &sid).await });
+        }
+    }
+
+    /// Delivers one back-channel logout, retrying transient failures on the configured
+    /// schedule with a freshly signed token each time.
+    async fn deliver_logout(&self, client_id: &str, uri: &str, sub: &str, sid: &str) {
+        let schedule = self.0.config.backchannel_retries();
+        let mut attempt = 1;
+        while let Some(wait) = schedule.delay_before(attempt) {
+            if attempt > 1 {
+                self.0.metrics.inc("backchannel_logouts", "retried");
+            }
+            tokio::time::sleep(wait).await;
             let Some(client) = self.0.config.client(client_id) else {
-                continue;
+                return;
             };
-            let Some(uri) = client.backchannel_logout_uri.clone() else {
-                continue;
-            };
+            let now = self.0.clock.now();
             let token = match tokens::logout_token(
                 &self.0.keys,
                 &self.0.config.issuer,
                 client,
-                &session.sub,
-                &session.sid,
+                sub,
+                sid,
                 now,
             ) {
                 Ok(t) => t,
                 Err(e) => {
+                    self.0.metrics.inc("backchannel_logouts", "failed");
                     tracing::warn!(client = %client_id, error = %e, "cannot sign logout token");
-                    continue;
+                    return;
                 }
             };
-            let client_id = client_id.clone();
-            let p = self.clone();
-            rt.spawn(async move {
-                match backchannel::deliver(&uri, &token).await {
-                    Ok(()) => {
-                        p.0.metrics.inc("backchannel_logouts", "delivered");
-                        tracing::info!(client = %client_id, "back-channel logout delivered")
-                    }
-                    Err(e) => {
-                        p.0.metrics.inc("backchannel_logouts", "failed");
-                        tracing::warn!(client = %client_id, %uri, error = %e, "back-channel logout failed")
-                    }
+            match backchannel::deliver(uri, &token).await {
+                Ok(()) => {
+                    self.0.metrics.inc("backchannel_logouts", "delivered");
+                    tracing::info!(client = %client_id, attempt, "back-channel logout delivered");
+                    return;
                 }
-            });
+                Err(e) if e.is_transient() && attempt < schedule.attempts => {
+                    tracing::info!(client = %client_id, %uri, attempt, error = %e, "back-channel logout failed; will retry");
+                }
+                Err(e) => {
+                    self.0.metrics.inc("backchannel_logouts", "failed");
+                    tracing::warn!(client = %client_id, %uri, attempt, error = %e, "back-channel logout failed; not retried: the app keeps this session until it expires");
+                    return;
+                }
+            }
+            attempt += 1;
         }
     }
 
