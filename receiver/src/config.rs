@@ -3,7 +3,7 @@
 //! Every struct denies unknown keys; every error names the file, the key and what to do.
 //! Relative paths are resolved against the directory of the config file.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -78,12 +78,13 @@ pub struct LinkConfig {
 pub struct UdpConfig {
     /// Address and port to bind, e.g. "0.0.0.0:47000" (use the group's port for multicast).
     pub listen: SocketAddr,
-    /// Join this IPv4 multicast group (several receivers can hear one diode).
+    /// Join this multicast group, IPv4 or IPv6 (several receivers can hear one diode).
     #[serde(default)]
-    pub multicast_group: Option<Ipv4Addr>,
-    /// Local interface address for the multicast join; default: any.
+    pub multicast_group: Option<IpAddr>,
+    /// The interface to join on: for an IPv4 group its local IPv4 address, for an IPv6
+    /// group its name (or index); default: the one the routing table picks.
     #[serde(default)]
-    pub multicast_interface: Option<Ipv4Addr>,
+    pub multicast_interface: Option<String>,
     /// SO_RCVBUF to ask for; the kernel may cap it (raise net.core.rmem_max).
     #[serde(default = "defaults::receive_buffer")]
     pub receive_buffer_bytes: usize,
@@ -93,7 +94,100 @@ pub struct UdpConfig {
     pub allowed_sources: Vec<String>,
 }
 
+/// A checked multicast membership: what `[link.udp] multicast_group` and
+/// `multicast_interface` ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MulticastJoin {
+    /// `interface` is the local address of the interface; unspecified = the route's.
+    V4 {
+        group: Ipv4Addr,
+        interface: Ipv4Addr,
+    },
+    /// IPv6 joins name the interface (by name or index); None = the route's.
+    V6 {
+        group: Ipv6Addr,
+        interface: Option<Ipv6Interface>,
+    },
+}
+
+/// An interface for an IPv6 multicast join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ipv6Interface {
+    Name(String),
+    Index(u32),
+}
+
 impl UdpConfig {
+    /// The multicast membership to take, if any; the error names the key and the fix.
+    pub fn multicast_join(&self) -> Result<Option<MulticastJoin>, (&'static str, String)> {
+        const GROUP: &str = "link.udp.multicast_group";
+        const IFACE: &str = "link.udp.multicast_interface";
+        let Some(group) = self.multicast_group else {
+            return match &self.multicast_interface {
+                Some(_) => Err((IFACE, "set multicast_group too, or remove it".into())),
+                None => Ok(None),
+            };
+        };
+        if !group.is_multicast() {
+            let range = if group.is_ipv4() {
+                "224.0.0.0/4"
+            } else {
+                "ff00::/8"
+            };
+            return Err((
+                GROUP,
+                format!("{group} is not a multicast address ({range})"),
+            ));
+        }
+        if group.is_ipv4() != self.listen.is_ipv4() {
+            let example = if group.is_ipv4() {
+                "0.0.0.0:47000"
+            } else {
+                "[::]:47000"
+            };
+            return Err((
+                "link.udp.listen",
+                format!("{group} needs a listen address of the same family, e.g. \"{example}\""),
+            ));
+        }
+        let interface = self.multicast_interface.as_deref();
+        match group {
+            IpAddr::V4(group) => {
+                let interface = match interface {
+                    None => Ipv4Addr::UNSPECIFIED,
+                    Some(text) => text.parse().map_err(|_| {
+                        (IFACE, format!("{text:?}: for an IPv4 group, give the interface's local IPv4 address, e.g. \"10.0.0.5\""))
+                    })?,
+                };
+                Ok(Some(MulticastJoin::V4 { group, interface }))
+            }
+            IpAddr::V6(group) => {
+                let interface = match interface {
+                    None => None,
+                    Some(text) if text.parse::<IpAddr>().is_ok() => {
+                        return Err((
+                            IFACE,
+                            format!(
+                                "{text:?}: for an IPv6 group, give the interface's name (e.g. \"eth1\") or index, not an address"
+                            ),
+                        ));
+                    }
+                    Some("") => {
+                        return Err((
+                            IFACE,
+                            "empty: give the interface's name, e.g. \"eth1\"".into(),
+                        ));
+                    }
+                    Some(text) => Some(match text.parse::<u32>() {
+                        Ok(index) => Ipv6Interface::Index(index),
+                        Err(_) => Ipv6Interface::Name(text.to_string()),
+                    }),
+                };
+                Ok(Some(MulticastJoin::V6 { group, interface }))
+            }
+        }
+    }
+
     /// The parsed `allowed_sources` (checked at start-up by [`Config::load`]).
     pub fn source_filter(&self) -> Result<SourceFilter, String> {
         let nets = self
@@ -324,13 +418,8 @@ impl Config {
             _ => {}
         }
         if let Some(udp) = &self.link.udp {
-            if let Some(g) = udp.multicast_group
-                && !g.is_multicast()
-            {
-                return Err(self.invalid(
-                    "link.udp.multicast_group",
-                    format!("{g} is not a multicast address (224.0.0.0/4)"),
-                ));
+            if let Err((key, problem)) = udp.multicast_join() {
+                return Err(self.invalid(key, problem));
             }
             if udp.receive_buffer_bytes < 64 * 1024 {
                 return Err(self.invalid("link.udp.receive_buffer_bytes", "must be at least 65536"));
@@ -470,5 +559,78 @@ link_keys = ["link.key"]
         .to_string();
         assert!(e.contains("link.udp.allowed_sources"), "{e}");
         assert!(e.contains("0 to 32"), "{e}");
+    }
+
+    fn udp(listen: &str, group: Option<&str>, interface: Option<&str>) -> UdpConfig {
+        let mut text = format!("listen = \"{listen}\"\n");
+        if let Some(g) = group {
+            text.push_str(&format!("multicast_group = \"{g}\"\n"));
+        }
+        if let Some(i) = interface {
+            text.push_str(&format!("multicast_interface = \"{i}\"\n"));
+        }
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn multicast_joins_of_both_families() {
+        use MulticastJoin::*;
+        let join = |l, g, i| udp(l, g, i).multicast_join();
+        assert_eq!(join("0.0.0.0:1", None, None), Ok(None));
+        let v4 = join("0.0.0.0:1", Some("239.1.2.3"), None).unwrap();
+        let any = Ipv4Addr::UNSPECIFIED;
+        assert_eq!(
+            v4,
+            Some(V4 {
+                group: Ipv4Addr::new(239, 1, 2, 3),
+                interface: any
+            })
+        );
+        let v4 = join("0.0.0.0:1", Some("239.1.2.3"), Some("10.0.0.5")).unwrap();
+        let want = Ipv4Addr::new(10, 0, 0, 5);
+        assert!(matches!(v4, Some(V4 { interface, .. }) if interface == want));
+        let group: Ipv6Addr = "ff05::1:3".parse().unwrap();
+        let v6 = join("[::]:1", Some("ff05::1:3"), Some("eth1")).unwrap();
+        let name = Some(Ipv6Interface::Name("eth1".into()));
+        assert_eq!(
+            v6,
+            Some(V6 {
+                group,
+                interface: name
+            })
+        );
+        let v6 = join("[::]:1", Some("ff05::1:3"), Some("3")).unwrap();
+        assert_eq!(
+            v6,
+            Some(V6 {
+                group,
+                interface: Some(Ipv6Interface::Index(3))
+            })
+        );
+        assert_eq!(
+            join("[::]:1", Some("ff05::1:3"), None).unwrap(),
+            Some(V6 {
+                group,
+                interface: None
+            })
+        );
+    }
+
+    #[test]
+    fn multicast_mistakes_name_the_key_and_the_fix() {
+        let key = |l, g, i| udp(l, g, i).multicast_join().unwrap_err().0;
+        let why = |l, g, i| udp(l, g, i).multicast_join().unwrap_err().1;
+        assert_eq!(
+            key("0.0.0.0:1", Some("10.0.0.1"), None),
+            "link.udp.multicast_group"
+        );
+        assert!(why("[::]:1", Some("fe80::1"), None).contains("ff00::/8"));
+        assert_eq!(key("[::]:1", Some("239.1.2.3"), None), "link.udp.listen");
+        assert!(why("0.0.0.0:1", Some("ff05::1"), None).contains("[::]:47000"));
+        let iface = "link.udp.multicast_interface";
+        assert_eq!(key("0.0.0.0:1", Some("239.1.2.3"), Some("eth1")), iface);
+        assert!(why("[::]:1", Some("ff05::1"), Some("fe80::1")).contains("name"));
+        assert_eq!(key("[::]:1", Some("ff05::1"), Some("")), iface);
+        assert_eq!(key("0.0.0.0:1", None, Some("10.0.0.5")), iface);
     }
 }

@@ -5,7 +5,7 @@
 //! Keys come from `airlock-sender keygen` (signer.pem, signer.pub.pem, link.key), as in the
 //! real key ceremony.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,11 +23,12 @@ pub const ISSUER: &str = "https://login.example.org";
 #[derive(Debug, Clone)]
 pub struct Options {
     pub serial: bool,
-    /// UDP straight to this IPv4 multicast group and port, no relay (and no impairment):
-    /// the sender's `link.udp.target` is the group (sent on the 127.0.0.1 interface), the
-    /// receiver joins it (interface: any). Needs a network where multicast is routed over
-    /// loopback (e2e_multicast runs in its own network namespace).
-    pub multicast: Option<SocketAddrV4>,
+    /// UDP straight to this multicast group and port, no relay (and no impairment): the
+    /// sender's `link.udp.target` is the group (an IPv4 group is sent on the 127.0.0.1
+    /// interface, an IPv6 group where the route says), the receiver joins it (interface:
+    /// the route's). Needs a network where multicast is routed (e2e_multicast runs in its
+    /// own network namespace).
+    pub multicast: Option<SocketAddr>,
     pub impair: ImpairConfig,
     /// Datagrams the relay keeps for replay tests.
     pub record_limit: usize,
@@ -69,7 +70,7 @@ pub enum Link {
     Udp(UdpRelay),
     Serial(SerialPath),
     /// Sender and receiver(s) meet on a multicast group, nothing in between.
-    Multicast(SocketAddrV4),
+    Multicast(SocketAddr),
 }
 
 pub struct Deployment {
@@ -129,11 +130,13 @@ impl Deployment {
             );
             (Link::Serial(path), s, r)
         } else if let Some(group) = opts.multicast {
-            let s = format!(
-                "[link.udp]\ntarget = \"{group}\"\nmulticast_ttl = 1\nmulticast_interface = \"127.0.0.1\"\n"
-            );
+            let (s_iface, any) = match group {
+                SocketAddr::V4(_) => ("multicast_interface = \"127.0.0.1\"\n", "0.0.0.0"),
+                SocketAddr::V6(_) => ("", "[::]"),
+            };
+            let s = format!("[link.udp]\ntarget = \"{group}\"\nmulticast_ttl = 1\n{s_iface}");
             let r = format!(
-                "[link.udp]\nlisten = \"0.0.0.0:{}\"\nmulticast_group = \"{}\"\n",
+                "[link.udp]\nlisten = \"{any}:{}\"\nmulticast_group = \"{}\"\n",
                 group.port(),
                 group.ip()
             );

@@ -3,8 +3,12 @@
 //! logs pass `audit verify`.
 //!
 //! Multicast is not routed over loopback by default, so the scenario runs in a network
-//! namespace of its own, created without privileges (`unshare --user --map-root-user --net`),
-//! with loopback up, multicast on, and a route for 224.0.0.0/4 through it. The namespace also
+//! namespace of its own, created without privileges (`unshare --user --map-root-user --net`).
+//! IPv4: loopback up, multicast on, and a route for 224.0.0.0/4 through it. IPv6 (Linux
+//! does not loop IPv6 multicast over `lo`): a veth pair air0/air1 whose only multicast route
+//! is air0, so the sender's datagrams leave by air0 and arrive on air1; receiver A joins
+//! where the route says (air0, and gets the sender's local copy), receiver B names air1.
+//! The namespace also
 //! gets its own pid namespace (`--pid --fork --kill-child`): when the run ends, or is killed,
 //! nothing started in there survives it.
 //!
@@ -14,7 +18,7 @@
 //! line prefixed with `ns| `.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -25,10 +29,7 @@ use airlock_tests::ops::{self, free_tcp_port, free_udp_port, metric_sum, parse_m
 use airlock_tests::peer::unix_now;
 use airlock_tests::supervisor::{self, Child, ChildSpec};
 
-const TEST_NAME: &str = "two_receivers_hear_one_sender_on_a_multicast_group";
 const INNER_ENV: &str = "AIRLOCK_MULTICAST_INNER";
-/// Administratively scoped (239/8); the namespace has no other traffic anyway.
-const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 73, 1);
 const USERS: u64 = 5;
 /// The last line of a successful inner run: proves the inner test really ran (a libtest
 /// filter that matches nothing also exits 0).
@@ -36,17 +37,95 @@ const DONE: &str = "multicast scenario passed";
 
 #[test]
 fn two_receivers_hear_one_sender_on_a_multicast_group() {
-    if std::env::var_os(INNER_ENV).is_some_and(|v| v == "1") {
-        inner();
+    run(Family::V4);
+}
+
+#[test]
+fn two_receivers_hear_one_sender_on_an_ipv6_multicast_group() {
+    run(Family::V6);
+}
+
+fn run(family: Family) {
+    if std::env::var_os(INNER_ENV).is_some_and(|v| v == family.inner_value()) {
+        inner(family);
     } else {
-        outer();
+        outer(family);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn test_name(self) -> &'static str {
+        match self {
+            Family::V4 => "two_receivers_hear_one_sender_on_a_multicast_group",
+            Family::V6 => "two_receivers_hear_one_sender_on_an_ipv6_multicast_group",
+        }
+    }
+
+    fn inner_value(self) -> &'static str {
+        match self {
+            Family::V4 => "4",
+            Family::V6 => "6",
+        }
+    }
+
+    /// Administratively (239/8) or site-local (ff05::/16) scoped; the namespace has no
+    /// other traffic anyway.
+    fn group(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(Ipv4Addr::new(239, 255, 73, 1)),
+            Family::V6 => IpAddr::V6(Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0x73, 1)),
+        }
+    }
+
+    /// The interface receiver B names in `multicast_interface`.
+    fn interface_b(self) -> &'static str {
+        match self {
+            Family::V4 => "127.0.0.1",
+            Family::V6 => "air1",
+        }
+    }
+
+    /// Sets the namespace's network up, then runs "$0" "$@" (`ip` comes through the env).
+    fn script(self) -> &'static str {
+        match self {
+            Family::V4 => {
+                r#"set -e
+"$AIRLOCK_NS_IP" link set lo up
+"$AIRLOCK_NS_IP" link set lo multicast on
+"$AIRLOCK_NS_IP" route add 224.0.0.0/4 dev lo
+echo "namespace ready: $("$AIRLOCK_NS_IP" -o route show 224.0.0.0/4)"
+exec "$0" "$@""#
+            }
+            // No duplicate address detection: the link-local addresses are usable at once.
+            Family::V6 => {
+                r#"set -e
+echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad || true
+"$AIRLOCK_NS_IP" link set lo up
+"$AIRLOCK_NS_IP" link add air0 type veth peer name air1
+"$AIRLOCK_NS_IP" link set air0 up
+"$AIRLOCK_NS_IP" link set air1 up
+for i in $(seq 100); do
+  "$AIRLOCK_NS_IP" -6 -o addr show | grep -q tentative || break
+  sleep 0.1
+done
+"$AIRLOCK_NS_IP" -6 route del multicast ff00::/8 dev air1 table local
+echo "namespace ready: $("$AIRLOCK_NS_IP" -6 -o route show table local type multicast)"
+exec "$0" "$@""#
+            }
+        }
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // Outside the namespace: set it up, re-execute this test in it, relay its output.
 
-fn outer() {
+fn outer(family: Family) {
     let unshare = find_tool("unshare").unwrap_or_else(|| {
         panic!(
             "`unshare` not found (searched PATH, /usr/sbin, /sbin): this test runs in an \
@@ -65,12 +144,7 @@ fn outer() {
     let exe = std::env::current_exe().unwrap();
 
     // "$0" is this test binary, "$@" its arguments; the ip path comes through the env.
-    let script = r#"set -e
-"$AIRLOCK_NS_IP" link set lo up
-"$AIRLOCK_NS_IP" link set lo multicast on
-"$AIRLOCK_NS_IP" route add 224.0.0.0/4 dev lo
-echo "namespace ready: $("$AIRLOCK_NS_IP" -o route show 224.0.0.0/4)"
-exec "$0" "$@""#;
+    let script = family.script();
     let started = Instant::now();
     let mut child = Command::new(&unshare)
         .args([
@@ -86,8 +160,13 @@ exec "$0" "$@""#;
             script,
         ])
         .arg(&exe)
-        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-        .env(INNER_ENV, "1")
+        .args([
+            family.test_name(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(INNER_ENV, family.inner_value())
         .env("AIRLOCK_NS_IP", &ip)
         .env("AIRLOCK_TEST_NO_BUILD", "1")
         .env("RUST_BACKTRACE", "1")
@@ -170,7 +249,7 @@ fn is_executable(p: &Path) -> bool {
 // ---------------------------------------------------------------------------------------
 // Inside the namespace: the scenario.
 
-fn inner() {
+fn inner(family: Family) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -178,7 +257,7 @@ fn inner() {
         .unwrap();
     rt.block_on(async {
         let port = free_udp_port().unwrap().port();
-        let group = SocketAddrV4::new(GROUP, port);
+        let group = SocketAddr::new(family.group(), port);
         let opts = Options {
             multicast: Some(group),
             repetitions: 1,
@@ -190,20 +269,20 @@ fn inner() {
             "deployment in {}; sender -> {group}",
             d.path().display()
         ));
-        let mut b = ReceiverB::create(&d).unwrap();
+        let mut b = ReceiverB::create(&d, family).unwrap();
         // On failure, the daemons' last log lines go into the test output (the directory is
         // kept too, but a CI log should explain the failure by itself).
         let _tails = LogTails(d.path().to_path_buf());
         // Deployment and receiver B live outside the deadline, so a timeout still panics
         // with them alive: their logs are printed and the directory is kept.
-        tokio::time::timeout(Duration::from_secs(90), scenario(&mut d, &mut b))
+        tokio::time::timeout(Duration::from_secs(90), scenario(&mut d, &mut b, group))
             .await
             .expect("the scenario did not finish within 90 s");
         say(DONE);
     });
 }
 
-async fn scenario(d: &mut Deployment, b: &mut ReceiverB) {
+async fn scenario(d: &mut Deployment, b: &mut ReceiverB, group: SocketAddr) {
     // Both receivers first, so they hear the sender's first frame.
     d.start_receiver().await.unwrap();
     b.start().await.unwrap();
@@ -213,7 +292,11 @@ async fn scenario(d: &mut Deployment, b: &mut ReceiverB) {
             .await
             .unwrap();
         let iface = line.rsplit("iface=").next().unwrap_or("?").trim();
-        say(&format!("{} joined {GROUP} on {iface}", child.name()));
+        say(&format!(
+            "{} joined {} on {iface}",
+            child.name(),
+            group.ip()
+        ));
     }
     d.start_sender().await.unwrap();
     say("sender running");
@@ -324,12 +407,12 @@ struct ReceiverB {
 }
 
 impl ReceiverB {
-    fn create(d: &Deployment) -> anyhow::Result<Self> {
+    fn create(d: &Deployment, family: Family) -> anyhow::Result<Self> {
         let ops = free_tcp_port()?;
         let a = std::fs::read_to_string(&d.receiver_config)?;
         let a_data = "data_dir = \"receiver-data\"";
         let a_ops = format!("listen = \"{}\"", d.receiver_ops);
-        let a_group = format!("multicast_group = \"{GROUP}\"\n");
+        let a_group = format!("multicast_group = \"{}\"\n", family.group());
         anyhow::ensure!(
             a.contains(a_data) && a.contains(&a_ops) && a.contains(&a_group),
             "unexpected receiver config:\n{a}"
@@ -340,7 +423,10 @@ impl ReceiverB {
             .replacen(&a_ops, &format!("listen = \"{ops}\""), 1)
             .replacen(
                 &a_group,
-                &format!("{a_group}multicast_interface = \"127.0.0.1\"\n"),
+                &format!(
+                    "{a_group}multicast_interface = \"{}\"\n",
+                    family.interface_b()
+                ),
                 1,
             );
         let config = d.path().join("receiver-b.toml");

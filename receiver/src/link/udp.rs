@@ -1,14 +1,14 @@
 //! UDP: unicast or multicast, with a large receive buffer (a diode has no back-pressure:
 //! the kernel buffer is what absorbs bursts while the verifier catches up).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
 use super::source_filter::SourceFilter;
 use super::{LinkIngress, LinkIoError};
-use crate::config::UdpConfig;
+use crate::config::{Ipv6Interface, MulticastJoin, UdpConfig};
 
 /// Binds the socket as configured; warns when the kernel grants less buffer than asked.
 pub fn bind(cfg: &UdpConfig) -> Result<UdpSocket, LinkIoError> {
@@ -43,19 +43,43 @@ pub fn bind(cfg: &UdpConfig) -> Result<UdpSocket, LinkIoError> {
             "UDP receive buffer set"
         );
     }
-    let bind_addr = match (cfg.multicast_group, addr) {
-        // Bind the group's port on any address so the group's datagrams are delivered.
-        (Some(_), SocketAddr::V4(v4)) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, v4.port())),
-        _ => addr,
+    let join = cfg
+        .multicast_join()
+        .map_err(|(key, problem)| err(std::io::Error::other(format!("{key}: {problem}"))))?;
+    // Bind the group's port on any address so the group's datagrams are delivered.
+    let bind_addr = match &join {
+        Some(MulticastJoin::V4 { .. }) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port())),
+        Some(MulticastJoin::V6 { .. }) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, addr.port())),
+        None => addr,
     };
     socket.bind(&bind_addr.into()).map_err(err)?;
-    if let Some(group) = cfg.multicast_group {
-        let iface = cfg.multicast_interface.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        socket.join_multicast_v4(&group, &iface).map_err(err)?;
-        tracing::info!(%group, %iface, "joined multicast group");
+    match join {
+        Some(MulticastJoin::V4 { group, interface }) => {
+            socket.join_multicast_v4(&group, &interface).map_err(err)?;
+            tracing::info!(%group, iface = %interface, "joined multicast group");
+        }
+        Some(MulticastJoin::V6 { group, interface }) => {
+            let index = interface_index(interface.as_ref()).map_err(err)?;
+            socket.join_multicast_v6(&group, index).map_err(err)?;
+            tracing::info!(%group, iface = index, "joined multicast group");
+        }
+        None => {}
     }
     socket.set_nonblocking(true).map_err(err)?;
     UdpSocket::from_std(socket.into()).map_err(err)
+}
+
+/// The index of the interface an IPv6 join names (0: the one the route picks).
+fn interface_index(interface: Option<&Ipv6Interface>) -> std::io::Result<u32> {
+    match interface {
+        None => Ok(0),
+        Some(Ipv6Interface::Index(index)) => Ok(*index),
+        Some(Ipv6Interface::Name(name)) => nix::net::if_::if_nametoindex(name.as_str()).map_err(|e| {
+            std::io::Error::other(format!(
+                "no network interface named {name:?} ({e}): check link.udp.multicast_interface against `ip link`"
+            ))
+        }),
+    }
 }
 
 /// Reads datagrams until the ingest goes away; only `sources` reach the decoder.
