@@ -224,6 +224,59 @@ url = "{db}"
     drop_schema(&url, &schema);
 }
 
+/// `audit reconcile` against the sender's export, with the log on PostgreSQL: the frames
+/// the receiver never got are named, and a complete log reconciles clean.
+#[test]
+fn reconcile_over_postgres_names_what_never_arrived() {
+    let Some(url) = pg_url() else { return };
+    let (schema, db) = fresh_schema(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    let store = PgStore::open_url(&db).unwrap();
+    let lost: BTreeSet<u64> = [100, 101, 250].into_iter().collect();
+    let (sent_a, _) = build_into(&store, &trust, FRAMES, &lost, true);
+    drop(store);
+    let export = dir.path().join("sender.jsonl");
+    write_sender_export(&sent_a, &export, &BTreeSet::new());
+    let signer = trust.join("sender-a.pub");
+    let reconcile = |log: &std::path::Path| {
+        audit(&[
+            "reconcile",
+            "--pg-url",
+            &db,
+            "--sender-log",
+            path(log),
+            "--signer",
+            path(&signer),
+            "--json",
+        ])
+    };
+    let out = reconcile(&export);
+    assert!(!out.status.success(), "lost frames must fail the reconcile");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} / {}", text(&out.stdout), text(&out.stderr)));
+    assert_eq!(r["sent_not_received_ranges"], "100-101, 250", "{r:#}");
+    assert_eq!(r["received_not_sent_count"], 0, "{r:#}");
+    assert!(
+        r["sender_log_problems"].as_array().unwrap().is_empty(),
+        "{r:#}"
+    );
+
+    // An export that also lacks seq 200, which the receiver logged: received but never
+    // sent, and nothing the other way.
+    let partial = dir.path().join("partial.jsonl");
+    let drop: BTreeSet<u64> = lost.iter().copied().chain([200]).collect();
+    write_sender_export(&sent_a, &partial, &drop);
+    let out = reconcile(&partial);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["received_not_sent_count"], 1, "{r:#}");
+    assert_eq!(r["received_not_sent"][0]["seq"], 200, "{r:#}");
+    assert_eq!(r["sent_not_received_count"], 0, "{r:#}");
+    assert!(!out.status.success(), "{r:#}");
+    drop_schema(&url, &schema);
+}
+
 #[test]
 fn an_empty_database_is_refused_and_left_untouched() {
     let Some(url) = pg_url() else { return };

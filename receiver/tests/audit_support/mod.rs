@@ -287,25 +287,30 @@ impl Fixture {
 
     /// The sender export of signer A (`airlock-sender export-log` format).
     pub fn sender_export(&self, path: &Path, drop_seqs: &BTreeSet<u64>) {
-        let mut out = String::new();
-        for s in &self.sent_a {
-            if drop_seqs.contains(&s.env.seq) {
-                continue;
-            }
-            let line = serde_json::json!({
-                "seq": s.env.seq,
-                "hash": hex::encode(s.hash),
-                "prev": hex::encode(s.env.prev),
-                "kind": s.env.body.kind(),
-                "issued_at": s.env.issued_at,
-                "origin": "test.json#1",
-                "sign1": base64::engine::general_purpose::STANDARD.encode(&s.sign1),
-            });
-            out.push_str(&line.to_string());
-            out.push('\n');
-        }
-        std::fs::write(path, out).unwrap();
+        write_sender_export(&self.sent_a, path, drop_seqs);
     }
+}
+
+/// Writes `sent` as `airlock-sender export-log` would, leaving out `drop_seqs`.
+pub fn write_sender_export(sent: &[Sent], path: &Path, drop_seqs: &BTreeSet<u64>) {
+    let mut out = String::new();
+    for s in sent {
+        if drop_seqs.contains(&s.env.seq) {
+            continue;
+        }
+        let line = serde_json::json!({
+            "seq": s.env.seq,
+            "hash": hex::encode(s.hash),
+            "prev": hex::encode(s.env.prev),
+            "kind": s.env.body.kind(),
+            "issued_at": s.env.issued_at,
+            "origin": "test.json#1",
+            "sign1": base64::engine::general_purpose::STANDARD.encode(&s.sign1),
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
 }
 
 /// Direct access to a copy's log tree.
