@@ -197,11 +197,17 @@ async fn send_segmented(
 }
 
 /// Errors that mean "this kernel or route does not do UDP segmentation", not a failed send.
+/// EMSGSIZE / EINVAL come back when a segment does not fit the route's MTU: plain sends of
+/// the same datagrams still work (the kernel fragments them), segmented ones never will.
 fn segmentation_refused(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(
-            libc_errno::EIO | libc_errno::EINVAL | libc_errno::ENOPROTOOPT | libc_errno::EOPNOTSUPP
+            libc_errno::EIO
+                | libc_errno::EINVAL
+                | libc_errno::EMSGSIZE
+                | libc_errno::ENOPROTOOPT
+                | libc_errno::EOPNOTSUPP
         )
     )
 }
@@ -211,6 +217,7 @@ mod libc_errno {
     use nix::errno::Errno;
     pub const EIO: i32 = Errno::EIO as i32;
     pub const EINVAL: i32 = Errno::EINVAL as i32;
+    pub const EMSGSIZE: i32 = Errno::EMSGSIZE as i32;
     pub const ENOPROTOOPT: i32 = Errno::ENOPROTOOPT as i32;
     pub const EOPNOTSUPP: i32 = Errno::EOPNOTSUPP as i32;
 }

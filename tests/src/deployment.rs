@@ -270,6 +270,14 @@ listen = "{receiver_ops}"
         Ok(())
     }
 
+    /// Stops the sender with SIGTERM (it flushes) and waits up to 10 s for it to exit.
+    pub async fn stop_sender(&mut self) -> Result<()> {
+        if let Some(sender) = self.sender.as_mut() {
+            sender.terminate(Duration::from_secs(10)).await?;
+        }
+        Ok(())
+    }
+
     /// SIGKILLs the receiver (no flush, no cleanup).
     pub async fn kill_receiver(&mut self) -> Result<()> {
         let c = self

@@ -13,6 +13,7 @@
 pub mod datagram;
 pub mod deployment;
 pub mod impair;
+pub mod netns;
 pub mod ops;
 pub mod peer;
 pub mod serial_pty;

@@ -94,12 +94,7 @@ async fn slow_sigkill_receiver_and_sender_mid_stream() {
     assert!(twice.is_empty(), "applied more than once: {twice:?}");
 
     // The sender's outbound log: every approval exactly once, seqs 1, 2, 3, ... never reused.
-    d.sender
-        .as_mut()
-        .unwrap()
-        .terminate(Duration::from_secs(10))
-        .await
-        .unwrap();
+    d.stop_sender().await.unwrap();
     let sender_log = d.path().join("sender-log.jsonl");
     let sender_log_arg = sender_log.display().to_string();
     d.sender_cli(&["export-log", "--out", &sender_log_arg])
@@ -139,12 +134,7 @@ async fn slow_sigkill_receiver_and_sender_mid_stream() {
         d.wait_no_gaps(last_sent, Duration::from_secs(30))
             .await
             .unwrap();
-        d.sender
-            .as_mut()
-            .unwrap()
-            .terminate(Duration::from_secs(10))
-            .await
-            .unwrap();
+        d.stop_sender().await.unwrap();
         d.sender_cli(&["export-log", "--out", &sender_log_arg])
             .await
             .unwrap();

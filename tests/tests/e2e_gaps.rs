@@ -129,12 +129,7 @@ async fn burst_loss_gaps_then_resend_fills_them() {
     assert!(gaps_text.contains("no gaps"), "{gaps_text}");
 
     // The auditor's view agrees: on the stopped receiver the log verifies with no missing seq.
-    d.sender
-        .as_mut()
-        .unwrap()
-        .terminate(Duration::from_secs(10))
-        .await
-        .unwrap();
+    d.stop_sender().await.unwrap();
     d.receiver
         .as_mut()
         .unwrap()

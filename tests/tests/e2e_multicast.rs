@@ -8,23 +8,17 @@
 //! does not loop IPv6 multicast over `lo`): a veth pair air0/air1 whose only multicast route
 //! is air0, so the sender's datagrams leave by air0 and arrive on air1; receiver A joins
 //! where the route says (air0, and gets the sender's local copy), receiver B names air1.
-//! The namespace also
-//! gets its own pid namespace (`--pid --fork --kill-child`): when the run ends, or is killed,
-//! nothing started in there survives it.
 //!
-//! The test binary re-executes itself in the namespace, running only this test with
-//! `AIRLOCK_MULTICAST_INNER=1`, which then plays the scenario (sender, both receivers and
-//! every CLI query live in the namespace). Its output streams into this test's output, each
-//! line prefixed with `ns| `.
+//! The test binary re-executes itself in the namespace ([`airlock_tests::netns`]), running
+//! only this test with `AIRLOCK_MULTICAST_INNER=4` or `=6`, which then plays the scenario
+//! (sender, both receivers and every CLI query live in the namespace).
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use airlock_tests::deployment::{Deployment, Gaps, Options, provision_record};
+use airlock_tests::netns::{LogTails, NamespaceRun};
 use airlock_tests::ops::{self, free_tcp_port, free_udp_port, metric_sum, parse_metrics};
 use airlock_tests::peer::unix_now;
 use airlock_tests::supervisor::{self, Child, ChildSpec};
@@ -46,10 +40,18 @@ fn two_receivers_hear_one_sender_on_an_ipv6_multicast_group() {
 }
 
 fn run(family: Family) {
-    if std::env::var_os(INNER_ENV).is_some_and(|v| v == family.inner_value()) {
+    let ns = NamespaceRun {
+        test_name: family.test_name(),
+        inner_env: INNER_ENV,
+        inner_value: family.inner_value(),
+        setup: family.script(),
+        done_marker: DONE,
+        deadline: Duration::from_secs(180),
+    };
+    if ns.is_inner() {
         inner(family);
     } else {
-        outer(family);
+        ns.run_outside();
     }
 }
 
@@ -123,139 +125,10 @@ exec "$0" "$@""#
 }
 
 // ---------------------------------------------------------------------------------------
-// Outside the namespace: set it up, re-execute this test in it, relay its output.
-
-fn outer(family: Family) {
-    let unshare = find_tool("unshare").unwrap_or_else(|| {
-        panic!(
-            "`unshare` not found (searched PATH, /usr/sbin, /sbin): this test runs in an \
-             unprivileged network namespace; install Debian's util-linux (`apt-get install util-linux`)"
-        )
-    });
-    let ip = find_tool("ip").unwrap_or_else(|| {
-        panic!(
-            "`ip` not found (searched PATH, /usr/sbin, /sbin): this test sets up multicast \
-             routing in a network namespace with it; install Debian's iproute2 \
-             (`apt-get install iproute2`, or run scripts/install-test-deps)"
-        )
-    });
-    // Build here, where cargo has everything it may need; the inner side only runs binaries.
-    supervisor::ensure_daemons_built().unwrap();
-    let exe = std::env::current_exe().unwrap();
-
-    // "$0" is this test binary, "$@" its arguments; the ip path comes through the env.
-    let script = family.script();
-    let started = Instant::now();
-    let mut child = Command::new(&unshare)
-        .args([
-            "--user",
-            "--map-root-user",
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
-        .arg(&exe)
-        .args([
-            family.test_name(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(INNER_ENV, family.inner_value())
-        .env("AIRLOCK_NS_IP", &ip)
-        .env("AIRLOCK_TEST_NO_BUILD", "1")
-        .env("RUST_BACKTRACE", "1")
-        // Plain daemon logs (tracing honours NO_COLOR), readable when a failure prints them.
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", unshare.display()));
-
-    let output = Arc::new(Mutex::new(String::new()));
-    let relays = [
-        relay(child.stdout.take().unwrap(), output.clone()),
-        relay(child.stderr.take().unwrap(), output.clone()),
-    ];
-    // A backstop only: the inner side has its own, shorter deadline and fails with its logs.
-    let deadline = started + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            // SIGKILL to unshare; --kill-child then kills the namespace's init, and with it
-            // every process in the namespace.
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    for r in relays {
-        let _ = r.join();
-    }
-    let output = output.lock().unwrap().clone();
-    let Some(status) = status else {
-        panic!("the namespace run did not finish within 180 s; its output is above (`ns| ` lines)");
-    };
-    assert!(
-        status.success() && output.contains(DONE),
-        "the multicast scenario in the namespace failed ({status}); its output is above \
-         (`ns| ` lines). If `unshare` itself failed (e.g. \"write failed /proc/self/uid_map\" \
-         or \"Operation not permitted\"), unprivileged user namespaces are disabled on this \
-         machine: `sysctl kernel.unprivileged_userns_clone=1` (Debian) or \
-         `sysctl kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu)."
-    );
-    eprintln!(
-        "multicast namespace run passed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-}
-
-/// Copies a pipe of the inner run, line by line, into this test's output and into `all`.
-fn relay(pipe: impl Read + Send + 'static, all: Arc<Mutex<String>>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            eprintln!("ns| {line}");
-            let mut all = all.lock().unwrap();
-            all.push_str(&line);
-            all.push('\n');
-        }
-    })
-}
-
-/// An executable named `name` on PATH, or in the sbin directories a non-root PATH may lack.
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-// ---------------------------------------------------------------------------------------
 // Inside the namespace: the scenario.
 
 fn inner(family: Family) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    airlock_tests::netns::runtime().block_on(async {
         let port = free_udp_port().unwrap().port();
         let group = SocketAddr::new(family.group(), port);
         let opts = Options {
@@ -272,7 +145,10 @@ fn inner(family: Family) {
         let mut b = ReceiverB::create(&d, family).unwrap();
         // On failure, the daemons' last log lines go into the test output (the directory is
         // kept too, but a CI log should explain the failure by itself).
-        let _tails = LogTails(d.path().to_path_buf());
+        let _tails = LogTails {
+            dir: d.path().to_path_buf(),
+            logs: &["sender.log", "receiver.log", "receiver-b.log"],
+        };
         // Deployment and receiver B live outside the deadline, so a timeout still panics
         // with them alive: their logs are printed and the directory is kept.
         tokio::time::timeout(Duration::from_secs(90), scenario(&mut d, &mut b, group))
@@ -353,12 +229,7 @@ async fn scenario(d: &mut Deployment, b: &mut ReceiverB, group: SocketAddr) {
 
     // Stop the sender (it flushes), then let both receivers catch up with its last seq
     // (heartbeats included) before stopping them and auditing their logs.
-    d.sender
-        .as_mut()
-        .unwrap()
-        .terminate(Duration::from_secs(10))
-        .await
-        .unwrap();
+    d.stop_sender().await.unwrap();
     let last_seq = d.sender_status().unwrap()["last_seq"].as_u64().unwrap();
     say(&format!("sender stopped at seq {last_seq}"));
     d.wait_no_gaps(last_seq, Duration::from_secs(15))
@@ -495,23 +366,4 @@ fn sorted_users(mut users: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
 /// A progress line from the inner side (reaches the outer test's output as `ns| ...`).
 fn say(msg: &str) {
     eprintln!("[multicast] {msg}");
-}
-
-/// Prints the last lines of every daemon log when the scenario panics.
-struct LogTails(PathBuf);
-
-impl Drop for LogTails {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        for name in ["sender.log", "receiver.log", "receiver-b.log"] {
-            let log = std::fs::read_to_string(self.0.join(name)).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!("---- last lines of {name} ----");
-            for l in &lines[lines.len().saturating_sub(25)..] {
-                eprintln!("{l}");
-            }
-        }
-    }
 }
