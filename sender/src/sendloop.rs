@@ -277,7 +277,8 @@ impl SendLoop {
             let (now, later) = rest.split_at(self.admit(rest).await);
             match self.transport.send(now).await {
                 Ok(()) => {
-                    let bytes: usize = now.iter().map(Vec::len).sum();
+                    // Wire bytes (after COBS on serial), as pacing counts them.
+                    let bytes: usize = now.iter().map(|d| self.transport.wire_len(d)).sum();
                     (self.metrics.datagrams_sent_total).fetch_add(now.len() as u64, Relaxed);
                     (self.metrics.bytes_sent_total).fetch_add(bytes as u64, Relaxed);
                 }
