@@ -68,21 +68,24 @@ impl Placement {
 
     /// Moves the calling thread to the signing CPU.
     pub fn enter_signing(&self) {
-        apply(self.signing.as_ref());
+        if let Err(error) = apply(self.signing.as_ref()) {
+            tracing::warn!(%error, "cannot give the signing thread a CPU of its own (is sched_setaffinity blocked, e.g. by a systemd SystemCallFilter?); throughput may be lower; set send.dedicated_signing_core = false to silence this");
+        }
     }
 
     /// Moves the calling thread off the signing CPU.
     pub fn enter_helper(&self) {
-        apply(self.helpers.as_ref());
+        if let Err(error) = apply(self.helpers.as_ref()) {
+            tracing::debug!(%error, "cannot set a helper thread's CPU affinity");
+        }
     }
 }
 
 /// Best effort: a refusal (a seccomp filter, say) only costs throughput.
-fn apply(set: Option<&CpuSet>) {
-    if let Some(set) = set
-        && let Err(error) = rustix::thread::sched_setaffinity(None, set)
-    {
-        tracing::debug!(%error, "cannot set a thread's CPU affinity");
+fn apply(set: Option<&CpuSet>) -> rustix::io::Result<()> {
+    match set {
+        Some(set) => rustix::thread::sched_setaffinity(None, set),
+        None => Ok(()),
     }
 }
 
