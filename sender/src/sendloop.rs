@@ -275,18 +275,14 @@ impl SendLoop {
         let mut rest: &[Vec<u8>] = &datagrams;
         while !rest.is_empty() {
             let (now, later) = rest.split_at(self.admit(rest).await);
-            match self.transport.send(now).await {
-                Ok(()) => {
-                    // Wire bytes (after COBS on serial), as pacing counts them.
-                    let bytes: usize = now.iter().map(|d| self.transport.wire_len(d)).sum();
-                    (self.metrics.datagrams_sent_total).fetch_add(now.len() as u64, Relaxed);
-                    (self.metrics.bytes_sent_total).fetch_add(bytes as u64, Relaxed);
-                }
-                Err(e) => {
-                    let n = (self.metrics.send_errors_total).fetch_add(now.len() as u64, Relaxed);
-                    if n.is_power_of_two() || n == 0 {
-                        tracing::warn!(error = %e, errors = n + 1, "link send failed");
-                    }
+            let sent = self.transport.send(now).await;
+            (self.metrics.datagrams_sent_total).fetch_add(sent.datagrams as u64, Relaxed);
+            (self.metrics.bytes_sent_total).fetch_add(sent.wire_bytes as u64, Relaxed);
+            if let Some(e) = sent.error {
+                let failed = sent.failed as u64;
+                let n = (self.metrics.send_errors_total).fetch_add(failed, Relaxed);
+                if n.is_power_of_two() || n == 0 {
+                    tracing::warn!(error = %e, errors = n + failed, "link send failed");
                 }
             }
             rest = later;

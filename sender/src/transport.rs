@@ -35,6 +35,17 @@ const MAX_SEGMENTS: usize = 64;
 /// At most this many payload bytes per segmented send (one IP datagram's worth).
 const MAX_SEGMENTED_BYTES: usize = 65_000;
 
+/// What one [`Transport::send`] did.
+#[derive(Debug, Default)]
+pub struct Sent {
+    /// Datagrams that went out, and their bytes on the wire (COBS included on serial).
+    pub datagrams: usize,
+    pub wire_bytes: usize,
+    /// Datagrams that could not be sent, and the last error.
+    pub failed: usize,
+    pub error: Option<std::io::Error>,
+}
+
 /// Where datagrams go.
 pub enum Transport {
     Udp {
@@ -78,35 +89,51 @@ impl Transport {
         }
     }
 
-    /// Sends `datagrams` (at most [`Self::batch_len`] of them, else one by one).
-    pub async fn send(&mut self, datagrams: &[Vec<u8>]) -> std::io::Result<()> {
-        match self {
-            Transport::Udp {
-                socket,
-                target,
-                segmentation,
-            } => {
-                if *segmentation && datagrams.len() > 1 {
-                    match send_segmented(socket, *target, datagrams).await {
-                        Err(e) if segmentation_refused(&e) => {
-                            *segmentation = false;
-                            tracing::info!(error = %e, "UDP segmentation offload refused; sending one datagram per call");
-                        }
-                        other => return other,
-                    }
+    /// Sends `datagrams` (at most [`Self::batch_len`] of them, else one by one). A datagram
+    /// that fails does not keep the others from going out.
+    pub async fn send(&mut self, datagrams: &[Vec<u8>]) -> Sent {
+        let mut report = Sent::default();
+        if let Transport::Udp {
+            socket,
+            target,
+            segmentation: segmentation @ true,
+        } = self
+            && datagrams.len() > 1
+        {
+            match send_segmented(socket, *target, datagrams).await {
+                Ok(()) => {
+                    report.datagrams = datagrams.len();
+                    report.wire_bytes = datagrams.iter().map(Vec::len).sum();
+                    return report;
                 }
-                for d in datagrams {
-                    socket.send_to(d, *target).await?;
+                Err(e) if segmentation_refused(&e) => {
+                    *segmentation = false;
+                    tracing::info!(error = %e, "UDP segmentation offload refused; sending one datagram per call");
                 }
-                Ok(())
-            }
-            Transport::Stream(w) => {
-                for d in datagrams {
-                    w.write_all(&cobs::frame(d)).await?;
-                }
-                Ok(())
+                // Another error (a full buffer, say): this run goes one by one.
+                Err(_) => {}
             }
         }
+        for d in datagrams {
+            let wire = match self {
+                Transport::Udp { socket, target, .. } => socket.send_to(d, *target).await,
+                Transport::Stream(w) => {
+                    let framed = cobs::frame(d);
+                    w.write_all(&framed).await.map(|()| framed.len())
+                }
+            };
+            match wire {
+                Ok(n) => {
+                    report.datagrams += 1;
+                    report.wire_bytes += n;
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    report.error = Some(e);
+                }
+            }
+        }
+        report
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
@@ -311,7 +338,9 @@ mod tests {
             .map(|i| vec![i; if i == 6 { 300 } else { 1200 }])
             .collect();
         assert_eq!(transport.batch_len(&datagrams), 7);
-        transport.send(&datagrams).await.unwrap();
+        let sent = transport.send(&datagrams).await;
+        assert_eq!((sent.datagrams, sent.failed), (7, 0), "{:?}", sent.error);
+        assert_eq!(sent.wire_bytes, 6 * 1200 + 300);
         let mut buf = vec![0u8; 2048];
         for expected in &datagrams {
             let n = sink.recv(&mut buf).await.unwrap();
@@ -321,6 +350,50 @@ mod tests {
             panic!("not UDP")
         };
         assert!(segmentation, "the kernel refused UDP_SEGMENT on loopback");
+    }
+
+    /// A line whose second write fails.
+    struct SecondWriteFails(usize);
+
+    impl AsyncWrite for SecondWriteFails {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.0 += 1;
+            std::task::Poll::Ready(match self.0 {
+                2 => Err(std::io::Error::other("line down")),
+                _ => Ok(buf.len()),
+            })
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// One failed datagram is counted as failed; the others still go, counted in wire bytes.
+    #[tokio::test]
+    async fn a_failed_datagram_does_not_stop_the_others() {
+        let mut line = Transport::Stream(Box::new(SecondWriteFails(0)));
+        let datagrams = sizes(&[10, 20, 30]);
+        let sent = line.send(&datagrams).await;
+        assert_eq!((sent.datagrams, sent.failed), (2, 1));
+        let framed = cobs::frame(&datagrams[0]).len() + cobs::frame(&datagrams[2]).len();
+        assert_eq!(sent.wire_bytes, framed);
+        assert_eq!(
+            sent.error.map(|e| e.to_string()).as_deref(),
+            Some("line down")
+        );
     }
 
     /// The TTL (IPv4) or hop limit (IPv6) configured is the one the socket carries.
