@@ -181,8 +181,14 @@ pub struct Sealer {
     cipher: ChaCha20Poly1305,
     /// The Sign1 protected header, `{1: -8 (EdDSA), 4: kid}`, encoded once.
     sign1_protected: Vec<u8>,
+    /// Everything of the Sig_structure (RFC 9052 §4.4) before the payload:
+    /// `["Signature1", protected, external_aad h'', ...`.
+    sig_structure_prefix: Vec<u8>,
     /// The Encrypt0 protected header, `{1: 24 (ChaCha20-Poly1305), 4: link kid}`, once.
     encrypt0_protected: Vec<u8>,
+    /// The Enc_structure (RFC 9052 §5.3), the same for every frame:
+    /// `["Encrypt0", protected, external_aad h'']`.
+    enc_structure: Vec<u8>,
 }
 
 impl Sealer {
@@ -190,14 +196,22 @@ impl Sealer {
         let cipher = ChaCha20Poly1305::new(link.secret().into());
         let mut sign1_protected = vec![0xa2, 0x01, 0x27, 0x04];
         push_bstr(&mut sign1_protected, signer.kid().as_bytes());
+        let mut sig_structure_prefix = b"\x84\x6aSignature1".to_vec();
+        push_bstr(&mut sig_structure_prefix, &sign1_protected);
+        sig_structure_prefix.push(0x40);
         let mut encrypt0_protected = vec![0xa2, 0x01, 0x18, 0x18, 0x04];
         push_bstr(&mut encrypt0_protected, &link.kid.to_be_bytes());
+        let mut enc_structure = b"\x83\x68Encrypt0".to_vec();
+        push_bstr(&mut enc_structure, &encrypt0_protected);
+        enc_structure.push(0x40);
         Self {
             signer,
             link,
             cipher,
             sign1_protected,
+            sig_structure_prefix,
             encrypt0_protected,
+            enc_structure,
         }
     }
 
@@ -223,11 +237,8 @@ impl Sealer {
     /// [`codec::encode_envelope_with_body`] into a tagged COSE_Sign1.
     pub fn sign_payload(&self, payload: &[u8]) -> SignedFrame {
         let protected = &self.sign1_protected;
-        // Sig_structure (RFC 9052 §4.4): ["Signature1", protected, external_aad h'', payload]
-        let mut tbs = Vec::with_capacity(payload.len() + protected.len() + 24);
-        tbs.extend_from_slice(b"\x84\x6aSignature1");
-        push_bstr(&mut tbs, protected);
-        tbs.push(0x40);
+        let mut tbs = Vec::with_capacity(self.sig_structure_prefix.len() + payload.len() + 9);
+        tbs.extend_from_slice(&self.sig_structure_prefix);
         push_bstr(&mut tbs, payload);
         let signature = self.signer.signing_key().sign(&tbs).to_bytes();
         // Tag 18, [protected, unprotected {}, payload, signature]
@@ -277,11 +288,6 @@ impl Sealer {
         iv: [u8; IV_LEN],
     ) -> Result<Vec<u8>, SealError> {
         let protected = &self.encrypt0_protected;
-        // Enc_structure (RFC 9052 §5.3): ["Encrypt0", protected, external_aad h'']
-        let mut aad = Vec::with_capacity(protected.len() + 16);
-        aad.extend_from_slice(b"\x83\x68Encrypt0");
-        push_bstr(&mut aad, protected);
-        aad.push(0x40);
         let ciphertext_len = sign1.len() + TAG_LEN;
         // Tag 16, [protected, unprotected {5: iv}, ciphertext]
         let mut sealed = Vec::with_capacity(ciphertext_len + protected.len() + 32);
@@ -294,7 +300,7 @@ impl Sealer {
         sealed.extend_from_slice(sign1);
         let tag = self
             .cipher
-            .encrypt_in_place_detached(&Nonce::from(iv), &aad, &mut sealed[start..])
+            .encrypt_in_place_detached(&Nonce::from(iv), &self.enc_structure, &mut sealed[start..])
             .map_err(|e| SealError::Cose(e.to_string()))?;
         sealed.extend_from_slice(&tag);
         if sealed.len() > MAX_SEALED_FRAME {

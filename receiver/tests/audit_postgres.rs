@@ -11,7 +11,6 @@ mod audit_support;
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 
 use airlock_receiver::store::postgres::PgStore;
 use airlock_receiver::store::postgres::settings::PostgresConfig;
@@ -21,17 +20,7 @@ use audit_support::*;
 const FRAMES: u64 = 600;
 
 fn pg_url() -> Option<String> {
-    let url = std::env::var("AIRLOCK_TEST_PG_URL")
-        .ok()
-        .filter(|s| !s.is_empty());
-    if url.is_none() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "audit_postgres: SKIPPED: AIRLOCK_TEST_PG_URL is not set \
-             (start a cluster with `scripts/pg start DIR PORT` and export the URL it prints)"
-        );
-    }
-    url
+    common::pg_url("audit_postgres")
 }
 
 /// A schema of its own on the test database: (schema, URL with it as the search_path).
@@ -56,22 +45,22 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A log of FRAMES frames on PostgreSQL (the receiver's own migrations and state machine);
-/// returns (trust dir holder, entries).
-fn build_pg(db_url: &str) -> (tempfile::TempDir, u64) {
+/// A log of FRAMES frames on PostgreSQL (the receiver's own migrations and state machine),
+/// without the seqs in `lost`; returns (trust dir holder, entries, signer A's frames).
+fn build_pg(db_url: &str, lost: &BTreeSet<u64>) -> (tempfile::TempDir, u64, Vec<Sent>) {
     let dir = tempfile::tempdir().unwrap();
     let trust = dir.path().join("trust");
     std::fs::create_dir_all(&trust).unwrap();
     let store = PgStore::open_url(db_url).unwrap();
-    let (_, entries) = build_into(&store, &trust, FRAMES, &BTreeSet::new(), false);
-    (dir, entries)
+    let (sent_a, entries) = build_into(&store, &trust, FRAMES, lost, true);
+    (dir, entries, sent_a)
 }
 
 #[test]
 fn verify_export_and_tampering_over_postgres() {
     let Some(url) = pg_url() else { return };
     let (schema, db) = fresh_schema(&url);
-    let (dir, entries) = build_pg(&db);
+    let (dir, entries, _) = build_pg(&db, &BTreeSet::new());
     let trust = dir.path().join("trust");
 
     // verify: OK, as text and as JSON.
@@ -225,18 +214,14 @@ url = "{db}"
 }
 
 /// `audit reconcile` against the sender's export, with the log on PostgreSQL: the frames
-/// the receiver never got are named, and a complete log reconciles clean.
+/// the receiver never got are named, and so is a frame the export lacks.
 #[test]
 fn reconcile_over_postgres_names_what_never_arrived() {
     let Some(url) = pg_url() else { return };
     let (schema, db) = fresh_schema(&url);
-    let dir = tempfile::tempdir().unwrap();
-    let trust = dir.path().join("trust");
-    std::fs::create_dir_all(&trust).unwrap();
-    let store = PgStore::open_url(&db).unwrap();
     let lost: BTreeSet<u64> = [100, 101, 250].into_iter().collect();
-    let (sent_a, _) = build_into(&store, &trust, FRAMES, &lost, true);
-    drop(store);
+    let (dir, _, sent_a) = build_pg(&db, &lost);
+    let trust = dir.path().join("trust");
     let export = dir.path().join("sender.jsonl");
     write_sender_export(&sent_a, &export, &BTreeSet::new());
     let signer = trust.join("sender-a.pub");

@@ -10,8 +10,6 @@
 mod common;
 mod oidc_support;
 
-use std::io::Write;
-
 use airlock_protocol::message::{Body, Claims, LoginTicket};
 use airlock_receiver::apply::decode_head;
 use airlock_receiver::frame_log::verify_entry_chain;
@@ -25,17 +23,7 @@ const CB: &str = "http://127.0.0.1:1/cb";
 const SUBJECT: &str = "ada@outside.example";
 
 fn pg_url() -> Option<String> {
-    let url = std::env::var("AIRLOCK_TEST_PG_URL")
-        .ok()
-        .filter(|s| !s.is_empty());
-    if url.is_none() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "ha_failover: SKIPPED: AIRLOCK_TEST_PG_URL is not set \
-             (start a cluster with `scripts/pg start DIR PORT` and export the URL it prints)"
-        );
-    }
-    url
+    common::pg_url("ha_failover")
 }
 
 /// The failover test drops every receiver connection to the database (a PostgreSQL restart),

@@ -10,6 +10,14 @@ use oidc_support::*;
 
 const APP_CB: &str = "http://127.0.0.1:2/cb";
 
+/// Serves an inside app on a loopback port; returns its back-channel logout URI.
+async fn serve_app(app: axum::Router) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    url
+}
+
 /// A tiny inside app that records back-channel logout tokens.
 async fn backchannel_receiver() -> (
     String,
@@ -34,9 +42,7 @@ async fn backchannel_receiver() -> (
             }
         }),
     );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/backchannel", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let url = serve_app(app).await;
     (url, got, rx)
 }
 
@@ -325,9 +331,7 @@ async fn flaky_backchannel(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<u16>>>)
             }
         }),
     );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/backchannel", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let url = serve_app(app).await;
     (url, answered)
 }
 

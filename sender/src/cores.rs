@@ -41,19 +41,14 @@ impl Placement {
 
     /// The last allowed CPU for signing, the others for the rest (none with fewer than 2).
     fn split(allowed: &CpuSet) -> Self {
-        let cpus: Vec<usize> = (0..CpuSet::MAX_CPU)
-            .filter(|&c| allowed.is_set(c))
-            .collect();
-        let Some((&last, rest)) = cpus.split_last() else {
+        let last = (0..CpuSet::MAX_CPU).rev().find(|&c| allowed.is_set(c));
+        let Some(last) = last.filter(|_| allowed.count() >= 2) else {
             return Self::default();
         };
-        if rest.is_empty() {
-            return Self::default();
-        }
         let mut signing = CpuSet::new();
         signing.set(last);
-        let mut helpers = CpuSet::new();
-        rest.iter().for_each(|&c| helpers.set(c));
+        let mut helpers = *allowed;
+        helpers.unset(last);
         Self {
             signing: Some(signing),
             helpers: Some(helpers),

@@ -5,8 +5,8 @@
 //! reader ([`ingester`]) -> durable outbox ([`outbox`]) -> pending reader ([`prefetch`]:
 //! decode, encode bodies) -> signing [`engine`] -> [`committer`] (commit + flush, then
 //! encrypt) -> [`sendloop`] (blocks, FEC, repetition, [`pacer`]) -> [`transport`] (UDP or
-//! serial). Signing is sequential (the hash
-//! chain), so the engine thread only signs and everything else runs beside it.
+//! serial). Signing is sequential (the hash chain), so the engine thread only signs and
+//! everything else runs beside it, off its CPU ([`cores`]).
 
 /// The sealing pipeline hands every frame across threads (pending reader -> signing ->
 /// commit -> link) and frees it on a thread other than the one that allocated it; glibc's

@@ -278,6 +278,14 @@ listen = "{receiver_ops}"
         Ok(())
     }
 
+    /// Stops the receiver with SIGTERM and waits up to 10 s for it to exit.
+    pub async fn stop_receiver(&mut self) -> Result<()> {
+        if let Some(receiver) = self.receiver.as_mut() {
+            receiver.terminate(Duration::from_secs(10)).await?;
+        }
+        Ok(())
+    }
+
     /// SIGKILLs the receiver (no flush, no cleanup).
     pub async fn kill_receiver(&mut self) -> Result<()> {
         let c = self

@@ -139,12 +139,7 @@ async fn slow_sigkill_receiver_and_sender_mid_stream() {
             .await
             .unwrap();
     }
-    d.receiver
-        .as_mut()
-        .unwrap()
-        .terminate(Duration::from_secs(10))
-        .await
-        .unwrap();
+    d.stop_receiver().await.unwrap();
     for (what, args) in [
         ("audit verify", vec!["audit", "verify", "--json"]),
         ("audit replay", vec!["audit", "replay", "--json"]),

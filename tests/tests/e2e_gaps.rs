@@ -130,12 +130,7 @@ async fn burst_loss_gaps_then_resend_fills_them() {
 
     // The auditor's view agrees: on the stopped receiver the log verifies with no missing seq.
     d.stop_sender().await.unwrap();
-    d.receiver
-        .as_mut()
-        .unwrap()
-        .terminate(Duration::from_secs(10))
-        .await
-        .unwrap();
+    d.stop_receiver().await.unwrap();
     let out = d
         .receiver_cli(&["audit", "verify", "--json"])
         .await

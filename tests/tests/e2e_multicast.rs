@@ -238,12 +238,7 @@ async fn scenario(d: &mut Deployment, b: &mut ReceiverB, group: SocketAddr) {
     b.wait_no_gaps(last_seq, Duration::from_secs(15))
         .await
         .unwrap();
-    d.receiver
-        .as_mut()
-        .unwrap()
-        .terminate(Duration::from_secs(10))
-        .await
-        .unwrap();
+    d.stop_receiver().await.unwrap();
     b.child
         .as_mut()
         .unwrap()

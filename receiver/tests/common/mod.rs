@@ -430,6 +430,23 @@ impl TestSender {
     }
 }
 
+/// The test PostgreSQL (`AIRLOCK_TEST_PG_URL`), or None after saying on stderr that `test`
+/// is skipped and how to run it.
+pub fn pg_url(test: &str) -> Option<String> {
+    let url = std::env::var("AIRLOCK_TEST_PG_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if url.is_none() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: SKIPPED: AIRLOCK_TEST_PG_URL is not set \
+             (start a cluster with `scripts/pg start DIR PORT` and export the URL it prints)"
+        );
+    }
+    url
+}
+
 pub fn rand_u64() -> u64 {
     use rand::RngCore;
     rand::rngs::OsRng.next_u64()
