@@ -236,6 +236,15 @@ pub struct IssuerPolicy {
     /// Whether verified ID tokens of this issuer may become Provisions (not only tickets).
     #[serde(default)]
     pub allow_token_provision: bool,
+    /// With `email_domains`, whether the email must carry `email_verified = true` (the
+    /// boolean). `false` admits an absent `email_verified` (never `false` or a string):
+    /// only for an issuer that verifies every address and never sends the claim.
+    #[serde(default = "default_true")]
+    pub require_email_verified: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// An outside issuer whose ID tokens the sender verifies itself.

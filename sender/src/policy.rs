@@ -298,12 +298,8 @@ fn check_identity_rules(
                 ),
             ));
         }
-        if input.get("email_verified") == Some(&serde_json::Value::Bool(false)) {
-            return Err((
-                "email_domain",
-                format!("email {email:?} is marked unverified by its issuer"),
-            ));
-        }
+        check_email_verified(rules, email, input.get("email_verified"))
+            .map_err(|d| ("email_domain", d))?;
     }
     let groups = claims::groups(input);
     let missing: Vec<&str> = rules
@@ -319,6 +315,30 @@ fn check_identity_rules(
         ));
     }
     Ok(())
+}
+
+/// An email proves a domain only if its issuer says it verified it: `email_verified` must be
+/// the boolean `true` (an issuer with `require_email_verified = false` may leave it out).
+fn check_email_verified(
+    rules: &IssuerPolicy,
+    email: &str,
+    verified: Option<&serde_json::Value>,
+) -> Result<(), String> {
+    use serde_json::Value;
+    match verified {
+        Some(Value::Bool(true)) => Ok(()),
+        None if !rules.require_email_verified => Ok(()),
+        Some(Value::Bool(false)) => Err(format!(
+            "email {email:?} is marked unverified by its issuer (email_verified is false)"
+        )),
+        None => Err(format!(
+            "email {email:?} cannot prove its domain: email_verified is absent, and the email_domains rule needs email_verified = true (set require_email_verified = false for {:?} only if it verifies every address and never sends the claim)",
+            rules.issuer
+        )),
+        Some(other) => Err(format!(
+            "email {email:?} cannot prove its domain: email_verified is {other}, not the boolean true"
+        )),
+    }
 }
 
 fn check_approval(a: &Approval) -> Result<(), String> {

@@ -89,7 +89,7 @@ fn approval_record_revoke_passes_without_grant_rules() {
 fn approval_login_ticket_gets_a_transfer_code_whose_hash_crosses() {
     let fx = fixture();
     let rec = json!({"kind":"login_ticket","issuer":ISSUER,"subject":"jit","approver":"desk",
-        "claims":{"email":"jit@example.com","groups":["airlock-users"]}});
+        "claims":{"email":"jit@example.com","email_verified":true,"groups":["airlock-users"]}});
     let report = run(&fx, &rec.to_string());
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let code = TransferCode::parse(report.accepted[0].transfer_code.as_ref().unwrap()).unwrap();
@@ -195,10 +195,12 @@ fn foreign_issuers_are_refused() {
 }
 
 #[test]
-fn old_tokens_are_refused() {
+fn old_and_future_iat_are_refused() {
     let mut c = good_claims("x");
     c["iat"] = json!(unix_now() - 3600);
-    token_refused(c, "issued 3600 s ago");
+    token_refused(c.clone(), "issued 3600 s ago");
+    c["iat"] = json!(unix_now() + 3600);
+    token_refused(c, "issued in the future");
 }
 
 #[test]
@@ -206,6 +208,41 @@ fn missing_audience_is_refused() {
     let mut c = good_claims("x");
     c.as_object_mut().unwrap().remove("aud");
     token_refused(c, "`aud` is missing");
+}
+
+#[test]
+fn several_audiences_need_azp_naming_this_sender() {
+    let mut c = good_claims("x");
+    c["aud"] = json!([AUDIENCE, "another-app"]);
+    token_refused(c.clone(), "`azp` is required");
+    c["azp"] = json!("another-app");
+    token_refused(c.clone(), "authorized party");
+    c["azp"] = json!(AUDIENCE);
+    let report = run(&fixture(), &sign_token(&c));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    // An azp naming another party is refused with one audience too.
+    let mut one = good_claims("y");
+    one["azp"] = json!("another-app");
+    token_refused(one, "authorized party");
+}
+
+#[test]
+fn access_tokens_are_not_id_tokens() {
+    let fx = fixture();
+    for typ in ["at+jwt", "application/at+JWT", "logout+jwt"] {
+        let token = sign_token_typed(&idp_key(), "idp-1", Some(typ), &good_claims("x"));
+        let report = run(&fx, &token);
+        assert!(
+            report.errors[0].contains(&format!("typ {typ:?}"))
+                && report.errors[0].contains("not an ID token"),
+            "{}",
+            report.errors[0]
+        );
+    }
+    // No typ at all is fine (many IdPs leave it out).
+    let token = sign_token_typed(&idp_key(), "idp-1", None, &good_claims("x"));
+    assert!(run(&fx, &token).errors.is_empty());
+    assert_eq!(queued_bodies(&fx).len(), 1);
 }
 
 #[test]
@@ -282,6 +319,69 @@ fn rule_email_domain() {
         "{}",
         report.errors[0]
     );
+}
+
+/// A domain rule trusts an email only when the issuer says it verified it: an absent or
+/// non-boolean `email_verified` is refused, and the refusal names what was missing.
+#[test]
+fn rule_email_domain_needs_email_verified_true() {
+    let fx = fixture();
+    let mut rec = provision_without_email_verified("u");
+    let report = run(&fx, &rec.to_string());
+    assert_eq!(report.batch_id, None);
+    assert!(
+        report.errors[0].contains("rule `email_domain`")
+            && report.errors[0].contains("email_verified is absent"),
+        "{}",
+        report.errors[0]
+    );
+    rec["claims"]["email_verified"] = json!("true");
+    let report = run(&fx, &rec.to_string());
+    assert!(
+        report.errors[0].contains("rule `email_domain`")
+            && report.errors[0].contains("email_verified is \"true\", not the boolean true"),
+        "{}",
+        report.errors[0]
+    );
+    let mut c = good_claims("x");
+    c.as_object_mut().unwrap().remove("email_verified");
+    let report = run(&fx, &sign_token(&c));
+    assert!(
+        report.errors[0].contains("email_verified is absent"),
+        "{}",
+        report.errors[0]
+    );
+    assert!(queued_bodies(&fx).is_empty());
+}
+
+#[test]
+fn require_email_verified_can_be_relaxed_per_issuer() {
+    let fx = fixture();
+    let text = std::fs::read_to_string(&fx.config_path).unwrap().replace(
+        "allow_token_provision = true",
+        "allow_token_provision = true\nrequire_email_verified = false",
+    );
+    std::fs::write(&fx.config_path, text).unwrap();
+    let mut rec = provision_without_email_verified("u");
+    let report = run(&fx, &rec.to_string());
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    // Relaxed means "absent is fine", never "false is fine".
+    rec["claims"]["email_verified"] = json!(false);
+    let report = run(&fx, &rec.to_string());
+    assert!(
+        report.errors[0].contains("rule `email_domain`"),
+        "{:?}",
+        report.errors
+    );
+}
+
+fn provision_without_email_verified(sub: &str) -> serde_json::Value {
+    let mut rec = provision(sub);
+    rec["claims"]
+        .as_object_mut()
+        .unwrap()
+        .remove("email_verified");
+    rec
 }
 
 #[test]

@@ -518,6 +518,7 @@ pub fn provision_record(i: u64, valid_until: u64) -> serde_json::Value {
         "subject": format!("user-{i:05}"),
         "claims": {
             "email": format!("user-{i:05}@example.org"),
+            "email_verified": true,
             "name": format!("User {i}"),
             "groups": ["airlock-users"],
         },

@@ -68,7 +68,7 @@ id_token_signed_response_alg = "ES256"
 fn ticket_record() -> serde_json::Value {
     serde_json::json!({
         "kind": "login_ticket", "issuer": ISSUER, "subject": "user-7",
-        "claims": {"email": "user-7@example.org", "name": "User Seven", "groups": ["airlock-users"]},
+        "claims": {"email": "user-7@example.org", "email_verified": true, "name": "User Seven", "groups": ["airlock-users"]},
         "approver": "e2e", "ticket_ref": "E2E-LOGIN"
     })
 }

@@ -2,7 +2,11 @@
 //!
 //! The unverified `iss` is read only to pick which pinned key set to verify with; the
 //! verification itself then checks signature, `iss`, `aud`, `exp`, `nbf` and `sub`, and the
-//! sender adds a maximum age on `iat` (a ticket is for someone who logged in just now).
+//! sender adds a maximum age on `iat` (a ticket is for someone who logged in just now), refuses
+//! an `iat` in the future (beyond the leeway), checks `azp` as OpenID Connect Core § 3.1.3.7
+//! says (required when there are several audiences, and always equal to the sender's client
+//! id when present), and refuses a header `typ` other than `JWT` (an access token, `at+jwt`,
+//! or a logout token is not an ID token).
 //! Symmetric (HS*) algorithms are refused: the sender must never hold an IdP's secret.
 
 use std::path::PathBuf;
@@ -47,6 +51,18 @@ pub enum TokenError {
     MissingClaim(String),
     #[error("token was issued {age} s ago; at most {max} s are allowed")]
     TooOld { age: u64, max: u64 },
+    #[error(
+        "token was issued in the future (iat {iat}, now {now}, leeway {leeway} s): check the clocks of the sender and the IdP"
+    )]
+    IssuedInFuture { iat: u64, now: u64, leeway: u64 },
+    #[error("the token has several audiences, so `azp` is required and must be {audience:?}")]
+    AzpMissing { audience: String },
+    #[error("the token's authorized party (azp) is {azp:?}, not this sender ({audience:?})")]
+    AuthorizedParty { azp: String, audience: String },
+    #[error(
+        "header typ {0:?} is not an ID token (an access or logout token?): present the ID token"
+    )]
+    NotAnIdToken(String),
     #[error("token claims are unusable: {0}")]
     Claims(String),
 }
@@ -138,6 +154,7 @@ impl JwtVerifier {
         ) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
         }
+        check_typ(header.typ.as_deref())?;
         // Only to choose the key set; nothing of it is used before verification below.
         let claimed: IssuerOnly = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|e| TokenError::Malformed(e.to_string()))?;
@@ -169,6 +186,42 @@ impl JwtVerifier {
         )
         .map_err(|e| map_error(e.kind(), &header.kid, header.alg))?;
         verified(data.claims, &pinned.config, now)
+    }
+}
+
+/// An ID token's `typ`, when the IdP sets one, is `JWT` (RFC 7519 § 5.1; case-insensitive,
+/// with or without the `application/` prefix). Anything else is another kind of token.
+fn check_typ(typ: Option<&str>) -> Result<(), TokenError> {
+    let Some(typ) = typ else { return Ok(()) };
+    let bare = typ
+        .get(..12)
+        .filter(|p| p.eq_ignore_ascii_case("application/"))
+        .map_or(typ, |_| typ.get(12..).unwrap_or(""));
+    if bare.eq_ignore_ascii_case("jwt") {
+        Ok(())
+    } else {
+        Err(TokenError::NotAnIdToken(typ.to_string()))
+    }
+}
+
+/// OpenID Connect Core § 3.1.3.7 items 4 and 5.
+fn check_azp(
+    payload: &serde_json::Map<String, serde_json::Value>,
+    audience: &str,
+) -> Result<(), TokenError> {
+    let several = matches!(payload.get("aud"), Some(serde_json::Value::Array(a)) if a.len() > 1);
+    match payload.get("azp") {
+        None if several => Err(TokenError::AzpMissing {
+            audience: audience.to_string(),
+        }),
+        None => Ok(()),
+        Some(serde_json::Value::String(azp)) if azp == audience => Ok(()),
+        Some(other) => Err(TokenError::AuthorizedParty {
+            azp: other
+                .as_str()
+                .map_or_else(|| other.to_string(), str::to_string),
+            audience: audience.to_string(),
+        }),
     }
 }
 
@@ -232,6 +285,14 @@ fn verified(
         .get("iat")
         .and_then(|v| v.as_u64())
         .ok_or(TokenError::MissingClaim("iat".into()))?;
+    if iat > now.saturating_add(config.leeway_secs) {
+        return Err(TokenError::IssuedInFuture {
+            iat,
+            now,
+            leeway: config.leeway_secs,
+        });
+    }
+    check_azp(&payload, &config.audience)?;
     let age = now.saturating_sub(iat);
     if age > config.max_token_age_secs {
         return Err(TokenError::TooOld {
@@ -245,4 +306,28 @@ fn verified(
         jti: text("jti"),
         payload,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_accepts_only_jwt() {
+        for ok in [
+            None,
+            Some("JWT"),
+            Some("jwt"),
+            Some("application/jwt"),
+            Some("Application/JWT"),
+        ] {
+            assert_eq!(check_typ(ok), Ok(()), "{ok:?}");
+        }
+        for bad in ["at+jwt", "application/at+jwt", "JOSE", "", "application/"] {
+            assert!(
+                matches!(check_typ(Some(bad)), Err(TokenError::NotAnIdToken(_))),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```json
 //! {"kind":"provision","issuer":"https://login.example.com","subject":"248289761001",
-//!  "claims":{"email":"jane@example.com","name":"Jane Doe","groups":["airlock-users"]},
+//!  "claims":{"email":"jane@example.com","email_verified":true,"name":"Jane Doe","groups":["airlock-users"]},
 //!  "approver":"alice@example.com","ticket_ref":"CHG-1042","valid_until":1767225600}
 //! {"kind":"revoke","issuer":"...","subject":"...","approver":"...","ticket_ref":"...","reason":"left"}
 //! {"kind":"login_ticket","issuer":"...","subject":"...","claims":{...},"approver":"...","ticket_ref":"..."}

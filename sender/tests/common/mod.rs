@@ -109,10 +109,21 @@ pub fn jwks_json() -> String {
 
 /// Signs `claims` as the IdP (EdDSA, kid idp-1) or with another key.
 pub fn sign_token_with(key: &SigningKey, kid: &str, claims: &serde_json::Value) -> String {
+    sign_token_typed(key, kid, Some("JWT"), claims)
+}
+
+/// Signs `claims` with a chosen header `typ` (None: no typ header).
+pub fn sign_token_typed(
+    key: &SigningKey,
+    kid: &str,
+    typ: Option<&str>,
+    claims: &serde_json::Value,
+) -> String {
     let pem = key.to_pkcs8_pem(Default::default()).unwrap();
     let enc = jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(kid.to_string());
+    header.typ = typ.map(str::to_string);
     jsonwebtoken::encode(&header, claims, &enc).unwrap()
 }
 
@@ -134,7 +145,7 @@ pub fn good_claims(sub: &str) -> serde_json::Value {
 pub fn provision_record(sub: &str) -> String {
     serde_json::json!({
         "kind": "provision", "issuer": ISSUER, "subject": sub,
-        "claims": {"email": format!("{sub}@example.com"), "name": "Jane Doe", "groups": ["airlock-users"]},
+        "claims": {"email": format!("{sub}@example.com"), "email_verified": true, "name": "Jane Doe", "groups": ["airlock-users"]},
         "approver": "alice@example.com", "ticket_ref": "CHG-1", "valid_until": unix_now() + 86_400
     })
     .to_string()
