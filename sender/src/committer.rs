@@ -16,10 +16,10 @@ use std::time::Duration;
 use airlock_protocol::seal::Sealer;
 use tokio::sync::mpsc;
 
-use crate::engine::EngineError;
+use crate::engine_error::EngineError;
+use crate::link::sendloop::{Outbound, SendKind};
 use crate::metrics::Metrics;
 use crate::outbox::{LogEntry, Outbox, SealCommit};
-use crate::sendloop::{Outbound, SendKind};
 
 /// Batches sealed ahead of the one being committed.
 const QUEUE: usize = 2;

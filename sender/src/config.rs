@@ -8,25 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use thiserror::Error;
 
-/// The configuration could not be used.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {file}: {source}")]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {file}: {message}")]
-    Parse { file: PathBuf, message: String },
-    #[error("config file {file}: key `{key}`: {message}")]
-    Invalid {
-        file: PathBuf,
-        key: String,
-        message: String,
-    },
-}
+pub use crate::config_error::ConfigError;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]

@@ -19,11 +19,11 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::cores::Placement;
 use crate::engine::{Engine, EngineError, EngineSettings};
+use crate::link::sendloop::{SendError, SendLoop, SendSettings};
+use crate::link::transport::{Transport, TransportError};
 use crate::metrics::{self, Metrics};
 use crate::outbox::{Outbox, OutboxError};
-use crate::sendloop::{SendError, SendLoop, SendSettings};
 use crate::spool::{self, SpoolError};
-use crate::transport::{Transport, TransportError};
 
 /// Batches (of up to 1024 frames) between the committer and the link task; few, so sealing
 /// never runs far ahead of a paced link (issued_at stays close to the send time).

@@ -16,17 +16,18 @@ use std::time::{Duration, Instant};
 use airlock_protocol::codec::{self, EncodedBody};
 use airlock_protocol::message::{Body, ENVELOPE_VERSION, Heartbeat};
 use airlock_protocol::seal::{SealError, Sealer};
-use thiserror::Error;
 use tokio::sync::mpsc;
 
+pub use crate::clock::unix_now;
 use crate::committer::{CommitLink, Committer, Work};
 use crate::cores::Placement;
+pub use crate::engine_error::EngineError;
 use crate::ingester::{IngestLink, Ingester, quarantine};
+use crate::link::sendloop::{Outbound, SendKind};
 use crate::metrics::Metrics;
-use crate::outbox::{ChainState, LogEntry, Outbox, OutboxError, SealCommit, StateChange};
+use crate::outbox::{ChainState, LogEntry, Outbox, SealCommit, StateChange};
 use crate::prefetch::{Prefetch, Prepared};
-use crate::sendloop::{Outbound, SendKind};
-use crate::spool::{self, Command, Entry, SpoolError};
+use crate::spool::{self, Command, Entry};
 use crate::status::{self, Status};
 
 /// Records sealed per outbox transaction (one flush each).
@@ -34,20 +35,6 @@ const SEAL_BATCH: usize = 1024;
 /// Spool scans for commands at most this often while busy.
 const SPOOL_SCAN: Duration = Duration::from_millis(50);
 const IDLE_SLEEP: Duration = Duration::from_millis(10);
-
-#[derive(Debug, Error)]
-pub enum EngineError {
-    #[error(transparent)]
-    Outbox(#[from] OutboxError),
-    #[error(transparent)]
-    Spool(#[from] SpoolError),
-    #[error("sealing failed: {0}")]
-    Seal(#[from] SealError),
-    #[error("the link task stopped; see the previous error")]
-    LinkClosed,
-    #[error("engine thread: {0}")]
-    Thread(String),
-}
 
 /// Engine settings from the config.
 #[derive(Debug, Clone)]
@@ -85,14 +72,6 @@ pub struct Engine {
     next_housekeeping: Instant,
     next_prune: Instant,
     status: Status,
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Engine {

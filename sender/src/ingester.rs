@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::clock::unix_now;
 use crate::cores::Placement;
-use crate::engine::{EngineError, unix_now};
+use crate::engine_error::EngineError;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::spool::{self, Entry, SpoolError};

@@ -4,8 +4,8 @@
 //! intake ([`intake`]) -> one policy filter ([`policy`]) -> spool ([`spool`]) -> spool
 //! reader ([`ingester`]) -> durable outbox ([`outbox`]) -> pending reader ([`prefetch`]:
 //! decode, encode bodies) -> signing [`engine`] -> [`committer`] (commit + flush, then
-//! encrypt) -> [`sendloop`] (blocks, FEC, repetition, [`pacer`]) -> [`transport`] (UDP or
-//! serial). Signing is sequential (the hash chain), so the engine thread only signs and
+//! encrypt) -> [`link`] ([`link::sendloop`]: blocks, FEC, repetition, [`link::pacer`];
+//! [`link::transport`]: UDP or serial). Signing is sequential (the hash chain), so the engine thread only signs and
 //! everything else runs beside it, off its CPU ([`cores`]).
 
 /// The sealing pipeline hands every frame across threads (pending reader -> signing ->
@@ -16,25 +16,26 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod clock;
 pub mod committer;
 pub mod config;
+pub mod config_error;
 pub mod cores;
 pub mod daemon;
 pub mod engine;
+pub mod engine_error;
 pub mod export;
 pub mod ingester;
 pub mod intake;
 pub mod keygen;
+pub mod link;
 pub mod metrics;
 pub mod outbox;
-pub mod pacer;
 pub mod policy;
 pub mod portal;
 pub mod prefetch;
-pub mod sendloop;
 pub mod spool;
 pub mod status;
 pub mod submit;
 pub mod ticket;
 pub mod transfer_code;
-pub mod transport;

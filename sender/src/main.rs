@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use airlock_sender::clock::unix_now;
 use airlock_sender::config::Config;
-use airlock_sender::engine::unix_now;
 use airlock_sender::outbox::{Outbox, OutboxError};
 use airlock_sender::spool::{self, Command};
 use airlock_sender::{daemon, export, keygen, status, submit};

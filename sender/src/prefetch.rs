@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use airlock_protocol::codec::{self, CodecError, EncodedBody};
 use airlock_protocol::message::Body;
 
-use crate::engine::EngineError;
+use crate::engine_error::EngineError;
 use crate::outbox::{Outbox, OutboxError, PendingItem, StateChange};
 
 /// A pending record ready for signing.

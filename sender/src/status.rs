@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::unix_now;
+use crate::clock::unix_now;
 use crate::metrics::Metrics;
 use crate::outbox::ChainState;
 

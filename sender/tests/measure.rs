@@ -19,9 +19,9 @@ use airlock_protocol::codec::encode_envelope;
 use airlock_protocol::message::{Body, ENVELOPE_VERSION, Envelope};
 use airlock_sender::daemon::Daemon;
 use airlock_sender::engine::unix_now;
+use airlock_sender::link::transport::Transport;
 use airlock_sender::spool::{self, SpoolItem};
 use airlock_sender::submit::submit;
-use airlock_sender::transport::Transport;
 use common::*;
 use tokio::io::AsyncReadExt;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use airlock_protocol::link::cobs::Deframer;
 use airlock_sender::daemon::Daemon;
 use airlock_sender::engine::unix_now;
+use airlock_sender::link::transport::Transport;
 use airlock_sender::submit::submit;
-use airlock_sender::transport::Transport;
 use common::*;
 use tokio::io::AsyncReadExt;
 

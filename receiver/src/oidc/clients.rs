@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::oidc::config::ClientConfig;
-use crate::oidc::endpoints::{OAuthError, Params};
+use crate::oidc::http::{OAuthError, Params};
 use crate::oidc::login::verify_argon2_bounded;
 use crate::oidc::provider::Provider;
 use crate::oidc::util::{ct_eq, hash_secret, url_decode};
@@ -78,11 +78,11 @@ pub async fn authenticate(
         )),
         (Some(phc), Some(secret)) => {
             let digest = hash_secret(&secret);
-            let cached =
-                p.0.secret_cache
-                    .lock()
-                    .ok()
-                    .and_then(|c| c.get(&id).cloned());
+            let cached = p
+                .secret_cache()
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&id).cloned());
             if cached.is_some_and(|c| ct_eq(&c, &digest)) {
                 return Ok(client);
             }
@@ -94,7 +94,7 @@ pub async fn authenticate(
                 tracing::warn!(client_id = %id, "wrong client secret");
                 return Err(OAuthError::invalid_client("wrong client secret"));
             }
-            if let Ok(mut c) = p.0.secret_cache.lock() {
+            if let Ok(mut c) = p.secret_cache().lock() {
                 c.insert(id, digest);
             }
             Ok(client)

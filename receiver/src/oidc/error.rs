@@ -4,7 +4,7 @@ use crate::oidc::config::OidcConfigError;
 use crate::oidc::directory::DirectoryError;
 
 /// Everything that can go wrong inside the provider (not protocol errors a client
-/// caused: those are [`crate::oidc::endpoints::OAuthError`] answers).
+/// caused: those are [`crate::oidc::http::OAuthError`] answers).
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
     #[error("invalid [oidc] configuration: {0}")]

@@ -1,4 +1,5 @@
-//! The provider handle: state, identity checks, session ends, the HTTP listener.
+//! The provider handle: state, identity checks, session ends. The HTTP listener is
+//! [`crate::oidc::server`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use crate::oidc::config::OidcConfig;
 use crate::oidc::directory::IdentityDirectory;
 use crate::oidc::error::OidcError;
 use crate::oidc::keys::KeySet;
+use crate::oidc::metrics::OidcMetrics;
 use crate::oidc::sled_store::SledOidcStore;
 use crate::oidc::store::{IdentitySnapshot, OidcStore, Session};
 use crate::oidc::util::Clock;
@@ -36,9 +38,9 @@ impl OidcDeps {
 
 /// A cheap, cloneable handle on the running provider.
 #[derive(Clone)]
-pub struct Provider(pub(crate) Arc<Inner>);
+pub struct Provider(Arc<Inner>);
 
-pub(crate) struct Inner {
+struct Inner {
     pub config: OidcConfig,
     pub store: Arc<dyn OidcStore>,
     pub directory: Arc<dyn IdentityDirectory>,
@@ -49,7 +51,7 @@ pub(crate) struct Inner {
     /// SHA-256 of an access token -> its verified claims and expiry: resource servers
     /// introspect the same token many times; the signature is checked once.
     pub verified: Mutex<HashMap<[u8; 32], (Claims, u64)>>,
-    pub metrics: crate::oidc::metrics::OidcMetrics,
+    pub metrics: OidcMetrics,
 }
 
 /// Claims of a verified JWT.
@@ -100,39 +102,34 @@ impl Provider {
         &self.0.config
     }
 
-    /// The axum router with every endpoint.
-    pub fn router(&self) -> axum::Router {
-        crate::oidc::endpoints::router(self.clone())
+    /// The provider's clock: seconds since the Unix epoch.
+    pub(crate) fn now(&self) -> u64 {
+        self.0.clock.now()
     }
 
-    /// Binds the configured address and serves until the future is dropped.
-    pub async fn serve(self) -> Result<(), OidcError> {
-        let addr = self.0.config.listen;
-        if self.0.config.tls() {
-            return crate::oidc::tls::serve_tls(self).await;
-        }
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| OidcError::Io {
-                what: format!("binding the OpenID provider to {addr}"),
-                source,
-            })?;
-        self.serve_on(listener).await
+    /// The provider's state (sessions, codes, grants, keys).
+    pub(crate) fn store(&self) -> &dyn OidcStore {
+        &*self.0.store
     }
 
-    /// Serves plain HTTP on an already bound listener (tests bind port 0 first).
-    pub async fn serve_on(self, listener: tokio::net::TcpListener) -> Result<(), OidcError> {
-        tracing::info!(addr = ?listener.local_addr().ok(), issuer = %self.0.config.issuer, "OpenID provider listening");
-        self.spawn_maintenance();
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app)
-            .await
-            .map_err(|source| OidcError::Io {
-                what: "serving the OpenID provider".into(),
-                source,
-            })
+    /// The signing keys.
+    pub(crate) fn keys(&self) -> &KeySet {
+        &self.0.keys
+    }
+
+    /// Users and tickets, filled by ingest.
+    pub(crate) fn directory(&self) -> &dyn IdentityDirectory {
+        &*self.0.directory
+    }
+
+    /// The provider's counters.
+    pub(crate) fn metrics(&self) -> &OidcMetrics {
+        &self.0.metrics
+    }
+
+    /// client_id -> SHA-256 of the secret that last passed argon2.
+    pub(crate) fn secret_cache(&self) -> &Mutex<HashMap<String, String>> {
+        &self.0.secret_cache
     }
 
     /// Every minute: drop expired state, pick up key changes.
@@ -356,9 +353,4 @@ pub fn rotate_keys_in_db(
         config.key_rotation_delay_secs,
         key_overlap(config),
     )
-}
-
-/// Convenience for the daemon: build the provider and serve it.
-pub async fn serve(config: OidcConfig, deps: OidcDeps) -> Result<(), OidcError> {
-    Provider::new(config, deps)?.serve().await
 }

@@ -129,7 +129,7 @@ impl Idp {
             discovery,
             jwks,
             metadata: metadata.set_jwks(keys),
-            fetched_at: crate::engine::unix_now(),
+            fetched_at: crate::clock::unix_now(),
             fetched: Instant::now(),
         })
     }

@@ -11,8 +11,8 @@ use airlock_protocol::limits::MAX_DOCUMENT;
 use airlock_protocol::message::{Body, IdpMirror};
 use sha2::{Digest, Sha256};
 
-use super::Portal;
 use super::idp::Documents;
+use super::state::Portal;
 use crate::policy::check_body_size;
 use crate::spool::{self, SpoolItem};
 

@@ -10,6 +10,7 @@
 //! - [`grant`]: policy -> LoginTicket -> spool -> durable in the outbox -> the code.
 //! - [`mirror`]: periodic `IdpMirror` frames of each IdP's documents.
 //! - [`routes`], [`pages`]: the HTTP surface and its server-rendered HTML.
+//! - [`state`]: what the handlers and the mirror task share.
 
 pub mod config;
 pub mod grant;
@@ -20,6 +21,7 @@ pub mod mirror;
 pub mod pages;
 pub mod pending;
 pub mod routes;
+pub mod state;
 pub mod timefmt;
 
 use std::net::SocketAddr;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use config::PortalConfig;
+pub use state::Portal;
 
 use crate::config::{Config, ConfigError};
 use http_client::{HttpClient, HttpError};
@@ -45,16 +48,6 @@ pub enum PortalError {
         addr: SocketAddr,
         error: std::io::Error,
     },
-}
-
-/// Everything the handlers and the mirror task share.
-pub struct Portal {
-    /// The whole sender config: the policy and the spool directory come from here.
-    pub config: Config,
-    pub settings: PortalConfig,
-    pub idps: Vec<Idp>,
-    pub http: HttpClient,
-    pub pending: PendingStore,
 }
 
 /// The running portal; dropping it stops the web server and the mirror task.

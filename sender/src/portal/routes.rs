@@ -18,10 +18,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use super::grant::{self, Outcome};
+use super::idp::Idp;
 use super::login::{self, LoginError, VerifiedLogin};
 use super::pages;
 use super::pending::{self, PendingLogin};
-use super::{Portal, idp::Idp};
+use super::state::Portal;
 
 pub const COOKIE: &str = "airlock_portal_login";
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; \
@@ -289,7 +290,7 @@ async fn complete(
         .await
         .map_err(|e| LoginError::Config(e.to_string()))?;
     let tokens = login::exchange(idp, &docs, &portal.http, code, pending.pkce_verifier).await?;
-    let now = crate::engine::unix_now() as i64;
+    let now = crate::clock::unix_now() as i64;
     let max_age = portal.settings.max_token_age_secs;
     match login::verify(idp, &docs, &tokens, &pending.nonce, max_age, now) {
         Err(LoginError::Signature(first)) => {
@@ -307,7 +308,7 @@ async fn complete(
 }
 
 async fn decide(portal: &Portal, idp: &Idp, login: VerifiedLogin) -> Response {
-    let now = crate::engine::unix_now();
+    let now = crate::clock::unix_now();
     let subject = login.subject.clone();
     let timeout = Duration::from_secs(portal.settings.durable_timeout_secs);
     match grant::grant(&portal.config, &idp.config.name, login, now, timeout).await {

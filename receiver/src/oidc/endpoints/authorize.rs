@@ -4,18 +4,18 @@
 //! that they are redirected to the client with `error`, `state` and `iss`.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 
 use crate::oidc::config::ClientConfig;
-use crate::oidc::endpoints::{
-    CSRF_COOKIE, Params, SESSION_COOKIE, cookie, paths, see_other, set_cookie,
+use crate::oidc::endpoints::paths;
+use crate::oidc::http::{
+    CSRF_COOKIE, Params, bad_page, cookie, see_other, server_page, set_cookie,
 };
-use crate::oidc::error::OidcError;
-use crate::oidc::html;
 use crate::oidc::provider::Provider;
-use crate::oidc::store::{AuthCode, AuthRequest, PendingRequest, Session};
-use crate::oidc::util::{hash_secret, random_token, with_query};
+use crate::oidc::session::{current_session, issue_code};
+use crate::oidc::store::{AuthRequest, PendingRequest, Session};
+use crate::oidc::util::{random_token, with_query};
 
 /// How long a user has to complete the login page.
 const PENDING_LIFETIME: u64 = 600;
@@ -63,7 +63,7 @@ fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
     };
     let Some(client) = p.config().client(client_id) else {
         tracing::warn!(client_id, "authorization request from unknown client");
-        p.0.metrics.inc("authorize_errors", "unknown_client");
+        p.metrics().inc("authorize_errors", "unknown_client");
         return bad_page(
             "The application that sent you here is not registered with this sign-in service.",
             "invalid_client",
@@ -77,7 +77,7 @@ fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
     };
     if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
         tracing::warn!(client_id, redirect_uri, "redirect_uri mismatch");
-        p.0.metrics.inc("authorize_errors", "redirect_uri_mismatch");
+        p.metrics().inc("authorize_errors", "redirect_uri_mismatch");
         return bad_page(
             "The application asked to return to an address it has not registered.",
             "invalid_request",
@@ -93,7 +93,7 @@ fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
         Ok(s) => s,
         Err(e) => return server_page(e),
     };
-    let now = p.0.clock.now();
+    let now = p.now();
     let fresh_enough = |s: &Session| {
         request
             .max_age
@@ -261,45 +261,6 @@ fn validate(
     Ok((request, prompt))
 }
 
-/// The live session of this browser, if any.
-pub fn current_session(p: &Provider, headers: &HeaderMap) -> Result<Option<Session>, OidcError> {
-    let Some(secret) = cookie(headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    let now = p.0.clock.now();
-    Ok(p.0
-        .store
-        .session_by_secret(&hash_secret(&secret))?
-        .filter(|s| s.expires_at > now))
-}
-
-/// Issues a code for `request` in `session`; returns the redirect URL.
-pub fn issue_code(
-    p: &Provider,
-    request: &AuthRequest,
-    session: &Session,
-) -> Result<String, OidcError> {
-    let code = random_token(32);
-    let now = p.0.clock.now();
-    let record = AuthCode {
-        request: request.clone(),
-        sid: session.sid.clone(),
-        sub: session.sub.clone(),
-        auth_time: session.auth_time,
-        expires_at: now + p.config().code_lifetime_secs,
-        used_by_family: None,
-    };
-    p.0.store.put_code(&hash_secret(&code), &record)?;
-    p.0.store
-        .add_session_client(&session.sid, &request.client_id)?;
-    let mut q: Vec<(&str, &str)> = vec![("code", &code)];
-    if let Some(s) = &request.state {
-        q.push(("state", s));
-    }
-    q.push(("iss", &p.config().issuer));
-    Ok(with_query(&request.redirect_uri, &q))
-}
-
 fn redirect_error(
     p: &Provider,
     redirect_uri: &str,
@@ -324,9 +285,9 @@ fn start_login(p: &Provider, headers: &HeaderMap, request: AuthRequest) -> Respo
     let pending = PendingRequest {
         request,
         csrf: csrf.clone(),
-        expires_at: p.0.clock.now() + PENDING_LIFETIME,
+        expires_at: p.now() + PENDING_LIFETIME,
     };
-    if let Err(e) = p.0.store.put_pending(&txn, &pending) {
+    if let Err(e) = p.store().put_pending(&txn, &pending) {
         return server_page(e);
     }
     let mut r = see_other(&with_query(paths::LOGIN, &[("txn", &txn)]));
@@ -335,23 +296,4 @@ fn start_login(p: &Provider, headers: &HeaderMap, request: AuthRequest) -> Respo
             .append(header::SET_COOKIE, set_cookie(p, CSRF_COOKIE, &csrf, None));
     }
     r
-}
-
-pub fn bad_page(message: &str, code: &str) -> Response {
-    html::error_page(
-        StatusCode::BAD_REQUEST,
-        "Sign-in request not accepted",
-        message,
-        code,
-    )
-}
-
-pub fn server_page(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "OIDC server error");
-    html::error_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Sign-in is unavailable",
-        "The sign-in service hit an internal error. Try again in a minute.",
-        "server_error",
-    )
 }

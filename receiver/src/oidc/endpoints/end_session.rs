@@ -6,13 +6,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde_json::Value;
 
-use crate::oidc::endpoints::authorize::{bad_page, current_session, server_page};
-use crate::oidc::endpoints::{
-    CSRF_COOKIE, Params, SESSION_COOKIE, cookie, paths, see_other, set_cookie,
-};
+use crate::oidc::endpoints::paths;
 use crate::oidc::html;
 use crate::oidc::html::escape;
+use crate::oidc::http::{
+    CSRF_COOKIE, Params, SESSION_COOKIE, bad_page, cookie, see_other, server_page, set_cookie,
+};
 use crate::oidc::provider::Provider;
+use crate::oidc::session::current_session;
 use crate::oidc::tokens;
 use crate::oidc::util::with_query;
 use crate::oidc::util::{ct_eq, random_token};
@@ -39,10 +40,10 @@ fn end_session(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
             );
         }
     };
-    let now = p.0.clock.now();
+    let now = p.now();
     // The hint may have expired; it must still be ours and well signed.
     let hint = match params.get("id_token_hint") {
-        Some(t) => match tokens::verify_own(&p.0.keys, &p.config().issuer, t, "JWT", false, now) {
+        Some(t) => match tokens::verify_own(p.keys(), &p.config().issuer, t, "JWT", false, now) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(error = %e, "logout with an invalid id_token_hint");

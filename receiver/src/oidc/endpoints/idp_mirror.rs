@@ -26,7 +26,7 @@ pub fn issuer_hash(issuer: &str) -> String {
 
 /// The mirrors, or `None` (logged) when the store cannot be read.
 fn mirrors(p: &Provider) -> Option<Vec<MirroredIdp>> {
-    p.0.directory
+    p.directory()
         .idp_mirrors()
         .inspect_err(|e| tracing::error!(error = %e, "cannot read IdP mirrors"))
         .ok()

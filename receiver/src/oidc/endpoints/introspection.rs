@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::oidc::clients::authenticate;
 use crate::oidc::endpoints::userinfo::live_access_token;
-use crate::oidc::endpoints::{OAuthError, Params, no_store_json};
+use crate::oidc::http::{OAuthError, Params, no_store_json};
 use crate::oidc::provider::Provider;
 use crate::oidc::util::hash_secret;
 
@@ -57,11 +57,11 @@ async fn introspect(p: &Provider, headers: &HeaderMap, body: &str) -> Result<Val
         }
         return Ok(out);
     }
-    let now = p.0.clock.now();
-    let Some(rt) = p.0.store.refresh(&hash_secret(token))? else {
+    let now = p.now();
+    let Some(rt) = p.store().refresh(&hash_secret(token))? else {
         return Ok(inactive);
     };
-    let Some(family) = p.0.store.family(&rt.family)? else {
+    let Some(family) = p.store().family(&rt.family)? else {
         return Ok(inactive);
     };
     if rt.used || family.revoked || rt.expires_at <= now {

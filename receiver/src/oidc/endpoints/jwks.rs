@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use crate::oidc::provider::Provider;
 
 pub async fn handle(State(p): State<Provider>) -> Response {
-    let jwks = p.0.keys.jwks(p.0.clock.now());
+    let jwks = p.keys().jwks(p.now());
     let mut r = axum::Json(jwks).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,

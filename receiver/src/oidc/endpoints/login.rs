@@ -5,13 +5,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::oidc::endpoints::authorize::{bad_page, issue_code, server_page};
-use crate::oidc::endpoints::{
-    CSRF_COOKIE, Params, SESSION_COOKIE, cookie, paths, see_other, set_cookie,
-};
+use crate::oidc::endpoints::paths;
 use crate::oidc::html::{self, escape};
+use crate::oidc::http::{
+    CSRF_COOKIE, Params, SESSION_COOKIE, bad_page, cookie, see_other, server_page, set_cookie,
+};
 use crate::oidc::login::{self, Authenticated, Limiter, LoginFailure};
 use crate::oidc::provider::Provider;
+use crate::oidc::session::issue_code;
 use crate::oidc::store::{PendingRequest, Session};
 use crate::oidc::util::{ct_eq, hash_secret, random_token};
 
@@ -35,8 +36,8 @@ pub async fn show(State(p): State<Provider>, Query(q): Query<LoginQuery>) -> Res
 }
 
 fn pending(p: &Provider, txn: &str) -> Result<Option<PendingRequest>, Box<Response>> {
-    let now = p.0.clock.now();
-    match p.0.store.pending(txn) {
+    let now = p.now();
+    match p.store().pending(txn) {
         Ok(x) => Ok(x.filter(|x| x.expires_at > now)),
         Err(e) => Err(Box::new(server_page(e))),
     }
@@ -111,7 +112,7 @@ pub async fn submit(
     };
     if !csrf_ok {
         tracing::warn!(peer = %peer.ip(), "login form CSRF check failed");
-        p.0.metrics.inc("login_failures", "csrf");
+        p.metrics().inc("login_failures", "csrf");
         return html::error_page(
             StatusCode::FORBIDDEN,
             "Sign-in form rejected",
@@ -125,30 +126,24 @@ pub async fn submit(
     let typed = form.get("code").unwrap_or("");
     let c = p.config();
     let per_locator = Limiter {
-        store: &*p.0.store,
+        store: p.store(),
         max: c.max_attempts_per_locator,
         window: c.lockout_secs,
     };
     let per_address = Limiter {
-        store: &*p.0.store,
+        store: p.store(),
         max: c.max_attempts_per_address,
         window: c.lockout_secs,
     };
-    let now = p.0.clock.now();
+    let now = p.now();
     let ip = peer.ip().to_string();
-    let outcome = login::transfer_code(
-        &*p.0.directory,
-        (&per_locator, &per_address),
-        &ip,
-        typed,
-        now,
-    )
-    .await;
+    let outcome =
+        login::transfer_code(p.directory(), (&per_locator, &per_address), &ip, typed, now).await;
     match outcome {
         Err(e) => server_page(e),
         Ok(Err(failure)) => {
             tracing::info!(peer = %ip, reason = failure.reason(), "login failed");
-            p.0.metrics.inc("login_failures", failure.reason());
+            p.metrics().inc("login_failures", failure.reason());
             let status = match failure {
                 LoginFailure::LockedAddress { .. } | LoginFailure::LockedCode { .. } => {
                     StatusCode::TOO_MANY_REQUESTS
@@ -163,7 +158,7 @@ pub async fn submit(
 
 /// Creates the session, issues the code, and sends the browser back to the app.
 fn finish(p: &Provider, txn: &str, pend: &PendingRequest, auth: Authenticated) -> Response {
-    let now = p.0.clock.now();
+    let now = p.now();
     let secret = random_token(32);
     let lifetime = p.config().session_lifetime_secs;
     let session = Session {
@@ -176,16 +171,16 @@ fn finish(p: &Provider, txn: &str, pend: &PendingRequest, auth: Authenticated) -
         identity: auth.identity,
         clients: vec![],
     };
-    let stored =
-        p.0.store
-            .put_session(&hash_secret(&secret), &session)
-            .and_then(|_| p.0.store.delete_pending(txn))
-            .and_then(|_| issue_code(p, &pend.request, &session))
-            .and_then(|url| p.0.store.flush().map(|_| url));
+    let stored = p
+        .store()
+        .put_session(&hash_secret(&secret), &session)
+        .and_then(|_| p.store().delete_pending(txn))
+        .and_then(|_| issue_code(p, &pend.request, &session))
+        .and_then(|url| p.store().flush().map(|_| url));
     match stored {
         Ok(url) => {
             tracing::info!(sub = %session.sub, sid = %session.sid, client = %pend.request.client_id, "login succeeded");
-            p.0.metrics.inc("logins", "transfer_code");
+            p.metrics().inc("logins", "transfer_code");
             let mut r = see_other(&url);
             r.headers_mut().append(
                 header::SET_COOKIE,

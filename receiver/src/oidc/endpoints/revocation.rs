@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::oidc::clients::authenticate;
-use crate::oidc::endpoints::{OAuthError, Params};
+use crate::oidc::http::{OAuthError, Params};
 use crate::oidc::provider::Provider;
 use crate::oidc::tokens;
 use crate::oidc::util::hash_secret;
@@ -26,8 +26,8 @@ async fn revoke(p: &Provider, headers: &HeaderMap, body: &str) -> Result<(), OAu
         .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     // Unknown, invalid or foreign tokens get 200 too (RFC 7009 §2.2): nothing to reveal.
     let family_id = if token.contains('.') {
-        let now = p.0.clock.now();
-        tokens::verify_own(&p.0.keys, &p.config().issuer, token, "at+jwt", false, now)
+        let now = p.now();
+        tokens::verify_own(p.keys(), &p.config().issuer, token, "at+jwt", false, now)
             .ok()
             .filter(|c| {
                 c.get("client_id").and_then(Value::as_str) == Some(client.client_id.as_str())
@@ -39,13 +39,13 @@ async fn revoke(p: &Provider, headers: &HeaderMap, body: &str) -> Result<(), OAu
                     .map(String::from)
             })
     } else {
-        p.0.store.refresh(&hash_secret(token))?.map(|r| r.family)
+        p.store().refresh(&hash_secret(token))?.map(|r| r.family)
     };
     if let Some(id) = family_id
-        && let Some(f) = p.0.store.family(&id)?
+        && let Some(f) = p.store().family(&id)?
         && f.client_id == client.client_id
     {
-        p.0.store.revoke_family(&id)?;
+        p.store().revoke_family(&id)?;
         tracing::info!(client = %client.client_id, sub = %f.sub, "grant revoked by the client");
     }
     Ok(())

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::oidc::clients::authenticate;
 use crate::oidc::config::ClientConfig;
-use crate::oidc::endpoints::{OAuthError, Params, no_store_json};
+use crate::oidc::http::{OAuthError, Params, no_store_json};
 use crate::oidc::provider::{Denied, Provider};
 use crate::oidc::store::{CodeRedeem, Family, RefreshToken};
 use crate::oidc::tokens::{self, Grant};
@@ -20,11 +20,11 @@ use crate::oidc::util::{ct_eq, hash_secret, random_token};
 pub async fn handle(State(p): State<Provider>, headers: HeaderMap, body: String) -> Response {
     match grant(&p, &headers, &body).await {
         Ok(r) => {
-            p.0.metrics.inc("token_responses", "ok");
+            p.metrics().inc("token_responses", "ok");
             r
         }
         Err(e) => {
-            p.0.metrics.inc("token_errors", e.error);
+            p.metrics().inc("token_errors", e.error);
             e.into_response()
         }
     }
@@ -50,17 +50,17 @@ fn code_grant(p: &Provider, client: &ClientConfig, form: &Params) -> Result<Resp
         .get("code")
         .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let family_id = random_token(16);
-    let now = p.0.clock.now();
-    let c = match p.0.store.redeem_code(&hash_secret(code), &family_id)? {
+    let now = p.now();
+    let c = match p.store().redeem_code(&hash_secret(code), &family_id)? {
         CodeRedeem::Unknown => return Err(OAuthError::invalid_grant("unknown authorization code")),
         CodeRedeem::Reused(c) => {
             // RFC 6749 §4.1.2: revoke what the first use issued.
             if c.request.client_id == client.client_id
                 && let Some(f) = &c.used_by_family
             {
-                p.0.store.revoke_family(f)?;
+                p.store().revoke_family(f)?;
                 tracing::warn!(client = %client.client_id, sub = %c.sub, "authorization code reused: its tokens are revoked");
-                p.0.metrics.inc("reuse_detected", "authorization_code");
+                p.metrics().inc("reuse_detected", "authorization_code");
             }
             return Err(OAuthError::invalid_grant(
                 "authorization code was already used; its tokens are revoked",
@@ -87,7 +87,7 @@ fn code_grant(p: &Provider, client: &ClientConfig, form: &Params) -> Result<Resp
         c.request.code_challenge.as_deref(),
         form.get("code_verifier"),
     )?;
-    let Some(session) = p.0.store.session(&c.sid)? else {
+    let Some(session) = p.store().session(&c.sid)? else {
         return Err(OAuthError::invalid_grant("the login session has ended"));
     };
     let identity = match p.current_identity(&c.sub, &session.identity)? {
@@ -115,7 +115,7 @@ fn code_grant(p: &Provider, client: &ClientConfig, form: &Params) -> Result<Resp
         amr: session.amr.clone(),
         acr: session.acr.clone(),
     };
-    p.0.store.put_family(&family)?;
+    p.store().put_family(&family)?;
     respond(p, client, &family, &family.scope, offline, true)
 }
 
@@ -151,11 +151,11 @@ fn refresh_grant(
         .get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
     let hash = hash_secret(token);
-    let now = p.0.clock.now();
-    let Some(rt) = p.0.store.refresh(&hash)? else {
+    let now = p.now();
+    let Some(rt) = p.store().refresh(&hash)? else {
         return Err(OAuthError::invalid_grant("unknown refresh token"));
     };
-    let Some(mut family) = p.0.store.family(&rt.family)? else {
+    let Some(mut family) = p.store().family(&rt.family)? else {
         return Err(OAuthError::invalid_grant("unknown refresh token"));
     };
     if family.client_id != client.client_id {
@@ -171,10 +171,10 @@ fn refresh_grant(
     if rt.expires_at <= now {
         return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
-    if !p.0.store.use_refresh(&hash)? {
-        p.0.store.revoke_family(&family.id)?;
+    if !p.store().use_refresh(&hash)? {
+        p.store().revoke_family(&family.id)?;
         tracing::warn!(client = %client.client_id, sub = %family.sub, "refresh token reused: family revoked");
-        p.0.metrics.inc("reuse_detected", "refresh_token");
+        p.metrics().inc("reuse_detected", "refresh_token");
         return Err(OAuthError::invalid_grant(
             "refresh token was already used; all tokens of this grant are revoked",
         ));
@@ -182,7 +182,7 @@ fn refresh_grant(
     let identity = match p.current_identity(&family.sub, &family.identity)? {
         Ok(i) => i,
         Err(d) => {
-            p.0.store.revoke_family(&family.id)?;
+            p.store().revoke_family(&family.id)?;
             return Err(denied(d));
         }
     };
@@ -204,7 +204,7 @@ fn refresh_grant(
             asked
         }
     };
-    p.0.store
+    p.store()
         .touch_family(&family.id, now + p.config().refresh_token_lifetime_secs)?;
     family.identity = identity;
     // The nonce belongs to the first ID token only.
@@ -236,7 +236,7 @@ fn respond(
     with_id: bool,
 ) -> Result<Response, OAuthError> {
     let cfg = p.config();
-    let now = p.0.clock.now();
+    let now = p.now();
     let mut scoped = family.clone();
     scoped.scope = scope.to_vec();
     let g = Grant {
@@ -248,7 +248,7 @@ fn respond(
         acr: &family.acr,
         now,
     };
-    let access = tokens::access_token(&p.0.keys, &g, cfg.access_token_lifetime_secs)?;
+    let access = tokens::access_token(p.keys(), &g, cfg.access_token_lifetime_secs)?;
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -257,7 +257,7 @@ fn respond(
     });
     if with_id {
         body["id_token"] = json!(tokens::id_token(
-            &p.0.keys,
+            p.keys(),
             &g,
             &access,
             cfg.id_token_lifetime_secs
@@ -270,7 +270,7 @@ fn respond(
             expires_at: now + cfg.refresh_token_lifetime_secs,
             used: false,
         };
-        p.0.store.put_refresh(&hash_secret(&rt), &record)?;
+        p.store().put_refresh(&hash_secret(&rt), &record)?;
         body["refresh_token"] = json!(rt);
     }
     Ok(no_store_json(body))

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::oidc::endpoints::no_store_json;
+use crate::oidc::http::no_store_json;
 use crate::oidc::provider::Provider;
 use crate::oidc::store::Family;
 use crate::oidc::tokens::scoped_claims;
@@ -27,11 +27,11 @@ fn bearer_error(status: StatusCode, error: &str, description: &str) -> Response 
 
 /// Checks an access token and its grant: signature, type, expiry, family not revoked.
 pub fn live_access_token(p: &Provider, token: &str) -> Option<(Arc<Map<String, Value>>, Family)> {
-    let now = p.0.clock.now();
+    let now = p.now();
     let claims = p.verified_access_token(token, now)?;
     let jti = claims.get("jti").and_then(Value::as_str)?;
     let family_id = jti.split('.').next()?;
-    let family = p.0.store.family(family_id).ok()??;
+    let family = p.store().family(family_id).ok()??;
     (!family.revoked).then_some((claims, family))
 }
 
@@ -65,7 +65,7 @@ pub async fn handle(State(p): State<Provider>, headers: HeaderMap) -> Response {
                 "the user's access has ended",
             );
         }
-        Err(e) => return super::OAuthError::server(e).into_response(),
+        Err(e) => return crate::oidc::http::OAuthError::server(e).into_response(),
     };
     let scope: Vec<String> = claims
         .get("scope")

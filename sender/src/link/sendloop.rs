@@ -17,9 +17,9 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::link::pacer::Pacer;
+use crate::link::transport::Transport;
 use crate::metrics::Metrics;
-use crate::pacer::Pacer;
-use crate::transport::Transport;
 
 /// Why a frame is on its way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,13 @@
+//! Paths, relative to the issuer.
+
+pub const DISCOVERY: &str = "/.well-known/openid-configuration";
+pub const JWKS: &str = "/jwks";
+pub const AUTHORIZE: &str = "/authorize";
+pub const LOGIN: &str = "/login";
+pub const TOKEN: &str = "/token";
+pub const USERINFO: &str = "/userinfo";
+pub const REVOKE: &str = "/revoke";
+pub const INTROSPECT: &str = "/introspect";
+pub const END_SESSION: &str = "/logout";
+pub const CSS: &str = "/assets/login.css";
+pub const IDP_MIRROR: &str = "/idp-mirror/";

@@ -1,0 +1,11 @@
+//! HTTP helpers the endpoints share: parameters, cookies, protocol errors, responses.
+
+pub mod cookies;
+pub mod oauth_error;
+pub mod params;
+pub mod responses;
+
+pub use cookies::{CSRF_COOKIE, SESSION_COOKIE, cookie, set_cookie};
+pub use oauth_error::OAuthError;
+pub use params::{ParamError, Params};
+pub use responses::{bad_page, no_store_json, see_other, server_page};
