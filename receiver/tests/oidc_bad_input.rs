@@ -207,11 +207,8 @@ async fn wrong_pkce_verifier_burns_the_code() {
     assert_eq!(r.json()["error"], "invalid_client");
 }
 
-#[tokio::test]
-async fn brute_forced_codes_lock_the_locator_then_the_address() {
-    let op = Op::start(None).await;
-    let good = op.ticket("tom", 300);
-    let mut b = Browser::default();
+/// Opens a login page for `spa`; its (txn, csrf).
+async fn login_form(op: &Op, b: &mut Browser) -> (String, String) {
     let p = pkce("l");
     let a = AuthParams {
         client: "spa",
@@ -220,9 +217,28 @@ async fn brute_forced_codes_lock_the_locator_then_the_address() {
         pkce: Some(&p),
         extra: "",
     };
-    let start = b.get(&authorize_url(&op, &a)).await;
+    let start = b.get(&authorize_url(op, &a)).await;
     let page = b.get(&format!("{}{}", op.base, start.location())).await;
-    let (txn, csrf) = (hidden(&page.body, "txn"), hidden(&page.body, "csrf"));
+    (hidden(&page.body, "txn"), hidden(&page.body, "csrf"))
+}
+
+/// `good` with another secret (same locator), check character recomputed.
+fn wrong_secret(good: &str, i: u8) -> String {
+    let alphabet = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut values = [0u8; 24];
+    for (k, c) in good.replace('-', "").bytes().take(24).enumerate() {
+        values[k] = alphabet.iter().position(|&a| a == c).unwrap() as u8;
+    }
+    values[10] = (values[10] + 1 + i) % 32;
+    airlock_receiver::oidc::transfer_code::code_text(&values)
+}
+
+#[tokio::test]
+async fn brute_forced_codes_lock_the_locator_then_the_address() {
+    let op = Op::start(None).await;
+    let good = op.ticket("tom", 300);
+    let mut b = Browser::default();
+    let (txn, csrf) = login_form(&op, &mut b).await;
     let post = |code: String| format!("txn={txn}&csrf={csrf}&code={}", enc(&code));
     // A typo caught by the check character is explained and costs nothing.
     let mut typo = good.clone().into_bytes();
@@ -236,16 +252,7 @@ async fn brute_forced_codes_lock_the_locator_then_the_address() {
     assert_eq!(r.status, 401);
     assert!(r.body.contains("typo"), "{}", r.body);
     // Same locator, wrong secret (check character recomputed): three tries lock the locator.
-    let wrong_secret = |i: u8| {
-        let mut v: Vec<u8> = good.replace('-', "").bytes().collect();
-        let alphabet = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-        let mut values = [0u8; 24];
-        for (k, c) in v.drain(..24).enumerate() {
-            values[k] = alphabet.iter().position(|&a| a == c).unwrap() as u8;
-        }
-        values[10] = (values[10] + 1 + i) % 32;
-        airlock_receiver::oidc::transfer_code::code_text(&values)
-    };
+    let wrong_secret = |i: u8| wrong_secret(&good, i);
     for i in 0..3 {
         let r = b
             .post(&format!("{}/login", op.base), &post(wrong_secret(i)))
@@ -290,6 +297,36 @@ async fn brute_forced_codes_lock_the_locator_then_the_address() {
             .metrics_text()
             .contains("airlock_oidc_login_failures_total{reason=\"locked_code\"} 1")
     );
+}
+
+/// The attempt is counted before the code is verified: wrong codes sent at once on one
+/// locator get `max_attempts_per_locator` (3) verifications between them, not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_codes_share_one_attempt_budget() {
+    let op = Op::start(None).await;
+    let good = op.ticket("racer", 300);
+    let mut b = Browser::default();
+    let (txn, csrf) = login_form(&op, &mut b).await;
+    let cookie = format!("airlock_csrf={}", b.cookies["airlock_csrf"]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..5u8 {
+        let wrong = wrong_secret(&good, i);
+        let body = format!("txn={txn}&csrf={csrf}&code={}", enc(&wrong));
+        let (url, cookie) = (format!("{}/login", op.base), cookie.clone());
+        tasks.spawn(async move { http("POST", &url, &[("Cookie", cookie)], Some(&body)).await });
+    }
+    let mut statuses = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        statuses.push(r.unwrap().status);
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 429, 429],
+        "three tries, then locked"
+    );
+    assert_eq!(op.provider.metric("login_failures", "wrong"), 3);
+    assert_eq!(op.provider.metric("login_failures", "locked_code"), 2);
 }
 
 #[tokio::test]

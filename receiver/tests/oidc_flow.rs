@@ -145,6 +145,51 @@ async fn code_flow_with_pkce_issues_verifiable_tokens() {
     assert!(again.body.contains("already been used"), "{}", again.body);
 }
 
+/// Every answer says nosniff (pages, JSON, CSS, errors, redirects); token answers add
+/// `Pragma: no-cache` (RFC 6749 § 5.1); plain HTTP gets no HSTS (the TLS test checks it).
+#[tokio::test]
+async fn security_headers_on_every_response() {
+    let op = Op::start(None).await;
+    let p = pkce("h");
+    let mut b = Browser::default();
+    let cb = login(&op, &mut b, &spa(&p, ""), &op.ticket("hdr", 300)).await;
+    let good = redeem_spa(&op, &cb, &p).await;
+    assert_eq!(good.status, 200, "{}", good.body);
+    let bad = token(
+        &op,
+        None,
+        "grant_type=authorization_code&client_id=spa&code=nope",
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    for r in [&good, &bad] {
+        assert_eq!(r.header("pragma"), Some("no-cache"), "{:?}", r.headers);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    let mut all = vec![good, bad];
+    for path in [
+        "/.well-known/openid-configuration",
+        "/jwks",
+        "/assets/login.css",
+        "/authorize?client_id=nobody",
+        "/logout",
+        "/no-such-page",
+    ] {
+        all.push(http("GET", &format!("{}{path}", op.base), &[], None).await);
+    }
+    all.push(b.get(&authorize_url(&op, &spa(&p, ""))).await);
+    for r in &all {
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{} {:?}",
+            r.status,
+            r.headers
+        );
+        assert_eq!(r.header("strict-transport-security"), None);
+    }
+}
+
 #[tokio::test]
 async fn confidential_and_eddsa_clients_authenticate() {
     let op = Op::start(None).await;

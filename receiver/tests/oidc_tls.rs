@@ -125,6 +125,19 @@ async fn serves_https_with_secure_cookies() {
             && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
+    let hsts = r
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("strict-transport-security:")
+        })
+        .expect("HSTS over TLS");
+    assert!(hsts.contains("max-age=31536000"), "{hsts}");
+    assert!(
+        r.to_ascii_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{r}"
+    );
     server.abort();
 }
 

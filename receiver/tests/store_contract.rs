@@ -147,6 +147,7 @@ macro_rules! contract {
                 sessions,
                 keys_list,
                 attempts_and_purge,
+                attempts_count_atomically,
             );
         }
     };
@@ -664,6 +665,33 @@ fn keys_list<B: Backend>(b: &B) {
     o.delete_key("k2").unwrap();
     let kids: Vec<String> = o.keys().unwrap().into_iter().map(|k| k.kid).collect();
     assert_eq!(kids, ["k1", "k3"]);
+}
+
+/// Attempts charged at once from many threads (or receivers) are each counted, and no
+/// more than `max` of them pass before the lock.
+fn attempts_count_atomically<B: Backend>(b: &B) {
+    let o = b.oidc();
+    let passed = AtomicUsize::new(0);
+    std::thread::scope(|t| {
+        for _ in 0..8 {
+            t.spawn(|| {
+                for _ in 0..5 {
+                    let mut ok = false;
+                    o.update_attempts("loc:race", &mut |a| ok = a.charge(100, 12, 600).is_ok())
+                        .unwrap();
+                    if ok {
+                        passed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(passed.load(Ordering::SeqCst), 12);
+    let a = o.attempts("loc:race").unwrap();
+    assert_eq!((a.failures, a.locked_until), (12, 700));
+    o.update_attempts("loc:race", &mut |a| a.refund(12))
+        .unwrap();
+    assert_eq!(o.attempts("loc:race").unwrap().locked_until, 0);
 }
 
 fn attempts_and_purge<B: Backend>(b: &B) {

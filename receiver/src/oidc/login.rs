@@ -6,7 +6,7 @@
 
 use crate::oidc::directory::IdentityDirectory;
 use crate::oidc::error::OidcError;
-use crate::oidc::store::{Attempts, IdentitySnapshot, OidcStore};
+use crate::oidc::store::{IdentitySnapshot, OidcStore};
 use crate::oidc::transfer_code::{CodeError, TransferCode};
 
 /// The ways a person can prove who they are.
@@ -83,7 +83,10 @@ impl LoginFailure {
     }
 }
 
-/// Attempt limits: `max` failures within `window` seconds lock the key for `window` seconds.
+/// Attempt limits: `max` attempts within `window` seconds lock the key for `window` seconds.
+/// An attempt is counted before it is verified ([`Limiter::charge`]), atomically in the
+/// store, so concurrent attempts cannot all pass a check made before any of them failed;
+/// one that proves right is given back ([`Limiter::refund`]).
 pub struct Limiter<'a> {
     pub store: &'a dyn OidcStore,
     pub max: u32,
@@ -94,25 +97,30 @@ impl Limiter<'_> {
     /// Remaining lock time in whole minutes (rounded up), if locked.
     pub fn locked(&self, key: &str, now: u64) -> Result<Option<u64>, OidcError> {
         let a = self.store.attempts(key)?;
-        Ok((a.locked_until > now).then(|| (a.locked_until - now).div_ceil(60)))
+        Ok((a.locked_until > now).then(|| minutes_left(a.locked_until, now)))
     }
 
-    pub fn fail(&self, key: &str, now: u64) -> Result<(), OidcError> {
-        let mut a = self.store.attempts(key)?;
-        if a.window_start + self.window <= now {
-            a = Attempts {
-                failures: 0,
-                window_start: now,
-                locked_until: a.locked_until,
-            };
+    /// Counts one attempt; `Some(minutes)` (and nothing counted) if the key is locked.
+    pub fn charge(&self, key: &str, now: u64) -> Result<Option<u64>, OidcError> {
+        let (max, window) = (self.max, self.window);
+        let mut verdict = Ok(());
+        self.store
+            .update_attempts(key, &mut |a| verdict = a.charge(now, max, window))?;
+        match verdict {
+            Ok(()) => Ok(None),
+            Err(until) => Ok(Some(minutes_left(until, now))),
         }
-        a.failures = a.failures.saturating_add(1);
-        if a.failures >= self.max {
-            a.locked_until = now + self.window;
-            tracing::warn!(key, failures = a.failures, "attempt limit reached: locked");
-        }
-        self.store.put_attempts(key, &a)
     }
+
+    /// Gives back an attempt that proved right.
+    pub fn refund(&self, key: &str) -> Result<(), OidcError> {
+        let max = self.max;
+        self.store.update_attempts(key, &mut |a| a.refund(max))
+    }
+}
+
+fn minutes_left(until: u64, now: u64) -> u64 {
+    until.saturating_sub(now).div_ceil(60)
 }
 
 /// Tickets tried per locator (each costs one argon2 verification).
@@ -138,7 +146,12 @@ pub async fn transfer_code(
     };
     let locator = code.locator();
     let loc_key = format!("loc:{}", hex::encode(locator));
-    if let Some(minutes) = per_locator.locked(&loc_key, now)? {
+    // Counted before verifying; a locked locator costs the address nothing.
+    if let Some(minutes) = per_address.charge(&addr_key, now)? {
+        return Ok(Err(LoginFailure::LockedAddress { minutes }));
+    }
+    if let Some(minutes) = per_locator.charge(&loc_key, now)? {
+        per_address.refund(&addr_key)?;
         return Ok(Err(LoginFailure::LockedCode { minutes }));
     }
     // Verify before saying "expired" or "used", so only the code's holder learns that.
@@ -158,10 +171,11 @@ pub async fn transfer_code(
         }
     }
     let Some(ticket) = matched else {
-        per_address.fail(&addr_key, now)?;
-        per_locator.fail(&loc_key, now)?;
         return Ok(Err(LoginFailure::Wrong));
     };
+    // The right secret is no guess: its attempt is given back.
+    per_address.refund(&addr_key)?;
+    per_locator.refund(&loc_key)?;
     if ticket.used {
         return Ok(Err(LoginFailure::Used));
     }

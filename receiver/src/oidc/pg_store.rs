@@ -428,6 +428,52 @@ impl OidcStore for PgOidcStore {
         Ok(())
     }
 
+    fn update_attempts(
+        &self,
+        key: &str,
+        f: &mut (dyn FnMut(&mut Attempts) + Send),
+    ) -> Result<(), OidcError> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(db)?;
+            // The row exists (or is created) first, so FOR UPDATE always has a row to lock.
+            tx.execute_typed(
+                "INSERT INTO oidc_attempts (key, failures, window_start, locked_until) \
+                 VALUES ($1, 0, 0, 0) ON CONFLICT (key) DO NOTHING",
+                &[(&key, Type::TEXT)],
+            )
+            .map_err(db)?;
+            let r = tx
+                .query_typed_one(
+                    "SELECT failures, window_start, locked_until FROM oidc_attempts \
+                     WHERE key = $1 FOR UPDATE",
+                    &[(&key, Type::TEXT)],
+                )
+                .map_err(db)?;
+            let failures: i32 = r.try_get(0).map_err(db)?;
+            let mut a = Attempts {
+                failures: u32::try_from(failures).unwrap_or(0),
+                window_start: unsecs(r.try_get(1).map_err(db)?),
+                locked_until: unsecs(r.try_get(2).map_err(db)?),
+            };
+            f(&mut a);
+            let failures = i32::try_from(a.failures).unwrap_or(i32::MAX);
+            let (ws, lu) = (secs(a.window_start), secs(a.locked_until));
+            tx.execute_typed(
+                "UPDATE oidc_attempts SET failures = $2, window_start = $3, locked_until = $4 \
+                 WHERE key = $1",
+                &[
+                    (&key, Type::TEXT),
+                    (&failures, Type::INT4),
+                    (&ws, Type::INT8),
+                    (&lu, Type::INT8),
+                ],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(())
+        })
+    }
+
     fn flush(&self) -> Result<(), OidcError> {
         // Every statement above committed synchronously.
         Ok(())

@@ -268,6 +268,29 @@ impl OidcStore for SledOidcStore {
         put(&self.attempts, key.as_bytes(), a)
     }
 
+    fn update_attempts(
+        &self,
+        key: &str,
+        f: &mut (dyn FnMut(&mut Attempts) + Send),
+    ) -> Result<(), OidcError> {
+        loop {
+            let old = self.attempts.get(key.as_bytes())?;
+            let mut a: Attempts = match &old {
+                Some(v) => serde_json::from_slice(v)?,
+                None => Attempts::default(),
+            };
+            f(&mut a);
+            let new = serde_json::to_vec(&a)?;
+            match self
+                .attempts
+                .compare_and_swap(key.as_bytes(), old, Some(new))?
+            {
+                Ok(()) => return Ok(()),
+                Err(_) => continue, // lost a race: re-read and count again
+            }
+        }
+    }
+
     fn flush(&self) -> Result<(), OidcError> {
         self.db.flush()?;
         Ok(())

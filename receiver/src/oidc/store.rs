@@ -124,6 +124,35 @@ pub struct Attempts {
     pub locked_until: u64,
 }
 
+impl Attempts {
+    /// Counts one attempt at `now`, before it is verified: `Err(locked_until)` if the key is
+    /// locked; otherwise the attempt is counted (a new window opens when the last one is
+    /// over) and the `max`-th attempt of a window locks the key for `window` seconds.
+    pub fn charge(&mut self, now: u64, max: u32, window: u64) -> Result<(), u64> {
+        if self.locked_until > now {
+            return Err(self.locked_until);
+        }
+        if self.window_start.saturating_add(window) <= now {
+            self.failures = 0;
+            self.window_start = now;
+        }
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= max {
+            self.locked_until = now.saturating_add(window);
+        }
+        Ok(())
+    }
+
+    /// Gives back an attempt that turned out right (it was no guess); a lock only that
+    /// attempt caused is lifted.
+    pub fn refund(&mut self, max: u32) {
+        self.failures = self.failures.saturating_sub(1);
+        if self.failures < max {
+            self.locked_until = 0;
+        }
+    }
+}
+
 /// Storage contract of the provider. Sled implements it ([`crate::oidc::sled_store`]);
 /// a replicated backend can implement it later. All methods are atomic per call.
 pub trait OidcStore: Send + Sync + 'static {
@@ -164,6 +193,13 @@ pub trait OidcStore: Send + Sync + 'static {
 
     fn attempts(&self, key: &str) -> Result<Attempts, OidcError>;
     fn put_attempts(&self, key: &str, a: &Attempts) -> Result<(), OidcError>;
+    /// Atomically rewrites the counter of `key` (absent: the default) with `f`, so that
+    /// concurrent attempts, on one receiver or several, are each counted.
+    fn update_attempts(
+        &self,
+        key: &str,
+        f: &mut (dyn FnMut(&mut Attempts) + Send),
+    ) -> Result<(), OidcError>;
 
     /// Makes everything written so far durable (after logins and revocations).
     fn flush(&self) -> Result<(), OidcError>;

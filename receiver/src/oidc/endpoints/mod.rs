@@ -49,5 +49,9 @@ pub fn router(p: Provider) -> Router {
         .route(paths::IDP_MIRROR, get(idp_mirror::index))
         .route("/idp-mirror/{hash}/{document}", get(idp_mirror::document))
         .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::map_response_with_state(
+            p.clone(),
+            crate::oidc::http::security_headers,
+        ))
         .with_state(p)
 }

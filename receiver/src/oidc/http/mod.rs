@@ -8,4 +8,4 @@ pub mod responses;
 pub use cookies::{CSRF_COOKIE, SESSION_COOKIE, cookie, set_cookie};
 pub use oauth_error::OAuthError;
 pub use params::{ParamError, Params};
-pub use responses::{bad_page, no_store_json, see_other, server_page};
+pub use responses::{bad_page, no_store_json, security_headers, see_other, server_page};

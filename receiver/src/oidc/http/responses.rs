@@ -5,6 +5,35 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::oidc::html;
+use crate::oidc::provider::Provider;
+
+/// Headers every answer carries: `nosniff`; HSTS when browsers reach us over HTTPS (own
+/// TLS or a terminating proxy; browsers ignore it over plain HTTP anyway); and with
+/// `Cache-Control: no-store` (token answers and their errors) `Pragma: no-cache` for
+/// HTTP/1.0 caches (RFC 6749 § 5.1).
+pub async fn security_headers(
+    axum::extract::State(p): axum::extract::State<Provider>,
+    mut r: Response,
+) -> Response {
+    let https = p.config().tls() || p.config().issuer.starts_with("https://");
+    let h = r.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if https {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    if h.get(header::CACHE_CONTROL)
+        .is_some_and(|v| v == "no-store")
+    {
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    r
+}
 
 /// JSON with `Cache-Control: no-store` (token responses and the like).
 pub fn no_store_json(v: serde_json::Value) -> Response {
