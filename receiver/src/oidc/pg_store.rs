@@ -133,6 +133,14 @@ impl PgOidcStore {
         })
     }
 
+    fn tombstone(&self, key: &str) -> Result<(), OidcError> {
+        self.exec(
+            "INSERT INTO oidc_tombstones (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
+            &[(&key, Type::TEXT)],
+        )?;
+        Ok(())
+    }
+
     /// The first start of a cluster: generates the signing keys once, under a cluster-wide
     /// lock, so receivers starting together do not each create their own. Later starts
     /// find the keys and do nothing.
@@ -191,6 +199,7 @@ impl OidcStore for PgOidcStore {
     }
 
     fn delete_session(&self, sid: &str) -> Result<Option<Session>, OidcError> {
+        self.tombstone(&session_tombstone(sid))?;
         self.one(
             "DELETE FROM oidc_sessions WHERE sid = $1 RETURNING data",
             sid,
@@ -276,6 +285,14 @@ impl OidcStore for PgOidcStore {
                 (&data, Type::TEXT),
             ],
         )?;
+        // A statement of its own, after the insert committed: a revocation whose update
+        // ran before that commit had committed its tombstone before, so this sees it.
+        let (fam, ses) = (family_tombstone(&f.id), session_tombstone(&f.sid));
+        self.exec(
+            "UPDATE oidc_families SET data = jsonb_set(data::jsonb, '{revoked}', 'true'::jsonb)::text \
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM oidc_tombstones WHERE key IN ($2, $3))",
+            &[(&f.id, Type::TEXT), (&fam, Type::TEXT), (&ses, Type::TEXT)],
+        )?;
         Ok(())
     }
 
@@ -297,6 +314,7 @@ impl OidcStore for PgOidcStore {
     }
 
     fn revoke_family(&self, id: &str) -> Result<bool, OidcError> {
+        self.tombstone(&family_tombstone(id))?;
         // Only the call that flips a live family reports true.
         let n = self.exec(
             "UPDATE oidc_families SET data = jsonb_set(data::jsonb, '{revoked}', 'true'::jsonb)::text \
@@ -501,6 +519,17 @@ impl OidcStore for PgOidcStore {
                     &[(&now, Type::INT8), (&day_ago, Type::INT8)],
                 )
                 .map_err(db)?;
+            let buried_before = now.saturating_sub(secs(TOMBSTONE_SECS));
+            tx.execute_typed(
+                "DELETE FROM oidc_tombstones WHERE seen_at <= $1",
+                &[(&buried_before, Type::INT8)],
+            )
+            .map_err(db)?;
+            tx.execute_typed(
+                "UPDATE oidc_tombstones SET seen_at = $1 WHERE seen_at IS NULL",
+                &[(&now, Type::INT8)],
+            )
+            .map_err(db)?;
             tx.commit().map_err(db)?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })

@@ -21,6 +21,8 @@ pub struct SledOidcStore {
     refresh: sled::Tree,
     keys: sled::Tree,
     attempts: sled::Tree,
+    /// Tombstone key -> first purge time that saw it (JSON `null` until then).
+    tombstones: sled::Tree,
 }
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, OidcError> {
@@ -94,8 +96,28 @@ impl SledOidcStore {
             refresh: t("refresh")?,
             keys: t("keys")?,
             attempts: t("attempts")?,
+            tombstones: t("tombstones")?,
             db,
         })
+    }
+
+    /// Removes a session and its indexes (no tombstone: expiry is no logout).
+    fn remove_session(&self, sid: &str) -> Result<Option<Session>, OidcError> {
+        let Some(old) = self.sessions.remove(sid.as_bytes())? else {
+            return Ok(None);
+        };
+        let s: Session = serde_json::from_slice(&old)?;
+        if let Some(secret) = self.sub_sessions.remove(pair(&s.sub, sid))? {
+            self.session_secrets.remove(secret)?;
+        }
+        Ok(Some(s))
+    }
+
+    fn tombstone(&self, key: &str) -> Result<(), OidcError> {
+        self.tombstones
+            .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(b"null".as_slice()))?
+            .ok();
+        Ok(())
     }
 }
 
@@ -130,14 +152,8 @@ impl OidcStore for SledOidcStore {
     }
 
     fn delete_session(&self, sid: &str) -> Result<Option<Session>, OidcError> {
-        let Some(old) = self.sessions.remove(sid.as_bytes())? else {
-            return Ok(None);
-        };
-        let s: Session = serde_json::from_slice(&old)?;
-        if let Some(secret) = self.sub_sessions.remove(pair(&s.sub, sid))? {
-            self.session_secrets.remove(secret)?;
-        }
-        Ok(Some(s))
+        self.tombstone(&session_tombstone(sid))?;
+        self.remove_session(sid)
     }
 
     fn sessions_of(&self, sub: &str) -> Result<Vec<Session>, OidcError> {
@@ -188,6 +204,17 @@ impl OidcStore for SledOidcStore {
         put(&self.families, f.id.as_bytes(), f)?;
         self.sid_families.insert(pair(&f.sid, &f.id), &[])?;
         self.sub_families.insert(pair(&f.sub, &f.id), &[])?;
+        // After the write: a revocation that wrote its tombstone before this check is seen
+        // here, one that wrote it after sees the family (it writes the tombstone first).
+        let buried = self
+            .tombstones
+            .contains_key(family_tombstone(&f.id).as_bytes())?
+            || self
+                .tombstones
+                .contains_key(session_tombstone(&f.sid).as_bytes())?;
+        if buried {
+            self.revoke_family(&f.id)?;
+        }
         Ok(())
     }
 
@@ -203,6 +230,7 @@ impl OidcStore for SledOidcStore {
     }
 
     fn revoke_family(&self, id: &str) -> Result<bool, OidcError> {
+        self.tombstone(&family_tombstone(id))?;
         let r = update(&self.families, id.as_bytes(), |f: &mut Family| {
             let was_live = !f.revoked;
             f.revoked = true;
@@ -307,8 +335,20 @@ impl OidcStore for SledOidcStore {
             }
         }
         for sid in expired_sids {
-            self.delete_session(&sid)?;
+            self.remove_session(&sid)?;
             n += 1;
+        }
+        let mut old_tombstones = Vec::new();
+        for item in self.tombstones.iter() {
+            let (k, v) = item?;
+            match serde_json::from_slice::<Option<u64>>(&v).ok().flatten() {
+                Some(seen) if seen.saturating_add(TOMBSTONE_SECS) <= now => old_tombstones.push(k),
+                Some(_) => {}
+                None => put(&self.tombstones, &k, &Some(now))?,
+            }
+        }
+        for k in old_tombstones {
+            self.tombstones.remove(k)?;
         }
         n += purge_tree::<PendingRequest>(&self.pending, |p| p.expires_at <= now)?;
         n += purge_tree::<AuthCode>(&self.codes, |c| c.expires_at + 3600 <= now)?;

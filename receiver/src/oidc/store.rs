@@ -124,6 +124,18 @@ pub struct Attempts {
     pub locked_until: u64,
 }
 
+/// How long a tombstone stays after the first purge that sees it: far longer than a
+/// redemption takes.
+pub const TOMBSTONE_SECS: u64 = 3600;
+
+/// Tombstone keys.
+pub fn family_tombstone(id: &str) -> String {
+    format!("family:{id}")
+}
+pub fn session_tombstone(sid: &str) -> String {
+    format!("session:{sid}")
+}
+
 impl Attempts {
     /// Counts one attempt at `now`, before it is verified: `Err(locked_until)` if the key is
     /// locked; otherwise the attempt is counted (a new window opens when the last one is
@@ -161,7 +173,8 @@ pub trait OidcStore: Send + Sync + 'static {
     fn session(&self, sid: &str) -> Result<Option<Session>, OidcError>;
     /// Adds `client_id` to the session's client list.
     fn add_session_client(&self, sid: &str, client_id: &str) -> Result<(), OidcError>;
-    /// Removes the session; returns it if it existed.
+    /// Removes the session; returns it if it existed. Leaves a tombstone: a family of this
+    /// session stored later (a redemption racing the logout) is stored revoked.
     fn delete_session(&self, sid: &str) -> Result<Option<Session>, OidcError>;
     fn sessions_of(&self, sub: &str) -> Result<Vec<Session>, OidcError>;
 
@@ -173,11 +186,13 @@ pub trait OidcStore: Send + Sync + 'static {
     /// Atomically marks the code used by `family` on its first redemption.
     fn redeem_code(&self, code_hash: &str, family: &str) -> Result<CodeRedeem, OidcError>;
 
+    /// Stores the family; revoked if a tombstone of its id or its session exists.
     fn put_family(&self, f: &Family) -> Result<(), OidcError>;
     fn family(&self, id: &str) -> Result<Option<Family>, OidcError>;
     /// Extends a live family's expiry (after a refresh); never un-revokes.
     fn touch_family(&self, id: &str, expires_at: u64) -> Result<(), OidcError>;
-    /// Marks the family revoked; returns true if it existed and was live.
+    /// Marks the family revoked; returns true if it existed and was live. Leaves a
+    /// tombstone first, so a family not stored yet is stored revoked.
     fn revoke_family(&self, id: &str) -> Result<bool, OidcError>;
     fn families_of_session(&self, sid: &str) -> Result<Vec<String>, OidcError>;
     fn families_of_sub(&self, sub: &str) -> Result<Vec<String>, OidcError>;
@@ -204,6 +219,7 @@ pub trait OidcStore: Send + Sync + 'static {
     /// Makes everything written so far durable (after logins and revocations).
     fn flush(&self) -> Result<(), OidcError>;
 
-    /// Drops expired sessions, codes, pending requests and families.
+    /// Drops expired sessions, codes, pending requests and families (their number is
+    /// returned), and tombstones an hour after the first purge that saw them.
     fn purge_expired(&self, now: u64) -> Result<usize, OidcError>;
 }

@@ -116,6 +116,13 @@ fn code_grant(p: &Provider, client: &ClientConfig, form: &Params) -> Result<Resp
         acr: session.acr.clone(),
     };
     p.store().put_family(&family)?;
+    // Revoked while it was being issued (the code reused, the session ended): say so
+    // rather than hand out tokens that are dead on arrival.
+    if p.store().family(&family.id)?.is_none_or(|f| f.revoked) {
+        return Err(OAuthError::invalid_grant(
+            "the grant was revoked while it was being issued (code reused or logged out)",
+        ));
+    }
     respond(p, client, &family, &family.scope, offline, true)
 }
 

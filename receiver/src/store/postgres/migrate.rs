@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "seqs_carry_frame_hash",
         include_str!("../../../migrations/0003_seqs_carry_frame_hash.sql"),
     ),
+    (
+        4,
+        "oidc_tombstones",
+        include_str!("../../../migrations/0004_oidc_tombstones.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming Airlock's migration lock ("AIRLOCK" in ASCII).
