@@ -2,10 +2,10 @@
 //! test run; in release mode:
 //!
 //! ```text
-//! AUDIT_BENCH_ENTRIES=1000000 cargo test --release -p airlock-receiver --test audit_bench -- --ignored --nocapture
+//! AUDIT_BENCH_ENTRIES=1000000 cargo test --release -p airlock-receiver --test integration -- audit_bench:: --ignored --nocapture
 //! ```
 
-mod audit_support;
+use crate::audit_support;
 
 use std::collections::BTreeSet;
 use std::time::Instant;

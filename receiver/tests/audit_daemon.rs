@@ -2,8 +2,8 @@
 //! loopback UDP): the running daemon's store is refused with copy instructions; a copy
 //! taken after a clean stop verifies, replays without differences, and shows a user.
 
-mod audit_support;
-mod common;
+use crate::audit_support;
+use crate::common;
 
 use airlock_protocol::message::local_subject;
 use audit_support::{audit, copy_dir, path};

@@ -7,8 +7,8 @@
 //! Runs when `AIRLOCK_TEST_PG_URL` is set (`scripts/pg start DIR PORT` prints one);
 //! otherwise it says on stderr that it was skipped. Each test uses a schema of its own.
 
-mod audit_support;
-mod common;
+use crate::audit_support;
+use crate::common;
 
 use std::collections::BTreeSet;
 
@@ -59,6 +59,7 @@ fn build_pg(db_url: &str, lost: &BTreeSet<u64>) -> (tempfile::TempDir, u64, Vec<
 #[test]
 fn verify_export_and_tampering_over_postgres() {
     let Some(url) = pg_url() else { return };
+    let _pg = common::pg_shared();
     let (schema, db) = fresh_schema(&url);
     let (dir, entries, _) = build_pg(&db, &BTreeSet::new());
     let trust = dir.path().join("trust");
@@ -218,6 +219,7 @@ url = "{db}"
 #[test]
 fn reconcile_over_postgres_names_what_never_arrived() {
     let Some(url) = pg_url() else { return };
+    let _pg = common::pg_shared();
     let (schema, db) = fresh_schema(&url);
     let lost: BTreeSet<u64> = [100, 101, 250].into_iter().collect();
     let (dir, _, sent_a) = build_pg(&db, &lost);
@@ -265,6 +267,7 @@ fn reconcile_over_postgres_names_what_never_arrived() {
 #[test]
 fn an_empty_database_is_refused_and_left_untouched() {
     let Some(url) = pg_url() else { return };
+    let _pg = common::pg_shared();
     let (schema, db) = fresh_schema(&url);
     let dir = tempfile::tempdir().unwrap();
     let key = airlock_protocol::keys::SignerKey::generate();

@@ -1,7 +1,7 @@
 //! `audit replay` (the real binary): no differences on an untouched log; after a direct
 //! edit of the live store it names the edited user.
 
-mod audit_support;
+use crate::audit_support;
 
 use std::collections::BTreeSet;
 

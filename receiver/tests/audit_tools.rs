@@ -1,7 +1,7 @@
 //! `audit export`, `audit show`, `audit reconcile`, and gap reporting in `audit verify`,
 //! through the real binary.
 
-mod audit_support;
+use crate::audit_support;
 
 use std::collections::BTreeSet;
 

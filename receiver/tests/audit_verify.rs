@@ -1,7 +1,7 @@
 //! `audit verify` (the real binary) on a log of thousands of frames: an untouched log
 //! verifies; each kind of tampering is caught, named at its position, and exits non-zero.
 
-mod audit_support;
+use crate::audit_support;
 
 use std::sync::OnceLock;
 

@@ -2,7 +2,7 @@
 //! repeat. Afterwards every logged frame was applied exactly once, the hash chain verifies,
 //! and the store equals a fresh replay of the log.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Gap test: seqs dropped in transit are named exactly by `gaps`; after the sender resends
 //! them, `gaps` is empty.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -4,13 +4,13 @@
 //!
 //! ```text
 //! D=$(mktemp -d); export AIRLOCK_TEST_PG_URL=$(scripts/pg start $D 55432)
-//! cargo test --release -p airlock-receiver --test ha_bench -- --ignored --nocapture --test-threads=1
+//! cargo test --release -p airlock-receiver --test integration -- ha_bench:: --ignored --nocapture --test-threads=1
 //! scripts/pg stop $D
 //! ```
 //! Prints figures; asserts only correctness (every frame accepted, every grant 200).
 
-mod common;
-mod oidc_support;
+use crate::common;
+use crate::oidc_support;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,6 +73,7 @@ fn ingest_rate(backend: &str, store_section: &str) -> f64 {
 #[test]
 #[ignore = "benchmark: needs AIRLOCK_TEST_PG_URL; run with --release -- --ignored --nocapture"]
 fn ingest_frames_per_second_sled_and_postgres() {
+    let _pg = common::pg_shared();
     let url = fresh_schema(&pg_url(), "ingest");
     let sled = ingest_rate("sled", "");
     let pg = ingest_rate(

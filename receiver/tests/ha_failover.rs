@@ -7,8 +7,8 @@
 //! Runs when `AIRLOCK_TEST_PG_URL` is set (`scripts/pg start DIR PORT` prints one);
 //! otherwise it says on stderr that it was skipped.
 
-mod common;
-mod oidc_support;
+use crate::common;
+use crate::oidc_support;
 
 use airlock_protocol::message::{Body, Claims, LoginTicket};
 use airlock_receiver::apply::decode_head;
@@ -27,11 +27,10 @@ fn pg_url() -> Option<String> {
 }
 
 /// The failover test drops every receiver connection to the database (a PostgreSQL restart),
-/// which would also hit another test's receiver: the tests of this file run one at a time.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    // A test that failed while holding the lock leaves nothing the next one depends on.
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// which would also hit another test's receiver: the tests of this file run one at a time,
+/// and while no other test uses the database.
+fn one_at_a_time() -> std::sync::RwLockWriteGuard<'static, ()> {
+    common::pg_alone()
 }
 
 /// A schema of its own on the test database, as the search_path of the URL.

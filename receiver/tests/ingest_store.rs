@@ -1,7 +1,7 @@
 //! The ingest against a store, without the network: classification, idempotent commit,
 //! key rotation over the link, replay equality. Plus an ignored in-process throughput probe.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -188,7 +188,7 @@ fn key_change_logged_by_another_receiver_is_picked_up() {
 }
 
 #[test]
-#[ignore = "probe: cargo test --release -p airlock-receiver --test ingest_store -- --ignored --nocapture"]
+#[ignore = "probe: cargo test --release -p airlock-receiver --test integration -- ingest_store:: --ignored --nocapture"]
 fn in_process_ingest_rate() {
     let (dir, base, signer, link) = setup();
     let store = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());

@@ -1,6 +1,6 @@
 //! Bad input: each gets the standard error, nothing is issued, attempts are counted.
 
-mod oidc_support;
+use crate::oidc_support;
 
 use oidc_support::*;
 

@@ -1,8 +1,8 @@
 //! Load figures for docs/performance.md (issue 5). Ignored by default; run in release:
-//! `cargo test --release -p airlock-receiver --test oidc_bench -- --ignored --nocapture --test-threads=1`
+//! `cargo test --release -p airlock-receiver --test integration -- oidc_bench:: --ignored --nocapture --test-threads=1`
 //! Bounded by request count, loopback only; prints rates and p50/p99, asserts only correctness.
 
-mod oidc_support;
+use crate::oidc_support;
 
 use std::time::{Duration, Instant};
 

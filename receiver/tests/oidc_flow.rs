@@ -1,7 +1,7 @@
 //! The OpenID provider over real loopback sockets: code + PKCE, tokens, refresh
 //! rotation and reuse detection, code reuse, prompt/max_age, key rotation, restarts.
 
-mod oidc_support;
+use crate::oidc_support;
 
 use jsonwebtoken::Algorithm;
 use oidc_support::*;

@@ -1,9 +1,9 @@
 //! Harness for the JavaScript interop tests in `tests/interop/` (openid-client v6 and a
 //! real Chromium through playwright-core). Ignored by default: they need
 //! `npm ci` in tests/interop and the Debian `chromium` package. Run with
-//! `cargo test -p airlock-receiver --test oidc_interop -- --ignored --test-threads=1`.
+//! `cargo test -p airlock-receiver --test integration -- oidc_interop:: --ignored --test-threads=1`.
 
-mod oidc_support;
+use crate::oidc_support;
 
 use std::path::PathBuf;
 use std::sync::Arc;

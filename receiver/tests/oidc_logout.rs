@@ -1,6 +1,6 @@
 //! Logout: RP-initiated logout, back-channel logout to an inside app, user revocation.
 
-mod oidc_support;
+use crate::oidc_support;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,7 @@
 //! The provider driven by a strict third-party client: the `openidconnect` crate,
 //! with its allowed algorithms configured and at_hash checked by hand.
 
-mod oidc_support;
+use crate::oidc_support;
 
 use oidc_support::*;
 use openidconnect::core::{

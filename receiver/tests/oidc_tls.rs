@@ -1,7 +1,7 @@
 //! The HTTPS listener: a certificate from the inside PKI (here: openssl, self-signed),
 //! checked with curl against that CA; cookies get `Secure`; bad files fail clearly.
 
-mod oidc_support;
+use crate::oidc_support;
 
 use std::process::Command;
 use std::sync::Arc;

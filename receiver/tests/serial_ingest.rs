@@ -1,7 +1,7 @@
 //! The real `airlock-receiver run` reading a serial line (a pty pair): COBS-framed
 //! datagrams in; line noise is counted and does not stop good frames.
 
-mod common;
+use crate::common;
 
 use airlock_protocol::message::local_subject;
 use common::*;

@@ -5,7 +5,7 @@
 //!
 //! Each PostgreSQL test runs in a schema of its own, so the tests run in parallel.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -65,6 +65,7 @@ impl Backend for SledBackend {
 }
 
 struct PgBackend {
+    _pg: std::sync::RwLockReadGuard<'static, ()>,
     url: String,
     store: Arc<PgStore>,
     oidc: Arc<PgOidcStore>,
@@ -97,10 +98,12 @@ fn fresh_schema(tag: &str) -> Option<String> {
 impl Backend for PgBackend {
     type S = PgStore;
     fn new(tag: &str) -> Option<Self> {
+        let pg = common::pg_shared();
         let url = fresh_schema(tag)?;
         let store = PgStore::open_url(&url).unwrap();
         let oidc = PgOidcStore::new(&store);
         Some(PgBackend {
+            _pg: pg,
             url,
             store: Arc::new(store),
             oidc: Arc::new(oidc),

@@ -2,10 +2,10 @@
 //! Ignored by default; run it with an optimised build:
 //!
 //! ```text
-//! cargo test --release -p airlock-receiver --test throughput -- --ignored --nocapture
+//! cargo test --release -p airlock-receiver --test integration -- throughput:: --ignored --nocapture
 //! ```
 
-mod common;
+use crate::common;
 
 use common::*;
 

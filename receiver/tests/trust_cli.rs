@@ -1,6 +1,6 @@
 //! `trust list|add-signer|add-link-key|remove` and config errors, through the real binary.
 
-mod common;
+use crate::common;
 
 use airlock_protocol::keys::{LinkKey, SignerKey};
 use common::*;

@@ -1,7 +1,7 @@
 //! The real `airlock-receiver run` fed over loopback UDP: provisioned users appear; every
 //! kind of bad input is refused under its own reason and changes nothing.
 
-mod common;
+use crate::common;
 
 use airlock_protocol::keys::{LinkKey, SignerKey};
 use airlock_protocol::message::local_subject;

@@ -1,6 +1,6 @@
 //! The binary's commands as an operator uses them.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! restart, the outbound log holds every accepted record exactly once, seqs strictly
 //! increasing without holes, the hash chain intact and every signature valid.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Each intake path and each policy rule, through the same entry point `submit` uses.
 
-mod common;
+use crate::common;
 
 use airlock_protocol::message::Body;
 use airlock_sender::engine::unix_now;

@@ -1,7 +1,7 @@
 //! Measurements, not assertions of speed: run on purpose, on a quiet machine.
 //!
 //! ```text
-//! cargo test -p airlock-sender --release --test measure -- --ignored --nocapture --test-threads 1
+//! cargo test -p airlock-sender --release --test integration -- measure:: --ignored --nocapture --test-threads 1
 //! ```
 //! - `pacing_at_115200_baud`: the byte rate on a serial pty pair, configured for 115,200
 //!   baud 8N1 (11,520 bytes/s), measured over 10 s; asserts it is within 3%.
@@ -10,7 +10,7 @@
 //! - `component_rates`: each stage alone (sign, encrypt, pack+FEC, outbox ingest/commit),
 //!   to see which one bounds the pipeline.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};

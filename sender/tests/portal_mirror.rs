@@ -7,7 +7,7 @@
 //!
 //! The full login through a real IdP and a real browser is tests/portal/ (npm).
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The daemon sends over a pseudo-terminal pair with COBS framing; the other end deframes,
 //! decodes and opens with the protocol crate.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The daemon sends over real UDP on 127.0.0.1; the protocol crate's decoder and `open`
 //! read it back.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

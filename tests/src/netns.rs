@@ -17,8 +17,10 @@ use crate::supervisor;
 
 /// One namespace run.
 pub struct NamespaceRun<'a> {
-    /// The test (exact name) to run again inside.
+    /// The test (its function name) to run again inside.
     pub test_name: &'a str,
+    /// `module_path!()` where the test is: the test binary names it by that path.
+    pub module: &'a str,
     /// Set to `inner_value` inside, so the test knows where it runs.
     pub inner_env: &'a str,
     pub inner_value: &'a str,
@@ -56,6 +58,11 @@ impl NamespaceRun<'_> {
         // Build here, where cargo has everything it may need; the inner side only runs binaries.
         supervisor::ensure_daemons_built().unwrap();
         let exe = std::env::current_exe().unwrap();
+        // The test binary's names leave out its own crate name (`integration::`).
+        let exact = match self.module.split_once("::") {
+            Some((_, path)) => format!("{path}::{}", self.test_name),
+            None => self.test_name.to_string(),
+        };
         let started = Instant::now();
         // "$0" is this test binary, "$@" its arguments.
         let mut child = Command::new(&unshare)
@@ -69,7 +76,7 @@ impl NamespaceRun<'_> {
             ])
             .args(["--", "sh", "-c", self.setup])
             .arg(&exe)
-            .args([self.test_name, "--exact", "--nocapture", "--test-threads=1"])
+            .args([exact.as_str(), "--exact", "--nocapture", "--test-threads=1"])
             .env(self.inner_env, self.inner_value)
             .env("AIRLOCK_NS_IP", &ip)
             .env("AIRLOCK_TEST_NO_BUILD", "1")

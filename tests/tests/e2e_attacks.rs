@@ -53,6 +53,7 @@ fn replays_seen(m: &std::collections::BTreeMap<String, f64>) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_and_forged_datagrams_change_nothing() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let opts = Options {
         repetitions: 1,
         record_limit: 1_000_000,

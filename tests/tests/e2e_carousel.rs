@@ -11,6 +11,7 @@ const USERS: u64 = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carousel_delivers_what_an_outage_lost() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let opts = Options {
         repetitions: 1,
         carousel_secs: 10, // the smallest the sender allows

@@ -25,6 +25,7 @@ async fn wait_for_users(d: &Deployment, at_least: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_sigkill_receiver_and_sender_mid_stream() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let opts = Options {
         repetitions: 1,
         // Slow enough (about 8 s for all approvals) that every kill lands mid-stream.

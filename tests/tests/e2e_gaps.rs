@@ -30,6 +30,7 @@ fn burst_filter() -> impl FnMut(&[u8]) -> bool + Send {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_loss_gaps_then_resend_fills_them() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let opts = Options {
         repetitions: 1,
         pacing_bytes_per_sec: 5_000_000,

@@ -19,6 +19,7 @@ const JWKS: &str = "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qY
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrored_documents_are_served_byte_for_byte() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let oidc = free_tcp_port().unwrap();
     let opts = Options {
         receiver_extra: format!(

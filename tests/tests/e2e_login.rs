@@ -86,6 +86,7 @@ fn transfer_code(stdout: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_openid_client_login_after_faults() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     assert!(
         interop_dir().join("node_modules").exists(),
         "run ./scripts/install-test-deps (npm ci in tests/interop) first"

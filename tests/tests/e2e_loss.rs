@@ -12,6 +12,7 @@ const USERS: u64 = 10_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_ten_thousand_approvals_at_ten_percent_loss() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let started = Instant::now();
     let opts = Options {
         impair: ImpairConfig {

@@ -13,6 +13,7 @@ const USERS: u64 = 1_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_impairment_at_once() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let opts = Options {
         impair: ImpairConfig {
             loss: 0.03,

@@ -31,17 +31,20 @@ const DONE: &str = "multicast scenario passed";
 
 #[test]
 fn two_receivers_hear_one_sender_on_a_multicast_group() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     run(Family::V4);
 }
 
 #[test]
 fn two_receivers_hear_one_sender_on_an_ipv6_multicast_group() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     run(Family::V6);
 }
 
 fn run(family: Family) {
     let ns = NamespaceRun {
         test_name: family.test_name(),
+        module: module_path!(),
         inner_env: INNER_ENV,
         inner_value: family.inner_value(),
         setup: family.script(),

@@ -27,8 +27,10 @@ exec "$0" "$@""#;
 
 #[test]
 fn a_refused_segmented_send_falls_back_and_everything_arrives() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let ns = NamespaceRun {
         test_name: TEST_NAME,
+        module: module_path!(),
         inner_env: "AIRLOCK_SEGMENTATION_INNER",
         inner_value: "1",
         setup: SETUP,

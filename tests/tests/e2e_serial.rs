@@ -11,6 +11,7 @@ const USERS: u64 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_cross_a_noisy_serial_line() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let opts = Options {
         serial: true,
         impair: ImpairConfig {

@@ -7,6 +7,7 @@ use airlock_tests::peer::unix_now;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_cross_a_clean_link() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let mut d = Deployment::create(&Options::default()).await.unwrap();
     d.start_receiver().await.unwrap();
     d.start_sender().await.unwrap();

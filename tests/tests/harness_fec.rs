@@ -46,6 +46,7 @@ async fn send_provisions(tx: &mut LinkSender, n: u64) {
 
 #[tokio::test]
 async fn default_fec_recovers_every_frame_at_ten_percent_loss() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let impair = ImpairConfig {
         loss: 0.10,
         ..ImpairConfig::seeded(2026)
@@ -81,6 +82,7 @@ async fn default_fec_recovers_every_frame_at_ten_percent_loss() {
 
 #[tokio::test]
 async fn replayed_datagrams_change_nothing() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let (mut rx, relay, mut tx) = setup(ImpairConfig::seeded(1), 100_000).await;
     let (done, _) = tokio::join!(
         rx.run_until(
@@ -113,6 +115,7 @@ async fn replayed_datagrams_change_nothing() {
 
 #[tokio::test]
 async fn forged_datagrams_are_rejected_with_named_reasons() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let (mut rx, relay, mut tx) = setup(ImpairConfig::seeded(1), 10).await;
     let (done, _) = tokio::join!(
         rx.run_until(

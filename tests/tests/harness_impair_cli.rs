@@ -12,6 +12,7 @@ fn bin() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn refuses_a_probability_above_one() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let out = supervisor::run(&bin(), &["--loss", "1.5"], &[], Duration::from_secs(30))
         .await
         .unwrap();
@@ -25,6 +26,7 @@ async fn refuses_a_probability_above_one() {
 
 #[tokio::test]
 async fn relays_with_loss_and_prints_counters() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let sink = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let target = sink.local_addr().unwrap();
     let listen = airlock_tests::ops::free_udp_port().unwrap();

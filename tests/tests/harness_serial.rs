@@ -73,6 +73,7 @@ async fn carry(path: &SerialPath, frames: &[Vec<u8>], expect: usize) -> Vec<Vec<
 
 #[tokio::test]
 async fn pty_path_carries_frames_unchanged() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let path = SerialPath::start(SerialPathConfig::default()).unwrap();
     assert!(
         path.sender_device().starts_with("/dev/pts"),
@@ -89,6 +90,7 @@ async fn pty_path_carries_frames_unchanged() {
 
 #[tokio::test]
 async fn pty_path_applies_the_seeded_impairments() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let impair = ImpairConfig {
         loss: 0.2,
         duplicate: 0.1,
@@ -115,6 +117,7 @@ async fn pty_path_applies_the_seeded_impairments() {
 
 #[tokio::test]
 async fn pty_path_injects_frames_and_survives_reopen() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let path = SerialPath::start(SerialPathConfig::default()).unwrap();
     // A first reader comes and goes (a receiver that is restarted): the pty stays usable.
     drop(open(path.receiver_device()));
@@ -137,6 +140,7 @@ async fn pty_path_injects_frames_and_survives_reopen() {
 /// 1% corruption all decode, and corrupted frames become CRC erasures, never bad frames.
 #[tokio::test]
 async fn protocol_datagrams_cross_a_lossy_serial_line() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     use airlock_protocol::link::{
         BlockDecoder, BlockEncoder, BlockPacker, DecoderConfig, LinkParams, cobs,
     };

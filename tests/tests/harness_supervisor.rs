@@ -17,6 +17,7 @@ fn sh(dir: &tempfile::TempDir, name: &str, script: &str) -> ChildSpec {
 
 #[tokio::test]
 async fn waits_for_log_kills_and_restarts() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let mut c = Child::start(sh(&dir, "sleeper", "echo run $$ ready; exec sleep 30")).unwrap();
     let line = c
@@ -48,6 +49,7 @@ async fn waits_for_log_kills_and_restarts() {
 
 #[tokio::test]
 async fn reports_a_child_that_exits_while_waited_for() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let mut c = Child::start(sh(&dir, "quitter", "echo oops >&2; exit 3")).unwrap();
     let err = c
@@ -65,6 +67,7 @@ async fn reports_a_child_that_exits_while_waited_for() {
 
 #[tokio::test]
 async fn times_out_and_waits_for_a_port() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let mut c = Child::start(sh(&dir, "idle", "exec sleep 30")).unwrap();
     let err = c
@@ -86,6 +89,7 @@ async fn times_out_and_waits_for_a_port() {
 
 #[tokio::test]
 async fn dropping_the_handle_kills_the_child() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let c = Child::start(sh(&dir, "orphan", "exec sleep 30")).unwrap();
     let pid = c.pid().unwrap();
@@ -115,6 +119,7 @@ async fn dropping_the_handle_kills_the_child() {
 
 #[tokio::test]
 async fn run_captures_output_and_failures() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let sh = std::path::Path::new("/bin/sh");
     let out = supervisor::run_ok(sh, &["-c", "echo hi"], &[], Duration::from_secs(10))
         .await
@@ -137,6 +142,7 @@ async fn run_captures_output_and_failures() {
 
 #[test]
 fn missing_binary_says_how_to_build_it() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let err = supervisor::binary("airlock-no-such-binary").unwrap_err();
     assert!(err.to_string().contains("cargo build --workspace"), "{err}");
     assert!(supervisor::workspace_root().join("Cargo.toml").is_file());

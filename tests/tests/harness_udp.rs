@@ -68,6 +68,7 @@ async fn push_through(relay: &UdpRelay, sink: &UdpSocket, payloads: &[Vec<u8>]) 
 
 #[tokio::test]
 async fn forwards_everything_in_order_without_impairment() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let (sink, target) = sink().await;
     let relay = UdpRelay::start(RelayConfig::to(target)).await.unwrap();
     let sent: Vec<Vec<u8>> = (0..1000).map(payload).collect();
@@ -79,6 +80,7 @@ async fn forwards_everything_in_order_without_impairment() {
 
 #[tokio::test]
 async fn impairments_through_sockets_match_the_model_exactly() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let impair = ImpairConfig {
         loss: 0.2,
         duplicate: 0.1,
@@ -121,6 +123,7 @@ async fn impairments_through_sockets_match_the_model_exactly() {
 
 #[tokio::test]
 async fn replays_recorded_datagrams_and_injects_forgeries() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let (sink, target) = sink().await;
     let relay = UdpRelay::start(RelayConfig {
         record_limit: 5,
@@ -177,6 +180,7 @@ async fn replays_recorded_datagrams_and_injects_forgeries() {
 
 #[tokio::test]
 async fn drop_filter_removes_whole_blocks() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let (sink, target) = sink().await;
     let relay = UdpRelay::start(RelayConfig::to(target)).await.unwrap();
     relay.set_drop_filter(udp_relay::drop_blocks([3, 5]));
@@ -238,6 +242,7 @@ async fn push_through_more(
 
 #[tokio::test]
 async fn refuses_non_loopback_addresses() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let err = UdpRelay::start(RelayConfig::to("192.0.2.1:9".parse().unwrap()))
         .await
         .err()
@@ -247,6 +252,7 @@ async fn refuses_non_loopback_addresses() {
 
 #[tokio::test]
 async fn impairment_can_change_mid_run() {
+    let _gate = airlock_tests::gate::module_at_a_time(module_path!());
     let (sink, target) = sink().await;
     let relay = UdpRelay::start(RelayConfig::to(target)).await.unwrap();
     relay

@@ -430,6 +430,22 @@ impl TestSender {
     }
 }
 
+/// The tests that use the test PostgreSQL share it, and share one process: a test that drops
+/// every receiver connection to it (what a PostgreSQL restart does) holds [`pg_alone`], the
+/// others [`pg_shared`].
+static PG: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Use the test PostgreSQL alongside other tests (see [`pg_alone`]).
+pub fn pg_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    // A test that failed while holding the lock leaves nothing the next one depends on.
+    PG.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Use the test PostgreSQL with no other test connected to it.
+pub fn pg_alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    PG.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The test PostgreSQL (`AIRLOCK_TEST_PG_URL`), or None after saying on stderr that `test`
 /// is skipped and how to run it.
 pub fn pg_url(test: &str) -> Option<String> {

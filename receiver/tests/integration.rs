@@ -1,0 +1,31 @@
+//! The receiver's integration tests, in one test binary with one module per
+//! theme, so the suite links once per crate. Run one module with a filter on its name:
+//! `cargo test -p airlock-receiver --test integration -- audit_bench::`.
+
+mod audit_support;
+mod common;
+mod oidc_support;
+
+mod audit_bench;
+mod audit_daemon;
+mod audit_postgres;
+mod audit_replay;
+mod audit_tools;
+mod audit_verify;
+mod crash_recovery;
+mod gaps;
+mod ha_bench;
+mod ha_failover;
+mod ingest_store;
+mod oidc_bad_input;
+mod oidc_bench;
+mod oidc_flow;
+mod oidc_interop;
+mod oidc_logout;
+mod oidc_openidconnect;
+mod oidc_tls;
+mod serial_ingest;
+mod store_contract;
+mod throughput;
+mod trust_cli;
+mod udp_ingest;

@@ -1,0 +1,14 @@
+//! The sender's integration tests, in one test binary with one module per
+//! theme, so the suite links once per crate. Run one module with a filter on its name:
+//! `cargo test -p airlock-sender --test integration -- cli::`.
+
+mod common;
+
+mod cli;
+mod config_errors;
+mod crash;
+mod intake_policy;
+mod measure;
+mod portal_mirror;
+mod serial;
+mod udp_loopback;

@@ -1,0 +1,21 @@
+//! The end-to-end tests and the fault harness's own tests, in one test binary with one module per
+//! theme, so the suite links once per crate. Run one module with a filter on its name:
+//! `cargo test -p airlock-tests --test integration -- e2e_attacks::`.
+
+mod e2e_attacks;
+mod e2e_carousel;
+mod e2e_crash;
+mod e2e_gaps;
+mod e2e_idp_mirror;
+mod e2e_login;
+mod e2e_loss;
+mod e2e_mixed;
+mod e2e_multicast;
+mod e2e_segmentation_fallback;
+mod e2e_serial;
+mod e2e_smoke;
+mod harness_fec;
+mod harness_impair_cli;
+mod harness_serial;
+mod harness_supervisor;
+mod harness_udp;
