@@ -149,20 +149,32 @@ pub struct SignerPublicKey {
 impl SignerPublicKey {
     pub fn from_raw(raw: &[u8; 32]) -> Result<Self, KeyError> {
         let key = VerifyingKey::from_bytes(raw).map_err(|e| parse_err("Ed25519 public key", e))?;
-        Ok(Self::from_verifying_key(key))
+        Self::from_verifying_key(key)
     }
 
-    pub fn from_verifying_key(key: VerifyingKey) -> Self {
-        Self {
+    /// Refuses weak keys: a point of small order (the identity among them) lets anyone make
+    /// a signature that verifies without any private key, so such a key is never trusted.
+    pub fn from_verifying_key(key: VerifyingKey) -> Result<Self, KeyError> {
+        if key.is_weak() {
+            return Err(parse_err(
+                "Ed25519 public key",
+                format!(
+                    "{} is a small-order (weak) point that anyone can sign for without a private key; \
+                     generate a real key with `airlock-sender keygen` and install that one",
+                    hex::encode(key.as_bytes())
+                ),
+            ));
+        }
+        Ok(Self {
             kid: signer_kid(&key),
             key,
-        }
+        })
     }
 
     pub fn from_spki_pem(pem: &str) -> Result<Self, KeyError> {
         let key = VerifyingKey::from_public_key_pem(pem)
             .map_err(|e| parse_err("signer public key (SPKI PEM)", e))?;
-        Ok(Self::from_verifying_key(key))
+        Self::from_verifying_key(key)
     }
 
     pub fn to_spki_pem(&self) -> Result<String, KeyError> {
@@ -339,6 +351,39 @@ mod tests {
         assert_eq!(SignerPublicKey::from_spki_pem(&spki).unwrap(), public);
         assert_eq!(public.kid.len(), 16);
         assert_eq!(public.fingerprint().split(' ').count(), 16);
+    }
+
+    /// The identity and the other small-order points: anyone can sign for them.
+    fn weak_points() -> Vec<[u8; 32]> {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut minus_one = [0xffu8; 32];
+        minus_one[0] = 0xec;
+        minus_one[31] = 0x7f;
+        let order_four = [0u8; 32];
+        let order_eight: [u8; 32] =
+            hex::decode("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        vec![identity, minus_one, order_four, order_eight]
+    }
+
+    #[test]
+    fn weak_signer_keys_are_refused_raw_and_as_pem() {
+        for raw in weak_points() {
+            let point = VerifyingKey::from_bytes(&raw).unwrap();
+            assert!(point.is_weak());
+            let err = SignerPublicKey::from_raw(&raw).unwrap_err().to_string();
+            assert!(err.contains("small-order (weak) point"), "{err}");
+            let pem = point.to_public_key_pem(LineEnding::LF).unwrap();
+            let err = SignerPublicKey::from_spki_pem(&pem)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("airlock-sender keygen"), "{err}");
+        }
+        let real = SignerKey::generate().public();
+        assert!(SignerPublicKey::from_raw(real.key.as_bytes()).is_ok());
     }
 
     #[test]

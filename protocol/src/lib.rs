@@ -26,4 +26,6 @@ pub mod trust;
 pub mod testkit;
 
 #[cfg(test)]
+mod docs_test;
+#[cfg(test)]
 mod vectors_test;

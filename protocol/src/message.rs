@@ -208,7 +208,8 @@ impl Body {
                 check_identity(&t.issuer, &t.subject)?;
                 check_claims(&t.claims)?;
                 check_approval(&t.approval)?;
-                limits::check_str("code_hash", &t.code_hash, limits::MAX_TEXT)
+                limits::check_str("code_hash", &t.code_hash, limits::MAX_TEXT)?;
+                limits::check_argon2_phc("code_hash", &t.code_hash)
             }
             Body::KeyAnnounce(KeyAnnounce::Signer { kid, .. })
             | Body::KeyRetire(KeyRetire::Signer { kid }) => {

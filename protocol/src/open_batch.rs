@@ -9,8 +9,16 @@
 //!
 //! Only frames that passed the AEAD reach the batch, so only a holder of the link key can
 //! make a batch fall back to single checks (a slowdown, never a wrong verdict).
+//!
+//! Single checks are strict (`verify_strict`); the batch equation is the cofactored one and
+//! cannot be. What makes that safe is that no weak (small-order) key is ever trusted: the
+//! key constructors refuse them and [`crate::seal`] refuses a weak key in a trust store
+//! before any signature is checked. Under a key that is not of small order, a signature the
+//! batch accepts and a strict check would refuse differs from a valid one only by a
+//! small-order component of `R`, and making one needs the private key: the signer could as
+//! well sign anything. Nobody else can make a batch accept a frame.
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::limits::MAX_SEALED_FRAME;
 use crate::message::Envelope;
@@ -168,7 +176,7 @@ fn verify_candidates(candidates: &[Candidate<'_>], verdicts: &mut [Result<(), Op
         return;
     }
     for c in candidates {
-        if c.key.verify(&c.signed, &c.signature).is_err() {
+        if c.key.verify_strict(&c.signed, &c.signature).is_err() {
             verdicts[c.index] = Err(OpenError::BadSignature);
         }
     }

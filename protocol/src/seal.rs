@@ -14,7 +14,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use coset::{
     CoseEncrypt0, CoseSign1, Header, RegisteredLabelWithPrivate, TaggedCborSerializable, iana,
 };
-use ed25519_dalek::{Signature, Signer, Verifier};
+use ed25519_dalek::{Signature, Signer};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
@@ -194,8 +194,7 @@ pub struct Sealer {
 impl Sealer {
     pub fn new(signer: SignerKey, link: LinkKey) -> Self {
         let cipher = ChaCha20Poly1305::new(link.secret().into());
-        let mut sign1_protected = vec![0xa2, 0x01, 0x27, 0x04];
-        push_bstr(&mut sign1_protected, signer.kid().as_bytes());
+        let sign1_protected = sign1_protected(signer.kid());
         let mut sig_structure_prefix = b"\x84\x6aSignature1".to_vec();
         push_bstr(&mut sig_structure_prefix, &sign1_protected);
         sig_structure_prefix.push(0x40);
@@ -241,13 +240,7 @@ impl Sealer {
         tbs.extend_from_slice(&self.sig_structure_prefix);
         push_bstr(&mut tbs, payload);
         let signature = self.signer.signing_key().sign(&tbs).to_bytes();
-        // Tag 18, [protected, unprotected {}, payload, signature]
-        let mut sign1 = Vec::with_capacity(payload.len() + protected.len() + 84);
-        sign1.extend_from_slice(&[0xd2, 0x84]);
-        push_bstr(&mut sign1, protected);
-        sign1.push(0xa0);
-        push_bstr(&mut sign1, payload);
-        push_bstr(&mut sign1, &signature);
+        let sign1 = canonical_sign1(protected, payload, &signature);
         let hash = frame_hash(&sign1);
         SignedFrame { sign1, hash }
     }
@@ -423,10 +416,12 @@ impl PendingSignature<'_> {
         Ok((self.cose.tbs_data(b""), sig))
     }
 
+    /// Strict Ed25519 verification: refuses small-order keys and small-order `R`, so that
+    /// no signature verifies that was made without the private key.
     pub(crate) fn check_signature(&self) -> Result<(), OpenError> {
         let (tbs, sig) = self.signed_parts()?;
         self.key
-            .verify(&tbs, &sig)
+            .verify_strict(&tbs, &sig)
             .map_err(|_| OpenError::BadSignature)
     }
 
@@ -458,15 +453,59 @@ pub(crate) fn parse_sign1<'t>(
     }
     let kid = String::from_utf8(protected.key_id.clone())
         .map_err(|_| OpenError::InnerCbor("signer kid is not UTF-8".into()))?;
+    check_canonical_sign1(sign1, &cose, &kid)?;
     let signer = trust
         .signer(&kid)
         .filter(|s| now == u64::MAX || now >= s.not_before)
+        // A weak key cannot enter through the key constructors; this guards a trust store
+        // built some other way (the batch path is not strict, see open_batch).
+        .filter(|s| !s.key.key.is_weak())
         .ok_or_else(|| OpenError::UntrustedSigner { kid: kid.clone() })?;
     Ok(PendingSignature {
         cose,
         kid,
         key: &signer.key.key,
     })
+}
+
+/// The protected header every Sign1 carries: `{1: -8 (EdDSA), 4: kid}`, in this order.
+fn sign1_protected(kid: &str) -> Vec<u8> {
+    let mut protected = vec![0xa2, 0x01, 0x27, 0x04];
+    push_bstr(&mut protected, kid.as_bytes());
+    protected
+}
+
+/// The one encoding of a Sign1 with this kid, payload and signature: tag 18,
+/// `[protected, {}, payload, signature]`, every length in its shortest form.
+fn canonical_sign1(protected: &[u8], payload: &[u8], signature: &[u8]) -> Vec<u8> {
+    let mut sign1 = Vec::with_capacity(payload.len() + protected.len() + 84);
+    sign1.extend_from_slice(&[0xd2, 0x84]);
+    push_bstr(&mut sign1, protected);
+    sign1.push(0xa0);
+    push_bstr(&mut sign1, payload);
+    push_bstr(&mut sign1, signature);
+    sign1
+}
+
+/// The unprotected header and the outer encoding are not signed, but the frame hash covers
+/// them: only the one canonical encoding is accepted, so that nobody who lacks the signer
+/// key can make a second Sign1 (a second frame hash) for the same signed content.
+fn check_canonical_sign1(sign1: &[u8], cose: &CoseSign1, kid: &str) -> Result<(), OpenError> {
+    if !cose.unprotected.is_empty() {
+        return Err(OpenError::InnerCbor(
+            "the Sign1 unprotected header must be empty".into(),
+        ));
+    }
+    let payload = cose.payload.as_deref().unwrap_or_default();
+    let expected = canonical_sign1(&sign1_protected(kid), payload, &cose.signature);
+    if expected != sign1 {
+        return Err(OpenError::InnerCbor(
+            "the Sign1 is not in its canonical encoding (protected header {1: -8, 4: kid}, \
+             shortest lengths, empty unprotected header)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_envelope(

@@ -65,7 +65,7 @@ impl std::fmt::Debug for TransferCode {
 }
 
 impl TransferCode {
-    /// A fresh random code (120 random bits: 25 locator + 95 secret).
+    /// A fresh random code (120 random bits: 50 locator + 70 secret).
     pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
         let mut values = [0u8; CODE_LEN - 1];
         let mut bytes = [0u8; CODE_LEN - 1];

@@ -279,3 +279,163 @@ fn an_envelope_around_a_pre_encoded_body_is_byte_identical() {
     let long_kid = "z".repeat(65);
     assert!(encode_envelope_with_body(1, &long_kid, 1, &[0; 32], 1, &heartbeat).is_err());
 }
+
+/// A CBOR byte string head in its shortest form (lengths below 2^16 are enough here).
+fn bstr(out: &mut Vec<u8>, bytes: &[u8]) {
+    match bytes.len() {
+        n @ 0..24 => out.push(0x40 | n as u8),
+        n @ 24..256 => out.extend_from_slice(&[0x58, n as u8]),
+        n => out.extend_from_slice(&[0x59, (n >> 8) as u8, n as u8]),
+    }
+    out.extend_from_slice(bytes);
+}
+
+/// A Sign1 laid out field by field: protected header, raw unprotected map, payload, signature.
+fn sign1_of(kid: &str, unprotected: &[u8], payload: &[u8], signature: &[u8]) -> Vec<u8> {
+    let mut protected = vec![0xa2, 0x01, 0x27, 0x04];
+    bstr(&mut protected, kid.as_bytes());
+    let mut sign1 = vec![0xd2, 0x84];
+    bstr(&mut sign1, &protected);
+    sign1.extend_from_slice(unprotected);
+    bstr(&mut sign1, payload);
+    bstr(&mut sign1, signature);
+    sign1
+}
+
+/// A trust store that holds the identity point as a signer key (bypassing the key
+/// constructors, which refuse it), the envelope it "signs" and the sealed forgery: a
+/// signature with R = identity and s = 0, made without any private key.
+fn weak_key_forgery() -> (TrustStore, airlock_protocol::message::Envelope, Vec<u8>) {
+    use airlock_protocol::keys::{SignerPublicKey, signer_kid};
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let point = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
+    let kid = signer_kid(&point);
+    let mut trust = TrustStore::new();
+    trust.add_link_key(testkit::link_key());
+    trust.add_signer(
+        SignerPublicKey {
+            kid: kid.clone(),
+            key: point,
+        },
+        0,
+    );
+    let mut env = testkit::envelope(9, [0; 32], Body::Provision(testkit::provision("forged")));
+    env.sender_kid = kid.clone();
+    let payload = airlock_protocol::codec::encode_envelope(&env).unwrap();
+    let mut signature = [0u8; 64];
+    signature[0] = 1;
+    let sign1 = sign1_of(&kid, &[0xa0], &payload, &signature);
+    let sealed = testkit::sealer().encrypt(&sign1).unwrap();
+    (trust, env, sealed)
+}
+
+#[test]
+fn a_signature_without_a_private_key_under_a_weak_key_is_refused() {
+    let (trust, _, sealed) = weak_key_forgery();
+    let err = open(
+        &sealed,
+        &trust,
+        &testkit::freshness(),
+        T0,
+        &ReplayState::new(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, OpenError::UntrustedSigner { .. }), "{err:?}");
+}
+
+#[test]
+fn a_weak_key_forgery_is_refused_on_the_batch_path_too() {
+    use airlock_protocol::open_batch::{ToOpen, open_batch};
+    let (mut trust, _, forged) = weak_key_forgery();
+    trust.add_signer(testkit::signer().public(), 0);
+    let good = testkit::sealer()
+        .seal(&testkit::envelope(
+            1,
+            [0; 32],
+            Body::Provision(testkit::provision("g")),
+        ))
+        .unwrap()
+        .sealed;
+    let frames = [
+        ToOpen {
+            sealed: &good,
+            now: T0,
+        },
+        ToOpen {
+            sealed: &forged,
+            now: T0,
+        },
+    ];
+    let results = open_batch(&frames, &trust, &testkit::freshness(), &ReplayState::new());
+    assert!(results[0].is_ok());
+    assert!(
+        matches!(results[1], Err(OpenError::UntrustedSigner { .. })),
+        "{:?}",
+        results[1]
+    );
+}
+
+/// Re-encodings of a genuine Sign1 that keep its signature valid: a non-empty unprotected
+/// header, and a payload length in a longer form than needed.
+fn re_encodings(sign1: &[u8]) -> Vec<Vec<u8>> {
+    use coset::{CoseSign1, TaggedCborSerializable};
+    let parsed = CoseSign1::from_tagged_slice(sign1).unwrap();
+    let signer = testkit::signer();
+    let kid = signer.kid();
+    let payload = parsed.payload.clone().unwrap();
+    let signature = parsed.signature.clone();
+    let with_header = sign1_of(kid, &[0xa1, 0x19, 0x01, 0x00, 0x40], &payload, &signature);
+    let mut long_length = sign1_of(kid, &[0xa0], &[], &signature);
+    // Replace the empty payload `40` with a 4-byte length form holding the real payload.
+    let at = long_length.len() - 66 - 1;
+    assert_eq!(long_length[at], 0x40);
+    let mut head = vec![0x5a];
+    head.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    head.extend_from_slice(&payload);
+    long_length.splice(at..=at, head);
+    vec![with_header, long_length]
+}
+
+#[test]
+fn re_encoded_sign1_is_refused_so_the_real_copy_is_never_a_replay() {
+    let sealer = testkit::sealer();
+    let env = testkit::envelope(3, [0; 32], Body::Provision(testkit::provision("r")));
+    let signed = sealer.sign(&env).unwrap();
+    for variant in re_encodings(&signed.sign1) {
+        assert_ne!(variant, signed.sign1);
+        let err = verify_sign1(&variant, &testkit::trust()).unwrap_err();
+        assert!(matches!(err, OpenError::InnerCbor(_)), "{err:?}");
+        let sealed = sealer.encrypt(&variant).unwrap();
+        let err = open_now(&sealed).unwrap_err();
+        assert!(matches!(err, OpenError::InnerCbor(_)), "{err:?}");
+        assert_eq!(err.reason(), "bad_inner_cbor");
+    }
+    // The genuine one still opens, with the hash the chain expects.
+    let opened = open_now(&sealer.encrypt(&signed.sign1).unwrap()).unwrap();
+    assert_eq!(opened.hash, signed.hash);
+}
+
+#[test]
+fn a_login_ticket_asking_for_gigabytes_of_argon2_memory_is_refused_on_intake() {
+    let mut ticket = match testkit::bodies()
+        .into_iter()
+        .find(|b| matches!(b, Body::LoginTicket(_)))
+    {
+        Some(Body::LoginTicket(t)) => t,
+        _ => unreachable!(),
+    };
+    ticket.code_hash = "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into();
+    let env = testkit::envelope(4, [0; 32], Body::LoginTicket(ticket));
+    // The sender refuses to seal it ...
+    assert!(testkit::sealer().seal(&env).is_err());
+    // ... and a receiver refuses it after the signature, before anything is applied.
+    let sealer = testkit::sealer();
+    let payload = serde_cbor::to_vec(&env).unwrap();
+    let sealed = sealer
+        .encrypt(&sealer.sign_payload(&payload).sign1)
+        .unwrap();
+    let err = open_now(&sealed).unwrap_err();
+    assert!(matches!(err, OpenError::Payload(_)), "{err:?}");
+    assert!(err.to_string().contains("m=4194304"), "{err}");
+}

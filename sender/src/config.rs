@@ -109,10 +109,12 @@ pub struct FecConfig {
 }
 
 impl Default for FecConfig {
+    /// The protocol's defaults (docs/protocol.md section 11 is checked against them).
     fn default() -> Self {
+        let p = airlock_protocol::link::LinkParams::default();
         Self {
-            repair_ratio: 0.25,
-            min_repair: 2,
+            repair_ratio: p.repair_ratio,
+            min_repair: p.min_repair,
         }
     }
 }

@@ -86,7 +86,7 @@ impl Default for LinkParams {
             datagram_size: 1472,
             max_block_bytes: 16 * 1024,
             linger: Duration::from_millis(5),
-            repair_ratio: 0.5,
+            repair_ratio: 0.25,
             min_repair: 2,
         }
     }

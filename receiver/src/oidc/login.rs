@@ -213,13 +213,30 @@ pub async fn verify_argon2_bounded(phc: String, secret: String) -> Result<bool, 
         .map_err(|e| e.to_string())
 }
 
-/// Argon2id verification of a PHC string; false on any malformed hash.
+/// Argon2id verification of a PHC string; false on any malformed hash and on cost
+/// parameters beyond the protocol's bounds (checked again here, at use, whatever the hash
+/// came from).
 pub fn verify_argon2(phc: &str, secret: &str) -> bool {
     use argon2::PasswordVerifier;
+    if airlock_protocol::limits::check_argon2_phc("argon2 hash", phc).is_err() {
+        return false;
+    }
     match argon2::PasswordHash::new(phc) {
         Ok(h) if h.algorithm.as_str() == "argon2id" => argon2::Argon2::default()
             .verify_password(secret.as_bytes(), &h)
             .is_ok(),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod argon2_bounds_tests {
+    use super::verify_argon2;
+
+    /// A hash asking for 4 GiB is refused before argon2 runs (it would abort the process).
+    #[test]
+    fn a_hash_beyond_the_cost_bounds_is_refused_at_use() {
+        let huge = "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        assert!(!verify_argon2(huge, "ANYTHING"));
     }
 }

@@ -68,6 +68,20 @@ struct Queued {
     repeats: u32,
 }
 
+/// A frame as queued for packing. A resend is repeated like a first transmission (the
+/// same `repetitions`, and the same FEC as every block): a resend is the answer to loss, so
+/// sending it once would need several rounds at the loss that made it necessary.
+fn queued(out: Outbound, repetitions: u32) -> Queued {
+    Queued {
+        sealed: out.sealed,
+        new_seq: match out.kind {
+            SendKind::New => out.seq,
+            SendKind::Resend => 0,
+        },
+        repeats: repetitions.saturating_sub(1),
+    }
+}
+
 /// Repeats of frames packed within this window go out together, at most this much earlier
 /// than `spacing` after their own first transmission.
 fn coalescing(spacing: Duration) -> Duration {
@@ -180,20 +194,9 @@ impl SendLoop {
     }
 
     fn enqueue(&mut self, batch: Vec<Outbound>) {
-        let repeats = self.settings.repetitions.saturating_sub(1);
+        let repetitions = self.settings.repetitions;
         self.queue
-            .extend(batch.into_iter().map(|out| match out.kind {
-                SendKind::New => Queued {
-                    sealed: out.sealed,
-                    new_seq: out.seq,
-                    repeats,
-                },
-                SendKind::Resend => Queued {
-                    sealed: out.sealed,
-                    new_seq: 0,
-                    repeats: 0,
-                },
-            }));
+            .extend(batch.into_iter().map(|out| queued(out, repetitions)));
     }
 
     /// Packs due repeats, then queued frames, until one block has gone out or none is left.
@@ -320,5 +323,24 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resends_get_the_configured_repetitions_like_first_sends() {
+        for kind in [SendKind::New, SendKind::Resend] {
+            let out = Outbound {
+                seq: 9,
+                sealed: Arc::new(vec![1, 2, 3]),
+                kind,
+            };
+            let q = queued(out, 3);
+            assert_eq!(q.repeats, 2, "{kind:?}");
+            assert_eq!(q.new_seq, if kind == SendKind::New { 9 } else { 0 });
+        }
     }
 }
