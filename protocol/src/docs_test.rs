@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::link::LinkParams;
 use crate::replay::WINDOW;
 use crate::seal::Freshness;
 use crate::transfer_code::{LOCATOR_LEN, SECRET_LEN};
@@ -37,22 +36,13 @@ fn assert_contains(doc_name: &str, text: &str, needle: &str) {
 #[test]
 fn protocol_defaults_table_matches_the_code() {
     let protocol = doc("protocol.md");
-    let link = LinkParams::default();
     let fresh = Freshness::default();
     let rows = [
-        format!(
-            "| repair ratio / min repair | {} / {} |",
-            link.repair_ratio, link.min_repair
-        ),
         format!("| replay window | {} seqs per signer |", grouped(WINDOW)),
         format!(
             "| max frame age / clock skew | {} days / {} s |",
             fresh.max_age_secs / 86_400,
             fresh.max_skew_secs
-        ),
-        format!(
-            "`repair_ratio` {}, `min_repair` {}",
-            link.repair_ratio, link.min_repair
         ),
         format!("(default {} s) | `from_future` |", fresh.max_skew_secs),
     ];

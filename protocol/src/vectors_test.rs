@@ -51,7 +51,6 @@ fn build() -> String {
     }
     let params = LinkParams {
         datagram_size: 256,
-        repair_ratio: 0.5,
         ..LinkParams::default()
     };
     let mut packer = BlockPacker::new(params.max_block_bytes, params.linger);

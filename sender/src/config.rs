@@ -109,12 +109,12 @@ pub struct FecConfig {
 }
 
 impl Default for FecConfig {
-    /// The protocol's defaults (docs/protocol.md section 11 is checked against them).
+    /// What the loss figures were measured with (decisions D18); docs/protocol.md section 11
+    /// is checked against it.
     fn default() -> Self {
-        let p = airlock_protocol::link::LinkParams::default();
         Self {
-            repair_ratio: p.repair_ratio,
-            min_repair: p.min_repair,
+            repair_ratio: 0.25,
+            min_repair: 2,
         }
     }
 }
@@ -650,5 +650,33 @@ impl Config {
     /// The status snapshot the daemon keeps current.
     pub fn status_file(&self) -> PathBuf {
         self.data_dir.join("status.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/protocol.md states the sender's FEC defaults twice; both must be the code's.
+    #[test]
+    fn documented_fec_defaults_are_the_code_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let fec = FecConfig::default();
+        for needle in [
+            format!(
+                "| repair ratio / min repair | {} / {} | sender |",
+                fec.repair_ratio, fec.min_repair
+            ),
+            format!(
+                "`repair_ratio` {}, `min_repair` {}",
+                fec.repair_ratio, fec.min_repair
+            ),
+        ] {
+            assert!(
+                doc.contains(&needle),
+                "docs/protocol.md should say `{needle}`"
+            );
+        }
     }
 }

@@ -81,12 +81,14 @@ pub struct LinkParams {
 }
 
 impl Default for LinkParams {
+    /// Generous FEC for tests and tools; the sender's configured default is
+    /// `[fec] repair_ratio = 0.25` (its config module, decisions D18).
     fn default() -> Self {
         Self {
             datagram_size: 1472,
             max_block_bytes: 16 * 1024,
             linger: Duration::from_millis(5),
-            repair_ratio: 0.25,
+            repair_ratio: 0.5,
             min_repair: 2,
         }
     }
