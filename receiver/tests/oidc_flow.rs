@@ -190,6 +190,80 @@ async fn security_headers_on_every_response() {
     }
 }
 
+/// `id_token_hint` names the user the app expects: with prompt=none a session of another
+/// user gets `login_required`, not a code for the wrong person; with a prompt the login
+/// page signs in the hinted user only.
+#[tokio::test]
+async fn authorize_honours_id_token_hint() {
+    let op = Op::start(None).await;
+    let p = pkce("i");
+    let mut carol = Browser::default();
+    let cb = login(&op, &mut carol, &spa(&p, ""), &op.ticket("carol", 300)).await;
+    let carol_id = redeem_spa(&op, &cb, &p).await.json()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut dave = Browser::default();
+    let cb = login(&op, &mut dave, &spa(&p, ""), &op.ticket("dave", 300)).await;
+    assert!(query_param(&cb, "code").is_some());
+    let hinted = format!("&id_token_hint={carol_id}");
+    let silent = format!("{hinted}&prompt=none");
+    let r = dave.get(&authorize_url(&op, &spa(&p, &silent))).await;
+    assert_eq!(
+        query_param(r.location(), "error").as_deref(),
+        Some("login_required"),
+        "{}",
+        r.location()
+    );
+    // Carol's own browser gets her code silently.
+    let r = carol.get(&authorize_url(&op, &spa(&p, &silent))).await;
+    assert!(
+        query_param(r.location(), "code").is_some(),
+        "{}",
+        r.location()
+    );
+    // With a prompt, Dave's browser is sent to the login page, which takes only Carol.
+    let r = dave.get(&authorize_url(&op, &spa(&p, &hinted))).await;
+    assert!(r.location().starts_with("/login?"), "{}", r.location());
+    let page = dave.get(&format!("{}{}", op.base, r.location())).await;
+    let form = |code: &str| {
+        format!(
+            "txn={}&csrf={}&code={}",
+            hidden(&page.body, "txn"),
+            hidden(&page.body, "csrf"),
+            enc(code)
+        )
+    };
+    let eve_code = op.ticket("eve", 300);
+    let r = dave
+        .post(&format!("{}/login", op.base), &form(&eve_code))
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("another account"), "{}", r.body);
+    // Eve's code was not spent by that refusal.
+    let mut eve = Browser::default();
+    let cb = login(&op, &mut eve, &spa(&p, ""), &eve_code).await;
+    assert!(query_param(&cb, "code").is_some());
+    let r = dave
+        .post(
+            &format!("{}/login", op.base),
+            &form(&op.ticket("carol", 300)),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let t = redeem_spa(&op, r.location(), &p).await.json();
+    let (_, id) = verify_jwt(&op, t["id_token"].as_str().unwrap(), Algorithm::ES256).await;
+    assert_eq!(id["sub"], Op::sub("carol"));
+    // A hint this provider did not sign is refused.
+    let r = dave
+        .get(&authorize_url(&op, &spa(&p, "&id_token_hint=e30.e30.sig")))
+        .await;
+    assert_eq!(
+        query_param(r.location(), "error").as_deref(),
+        Some("invalid_request")
+    );
+}
+
 #[tokio::test]
 async fn confidential_and_eddsa_clients_authenticate() {
     let op = Op::start(None).await;

@@ -70,6 +70,17 @@ async fn app_login(op: &Op, b: &mut Browser, subject: &str) -> serde_json::Value
     r.json()
 }
 
+/// A `prompt=none` request of `spa`: answers a code while the browser's session lives.
+fn silent_spa(p: &Pkce) -> AuthParams<'_> {
+    AuthParams {
+        client: "spa",
+        redirect: "http://127.0.0.1:1/cb",
+        scope: "openid",
+        pkce: Some(p),
+        extra: "&prompt=none",
+    }
+}
+
 async fn wait(rx: &mut tokio::sync::mpsc::Receiver<()>) {
     tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
         .await
@@ -139,13 +150,7 @@ async fn rp_initiated_logout_ends_session_and_calls_back_channel() {
     );
     // And the browser must log in again.
     let p = pkce("x");
-    let a = AuthParams {
-        client: "spa",
-        redirect: "http://127.0.0.1:1/cb",
-        scope: "openid",
-        pkce: Some(&p),
-        extra: "&prompt=none",
-    };
+    let a = silent_spa(&p);
     let r = b.get(&authorize_url(&op, &a)).await;
     assert_eq!(
         query_param(r.location(), "error").as_deref(),
@@ -285,13 +290,7 @@ async fn logout_without_hint_asks_first() {
         "asked again, not logged out"
     );
     let p = pkce("h");
-    let a = AuthParams {
-        client: "spa",
-        redirect: "http://127.0.0.1:1/cb",
-        scope: "openid",
-        pkce: Some(&p),
-        extra: "&prompt=none",
-    };
+    let a = silent_spa(&p);
     let r = b.get(&authorize_url(&op, &a)).await;
     assert!(
         query_param(r.location(), "code").is_some(),
@@ -305,6 +304,72 @@ async fn logout_without_hint_asks_first() {
     let r = b.post(&format!("{}/logout", op.base), &form).await;
     assert_eq!(r.status, 303);
     assert_eq!(r.location(), "http://127.0.0.1:2/bye?state=s9");
+    let r = b.get(&authorize_url(&op, &a)).await;
+    assert_eq!(
+        query_param(r.location(), "error").as_deref(),
+        Some("login_required")
+    );
+}
+
+/// A hint for another user, or for an earlier session of this user, asks the person
+/// instead of acting; nothing is half done (the cookie stays while the session lives);
+/// a confirmation sent by GET is not one.
+#[tokio::test]
+async fn logout_with_a_foreign_or_old_hint_asks_and_never_half_logs_out() {
+    let op = Op::start(None).await;
+    let mut other = Browser::default();
+    let foreign = app_login(&op, &mut other, "oscar").await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut b = Browser::default();
+    let old = app_login(&op, &mut b, "hal").await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Hal logs out and in again: `old` names a session that is over.
+    let r = b
+        .get(&format!("{}/logout?id_token_hint={old}", op.base))
+        .await;
+    assert!(r.body.contains("Signed out"), "{}", r.body);
+    app_login(&op, &mut b, "hal").await;
+    let p = pkce("q");
+    let a = silent_spa(&p);
+    for hint in [&foreign, &old] {
+        let page = b
+            .get(&format!("{}/logout?id_token_hint={hint}", op.base))
+            .await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("Sign out?"), "{}", page.body);
+        assert!(b.cookies.contains_key("airlock_session"), "cookie kept");
+        let r = b.get(&authorize_url(&op, &a)).await;
+        assert!(query_param(r.location(), "code").is_some(), "session alive");
+        // The confirmation's fields on a GET do not confirm.
+        let get = b
+            .get(&format!(
+                "{}/logout?confirm=yes&csrf={}",
+                op.base,
+                hidden(&page.body, "csrf")
+            ))
+            .await;
+        assert!(get.body.contains("Sign out?"), "{}", get.body);
+        assert!(b.cookies.contains_key("airlock_session"));
+    }
+    // Oscar's own session was never touched.
+    let r = other.get(&authorize_url(&op, &a)).await;
+    assert!(query_param(r.location(), "code").is_some());
+    // Hal confirms by POST: now, and only now, Hal is signed out.
+    let page = b
+        .get(&format!("{}/logout?id_token_hint={foreign}", op.base))
+        .await;
+    let r = b
+        .post(
+            &format!("{}/logout", op.base),
+            &format!("csrf={}&confirm=yes", hidden(&page.body, "csrf")),
+        )
+        .await;
+    assert!(r.body.contains("Signed out"), "{}", r.body);
+    assert!(!b.cookies.contains_key("airlock_session"));
     let r = b.get(&authorize_url(&op, &a)).await;
     assert_eq!(
         query_param(r.location(), "error").as_deref(),

@@ -467,6 +467,7 @@ fn code(sid: &str) -> AuthCode {
             nonce: Some("n".into()),
             code_challenge: None,
             max_age: None,
+            hint_sub: None,
         },
         sid: sid.into(),
         sub: "u1".into(),

@@ -47,9 +47,16 @@ pub enum LoginFailure {
     Wrong,
     Expired,
     Used,
-    LockedCode { minutes: u64 },
-    LockedAddress { minutes: u64 },
+    LockedCode {
+        minutes: u64,
+    },
+    LockedAddress {
+        minutes: u64,
+    },
     UserRevoked,
+    /// The code is right, but for another user than the application asked for
+    /// (`id_token_hint`); the code is not spent.
+    OtherUser,
 }
 
 impl LoginFailure {
@@ -66,6 +73,7 @@ impl LoginFailure {
                 "Too many failed sign-in attempts from your computer. Try again in {minutes} minutes."
             ),
             LoginFailure::UserRevoked => "Your access has been withdrawn. Contact your administrator.".into(),
+            LoginFailure::OtherUser => "This code belongs to another account than the one the application asked to sign in. Use that account's code, or go back to the application and start again.".into(),
         }
     }
 
@@ -79,6 +87,7 @@ impl LoginFailure {
             LoginFailure::LockedCode { .. } => "locked_code",
             LoginFailure::LockedAddress { .. } => "locked_address",
             LoginFailure::UserRevoked => "revoked",
+            LoginFailure::OtherUser => "other_user",
         }
     }
 }
@@ -132,6 +141,7 @@ pub async fn transfer_code(
     limits: (&Limiter<'_>, &Limiter<'_>),
     address: &str,
     typed: &str,
+    expected_sub: Option<&str>,
     now: u64,
 ) -> Result<Result<Authenticated, LoginFailure>, OidcError> {
     let (per_locator, per_address) = limits;
@@ -185,6 +195,9 @@ pub async fn transfer_code(
     let sub = airlock_protocol::message::local_subject(&ticket.issuer, &ticket.subject);
     if directory.user(&sub)?.is_some_and(|u| u.revoked) {
         return Ok(Err(LoginFailure::UserRevoked));
+    }
+    if expected_sub.is_some_and(|e| e != sub) {
+        return Ok(Err(LoginFailure::OtherUser));
     }
     if !directory.consume_ticket_seq(&locator, ticket.seq)? {
         return Ok(Err(LoginFailure::Used));

@@ -413,6 +413,7 @@ mod tests {
                 nonce: None,
                 code_challenge: None,
                 max_age: None,
+                hint_sub: None,
             },
             sid: "s".into(),
             sub: "u".into(),

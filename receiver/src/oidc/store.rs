@@ -51,6 +51,9 @@ pub struct AuthRequest {
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
     pub max_age: Option<u64>,
+    /// The `sub` of a verified `id_token_hint`: only this user may be signed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint_sub: Option<String>,
 }
 
 /// An issued authorization code.

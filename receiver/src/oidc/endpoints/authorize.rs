@@ -15,6 +15,7 @@ use crate::oidc::http::{
 use crate::oidc::provider::Provider;
 use crate::oidc::session::{current_session, issue_code};
 use crate::oidc::store::{AuthRequest, PendingRequest, Session};
+use crate::oidc::tokens;
 use crate::oidc::util::{random_token, with_query};
 
 /// How long a user has to complete the login page.
@@ -85,22 +86,28 @@ fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
     }
     let state = params.get("state").map(str::to_string);
     let back = |e: Redirected| redirect_error(p, redirect_uri, state.as_deref(), e);
-    let (request, prompt) = match validate(client, &params, redirect_uri) {
+    let (mut request, prompt) = match validate(client, &params, redirect_uri) {
         Ok(x) => x,
+        Err(e) => return back(e),
+    };
+    let now = p.now();
+    request.hint_sub = match hinted_sub(p, &params, now) {
+        Ok(h) => h,
         Err(e) => return back(e),
     };
     let session = match current_session(p, headers) {
         Ok(s) => s,
         Err(e) => return server_page(e),
     };
-    let now = p.now();
     let fresh_enough = |s: &Session| {
         request
             .max_age
             .is_none_or(|m| now.saturating_sub(s.auth_time) <= m)
     };
+    // A session of another user than the hinted one is no session for this request.
+    let hinted = |s: &Session| request.hint_sub.as_ref().is_none_or(|h| *h == s.sub);
     let usable = match session {
-        Some(s) if !prompt.login && fresh_enough(&s) => {
+        Some(s) if !prompt.login && fresh_enough(&s) && hinted(&s) => {
             match p.current_identity(&s.sub, &s.identity) {
                 Ok(Ok(_)) => Some(s),
                 Ok(Err(_)) => None,
@@ -119,6 +126,25 @@ fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
             "the user is not logged in (or must log in again)",
         )),
         None => start_login(p, headers, request),
+    }
+}
+
+/// The `sub` of `id_token_hint`, which must be an ID token of ours (it may have expired).
+fn hinted_sub(p: &Provider, params: &Params, now: u64) -> Result<Option<String>, Redirected> {
+    let Some(t) = params.get("id_token_hint") else {
+        return Ok(None);
+    };
+    let claims =
+        tokens::verify_own(p.keys(), &p.config().issuer, t, "JWT", false, now).map_err(|e| {
+            tracing::info!(error = %e, "authorization request with an invalid id_token_hint");
+            err(
+                "invalid_request",
+                "id_token_hint is not an ID token this provider issued",
+            )
+        })?;
+    match claims.get("sub").and_then(serde_json::Value::as_str) {
+        Some(sub) => Ok(Some(sub.to_string())),
+        None => Err(err("invalid_request", "id_token_hint has no sub")),
     }
 }
 
@@ -257,6 +283,7 @@ fn validate(
         nonce: params.get("nonce").map(String::from),
         code_challenge: challenge.map(String::from),
         max_age,
+        hint_sub: None,
     };
     Ok((request, prompt))
 }

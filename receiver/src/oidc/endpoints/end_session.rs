@@ -23,14 +23,15 @@ pub async fn get_handle(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    end_session(&p, &headers, q.as_deref().unwrap_or(""))
+    end_session(&p, &headers, q.as_deref().unwrap_or(""), false)
 }
 
 pub async fn post_handle(State(p): State<Provider>, headers: HeaderMap, body: String) -> Response {
-    end_session(&p, &headers, &body)
+    end_session(&p, &headers, &body, true)
 }
 
-fn end_session(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
+/// `post`: the request came as a form POST (only that can carry a confirmation).
+fn end_session(p: &Provider, headers: &HeaderMap, raw: &str, post: bool) -> Response {
     let params = match Params::parse(raw) {
         Ok(x) => x,
         Err(e) => {
@@ -87,24 +88,24 @@ fn end_session(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
         Ok(s) => s,
         Err(e) => return server_page(e),
     };
-    // Without an ID token the request may come from anywhere: ask the person first
-    // (RP-Initiated Logout §2), with a CSRF-protected form.
-    if hint.is_none() && session.is_some() && !confirmed(headers, &params) {
-        return confirm_page(p, headers, &params, redirect.as_deref());
-    }
+    // Only an ID token of this very session (its sub and sid) speaks for it. Without one,
+    // or with one of another user or an earlier session, the request may come from
+    // anywhere: ask the person (RP-Initiated Logout § 2) with a CSRF-protected form that
+    // is accepted by POST only.
     if let Some(s) = session {
-        let hint_sub = hint
-            .as_ref()
-            .and_then(|c| c.get("sub"))
-            .and_then(Value::as_str);
-        // A hint for another user must not log this one out.
-        if hint_sub.is_none_or(|sub| sub == s.sub) {
-            if let Err(e) = p.end_session(&s.sid) {
-                return server_page(e);
-            }
-            tracing::info!(sub = %s.sub, sid = %s.sid, "logged out");
+        let claim = |k: &str| hint.as_ref().and_then(|c| c.get(k)).and_then(Value::as_str);
+        let hint_is_this_session = claim("sub") == Some(&s.sub) && claim("sid") == Some(&s.sid);
+        let asked_and_confirmed = post && confirmed(headers, &params);
+        if !(hint_is_this_session || asked_and_confirmed) {
+            return confirm_page(p, headers, &params, client_id, redirect.as_deref());
         }
+        if let Err(e) = p.end_session(&s.sid) {
+            return server_page(e);
+        }
+        tracing::info!(sub = %s.sub, sid = %s.sid, "logged out");
     }
+    // From here on no session of this browser is alive: clearing the cookie leaves no
+    // half logged-out state.
     let mut r = match redirect {
         Some(uri) => {
             let q: Vec<(&str, &str)> = params
@@ -142,13 +143,23 @@ fn confirm_page(
     p: &Provider,
     headers: &HeaderMap,
     params: &Params,
+    client_id: Option<&str>,
     redirect: Option<&str>,
 ) -> Response {
     let existing = cookie(headers, CSRF_COOKIE).filter(|c| c.len() == 43);
     let csrf = existing.clone().unwrap_or_else(|| random_token(32));
     let mut hidden = String::new();
-    for k in ["client_id", "post_logout_redirect_uri", "state"] {
-        if let Some(v) = params.get(k) {
+    // The client as the hint named it too, so the confirmation may still return to it.
+    let fields = [
+        ("client_id", client_id),
+        (
+            "post_logout_redirect_uri",
+            params.get("post_logout_redirect_uri"),
+        ),
+        ("state", params.get("state")),
+    ];
+    for (k, v) in fields {
+        if let Some(v) = v {
             hidden.push_str(&format!(
                 "<input type=\"hidden\" name=\"{k}\" value=\"{}\">\n",
                 escape(v)

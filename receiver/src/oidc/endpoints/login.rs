@@ -137,8 +137,15 @@ pub async fn submit(
     };
     let now = p.now();
     let ip = peer.ip().to_string();
-    let outcome =
-        login::transfer_code(p.directory(), (&per_locator, &per_address), &ip, typed, now).await;
+    let outcome = login::transfer_code(
+        p.directory(),
+        (&per_locator, &per_address),
+        &ip,
+        typed,
+        pend.request.hint_sub.as_deref(),
+        now,
+    )
+    .await;
     match outcome {
         Err(e) => server_page(e),
         Ok(Err(failure)) => {
