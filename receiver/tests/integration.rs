@@ -23,6 +23,7 @@ mod oidc_flow;
 mod oidc_interop;
 mod oidc_logout;
 mod oidc_openidconnect;
+mod oidc_passkey;
 mod oidc_tls;
 mod serial_ingest;
 mod store_contract;

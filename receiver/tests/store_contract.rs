@@ -152,6 +152,10 @@ macro_rules! contract {
                 attempts_and_purge,
                 attempts_count_atomically,
                 late_families_are_born_revoked,
+                passkeys_insert_once_and_index,
+                passkey_updates_are_atomic,
+                ceremonies_are_single_use,
+                security_events_in_order,
             );
         }
     };
@@ -468,6 +472,7 @@ fn code(sid: &str) -> AuthCode {
             code_challenge: None,
             max_age: None,
             hint_sub: None,
+            acr_values: vec![],
         },
         sid: sid.into(),
         sub: "u1".into(),
@@ -780,4 +785,142 @@ fn attempts_and_purge<B: Backend>(b: &B) {
     // The long session and the attempt counter (a day after its window opened).
     assert_eq!(o.purge_expired(5 + 86_400).unwrap(), 2);
     assert_eq!(o.attempts("loc:x").unwrap(), Attempts::default());
+}
+
+// ---------------------------------------------------------------------------------------
+// Passkeys
+
+fn passkey(cred: &str, sub: &str, created_at: u64) -> PasskeyRecord {
+    PasskeyRecord {
+        cred_id: cred.into(),
+        sub: sub.into(),
+        username: format!("{sub}@example.org"),
+        user_handle: format!("h-{sub}"),
+        name: format!("key {cred}"),
+        created_at,
+        last_used: None,
+        expires_at: 1_000,
+        disabled: None,
+        backup_eligible: false,
+        credential: serde_json::json!({"counter": 0}),
+        identity: IdentitySnapshot::default(),
+    }
+}
+
+fn passkeys_insert_once_and_index<B: Backend>(b: &B) {
+    let o = b.oidc();
+    assert!(o.insert_passkey(&passkey("c2", "u", 20)).unwrap());
+    assert!(o.insert_passkey(&passkey("c1", "u", 10)).unwrap());
+    assert!(o.insert_passkey(&passkey("c3", "v", 5)).unwrap());
+    // The same credential id again, even for another person: refused, nothing changed.
+    assert!(!o.insert_passkey(&passkey("c1", "v", 99)).unwrap());
+    assert_eq!(o.passkey("c1").unwrap().unwrap(), passkey("c1", "u", 10));
+    let of_u: Vec<String> = o
+        .passkeys_of("u")
+        .unwrap()
+        .into_iter()
+        .map(|p| p.cred_id)
+        .collect();
+    assert_eq!(of_u, ["c1", "c2"], "oldest first");
+    let named: Vec<String> = o
+        .passkeys_by_username("v@example.org")
+        .unwrap()
+        .into_iter()
+        .map(|p| p.cred_id)
+        .collect();
+    assert_eq!(named, ["c3"]);
+    assert!(
+        !o.delete_passkey("v", "c1").unwrap(),
+        "only the owner removes"
+    );
+    assert!(o.delete_passkey("u", "c1").unwrap());
+    assert!(!o.delete_passkey("u", "c1").unwrap());
+    assert_eq!(o.passkey("c1").unwrap(), None);
+    assert_eq!(o.passkeys_of("u").unwrap().len(), 1);
+    // Another receiver on the same database sees the passkey enrolled here.
+    assert_eq!(b.oidc().passkey("c2").unwrap().unwrap().sub, "u");
+}
+
+fn passkey_updates_are_atomic<B: Backend>(b: &B) {
+    let o = b.oidc();
+    o.insert_passkey(&passkey("c", "u", 1)).unwrap();
+    assert_eq!(o.update_passkey("nope", &mut |_| true).unwrap(), None);
+    assert_eq!(o.update_passkey("c", &mut |_| false).unwrap(), Some(false));
+    // Racing uses of one counter value: each moves the counter only forward, and
+    // exactly one of the racers for each value wins.
+    let wins = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let o = o.clone();
+            let wins = &wins;
+            s.spawn(move || {
+                let won = o
+                    .update_passkey("c", &mut |r| {
+                        let n = r.credential["counter"].as_u64().unwrap();
+                        if n >= 1 {
+                            return false;
+                        }
+                        r.credential["counter"] = serde_json::json!(n + 1);
+                        true
+                    })
+                    .unwrap();
+                if won == Some(true) {
+                    wins.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(wins.load(Ordering::SeqCst), 1);
+    assert_eq!(o.passkey("c").unwrap().unwrap().credential["counter"], 1);
+}
+
+fn ceremonies_are_single_use<B: Backend>(b: &B) {
+    let o = b.oidc();
+    let c = Ceremony {
+        kind: CeremonyKind::SignIn,
+        bound_to: "txn".into(),
+        sub: None,
+        name: None,
+        state: serde_json::json!({"challenge": "abc"}),
+        expires_at: 10,
+    };
+    o.put_ceremony("id", &c).unwrap();
+    let got = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let o = o.clone();
+            let got = &got;
+            s.spawn(move || {
+                if o.take_ceremony("id").unwrap().is_some() {
+                    got.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(got.load(Ordering::SeqCst), 1, "exactly one taker");
+    o.put_ceremony("old", &c).unwrap();
+    o.purge_expired(11).unwrap();
+    assert_eq!(o.take_ceremony("old").unwrap(), None, "purged when expired");
+}
+
+fn security_events_in_order<B: Backend>(b: &B) {
+    let o = b.oidc();
+    let ev = |kind: &str| SecurityEvent {
+        id: 0,
+        at: 5,
+        kind: kind.into(),
+        sub: Some("u".into()),
+        credential: None,
+        detail: None,
+        address: None,
+    };
+    let a = o.append_event(&ev("passkey_enrolled")).unwrap();
+    let c = b.oidc().append_event(&ev("passkey_sign_in")).unwrap();
+    assert!(c > a, "ids increase across handles");
+    let all = o.events(0, 10).unwrap();
+    let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["passkey_enrolled", "passkey_sign_in"]);
+    assert_eq!(all[0].id, a);
+    assert_eq!(o.events(a, 10).unwrap().len(), 1);
+    assert_eq!(o.events(0, 1).unwrap().len(), 1);
 }

@@ -7,6 +7,7 @@
 
 mod args;
 mod error;
+mod events;
 mod export;
 mod keys;
 mod progress;
@@ -23,6 +24,7 @@ use clap::Subcommand;
 
 pub use args::{KeyArgs, OutputArgs, SourceArgs};
 pub use error::AuditError;
+pub use events::EventsArgs;
 pub use export::ExportArgs;
 pub use reconcile::{ReconcileArgs, ReconcileReport};
 pub use record::EntryRecord;
@@ -45,6 +47,9 @@ pub enum AuditCommand {
     Show(ShowArgs),
     /// Compare the sender's outbound log (`airlock-sender export-log`) with this log.
     Reconcile(ReconcileArgs),
+    /// The provider's security event log: passkey enrolments, removals, sign-ins, refused
+    /// attempts (text, or JSON lines with --json).
+    Events(EventsArgs),
 }
 
 /// Runs an audit command; Ok(text) to print on stdout. When an audit finds problems the
@@ -70,6 +75,7 @@ pub fn run(cmd: AuditCommand) -> Result<String, AuditError> {
             finish(a.output.json, &r, replay_cmd::render(&r), r.ok, line)
         }
         AuditCommand::Export(a) => export::export(&a),
+        AuditCommand::Events(a) => events::events(&a),
         AuditCommand::Show(a) => {
             let r = show::show(&a)?;
             let found = !r.frames.is_empty() || !r.users.is_empty();

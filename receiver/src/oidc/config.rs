@@ -73,6 +73,9 @@ pub struct OidcConfig {
     pub backchannel_logout_first_retry_ms: u64,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// `[oidc.passkeys]`: inside credentials bound to the outside approval.
+    #[serde(default)]
+    pub passkeys: crate::oidc::passkey::config::PasskeyConfig,
 }
 
 /// One static relying party.
@@ -253,6 +256,9 @@ impl OidcConfig {
             }
             c.validate(i)?;
         }
+        self.passkeys
+            .validate()
+            .map_err(|e| bad(e.key, e.problem))?;
         Ok(())
     }
 

@@ -51,10 +51,38 @@ pub fn page_with_form_target(
     main: &str,
     form_target: Option<&str>,
 ) -> Response {
-    let csp = match form_target.and_then(origin) {
+    page_with(status, title, main, form_target, false)
+}
+
+/// Like [`page_with_form_target`] for a page that loads the provider's own scripts
+/// (`script-src 'self'`, `connect-src 'self'`: still no inline script, no other origin).
+pub fn page_with_script(
+    status: StatusCode,
+    title: &str,
+    main: &str,
+    form_target: Option<&str>,
+) -> Response {
+    page_with(status, title, main, form_target, true)
+}
+
+fn page_with(
+    status: StatusCode,
+    title: &str,
+    main: &str,
+    form_target: Option<&str>,
+    script: bool,
+) -> Response {
+    let mut csp = match form_target.and_then(origin) {
         Some(o) => CSP.replace("form-action 'self'", &format!("form-action 'self' {o}")),
         None => CSP.to_string(),
     };
+    if script {
+        csp = csp.replacen(
+            "default-src 'none';",
+            "default-src 'none'; script-src 'self'; connect-src 'self';",
+            1,
+        );
+    }
     let body = PAGE
         .replacen("{{title}}", &escape(title), 1)
         .replacen("{{main}}", main, 1);

@@ -1,8 +1,7 @@
 //! Login methods and the attempt limits that protect them.
 //!
-//! [`LoginMethod`] is the seam for later methods (a provisioned user's passkey): each
-//! method turns a submitted form into an [`Authenticated`] identity or a [`LoginFailure`]
-//! the page explains. Today there is one: the transfer code of a LoginTicket.
+//! [`LoginMethod`] names how a person proved who they are: the transfer code of a
+//! LoginTicket (checked here) or a passkey (checked in [`crate::oidc::passkey`]).
 
 use crate::oidc::directory::IdentityDirectory;
 use crate::oidc::error::OidcError;
@@ -14,6 +13,9 @@ use crate::oidc::transfer_code::{CodeError, TransferCode};
 pub enum LoginMethod {
     /// The one-time code shown outside after the outside login (LoginTicket).
     TransferCode,
+    /// A passkey enrolled after a transfer-code sign-in; `verified`: the authenticator
+    /// checked a PIN or biometric (WebAuthn UV flag).
+    Passkey { verified: bool },
 }
 
 impl LoginMethod {
@@ -21,6 +23,19 @@ impl LoginMethod {
     pub fn amr(self) -> &'static [&'static str] {
         match self {
             LoginMethod::TransferCode => &["otp"],
+            LoginMethod::Passkey { verified: true } => &["hwk", "user", "mfa"],
+            LoginMethod::Passkey { verified: false } => &["hwk", "user"],
+        }
+    }
+
+    /// The `acr` of a passkey sign-in.
+    pub const PASSKEY_ACR: &'static str = "urn:airlock:acr:passkey";
+
+    /// Stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            LoginMethod::TransferCode => "transfer_code",
+            LoginMethod::Passkey { .. } => "passkey",
         }
     }
 
@@ -28,6 +43,7 @@ impl LoginMethod {
     pub fn acr(self) -> &'static str {
         match self {
             LoginMethod::TransferCode => "urn:airlock:acr:transfer-code",
+            LoginMethod::Passkey { .. } => Self::PASSKEY_ACR,
         }
     }
 }

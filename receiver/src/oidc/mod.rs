@@ -16,6 +16,7 @@ pub mod http;
 pub mod keys;
 pub mod login;
 pub mod metrics;
+pub mod passkey;
 pub mod pg_store;
 pub mod provider;
 pub mod server;

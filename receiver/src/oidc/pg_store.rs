@@ -141,6 +141,21 @@ impl PgOidcStore {
         Ok(())
     }
 
+    fn passkeys_where(&self, col: &str, v: &str) -> Result<Vec<PasskeyRecord>, OidcError> {
+        let sql = format!(
+            "SELECT data FROM oidc_passkeys WHERE {col} = $1 ORDER BY cred_id COLLATE \"C\""
+        );
+        let mut out: Vec<PasskeyRecord> = self.with(|c| {
+            c.query_typed(&sql, &[(&v, Type::TEXT)])
+                .map_err(db)?
+                .iter()
+                .map(|r| parse(r, 0))
+                .collect::<Result<_, OidcError>>()
+        })?;
+        out.sort_by(|a, b| (a.created_at, &a.cred_id).cmp(&(b.created_at, &b.cred_id)));
+        Ok(out)
+    }
+
     /// The first start of a cluster: generates the signing keys once, under a cluster-wide
     /// lock, so receivers starting together do not each create their own. Later starts
     /// find the keys and do nothing.
@@ -492,6 +507,125 @@ impl OidcStore for PgOidcStore {
         })
     }
 
+    fn insert_passkey(&self, p: &PasskeyRecord) -> Result<bool, OidcError> {
+        let data = json(p)?;
+        let n = self.exec(
+            "INSERT INTO oidc_passkeys (cred_id, sub, username, data) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (cred_id) DO NOTHING",
+            &[
+                (&p.cred_id, Type::TEXT),
+                (&p.sub, Type::TEXT),
+                (&p.username, Type::TEXT),
+                (&data, Type::TEXT),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn passkey(&self, cred_id: &str) -> Result<Option<PasskeyRecord>, OidcError> {
+        self.one("SELECT data FROM oidc_passkeys WHERE cred_id = $1", cred_id)
+    }
+
+    fn passkeys_of(&self, sub: &str) -> Result<Vec<PasskeyRecord>, OidcError> {
+        self.passkeys_where("sub", sub)
+    }
+
+    fn passkeys_by_username(&self, username: &str) -> Result<Vec<PasskeyRecord>, OidcError> {
+        self.passkeys_where("username", username)
+    }
+
+    fn update_passkey(
+        &self,
+        cred_id: &str,
+        f: &mut (dyn FnMut(&mut PasskeyRecord) -> bool + Send),
+    ) -> Result<Option<bool>, OidcError> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(db)?;
+            let Some(row) = tx
+                .query_typed_opt(
+                    "SELECT data FROM oidc_passkeys WHERE cred_id = $1 FOR UPDATE",
+                    &[(&cred_id, Type::TEXT)],
+                )
+                .map_err(db)?
+            else {
+                return Ok(None);
+            };
+            let mut rec: PasskeyRecord = parse(&row, 0)?;
+            if !f(&mut rec) {
+                return Ok(Some(false));
+            }
+            let text = json(&rec)?;
+            tx.execute_typed(
+                "UPDATE oidc_passkeys SET data = $2 WHERE cred_id = $1",
+                &[(&cred_id, Type::TEXT), (&text, Type::TEXT)],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(Some(true))
+        })
+    }
+
+    fn delete_passkey(&self, sub: &str, cred_id: &str) -> Result<bool, OidcError> {
+        let n = self.exec(
+            "DELETE FROM oidc_passkeys WHERE cred_id = $1 AND sub = $2",
+            &[(&cred_id, Type::TEXT), (&sub, Type::TEXT)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn put_ceremony(&self, id: &str, c: &Ceremony) -> Result<(), OidcError> {
+        let data = json(c)?;
+        let exp = secs(c.expires_at);
+        self.exec(
+            "INSERT INTO oidc_ceremonies (id, expires_at, data) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, data = EXCLUDED.data",
+            &[(&id, Type::TEXT), (&exp, Type::INT8), (&data, Type::TEXT)],
+        )?;
+        Ok(())
+    }
+
+    fn take_ceremony(&self, id: &str) -> Result<Option<Ceremony>, OidcError> {
+        self.one(
+            "DELETE FROM oidc_ceremonies WHERE id = $1 RETURNING data",
+            id,
+        )
+    }
+
+    fn append_event(&self, e: &SecurityEvent) -> Result<u64, OidcError> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(db)?;
+            let row = tx
+                .query_one("SELECT nextval('oidc_security_events_id_seq')", &[])
+                .map_err(db)?;
+            let id: i64 = row.try_get(0).map_err(db)?;
+            let mut e = e.clone();
+            e.id = unsecs(id);
+            let text = json(&e)?;
+            tx.execute_typed(
+                "INSERT INTO oidc_security_events (id, data) VALUES ($1, $2)",
+                &[(&id, Type::INT8), (&text, Type::TEXT)],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(e.id)
+        })
+    }
+
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<SecurityEvent>, OidcError> {
+        let after = secs(after);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|c| {
+            c.query_typed(
+                "SELECT data FROM oidc_security_events WHERE id > $1 ORDER BY id LIMIT $2",
+                &[(&after, Type::INT8), (&limit, Type::INT8)],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| parse(r, 0))
+            .collect()
+        })
+    }
+
     fn flush(&self) -> Result<(), OidcError> {
         // Every statement above committed synchronously.
         Ok(())
@@ -510,6 +644,7 @@ impl OidcStore for PgOidcStore {
                 ("DELETE FROM oidc_codes WHERE expires_at <= $1", code_cutoff),
                 ("DELETE FROM oidc_families WHERE expires_at <= $1", now),
                 ("DELETE FROM oidc_refresh WHERE expires_at <= $1", now),
+                ("DELETE FROM oidc_ceremonies WHERE expires_at <= $1", now),
             ] {
                 n += tx.execute_typed(sql, &[(&p, Type::INT8)]).map_err(db)?;
             }

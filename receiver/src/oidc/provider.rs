@@ -52,6 +52,8 @@ struct Inner {
     /// introspect the same token many times; the signature is checked once.
     pub verified: Mutex<HashMap<[u8; 32], (Claims, u64)>>,
     pub metrics: OidcMetrics,
+    /// The WebAuthn relying party when `[oidc.passkeys] enabled`.
+    pub passkeys: Option<crate::oidc::passkey::rp::RelyingParty>,
 }
 
 /// Claims of a verified JWT.
@@ -86,7 +88,15 @@ impl Provider {
         config.validate()?;
         let now = clock.now();
         let keys = KeySet::init(&*store, now)?;
+        let passkeys = match config.passkeys.enabled {
+            true => Some(crate::oidc::passkey::rp::RelyingParty::new(
+                &config.issuer,
+                &config.passkeys,
+            )?),
+            false => None,
+        };
         Ok(Provider(Arc::new(Inner {
+            passkeys,
             config,
             store,
             directory,
@@ -123,6 +133,11 @@ impl Provider {
     }
 
     /// The provider's counters.
+    /// The WebAuthn relying party, when passkeys are enabled.
+    pub(crate) fn passkeys(&self) -> Option<&crate::oidc::passkey::rp::RelyingParty> {
+        self.0.passkeys.as_ref()
+    }
+
     pub(crate) fn metrics(&self) -> &OidcMetrics {
         &self.0.metrics
     }
@@ -206,8 +221,41 @@ impl Provider {
         for fam in self.0.store.families_of_sub(local_sub)? {
             self.0.store.revoke_family(&fam)?;
         }
+        let disabled = self.disable_passkeys(local_sub, "revoked")?;
         self.0.store.flush()?;
-        tracing::info!(sub = %local_sub, sessions = n, "user revoked: sessions ended, tokens revoked");
+        tracing::info!(sub = %local_sub, sessions = n, passkeys = disabled, "user revoked: sessions ended, tokens revoked, passkeys switched off");
+        Ok(n)
+    }
+
+    /// Switches off every passkey of `sub` (they stay listed, saying why) and writes one
+    /// security event. Returns how many were switched off.
+    fn disable_passkeys(&self, sub: &str, why: &str) -> Result<usize, OidcError> {
+        let mut n = 0;
+        for rec in self.store().passkeys_of(sub)? {
+            let changed = self.store().update_passkey(&rec.cred_id, &mut |r| {
+                if r.disabled.is_some() {
+                    return false;
+                }
+                r.disabled = Some(why.to_string());
+                true
+            })?;
+            if changed == Some(true) {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.store()
+                .append_event(&crate::oidc::store::SecurityEvent {
+                    id: 0,
+                    at: self.now(),
+                    kind: "passkeys_disabled".into(),
+                    sub: Some(sub.to_string()),
+                    credential: None,
+                    detail: Some(format!("{why}: {n} passkey(s)")),
+                    address: None,
+                })?;
+            self.metrics().inc("passkeys_disabled", why);
+        }
         Ok(n)
     }
 

@@ -23,6 +23,10 @@ pub struct SledOidcStore {
     attempts: sled::Tree,
     /// Tombstone key -> first purge time that saw it (JSON `null` until then).
     tombstones: sled::Tree,
+    passkeys: sled::Tree,
+    sub_passkeys: sled::Tree,
+    ceremonies: sled::Tree,
+    events: sled::Tree,
 }
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, OidcError> {
@@ -97,6 +101,10 @@ impl SledOidcStore {
             keys: t("keys")?,
             attempts: t("attempts")?,
             tombstones: t("tombstones")?,
+            passkeys: t("passkeys")?,
+            sub_passkeys: t("sub_passkeys")?,
+            ceremonies: t("ceremonies")?,
+            events: t("security_events")?,
             db,
         })
     }
@@ -319,6 +327,120 @@ impl OidcStore for SledOidcStore {
         }
     }
 
+    fn insert_passkey(&self, p: &PasskeyRecord) -> Result<bool, OidcError> {
+        let new = serde_json::to_vec(p)?;
+        if self
+            .passkeys
+            .compare_and_swap(p.cred_id.as_bytes(), None as Option<&[u8]>, Some(new))?
+            .is_err()
+        {
+            return Ok(false);
+        }
+        self.sub_passkeys.insert(pair(&p.sub, &p.cred_id), &[])?;
+        Ok(true)
+    }
+
+    fn passkey(&self, cred_id: &str) -> Result<Option<PasskeyRecord>, OidcError> {
+        get(&self.passkeys, cred_id.as_bytes())
+    }
+
+    fn passkeys_of(&self, sub: &str) -> Result<Vec<PasskeyRecord>, OidcError> {
+        let mut out = Vec::new();
+        for id in seconds(&self.sub_passkeys, sub)? {
+            if let Some(p) = self.passkey(&id)? {
+                out.push(p);
+            }
+        }
+        out.sort_by(|a, b| (a.created_at, &a.cred_id).cmp(&(b.created_at, &b.cred_id)));
+        Ok(out)
+    }
+
+    fn passkeys_by_username(&self, username: &str) -> Result<Vec<PasskeyRecord>, OidcError> {
+        // A scan: passkeys are few (people times a handful), and sign-in by name is rare.
+        let mut out = Vec::new();
+        for item in self.passkeys.iter() {
+            let (_, v) = item?;
+            let p: PasskeyRecord = serde_json::from_slice(&v)?;
+            if p.username == username {
+                out.push(p);
+            }
+        }
+        out.sort_by(|a, b| (a.created_at, &a.cred_id).cmp(&(b.created_at, &b.cred_id)));
+        Ok(out)
+    }
+
+    fn update_passkey(
+        &self,
+        cred_id: &str,
+        f: &mut (dyn FnMut(&mut PasskeyRecord) -> bool + Send),
+    ) -> Result<Option<bool>, OidcError> {
+        loop {
+            let Some(old) = self.passkeys.get(cred_id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut rec: PasskeyRecord = serde_json::from_slice(&old)?;
+            if !f(&mut rec) {
+                return Ok(Some(false));
+            }
+            let new = serde_json::to_vec(&rec)?;
+            if self
+                .passkeys
+                .compare_and_swap(cred_id.as_bytes(), Some(old), Some(new))?
+                .is_ok()
+            {
+                return Ok(Some(true));
+            }
+        }
+    }
+
+    fn delete_passkey(&self, sub: &str, cred_id: &str) -> Result<bool, OidcError> {
+        let Some(old) = self.passkeys.get(cred_id.as_bytes())? else {
+            return Ok(false);
+        };
+        let rec: PasskeyRecord = serde_json::from_slice(&old)?;
+        if rec.sub != sub {
+            return Ok(false);
+        }
+        let removed = self
+            .passkeys
+            .compare_and_swap(cred_id.as_bytes(), Some(old), None as Option<&[u8]>)?
+            .is_ok();
+        if removed {
+            self.sub_passkeys.remove(pair(sub, cred_id))?;
+        }
+        Ok(removed)
+    }
+
+    fn put_ceremony(&self, id: &str, c: &Ceremony) -> Result<(), OidcError> {
+        put(&self.ceremonies, id.as_bytes(), c)
+    }
+
+    fn take_ceremony(&self, id: &str) -> Result<Option<Ceremony>, OidcError> {
+        match self.ceremonies.remove(id.as_bytes())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn append_event(&self, e: &SecurityEvent) -> Result<u64, OidcError> {
+        // generate_id is unique and increasing for this database (ids start at 1).
+        let id = self.db.generate_id()?.saturating_add(1);
+        let mut e = e.clone();
+        e.id = id;
+        put(&self.events, &id.to_be_bytes(), &e)?;
+        Ok(id)
+    }
+
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<SecurityEvent>, OidcError> {
+        let start = after.saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        for item in self.events.range(start..).take(limit) {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(&v)?);
+        }
+        Ok(out)
+    }
+
     fn flush(&self) -> Result<(), OidcError> {
         self.db.flush()?;
         Ok(())
@@ -366,6 +488,7 @@ impl OidcStore for SledOidcStore {
             self.sub_families.remove(pair(&f.sub, &f.id))?;
             n += 1;
         }
+        n += purge_tree::<Ceremony>(&self.ceremonies, |c| c.expires_at <= now)?;
         n += purge_tree::<RefreshToken>(&self.refresh, |r| r.expires_at <= now)?;
         n += purge_tree::<Attempts>(&self.attempts, |a| {
             a.locked_until <= now && a.window_start + 86_400 <= now
@@ -414,6 +537,7 @@ mod tests {
                 code_challenge: None,
                 max_age: None,
                 hint_sub: None,
+                acr_values: vec![],
             },
             sid: "s".into(),
             sub: "u".into(),

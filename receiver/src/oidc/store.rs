@@ -54,6 +54,9 @@ pub struct AuthRequest {
     /// The `sub` of a verified `id_token_hint`: only this user may be signed in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint_sub: Option<String>,
+    /// `acr_values` of the request, in order of preference.
+    #[serde(default)]
+    pub acr_values: Vec<String>,
 }
 
 /// An issued authorization code.
@@ -168,6 +171,83 @@ impl Attempts {
     }
 }
 
+// ---- Passkeys: credentials, ceremonies in flight, the security event log.
+/// One enrolled passkey of one user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url without padding (the key of the record).
+    pub cred_id: String,
+    /// The local `sub` of the owner.
+    pub sub: String,
+    /// What the person types to sign in by name (the email claim, else the outside subject).
+    pub username: String,
+    /// The WebAuthn user handle given to the authenticator, base64url.
+    pub user_handle: String,
+    /// The name the person gave it ("office laptop").
+    pub name: String,
+    pub created_at: u64,
+    pub last_used: Option<u64>,
+    /// The passkey stops working after this time (the configured lifetime cap).
+    pub expires_at: u64,
+    /// Set when the passkey was switched off (e.g. `revoked`): it no longer signs in.
+    pub disabled: Option<String>,
+    /// Backup eligibility as registered (a change is refused: WebAuthn §6.1.3).
+    pub backup_eligible: bool,
+    /// The WebAuthn credential (public key, counter, flags) as the WebAuthn library stores it.
+    pub credential: serde_json::Value,
+    /// The identity at enrolment: what tokens carry for a person the directory does not
+    /// know (a LoginTicket-only user); a provisioned user's current record wins.
+    #[serde(default)]
+    pub identity: IdentitySnapshot,
+}
+
+/// A WebAuthn ceremony between its options and its response. Single use: the store
+/// hands it out once ([`crate::oidc::store::OidcStore::take_ceremony`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ceremony {
+    pub kind: CeremonyKind,
+    /// The login transaction (sign-in) or the session id (enrolment) it belongs to.
+    pub bound_to: String,
+    /// Enrolment: the owner and the name the person chose.
+    pub sub: Option<String>,
+    pub name: Option<String>,
+    /// The WebAuthn library's ceremony state (challenge, allowed credentials, policy).
+    pub state: serde_json::Value,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CeremonyKind {
+    Enrol,
+    SignIn,
+}
+
+/// One security event: an enrolment, a removal, a passkey sign-in or a refused attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityEvent {
+    /// Position in the log, assigned by the store (0 before it is appended).
+    #[serde(default)]
+    pub id: u64,
+    /// Unix seconds.
+    pub at: u64,
+    /// `passkey_enrolled`, `passkey_removed`, `passkey_sign_in`, `passkey_refused`,
+    /// `passkeys_disabled`.
+    pub kind: String,
+    /// The local `sub` concerned, when known.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// The credential id (base64url), when known.
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// Passkey name, refusal reason, or what disabled the passkeys.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// The client address the request came from.
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
 /// Storage contract of the provider. Sled implements it ([`crate::oidc::sled_store`]);
 /// a replicated backend can implement it later. All methods are atomic per call.
 pub trait OidcStore: Send + Sync + 'static {
@@ -218,6 +298,31 @@ pub trait OidcStore: Send + Sync + 'static {
         key: &str,
         f: &mut (dyn FnMut(&mut Attempts) + Send),
     ) -> Result<(), OidcError>;
+
+    /// Stores a new passkey; false (nothing written) if its credential id is already
+    /// registered, to this user or any other.
+    fn insert_passkey(&self, p: &PasskeyRecord) -> Result<bool, OidcError>;
+    fn passkey(&self, cred_id: &str) -> Result<Option<PasskeyRecord>, OidcError>;
+    /// The user's passkeys, oldest first.
+    fn passkeys_of(&self, sub: &str) -> Result<Vec<PasskeyRecord>, OidcError>;
+    fn passkeys_by_username(&self, username: &str) -> Result<Vec<PasskeyRecord>, OidcError>;
+    /// Atomically rewrites one passkey with `f` if `f` returns true; None if absent.
+    fn update_passkey(
+        &self,
+        cred_id: &str,
+        f: &mut (dyn FnMut(&mut PasskeyRecord) -> bool + Send),
+    ) -> Result<Option<bool>, OidcError>;
+    /// Removes the passkey if `sub` owns it; true if it did.
+    fn delete_passkey(&self, sub: &str, cred_id: &str) -> Result<bool, OidcError>;
+
+    fn put_ceremony(&self, id: &str, c: &Ceremony) -> Result<(), OidcError>;
+    /// Removes and returns the ceremony: exactly one caller gets it.
+    fn take_ceremony(&self, id: &str) -> Result<Option<Ceremony>, OidcError>;
+
+    /// Appends to the security event log; returns the event's id (increasing).
+    fn append_event(&self, e: &SecurityEvent) -> Result<u64, OidcError>;
+    /// Events with an id above `after`, oldest first, at most `limit`.
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<SecurityEvent>, OidcError>;
 
     /// Makes everything written so far durable (after logins and revocations).
     fn flush(&self) -> Result<(), OidcError>;

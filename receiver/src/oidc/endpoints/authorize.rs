@@ -106,8 +106,13 @@ fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
     };
     // A session of another user than the hinted one is no session for this request.
     let hinted = |s: &Session| request.hint_sub.as_ref().is_none_or(|h| *h == s.sub);
+    // A client demanding the transfer code (acr_values) does not get a passkey session.
+    let acr_ok = |s: &Session| {
+        !crate::oidc::passkey::policy::transfer_code_forced(&request)
+            || s.acr == crate::oidc::login::LoginMethod::TransferCode.acr()
+    };
     let usable = match session {
-        Some(s) if !prompt.login && fresh_enough(&s) && hinted(&s) => {
+        Some(s) if !prompt.login && fresh_enough(&s) && hinted(&s) && acr_ok(&s) => {
             match p.current_identity(&s.sub, &s.identity) {
                 Ok(Ok(_)) => Some(s),
                 Ok(Err(_)) => None,
@@ -284,6 +289,14 @@ fn validate(
         code_challenge: challenge.map(String::from),
         max_age,
         hint_sub: None,
+        acr_values: params
+            .get("acr_values")
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .take(8)
+            .map(String::from)
+            .collect(),
     };
     Ok((request, prompt))
 }

@@ -31,6 +31,10 @@ pub fn document(issuer: &str) -> Value {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login"],
+        "acr_values_supported": [
+            crate::oidc::login::LoginMethod::TransferCode.acr(),
+            crate::oidc::login::LoginMethod::PASSKEY_ACR
+        ],
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "at_hash",
             "name", "given_name", "family_name", "preferred_username", "email", "email_verified", "groups",

@@ -29,13 +29,13 @@ pub async fn show(State(p): State<Provider>, Query(q): Query<LoginQuery>) -> Res
         );
     };
     match pending(&p, &txn) {
-        Ok(Some(pend)) => form_page(&txn, &pend, None, StatusCode::OK),
+        Ok(Some(pend)) => form_page(&p, &txn, &pend, None, StatusCode::OK),
         Ok(None) => expired_page(),
         Err(r) => *r,
     }
 }
 
-fn pending(p: &Provider, txn: &str) -> Result<Option<PendingRequest>, Box<Response>> {
+pub(crate) fn pending(p: &Provider, txn: &str) -> Result<Option<PendingRequest>, Box<Response>> {
     let now = p.now();
     match p.store().pending(txn) {
         Ok(x) => Ok(x.filter(|x| x.expires_at > now)),
@@ -43,7 +43,7 @@ fn pending(p: &Provider, txn: &str) -> Result<Option<PendingRequest>, Box<Respon
     }
 }
 
-fn expired_page() -> Response {
+pub(crate) fn expired_page() -> Response {
     html::error_page(
         StatusCode::BAD_REQUEST,
         "Sign-in page expired",
@@ -52,32 +52,41 @@ fn expired_page() -> Response {
     )
 }
 
-fn form_page(
+/// The login page; `failure` is the message of the last failed attempt (either method).
+pub(crate) fn form_page(
+    p: &Provider,
     txn: &str,
     pend: &PendingRequest,
-    failure: Option<&LoginFailure>,
+    failure: Option<&str>,
     status: StatusCode,
 ) -> Response {
     let (alert, invalid) = match failure {
         Some(f) => (
             format!(
                 "<p id=\"code-error\" class=\"error\" role=\"alert\">{}</p>\n",
-                escape(&f.message())
+                escape(f)
             ),
             " aria-invalid=\"true\" aria-describedby=\"code-hint code-error\"",
         ),
         None => (String::new(), " aria-describedby=\"code-hint\""),
     };
+    let passkeys = crate::oidc::passkey::policy::offered(p, &pend.request);
+    let passkey = if passkeys {
+        crate::oidc::passkey::section::section(txn, &pend.csrf)
+    } else {
+        String::new()
+    };
+    let autofocus = if passkeys { "" } else { " autofocus" };
     let main = format!(
         r#"<h1>Sign in</h1>
 <p>to <span class="client">{client}</span> with your outside account.</p>
-{alert}<form method="post" action="{action}">
+{alert}{passkey}<form method="post" action="{action}">
 <input type="hidden" name="txn" value="{txn}">
 <input type="hidden" name="csrf" value="{csrf}">
 <input type="hidden" name="method" value="transfer_code">
 <label for="code">Transfer code</label>
 <p id="code-hint" class="hint">The 25-character code shown after you signed in outside, like <code>7KQ2M-X4HDN-R8WPA-3FZTC-9JB6E</code>. Dashes and case do not matter.</p>
-<input type="text" id="code" name="code" required autocomplete="one-time-code" autocapitalize="characters" spellcheck="false" maxlength="64" autofocus{invalid}>
+<input type="text" id="code" name="code" required autocomplete="one-time-code" autocapitalize="characters" spellcheck="false" maxlength="64"{autofocus}{invalid}>
 <button type="submit">Sign in</button>
 </form>"#,
         client = escape(&pend.request.client_id),
@@ -85,7 +94,11 @@ fn form_page(
         txn = escape(txn),
         csrf = escape(&pend.csrf),
     );
-    html::page_with_form_target(status, "Sign in", &main, Some(&pend.request.redirect_uri))
+    if passkeys {
+        html::page_with_script(status, "Sign in", &main, Some(&pend.request.redirect_uri))
+    } else {
+        html::page_with_form_target(status, "Sign in", &main, Some(&pend.request.redirect_uri))
+    }
 }
 
 pub async fn submit(
@@ -157,14 +170,20 @@ pub async fn submit(
                 }
                 _ => StatusCode::UNAUTHORIZED,
             };
-            form_page(txn, &pend, Some(&failure), status)
+            form_page(&p, txn, &pend, Some(&failure.message()), status)
         }
         Ok(Ok(auth)) => finish(&p, txn, &pend, auth),
     }
 }
 
-/// Creates the session, issues the code, and sends the browser back to the app.
-fn finish(p: &Provider, txn: &str, pend: &PendingRequest, auth: Authenticated) -> Response {
+/// Creates the session, issues the code, and sends the browser back to the app (or,
+/// after a transfer code, to the passkey enrolment offer first).
+pub(crate) fn finish(
+    p: &Provider,
+    txn: &str,
+    pend: &PendingRequest,
+    auth: Authenticated,
+) -> Response {
     let now = p.now();
     let secret = random_token(32);
     let lifetime = p.config().session_lifetime_secs;
@@ -182,12 +201,17 @@ fn finish(p: &Provider, txn: &str, pend: &PendingRequest, auth: Authenticated) -
         .store()
         .put_session(&hash_secret(&secret), &session)
         .and_then(|_| p.store().delete_pending(txn))
-        .and_then(|_| issue_code(p, &pend.request, &session))
+        .and_then(|_| {
+            match crate::oidc::passkey::enrol::offer_after_code_sign_in(p, &session, pend)? {
+                Some(url) => Ok(url),
+                None => issue_code(p, &pend.request, &session),
+            }
+        })
         .and_then(|url| p.store().flush().map(|_| url));
     match stored {
         Ok(url) => {
             tracing::info!(sub = %session.sub, sid = %session.sid, client = %pend.request.client_id, "login succeeded");
-            p.metrics().inc("logins", "transfer_code");
+            p.metrics().inc("logins", auth.method.label());
             let mut r = see_other(&url);
             r.headers_mut().append(
                 header::SET_COOKIE,

@@ -48,6 +48,7 @@ pub fn router(p: Provider) -> Router {
         .route(paths::CSS, get(|| async { crate::oidc::html::css() }))
         .route(paths::IDP_MIRROR, get(idp_mirror::index))
         .route("/idp-mirror/{hash}/{document}", get(idp_mirror::document))
+        .merge(crate::oidc::passkey::routes(Router::new()))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .layer(axum::middleware::map_response_with_state(
             p.clone(),

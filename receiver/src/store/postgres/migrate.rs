@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "oidc_tombstones",
         include_str!("../../../migrations/0004_oidc_tombstones.sql"),
     ),
+    (
+        5,
+        "passkeys",
+        include_str!("../../../migrations/0005_passkeys.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming Airlock's migration lock ("AIRLOCK" in ASCII).
