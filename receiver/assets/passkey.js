@@ -105,8 +105,10 @@
     if (signinForm) {
       document.getElementById("passkey").hidden = false;
       var pending = null;
-      // Conditional UI: offer passkeys in the name field's autofill where the browser can.
-      if (PublicKeyCredential.isConditionalMediationAvailable) {
+      // Conditional UI: offer passkeys in the name field's autofill where the browser can
+      // (not right after a failed attempt: the person reads why first).
+      var failedBefore = document.querySelector('.error[role="alert"]');
+      if (!failedBefore && PublicKeyCredential.isConditionalMediationAvailable) {
         PublicKeyCredential.isConditionalMediationAvailable().then(function (ok) {
           if (!ok) return;
           pending = new AbortController();

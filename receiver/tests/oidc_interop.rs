@@ -57,7 +57,10 @@ async fn openid_client_v6() {
 /// A tiny inside app: `/` sends the browser to the provider, `/cb` redeems the code.
 #[derive(Clone)]
 struct App {
+    /// Where the browser is sent (the issuer).
     issuer: String,
+    /// Where the app itself calls the provider (its loopback address).
+    api: String,
     me: String,
 }
 
@@ -85,11 +88,11 @@ async fn app_callback(
         enc(code),
         enc(&format!("{}/cb", a.me))
     );
-    let r = http("POST", &format!("{}/token", a.issuer), &[], Some(&body)).await;
+    let r = http("POST", &format!("{}/token", a.api), &[], Some(&body)).await;
     let t = r.json();
     let ui = http(
         "GET",
-        &format!("{}/userinfo", a.issuer),
+        &format!("{}/userinfo", a.api),
         &[(
             "Authorization",
             format!("Bearer {}", t["access_token"].as_str().unwrap_or("")),
@@ -124,16 +127,7 @@ async fn chromium_login_page() {
     let db = tmp.path().join("db");
     let cb = format!("{me}/cb");
     let op = Op::start_custom(tmp, db, Clock::manual(now()), Arc::default(), None, |c| {
-        c.clients.push(ClientConfig {
-            client_id: "web".into(),
-            client_secret_hash: None,
-            public: true,
-            redirect_uris: vec![cb],
-            post_logout_redirect_uris: vec![],
-            scopes: vec!["openid".into(), "profile".into(), "email".into()],
-            id_token_signed_response_alg: Default::default(),
-            backchannel_logout_uri: None,
-        })
+        c.clients.push(web_client(cb))
     })
     .await;
     let app = axum::Router::new()
@@ -141,6 +135,7 @@ async fn chromium_login_page() {
         .route("/cb", axum::routing::get(app_callback))
         .with_state(App {
             issuer: op.base.clone(),
+            api: op.base.clone(),
             me: me.clone(),
         });
     tokio::spawn(async move { axum::serve(app_listener, app).await.unwrap() });
@@ -170,4 +165,90 @@ async fn chromium_login_page() {
         ],
     )
     .await;
+}
+
+fn web_client(cb: String) -> ClientConfig {
+    ClientConfig {
+        client_id: "web".into(),
+        client_secret_hash: None,
+        public: true,
+        redirect_uris: vec![cb],
+        post_logout_redirect_uris: vec![],
+        scopes: vec!["openid".into(), "profile".into(), "email".into()],
+        id_token_signed_response_alg: Default::default(),
+        backchannel_logout_uri: None,
+    }
+}
+
+/// Passkeys in Chromium with a virtual authenticator (tests/interop/passkey.test.mjs). The
+/// issuer is `http://localhost:PORT`: browsers refuse IP addresses as WebAuthn rp ids. The
+/// Revoke is applied as the daemon applies an ingested Revoke frame (directory, then
+/// `Provider::revoke_user`), through a control URL the script calls outside the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs npm ci in tests/interop and the Debian chromium package"]
+async fn chromium_passkeys() {
+    let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let me = format!("http://{}", app_listener.local_addr().unwrap());
+    let tmp = Arc::new(tempfile::tempdir().unwrap());
+    let db = tmp.path().join("db");
+    let cb = format!("{me}/cb");
+    let op = Op::start_custom(tmp, db, Clock::manual(now()), Arc::default(), None, |c| {
+        c.issuer = c.issuer.replace("127.0.0.1", "localhost");
+        c.passkeys.enabled = true;
+        c.clients.push(web_client(cb));
+    })
+    .await;
+    let issuer = op.provider.config().issuer.clone();
+    let sub = Op::sub("Pia");
+    op.dir.users.lock().unwrap().insert(
+        sub.clone(),
+        airlock_receiver::oidc::DirectoryUser {
+            issuer: ISSUER_OUT.into(),
+            subject: "Pia".into(),
+            claims: airlock_protocol::message::Claims {
+                email: Some("Pia@example.org".into()),
+                name: Some("User Pia".into()),
+                ..Default::default()
+            },
+            valid_until: now() + 86_400,
+            provisioned_seq: 3,
+            revoked: false,
+        },
+    );
+    let (dir, provider) = (op.dir.clone(), op.provider.clone());
+    let revoke = move || {
+        let (dir, provider, sub) = (dir.clone(), provider.clone(), sub.clone());
+        async move {
+            dir.users.lock().unwrap().get_mut(&sub).unwrap().revoked = true;
+            tokio::task::spawn_blocking(move || provider.revoke_user(&sub).unwrap())
+                .await
+                .unwrap();
+            "revoked"
+        }
+    };
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(app_home))
+        .route("/cb", axum::routing::get(app_callback))
+        .route("/control/revoke", axum::routing::post(revoke))
+        .with_state(App {
+            issuer: issuer.clone(),
+            api: op.base.clone(),
+            me: me.clone(),
+        });
+    tokio::spawn(async move { axum::serve(app_listener, app).await.unwrap() });
+    let shots = std::env::var("AIRLOCK_SCREENSHOTS")
+        .unwrap_or_else(|_| interop_dir().join("screenshots").display().to_string());
+    run_node(
+        "passkey.test.mjs",
+        &[
+            ("AIRLOCK_ISSUER", issuer),
+            ("AIRLOCK_APP", me.clone()),
+            ("AIRLOCK_CONTROL", format!("{me}/control")),
+            ("AIRLOCK_CODE", op.ticket("Pia", 300)),
+            ("AIRLOCK_SCREENSHOTS", shots),
+        ],
+    )
+    .await;
+    assert_eq!(op.provider.metric("passkey_sign_ins", "ok"), 1);
+    assert_eq!(op.provider.metric("passkey_refusals", "disabled"), 1);
 }

@@ -393,7 +393,7 @@ async fn revoked_user_is_refused_and_the_page_says_why() {
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(
         r.body
-            .contains("switched off when your access was withdrawn"),
+            .contains("switched off because your access was withdrawn outside"),
         "{}",
         r.body
     );

@@ -136,7 +136,7 @@ fn page(
 <input type="hidden" name="credential" value="">
 <label for="passkey-name">Name of this passkey</label>
 <p id="name-hint" class="hint">So you can tell your passkeys apart later, e.g. "office laptop".</p>
-<input type="text" id="passkey-name" name="name" required maxlength="64" value="This computer" aria-describedby="name-hint">
+<input type="text" class="plain" id="passkey-name" name="name" required maxlength="64" value="This computer" aria-describedby="name-hint">
 <button type="submit" id="enrol-button">Create a passkey</button>
 </form>
 <p id="passkey-status" class="hint" role="status"></p>

@@ -15,7 +15,7 @@ pub fn section(txn: &str, csrf: &str) -> String {
 <input type="hidden" name="credential" value="">
 <label for="username">Email address (optional)</label>
 <p id="username-hint" class="hint">Leave it empty to pick your passkey from a list.</p>
-<input type="text" id="username" name="username" autocomplete="username webauthn" spellcheck="false" maxlength="200" aria-describedby="username-hint">
+<input type="text" class="plain" id="username" name="username" autocomplete="username webauthn" spellcheck="false" maxlength="200" aria-describedby="username-hint">
 <button type="submit" id="passkey-button">Sign in with a passkey</button>
 </form>
 <p id="passkey-status" class="hint" role="status"></p>

@@ -1,0 +1,112 @@
+// Passkeys in a real browser: headless Chromium (Debian package) via playwright-core, with a
+// DevTools virtual authenticator (CTAP2, internal transport, resident keys, user
+// verification). The person signs in with a transfer code, creates a passkey, signs out,
+// signs in again with the passkey only and lands back in the inside app; then a Revoke
+// reaches the receiver and the next passkey sign-in fails with a page that says why.
+// Fails if any page requests a URL off the provider's or the app's origin, or on a CSP
+// violation.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const ISSUER = process.env.AIRLOCK_ISSUER;
+const APP = process.env.AIRLOCK_APP;
+const CONTROL = process.env.AIRLOCK_CONTROL;
+const CODE = process.env.AIRLOCK_CODE;
+const SHOTS = process.env.AIRLOCK_SCREENSHOTS || 'screenshots';
+assert.ok(ISSUER && ISSUER.startsWith('http://localhost:'), 'AIRLOCK_ISSUER: http://localhost:PORT (browsers refuse IP addresses as WebAuthn rp ids)');
+
+test('chromium: transfer code, create a passkey, sign in with it, refused after a Revoke', async () => {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--no-first-run'],
+  });
+  try {
+    const context = await browser.newContext({ viewport: { width: 720, height: 720 } });
+    const page = await context.newPage();
+    const allowed = new Set([new URL(ISSUER).origin, new URL(APP).origin]);
+    const offOrigin = [];
+    page.on('request', (r) => { if (!allowed.has(new URL(r.url()).origin)) offOrigin.push(r.url()); });
+    const consoleErrors = [];
+    page.on('console', (m) => { if (/Content Security Policy|Refused/.test(m.text())) consoleErrors.push(m.text()); });
+
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: {
+        protocol: 'ctap2', transport: 'internal', hasResidentKey: true,
+        hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+      },
+    });
+
+    // With a passkey in the authenticator, conditional UI would sign in by itself on page
+    // load: presence is withheld until the person clicks the passkey button.
+    const presence = (enabled) =>
+      cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId, enabled });
+    const clickPasskey = async () => {
+      await presence(true);
+      await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+    };
+
+    const backAtApp = async (what) => {
+      await page.waitForURL((u) => u.href.startsWith(`${APP}/cb?`), { timeout: 15000 }).catch(async (e) => {
+        await page.screenshot({ path: `${SHOTS}/failure.png` });
+        throw new Error(`${what}: not back at the app: ${page.url()}: ${consoleErrors.join(' / ')}`, { cause: e });
+      });
+      assert.match(await page.locator('#who').innerText(), /Logged in as User Pia/);
+    };
+
+    // 1. First sign-in with a transfer code; the passkey part is shown (JavaScript on).
+    await page.goto(APP);
+    assert.ok(page.url().startsWith(`${ISSUER}/login?`), `at the login page, got ${page.url()}`);
+    await page.locator('#passkey').waitFor({ state: 'visible' });
+    await page.getByLabel('Transfer code').fill(CODE);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+
+    // 2. The interstitial: create a passkey for this computer.
+    await page.waitForURL(`${ISSUER}/passkey/enrol`);
+    await page.locator('#enrol-form').waitFor({ state: 'visible' });
+    await page.screenshot({ path: `${SHOTS}/passkey-enrol.png` });
+    await page.getByLabel('Name of this passkey').fill('Office laptop');
+    await page.getByRole('button', { name: 'Create a passkey' }).click();
+    await backAtApp('after enrolment');
+    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.equal(credentials.length, 1, 'one credential in the authenticator');
+    assert.equal(credentials[0].isResidentCredential, true, 'a discoverable credential');
+
+    // 3. The account page lists it.
+    await page.goto(`${ISSUER}/account`);
+    assert.match(await page.locator('table').innerText(), /Office laptop/);
+    await page.screenshot({ path: `${SHOTS}/account.png` });
+
+    // 4. Sign out (the provider's cookies go), then sign in with the passkey only.
+    await context.clearCookies();
+    await presence(false);
+    await page.goto(APP);
+    await page.locator('#passkey').waitFor({ state: 'visible' });
+    await page.screenshot({ path: `${SHOTS}/passkey-sign-in.png` });
+    await clickPasskey();
+    await backAtApp('passkey sign-in');
+
+    // 5. A Revoke arrives; the next passkey sign-in is refused and the page says why.
+    const r = await fetch(`${CONTROL}/revoke`, { method: 'POST' });
+    assert.equal(r.status, 200, 'revoke applied');
+    await context.clearCookies();
+    await presence(false);
+    await page.goto(APP);
+    await page.locator('#passkey').waitFor({ state: 'visible' });
+    await clickPasskey();
+    await page.waitForURL(`${ISSUER}/passkey/sign-in`);
+    const alert = await page.getByRole('alert').innerText();
+    assert.match(alert, /access was withdrawn/, alert);
+    await page.screenshot({ path: `${SHOTS}/passkey-revoked.png` });
+
+    assert.deepEqual(offOrigin, [], 'no request leaves the provider and the app');
+    assert.deepEqual(consoleErrors, [], 'no CSP violations');
+  } finally {
+    await browser.close();
+  }
+});
