@@ -218,3 +218,61 @@ async fn bench_refresh_introspection_logins() {
         lat[(n * 99 / 100).min(n - 1)].as_secs_f64() * 1e3
     );
 }
+
+/// Passkey sign-ins beside transfer-code sign-ins, on one provider: authorize (prompt=login)
+/// -> login page -> WebAuthn options -> signed assertion (the test authenticator, ES256)
+/// -> code -> token, by 4 browsers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly in release"]
+async fn bench_passkey_logins() {
+    use crate::oidc_passkey as pk;
+    let op = std::sync::Arc::new(pk::start(|_| {}).await);
+    let workers = 4;
+    let n = 400;
+    let mut keys = Vec::new();
+    for w in 0..workers {
+        keys.push(pk::enrolled(&op, &format!("pk{w}")).await);
+    }
+    for (label, passkey) in [("transfer-code", false), ("passkey", true)] {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (w, mut key) in std::mem::take(&mut keys).into_iter().enumerate() {
+            let op = op.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for i in 0..n / workers {
+                    let t0 = Instant::now();
+                    if passkey {
+                        let mut b = Browser::default();
+                        let r =
+                            pk::passkey_sign_in_with(&op, &mut b, &mut key, "", "&prompt=login")
+                                .await;
+                        assert_eq!(r.status, 303, "{}", r.body);
+                        pk::redeem(&op, r.location()).await;
+                    } else {
+                        // A LoginTicket-only person: no enrolment offer, straight back.
+                        grant(&op, 5000 + w * 1000 + i).await;
+                    }
+                    lat.push(t0.elapsed());
+                }
+                (key, lat)
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            let (key, l) = t.await.unwrap();
+            keys.push(key);
+            lat.extend(l);
+        }
+        let wall = start.elapsed();
+        lat.sort();
+        println!(
+            "{label} sign-ins, authorize -> {label} -> code -> token ({workers} browsers): {n} in {:.2} s = {:.0}/s; p50 {:.1} ms, p99 {:.1} ms",
+            wall.as_secs_f64(),
+            n as f64 / wall.as_secs_f64(),
+            lat[n / 2].as_secs_f64() * 1e3,
+            lat[(n * 99 / 100).min(n - 1)].as_secs_f64() * 1e3
+        );
+    }
+    assert_eq!(op.provider.metric("passkey_sign_ins", "ok"), n as u64);
+}

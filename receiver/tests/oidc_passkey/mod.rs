@@ -190,7 +190,8 @@ pub async fn submit(
     .await
 }
 
-async fn id_token(op: &Op, callback: &str) -> Value {
+/// Redeems the code of a callback at the token endpoint (client `app`); returns the JSON.
+pub async fn redeem(op: &Op, callback: &str) -> Value {
     let code = query_param(callback, "code").expect("code");
     let r = token(
         op,
@@ -203,9 +204,14 @@ async fn id_token(op: &Op, callback: &str) -> Value {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+async fn id_token(op: &Op, callback: &str) -> Value {
+    let t = redeem(op, callback).await;
     let (_, claims) = verify_jwt(
         op,
-        r.json()["id_token"].as_str().unwrap(),
+        t["id_token"].as_str().unwrap(),
         jsonwebtoken::Algorithm::RS256,
     )
     .await;

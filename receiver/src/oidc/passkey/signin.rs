@@ -209,7 +209,15 @@ fn check(
     {
         return fail(Refusal::OtherUsersCredential);
     }
-    if ceremony.sub.as_ref().is_some_and(|s| *s != rec.sub) {
+    // Sign-in by name, or a client naming the expected person (`id_token_hint`): only
+    // that person's passkey.
+    if ceremony.sub.as_ref().is_some_and(|s| *s != rec.sub)
+        || pend
+            .request
+            .hint_sub
+            .as_ref()
+            .is_some_and(|h| *h != rec.sub)
+    {
         return fail(Refusal::OtherUsersCredential);
     }
     let Ok(stored) = serde_json::from_value::<Credential>(rec.credential.clone()) else {
