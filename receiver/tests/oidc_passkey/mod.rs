@@ -932,3 +932,24 @@ async fn two_receivers_on_one_postgres_enrol_on_a_sign_in_on_b() {
         ["passkey_enrolled", "passkey_sign_in", "passkey_refused"]
     );
 }
+
+#[tokio::test]
+async fn max_age_sends_a_passkey_session_back_to_the_login_page_and_moves_auth_time() {
+    let op = start(|_| {}).await;
+    let mut a = enrolled(&op, "max").await;
+    let mut b = Browser::default();
+    assert_eq!(passkey_sign_in(&op, &mut b, &mut a, "").await.status, 303);
+    let first = op.clock.now();
+    op.clock.advance(20);
+    // Within max_age the session is reused: straight back with a code.
+    let r = b.get(&authorize_url(&op, &app("&max_age=60"))).await;
+    assert!(r.location().starts_with(CB), "{}", r.location());
+    assert_eq!(id_token(&op, r.location()).await["auth_time"], first);
+    // Older than max_age: the login page again, and the new passkey sign-in moves auth_time.
+    let r = passkey_sign_in_with(&op, &mut b, &mut a, "", "&max_age=10").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        id_token(&op, r.location()).await["auth_time"],
+        op.clock.now()
+    );
+}
