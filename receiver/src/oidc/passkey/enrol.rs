@@ -18,6 +18,9 @@ use crate::oidc::provider::Provider;
 use crate::oidc::session::{current_session, issue_code};
 use crate::oidc::store::{Ceremony, CeremonyKind, PasskeyRecord, PendingRequest, Session};
 
+/// How much longer than the enrolment window a parked request waits.
+const PARKED_EXTRA_SECS: u64 = 600;
+
 /// The key of a session's waiting authorization request.
 fn offer_key(sid: &str) -> String {
     format!("passkey-offer:{sid}")
@@ -38,10 +41,14 @@ pub fn offer_after_code_sign_in(
     if policy::standing(p, user.as_ref(), now).is_err() || at_limit(p, &session.sub, now)? {
         return Ok(None);
     }
+    // The request waits longer than the enrolment window: "Not now" still reaches the
+    // app when the person took their time reading.
     let parked = PendingRequest {
         request: pend.request.clone(),
         csrf: pend.csrf.clone(),
-        expires_at: now.saturating_add(p.config().passkeys.enrol_window_secs),
+        expires_at: now
+            .saturating_add(p.config().passkeys.enrol_window_secs)
+            .saturating_add(PARKED_EXTRA_SECS),
     };
     p.store().put_pending(&offer_key(&session.sid), &parked)?;
     Ok(Some(paths::ENROL.to_string()))
