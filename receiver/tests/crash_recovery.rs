@@ -69,7 +69,7 @@ fn kill9_during_ingest_then_log_and_store_agree() {
     let rx = setup.start();
     let hb = tx.next(heartbeat(tx.session_id));
     tx.send_udp(setup.udp_port, std::slice::from_ref(&hb.sealed));
-    let kid = tx.sealer.signer_kid().to_owned();
+    let kid = tx.chain.sealer.signer_kid().to_owned();
     let total = FRAMES + 1;
     let mut rounds = 0;
     loop {
@@ -91,11 +91,11 @@ fn kill9_during_ingest_then_log_and_store_agree() {
                 } else {
                     &frames[s as usize - 1]
                 };
-                resend.push(tx.sealer.encrypt(&f.sign1).unwrap());
+                resend.push(tx.chain.sealer.encrypt(&f.sign1).unwrap());
             }
         }
         if g["highest"] != total {
-            resend.push(tx.sealer.encrypt(&hb.sign1).unwrap());
+            resend.push(tx.chain.sealer.encrypt(&hb.sign1).unwrap());
         }
         tx.send_udp(setup.udp_port, &resend);
     }

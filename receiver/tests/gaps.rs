@@ -30,7 +30,7 @@ fn gaps_names_exactly_the_dropped_seqs_and_clears_after_resend() {
         m.accepted() == delivered.len() as u64
     });
 
-    let kid = tx.sealer.signer_kid().to_owned();
+    let kid = tx.chain.sealer.signer_kid().to_owned();
     let gaps = setup.gaps_json();
     assert_eq!(gaps["signers"][&kid]["highest"], 51);
     assert_eq!(
@@ -50,7 +50,12 @@ fn gaps_names_exactly_the_dropped_seqs_and_clears_after_resend() {
     // The sender's `resend` re-encrypts the same signed frames.
     let resent: Vec<Vec<u8>> = dropped
         .iter()
-        .map(|s| tx.sealer.encrypt(&all[*s as usize - 1].sign1).unwrap())
+        .map(|s| {
+            tx.chain
+                .sealer
+                .encrypt(&all[*s as usize - 1].sign1)
+                .unwrap()
+        })
         .collect();
     tx.send_udp(setup.udp_port, &resent);
     let m = rx.wait_for("resent frames", |m| m.accepted() == all.len() as u64);

@@ -84,7 +84,7 @@ fn duplicates_within_and_across_batches_are_counted_not_applied() {
     assert_eq!((r.accepted, r.duplicates), (2, 1));
     // Re-encrypted copy (a resend): same Sign1, so a duplicate too.
     let r = ing
-        .process(vec![incoming(tx.sealer.encrypt(&a.sign1).unwrap())])
+        .process(vec![incoming(tx.chain.sealer.encrypt(&a.sign1).unwrap())])
         .unwrap();
     assert_eq!((r.accepted, r.duplicates), (0, 1));
     assert_eq!(store.len(Table::Log), 2);

@@ -41,11 +41,7 @@ fn make_cert(dir: &std::path::Path) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    airlock_tests::ops::free_tcp_port().unwrap().port()
 }
 
 fn curl(args: &[&str]) -> Option<String> {

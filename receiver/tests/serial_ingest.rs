@@ -21,6 +21,7 @@ async fn frames_over_a_serial_pty_are_applied_and_noise_is_counted() {
     // Line noise: one datagram of a block corrupted (its CRC fails, the block's repair
     // symbols still recover the frame) and random bytes, each delimited.
     let mut noisy = tx.serial_bytes(&[tx
+        .chain
         .sealer
         .seal(&tx.envelope(500, provision(500), now()))
         .unwrap()

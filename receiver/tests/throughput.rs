@@ -24,6 +24,7 @@ fn frames_accepted_per_second() {
     let rx = setup.start();
     let mut tx = TestSender::new(&setup.signer, &setup.link);
     let sample = tx
+        .chain
         .sealer
         .seal(&tx.envelope(1, sized_provision(&tx, 1), now()))
         .unwrap()

@@ -38,6 +38,7 @@ fn provisioned_users_appear_and_bad_frames_change_nothing() {
     let mut bad: Vec<(&str, Vec<u8>)> = Vec::new();
     // Tampered: one bit of the ciphertext flipped.
     let mut tampered = tx
+        .chain
         .sealer
         .seal(&tx.envelope(100, provision(100), now()))
         .unwrap()
@@ -48,7 +49,8 @@ fn provisioned_users_appear_and_bad_frames_change_nothing() {
     // Replayed: a different frame reusing an already accepted seq.
     bad.push((
         "replay",
-        tx.sealer
+        tx.chain
+            .sealer
             .seal(&tx.envelope(2, provision(200), now()))
             .unwrap()
             .sealed,
@@ -56,7 +58,8 @@ fn provisioned_users_appear_and_bad_frames_change_nothing() {
     // Stale: issued two hours ago (max age one hour).
     bad.push((
         "stale",
-        tx.sealer
+        tx.chain
+            .sealer
             .seal(&tx.envelope(101, provision(101), now() - 7200))
             .unwrap()
             .sealed,
@@ -64,7 +67,8 @@ fn provisioned_users_appear_and_bad_frames_change_nothing() {
     // From the future, beyond the skew.
     bad.push((
         "from_future",
-        tx.sealer
+        tx.chain
+            .sealer
             .seal(&tx.envelope(102, provision(102), now() + 3600))
             .unwrap()
             .sealed,
@@ -103,6 +107,7 @@ fn provisioned_users_appear_and_bad_frames_change_nothing() {
     }
     // Garbage datagrams: random bytes and a valid datagram with a flipped byte (CRC).
     let mut corrupt = tx.datagrams(&[tx
+        .chain
         .sealer
         .seal(&tx.envelope(106, provision(106), now()))
         .unwrap()
@@ -184,7 +189,7 @@ fn revoke_and_out_of_order_provision() {
     assert_eq!(users[0]["revoked"], true);
     // gaps: none (seqs 1 and 2 both arrived).
     assert_eq!(
-        setup.gaps_json()["signers"][tx.sealer.signer_kid()]["missing"],
+        setup.gaps_json()["signers"][tx.chain.sealer.signer_kid()]["missing"],
         serde_json::json!([])
     );
 }

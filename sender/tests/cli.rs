@@ -198,11 +198,7 @@ fn status_of_a_running_daemon_and_clean_sigterm() {
         stdout.contains("last seq:           1"),
         "the start-up heartbeat: {stdout}"
     );
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    airlock_tests::supervisor::sigterm(child.id()).unwrap();
     assert!(child.wait().unwrap().success());
     let out = run(&["status", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(3), "stopped after SIGTERM");

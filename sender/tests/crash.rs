@@ -77,12 +77,7 @@ fn wait_drained(fx: &Fixture) {
 }
 
 fn sigterm(child: &mut Child) {
-    let ok = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    airlock_tests::supervisor::sigterm(child.id()).unwrap();
     assert!(
         child.wait().unwrap().success(),
         "run should exit cleanly on SIGTERM"

@@ -19,7 +19,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
 type Docs = Arc<Mutex<(Vec<u8>, Vec<u8>)>>;
@@ -97,14 +96,8 @@ async fn next_mirror(sock: &UdpSocket, rx: &mut MiniReceiver, seen: usize) -> Id
 
 /// A plain HTTP/1.1 GET: (status, raw head, body).
 async fn get_page(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_ascii_lowercase(), body.to_string())
+    let r = airlock_tests::http::get(addr, path).await.unwrap();
+    (r.status, r.head.to_ascii_lowercase(), r.body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

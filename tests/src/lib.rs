@@ -9,11 +9,13 @@
 //! - [`serial_pty`]: the same for a serial line, over two pseudo-terminals.
 //! - [`supervisor`]: starts, waits for, SIGKILLs and restarts the real binaries.
 //! - [`datagram`]: reads and forges link datagrams.
+//! - [`http`]: the tests' one HTTP/1.1 client.
 //! - [`gate`]: keeps the end-to-end tests of different modules from running side by side.
 
 pub mod datagram;
 pub mod deployment;
 pub mod gate;
+pub mod http;
 pub mod impair;
 pub mod netns;
 pub mod ops;

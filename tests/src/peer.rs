@@ -1,18 +1,20 @@
-//! Stand-ins for either half, built from the protocol crate alone: a [`LinkSender`] that seals
-//! envelopes and sends them as datagrams, and a [`LinkReceiver`] that decodes and opens what
-//! arrives. With them the harness (and a test of one real binary) can be exercised without the
-//! other binary.
+//! Stand-ins for either half, built from the protocol crate alone: a [`Chain`] that seals
+//! one sender's frames, a [`LinkSender`] that sends them as datagrams, an [`Opener`] that
+//! decodes and opens what arrives and a [`LinkReceiver`] that feeds it from a socket. With them
+//! the harness (and a test of one real binary) can be exercised without the other binary.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use airlock_protocol::link::{
     BlockDecoder, BlockEncoder, BlockPacker, DecoderConfig, LinkError, LinkParams, LinkStats,
 };
 use airlock_protocol::message::{Body, ENVELOPE_VERSION, Envelope};
 use airlock_protocol::replay::ReplayState;
-use airlock_protocol::seal::{Freshness, Opened, SealError, Sealer, open};
+use airlock_protocol::seal::{
+    Freshness, Opened, SealError, SealedFrame, Sealer, SignedFrame, open,
+};
 use airlock_protocol::trust::TrustStore;
 use tokio::net::UdpSocket;
 
@@ -26,12 +28,60 @@ pub enum PeerError {
     Seal(#[from] SealError),
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+pub use crate::ops::unix_now;
+
+/// One sender's hash chain: each frame gets the next seq and the hash of the one before.
+pub struct Chain {
+    pub sealer: Sealer,
+    /// The seq of the last frame made (0 before the first).
+    pub seq: u64,
+    /// The hash of the last frame made (zeros before the first).
+    pub prev: [u8; 32],
+}
+
+impl Chain {
+    pub fn new(sealer: Sealer) -> Self {
+        Self {
+            sealer,
+            seq: 0,
+            prev: [0; 32],
+        }
+    }
+
+    /// An envelope of this sender that follows the last frame made.
+    pub fn envelope(&self, seq: u64, body: Body, issued_at: u64) -> Envelope {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            sender_kid: self.sealer.signer_kid().to_owned(),
+            seq,
+            prev: self.prev,
+            issued_at,
+            body,
+        }
+    }
+
+    /// Signs the next frame (the Sign1 an auditor reads); returns its envelope too.
+    pub fn sign_next(
+        &mut self,
+        body: Body,
+        issued_at: u64,
+    ) -> Result<(Envelope, SignedFrame), SealError> {
+        let envelope = self.envelope(self.seq + 1, body, issued_at);
+        let signed = self.sealer.sign(&envelope)?;
+        self.seq += 1;
+        self.prev = signed.hash;
+        Ok((envelope, signed))
+    }
+
+    /// Seals (signs and encrypts) the next frame.
+    pub fn seal_next(&mut self, body: Body, issued_at: u64) -> Result<SealedFrame, SealError> {
+        let sealed = self
+            .sealer
+            .seal(&self.envelope(self.seq + 1, body, issued_at))?;
+        self.seq += 1;
+        self.prev = sealed.hash;
+        Ok(sealed)
+    }
 }
 
 /// Seals envelopes with the next seq and the chain's `prev`, packs and FEC-encodes them and
@@ -39,11 +89,9 @@ pub fn unix_now() -> u64 {
 pub struct LinkSender {
     socket: UdpSocket,
     target: SocketAddr,
-    sealer: Sealer,
+    chain: Chain,
     packer: BlockPacker,
     encoder: BlockEncoder,
-    next_seq: u64,
-    prev: [u8; 32],
     datagrams_sent: u64,
 }
 
@@ -57,11 +105,9 @@ impl LinkSender {
         Ok(Self {
             socket: UdpSocket::bind("127.0.0.1:0").await?,
             target,
-            sealer,
+            chain: Chain::new(sealer),
             packer: BlockPacker::new(params.max_block_bytes, params.linger),
             encoder: BlockEncoder::new(session_id, params)?,
-            next_seq: 1,
-            prev: [0; 32],
             datagrams_sent: 0,
         })
     }
@@ -72,25 +118,14 @@ impl LinkSender {
 
     /// The seq the next envelope will get.
     pub fn next_seq(&self) -> u64 {
-        self.next_seq
+        self.chain.seq + 1
     }
 
     /// Seals `body` as the next frame of the chain and queues it; returns its seq.
     pub async fn send(&mut self, body: Body) -> Result<u64, PeerError> {
-        let seq = self.next_seq;
-        let envelope = Envelope {
-            v: ENVELOPE_VERSION,
-            sender_kid: self.sealer.signer_kid().to_owned(),
-            seq,
-            prev: self.prev,
-            issued_at: unix_now(),
-            body,
-        };
-        let sealed = self.sealer.seal(&envelope)?;
-        self.prev = sealed.hash;
-        self.next_seq += 1;
+        let sealed = self.chain.seal_next(body, unix_now())?;
         self.send_sealed(&sealed.sealed).await?;
-        Ok(seq)
+        Ok(self.chain.seq)
     }
 
     /// Queues an already sealed frame (e.g. a replay or a forgery).
@@ -122,10 +157,9 @@ impl LinkSender {
     }
 }
 
-/// Receives datagrams, decodes blocks and opens frames like a receiver would, counting
-/// rejections by reason.
-pub struct LinkReceiver {
-    socket: UdpSocket,
+/// A receiver in miniature, without I/O: datagrams in, blocks decoded, frames opened,
+/// the replay window kept; rejections counted by reason.
+pub struct Opener {
     decoder: BlockDecoder,
     trust: TrustStore,
     freshness: Freshness,
@@ -135,24 +169,20 @@ pub struct LinkReceiver {
     link_errors: BTreeMap<&'static str, u64>,
 }
 
-impl LinkReceiver {
-    pub async fn bind(trust: TrustStore) -> Result<Self, PeerError> {
-        Ok(Self {
-            socket: UdpSocket::bind("127.0.0.1:0").await?,
+impl Opener {
+    pub fn new(trust: TrustStore, freshness: Freshness) -> Self {
+        Self {
             decoder: BlockDecoder::new(DecoderConfig::default()),
             trust,
-            freshness: Freshness::default(),
+            freshness,
             replay: ReplayState::new(),
             accepted: Vec::new(),
             rejected: BTreeMap::new(),
             link_errors: BTreeMap::new(),
-        })
+        }
     }
 
-    pub fn local_addr(&self) -> Result<SocketAddr, PeerError> {
-        Ok(self.socket.local_addr()?)
-    }
-
+    /// The frames accepted so far, in arrival order.
     pub fn accepted(&self) -> &[Opened] {
         &self.accepted
     }
@@ -191,6 +221,48 @@ impl LinkReceiver {
                 Err(e) => *self.rejected.entry(e.reason()).or_default() += 1,
             }
         }
+    }
+}
+
+/// Receives datagrams on a loopback socket into an [`Opener`].
+pub struct LinkReceiver {
+    socket: UdpSocket,
+    opener: Opener,
+}
+
+impl LinkReceiver {
+    pub async fn bind(trust: TrustStore) -> Result<Self, PeerError> {
+        Ok(Self {
+            socket: UdpSocket::bind("127.0.0.1:0").await?,
+            opener: Opener::new(trust, Freshness::default()),
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, PeerError> {
+        Ok(self.socket.local_addr()?)
+    }
+
+    pub fn accepted(&self) -> &[Opened] {
+        self.opener.accepted()
+    }
+
+    /// Frames rejected by `open`, by reason label.
+    pub fn rejected(&self) -> &BTreeMap<&'static str, u64> {
+        self.opener.rejected()
+    }
+
+    /// Datagrams or blocks refused by the link codec, by reason label.
+    pub fn link_errors(&self) -> &BTreeMap<&'static str, u64> {
+        self.opener.link_errors()
+    }
+
+    pub fn link_stats(&self) -> &LinkStats {
+        self.opener.link_stats()
+    }
+
+    /// Handles one datagram: decode, open, accept.
+    pub fn push(&mut self, datagram: &[u8]) {
+        self.opener.push(datagram);
     }
 
     /// Receives until `done(self)` holds, or nothing arrived for `idle`, or `max` passed.

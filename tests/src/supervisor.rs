@@ -63,6 +63,31 @@ pub enum SupervisorError {
     CommandTimeout { command: String, waited: Duration },
 }
 
+/// Sends SIGTERM to process `pid` (a clean stop of a daemon).
+pub fn sigterm(pid: u32) -> Result<(), nix::Error> {
+    kill(
+        Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX)),
+        Signal::SIGTERM,
+    )
+}
+
+/// SIGTERM to a child started with `std::process::Command`, then SIGKILL if it is still
+/// running after `grace`; returns how it ended.
+pub fn stop_std(child: &mut std::process::Child, grace: Duration) -> std::io::Result<ExitStatus> {
+    if sigterm(child.id()).is_ok() {
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Already gone, or deaf to SIGTERM: wait() tells which.
+    let _ = child.kill();
+    child.wait()
+}
+
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -338,8 +363,7 @@ impl Child {
         let pid = self.pid().ok_or_else(|| SupervisorError::NotRunning {
             name: self.spec.name.clone(),
         })?;
-        let pid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
-        kill(pid, Signal::SIGTERM).map_err(|source| SupervisorError::Signal {
+        sigterm(pid).map_err(|source| SupervisorError::Signal {
             name: self.spec.name.clone(),
             source,
         })?;

@@ -22,10 +22,7 @@ fn interop_dir() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
+    airlock_tests::ops::free_tcp_port().unwrap().port()
 }
 
 /// `airlock-receiver hash-secret`, the way an operator registers a client.

@@ -19,3 +19,4 @@ mod harness_impair_cli;
 mod harness_serial;
 mod harness_supervisor;
 mod harness_udp;
+mod layout;

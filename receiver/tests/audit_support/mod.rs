@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 
 use airlock_protocol::keys::{LinkKey, SignerKey};
 use airlock_protocol::message::{
-    Approval, Body, Claims, ENVELOPE_VERSION, Envelope, Heartbeat, KeyAnnounce, KeyRetire,
-    LoginTicket, Provision, Revoke,
+    Approval, Body, Claims, Envelope, Heartbeat, KeyAnnounce, KeyRetire, LoginTicket, Provision,
+    Revoke,
 };
 use airlock_protocol::seal::Sealer;
 use airlock_receiver::apply::{AcceptedFrame, apply_batch};
@@ -41,39 +41,24 @@ pub struct Fixture {
     pub untrusted: SignerKey,
 }
 
+/// The test kit's [`airlock_tests::peer::Chain`], frames issued one second apart.
 struct Chain {
-    sealer: Sealer,
-    kid: String,
-    seq: u64,
-    prev: [u8; 32],
-    /// issued_at of seq 0: frames are issued one second apart.
+    chain: airlock_tests::peer::Chain,
+    /// issued_at of seq 0.
     epoch: u64,
 }
 
 impl Chain {
     fn new(key: SignerKey, epoch: u64) -> Self {
-        let kid = key.kid().to_owned();
         Self {
-            sealer: Sealer::new(key, LinkKey::generate(1)),
-            kid,
-            seq: 0,
-            prev: [0; 32],
+            chain: airlock_tests::peer::Chain::new(Sealer::new(key, LinkKey::generate(1))),
             epoch,
         }
     }
 
     fn next(&mut self, body: Body) -> Sent {
-        self.seq += 1;
-        let env = Envelope {
-            v: ENVELOPE_VERSION,
-            sender_kid: self.kid.clone(),
-            seq: self.seq,
-            prev: self.prev,
-            issued_at: self.epoch + self.seq,
-            body,
-        };
-        let signed = self.sealer.sign(&env).unwrap();
-        self.prev = signed.hash;
+        let issued_at = self.epoch + self.chain.seq + 1;
+        let (env, signed) = self.chain.sign_next(body, issued_at).unwrap();
         Sent {
             env,
             sign1: signed.sign1,
@@ -281,7 +266,7 @@ impl Fixture {
             SignerKey::from_pkcs8_pem(&self.untrusted.to_pkcs8_pem().unwrap()).unwrap(),
             T0,
         );
-        c.seq = seq - 1;
+        c.chain.seq = seq - 1;
         c.next(body(seq)).sign1
     }
 

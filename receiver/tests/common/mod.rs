@@ -7,39 +7,25 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use airlock_protocol::keys::{LinkKey, SignerKey};
 use airlock_protocol::link::{BlockEncoder, BlockPacker, LinkParams};
-use airlock_protocol::message::{
-    Approval, Body, Claims, ENVELOPE_VERSION, Envelope, Heartbeat, Provision,
-};
+use airlock_protocol::message::{Approval, Body, Claims, Envelope, Heartbeat, Provision};
 use airlock_protocol::seal::{SealedFrame, Sealer};
+use airlock_tests::peer::Chain;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_airlock-receiver");
 pub const ISSUER: &str = "https://login.example.org";
 
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+pub use airlock_tests::ops::unix_now as now;
 
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    airlock_tests::ops::free_udp_port().unwrap().port()
 }
 
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    airlock_tests::ops::free_tcp_port().unwrap().port()
 }
 
 /// A receiver installation in a temp dir: keys, config, data dir.
@@ -217,19 +203,9 @@ impl Receiver {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM and wait (clean stop), via the `kill` command to stay free of unsafe code.
+    /// SIGTERM and wait (clean stop); SIGKILL after 30 s.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
+        let _ = airlock_tests::supervisor::stop_std(&mut self.child, Duration::from_secs(30));
     }
 }
 
@@ -247,16 +223,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn parse(text: &str) -> Self {
-        let values = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter_map(|l| {
-                l.rsplit_once(' ')
-                    .map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(f64::NAN)))
-            })
-            .collect();
         Metrics {
-            values,
+            values: airlock_tests::ops::parse_metrics(text),
             raw: text.to_owned(),
         }
     }
@@ -294,9 +262,8 @@ impl Metrics {
 
 /// A sender made of protocol-crate parts.
 pub struct TestSender {
-    pub sealer: Sealer,
-    pub seq: u64,
-    pub prev: [u8; 32],
+    /// Seals the frames: the test kit's [`Chain`].
+    pub chain: Chain,
     pub session_id: u64,
     encoder: BlockEncoder,
     params: LinkParams,
@@ -356,9 +323,7 @@ impl TestSender {
         };
         let session_id = rand_u64();
         Self {
-            sealer: Sealer::new(clone_signer(signer), link.clone()),
-            seq: 0,
-            prev: [0; 32],
+            chain: Chain::new(Sealer::new(clone_signer(signer), link.clone())),
             session_id,
             encoder: BlockEncoder::new(session_id, &params).unwrap(),
             params,
@@ -366,23 +331,12 @@ impl TestSender {
     }
 
     pub fn envelope(&self, seq: u64, body: Body, issued_at: u64) -> Envelope {
-        Envelope {
-            v: ENVELOPE_VERSION,
-            sender_kid: self.sealer.signer_kid().to_owned(),
-            seq,
-            prev: self.prev,
-            issued_at,
-            body,
-        }
+        self.chain.envelope(seq, body, issued_at)
     }
 
     /// Seals the next frame of the chain.
     pub fn next(&mut self, body: Body) -> SealedFrame {
-        self.seq += 1;
-        let env = self.envelope(self.seq, body, now());
-        let f = self.sealer.seal(&env).unwrap();
-        self.prev = f.hash;
-        f
+        self.chain.seal_next(body, now()).unwrap()
     }
 
     /// Packs sealed frames into blocks and FEC-encodes them into datagrams.
@@ -484,7 +438,8 @@ pub fn clone_signer(k: &SignerKey) -> SignerKey {
 pub fn sized_provision(tx: &TestSender, i: u64) -> Body {
     let mut body = provision(i);
     let size = |b: &Body| {
-        tx.sealer
+        tx.chain
+            .sealer
             .seal(&tx.envelope(1, b.clone(), now()))
             .unwrap()
             .sealed

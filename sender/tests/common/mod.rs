@@ -4,13 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use airlock_protocol::keys::{LinkKey, SignerPublicKey};
-use airlock_protocol::link::{BlockDecoder, DecoderConfig};
 use airlock_protocol::message::Envelope;
-use airlock_protocol::replay::ReplayState;
-use airlock_protocol::seal::{Freshness, open};
+use airlock_protocol::seal::Freshness;
 use airlock_protocol::trust::TrustStore;
 use airlock_sender::config::Config;
 use airlock_sender::engine::unix_now;
+use airlock_tests::peer::Opener;
 use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
@@ -151,11 +150,10 @@ pub fn provision_record(sub: &str) -> String {
     .to_string()
 }
 
-/// The receiver side in miniature: datagrams in, opened envelopes out.
+/// The receiver side in miniature: datagrams in, opened envelopes out (the test kit's
+/// [`Opener`]); a frame that fails to open for any reason but a replay fails the test.
 pub struct MiniReceiver {
-    decoder: BlockDecoder,
-    trust: TrustStore,
-    replay: ReplayState,
+    opener: Opener,
     pub envelopes: Vec<Envelope>,
     pub hashes: Vec<[u8; 32]>,
     pub duplicates: usize,
@@ -163,10 +161,12 @@ pub struct MiniReceiver {
 
 impl MiniReceiver {
     pub fn new(trust: TrustStore) -> Self {
+        let fresh = Freshness {
+            max_age_secs: 3600,
+            max_skew_secs: 60,
+        };
         Self {
-            decoder: BlockDecoder::new(DecoderConfig::default()),
-            trust,
-            replay: ReplayState::new(),
+            opener: Opener::new(trust, fresh),
             envelopes: Vec::new(),
             hashes: Vec::new(),
             duplicates: 0,
@@ -174,22 +174,16 @@ impl MiniReceiver {
     }
 
     pub fn push_datagram(&mut self, datagram: &[u8]) {
-        let frames = self.decoder.push_datagram(datagram).unwrap_or_default();
-        let fresh = Freshness {
-            max_age_secs: 3600,
-            max_skew_secs: 60,
-        };
-        for frame in frames {
-            match open(&frame, &self.trust, &fresh, unix_now(), &self.replay) {
-                Ok(opened) => {
-                    self.replay
-                        .accept(&opened.signer_kid, opened.envelope.seq)
-                        .unwrap();
-                    self.envelopes.push(opened.envelope);
-                    self.hashes.push(opened.hash);
-                }
-                Err(e) if e.reason() == "replay" => self.duplicates += 1,
-                Err(e) => panic!("frame failed to open: {e}"),
+        let seen = self.opener.accepted().len();
+        self.opener.push(datagram);
+        for opened in &self.opener.accepted()[seen..] {
+            self.envelopes.push(opened.envelope.clone());
+            self.hashes.push(opened.hash);
+        }
+        for (reason, n) in self.opener.rejected() {
+            match *reason {
+                "replay" => self.duplicates = usize::try_from(*n).unwrap(),
+                _ => panic!("{n} frame(s) failed to open: {reason}"),
             }
         }
     }

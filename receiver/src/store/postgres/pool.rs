@@ -247,3 +247,203 @@ impl Drop for Conn<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A connect function that always fails at once (nothing listens on port 1), counting
+    /// its calls.
+    fn refused(calls: Arc<AtomicUsize>) -> impl Fn() -> Result<Client, postgres::Error> {
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Client::connect(
+                "host=127.0.0.1 port=1 user=nobody connect_timeout=5",
+                postgres::NoTls,
+            )
+        }
+    }
+
+    /// The test PostgreSQL, when there is one (`AIRLOCK_TEST_PG_URL`, as for the
+    /// integration tests); these tests pass trivially without it.
+    fn test_db() -> Option<String> {
+        std::env::var("AIRLOCK_TEST_PG_URL")
+            .ok()
+            .filter(|s| !s.is_empty())
+    }
+
+    fn counting(
+        url: String,
+        calls: Arc<AtomicUsize>,
+    ) -> impl Fn() -> Result<Client, postgres::Error> {
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Client::connect(&url, postgres::NoTls)
+        }
+    }
+
+    #[test]
+    fn a_failed_connect_is_named_and_frees_its_slot() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let pool = Pool::new(refused(calls.clone()), 1, "db.example:5432/airlock".into());
+        for attempt in 1..=3 {
+            let Err(e) = pool.get() else {
+                panic!("connected to port 1");
+            };
+            let text = e.to_string();
+            assert!(text.contains("db.example:5432/airlock"), "{text}");
+            assert!(text.contains("check that PostgreSQL is running"), "{text}");
+            // Each call tried again at once: the failed attempt gave its slot back (else the
+            // second call would wait for a connection that never returns).
+            assert_eq!(calls.load(Ordering::SeqCst), attempt);
+        }
+        assert_eq!(pool.lock().unwrap().open, 0);
+    }
+
+    #[test]
+    fn a_size_of_zero_still_allows_one_connection() {
+        let pool = Pool::new(refused(Arc::new(AtomicUsize::new(0))), 0, "x".into());
+        assert_eq!(pool.size, 1);
+        assert!(pool.get().is_err());
+    }
+
+    #[test]
+    fn off_runtime_runs_inline_without_a_runtime() {
+        let here = std::thread::current().id();
+        assert_eq!(off_runtime(|| std::thread::current().id()), here);
+        assert_eq!(
+            off_runtime_local(|| Ok(std::thread::current().id())).unwrap(),
+            here
+        );
+    }
+
+    /// What the synchronous client does inside: start and block on a runtime of its own.
+    fn own_runtime() -> u32 {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async { 7 })
+    }
+
+    #[test]
+    fn off_runtime_lets_the_client_run_its_own_runtime_from_async_code() {
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        multi.block_on(async {
+            assert_eq!(off_runtime(own_runtime), 7);
+            assert_eq!(off_runtime_local(|| Ok(own_runtime())).unwrap(), 7);
+            // Nested calls run directly on the thread already handed over.
+            let (outer, inner) = off_runtime(|| {
+                (
+                    std::thread::current().id(),
+                    off_runtime(|| std::thread::current().id()),
+                )
+            });
+            assert_eq!(outer, inner);
+        });
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        current.block_on(async {
+            // A current-thread runtime keeps its thread: the work runs on another one.
+            let here = std::thread::current().id();
+            let (there, nested) = off_runtime(|| {
+                (
+                    std::thread::current().id(),
+                    off_runtime(|| std::thread::current().id()),
+                )
+            });
+            assert_ne!(there, here);
+            assert_eq!(nested, there);
+            assert_eq!(off_runtime(own_runtime), 7);
+        });
+    }
+
+    #[test]
+    fn a_transaction_on_a_current_thread_runtime_is_refused_with_the_fix() {
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ran = std::cell::Cell::new(false);
+        let r = current.block_on(async {
+            off_runtime_local(|| {
+                ran.set(true);
+                Ok(())
+            })
+        });
+        let Err(StoreError::Io(text)) = r else {
+            panic!("a transaction ran on a current-thread runtime: {r:?}");
+        };
+        assert!(text.contains("spawn_blocking"), "{text}");
+        assert!(!ran.get(), "the body must not run");
+    }
+
+    #[test]
+    fn connections_are_reused_and_a_broken_one_is_replaced() {
+        let Some(url) = test_db() else { return };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let pool = Pool::new(counting(url.clone(), calls.clone()), 2, "test db".into());
+        let pid = |c: &mut Conn<'_>| -> i32 {
+            c.client()
+                .unwrap()
+                .query_one("SELECT pg_backend_pid()", &[])
+                .unwrap()
+                .get(0)
+        };
+        let first = pid(&mut pool.get().unwrap());
+        let again = pid(&mut pool.get().unwrap());
+        assert_eq!(first, again, "the idle connection is handed out again");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        // The server drops it (a restart would): the pool notices and opens a new one.
+        let mut admin = Client::connect(&url, postgres::NoTls).unwrap();
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&first])
+            .unwrap();
+        let mut next = None;
+        for _ in 0..50 {
+            // The dead connection is found out when it is used, or by the check before it
+            // is handed out; either way it is never handed out twice.
+            let mut c = pool.get().unwrap();
+            if let Ok(row) = c
+                .client()
+                .unwrap()
+                .query_one("SELECT pg_backend_pid()", &[])
+            {
+                next = Some(row.get::<_, i32>(0));
+                break;
+            }
+        }
+        let next = next.expect("a working connection after the old one was dropped");
+        assert_ne!(next, first);
+        assert!(pool.lock().unwrap().open <= 2);
+    }
+
+    #[test]
+    fn a_full_pool_hands_out_the_connection_a_caller_returns() {
+        let Some(url) = test_db() else { return };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let pool = Pool::new(counting(url, calls.clone()), 1, "test db".into());
+        let held = pool.get().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let c = pool.get();
+                tx.send(c.is_ok()).unwrap();
+            });
+            // The waiter cannot get past a full pool while the connection is held ...
+            assert!(rx.try_recv().is_err());
+            drop(held);
+            // ... and gets the same connection once it is returned.
+            assert!(rx.recv().unwrap());
+        });
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "no second connection was opened"
+        );
+    }
+}
