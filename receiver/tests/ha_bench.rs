@@ -203,6 +203,7 @@ async fn refresh_rate(backend: &str, store: Arc<dyn OidcStore>) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: needs AIRLOCK_TEST_PG_URL; run with --release -- --ignored --nocapture"]
 async fn refresh_grants_per_second_sled_and_postgres() {
+    let _pg = common::pg_shared_async().await;
     let tmp = tempfile::tempdir().unwrap();
     let db = sled::open(tmp.path().join("db")).unwrap();
     let sled_rate = refresh_rate("sled", Arc::new(SledOidcStore::open(db).unwrap())).await;

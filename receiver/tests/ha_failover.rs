@@ -29,7 +29,7 @@ fn pg_url() -> Option<String> {
 /// The failover test drops every receiver connection to the database (a PostgreSQL restart),
 /// which would also hit another test's receiver: the tests of this file run one at a time,
 /// and while no other test uses the database.
-fn one_at_a_time() -> std::sync::RwLockWriteGuard<'static, ()> {
+fn one_at_a_time() -> tokio::sync::RwLockWriteGuard<'static, ()> {
     common::pg_alone()
 }
 

@@ -65,7 +65,7 @@ impl Backend for SledBackend {
 }
 
 struct PgBackend {
-    _pg: std::sync::RwLockReadGuard<'static, ()>,
+    _pg: tokio::sync::RwLockReadGuard<'static, ()>,
     url: String,
     store: Arc<PgStore>,
     oidc: Arc<PgOidcStore>,

@@ -386,18 +386,24 @@ impl TestSender {
 
 /// The tests that use the test PostgreSQL share it, and share one process: a test that drops
 /// every receiver connection to it (what a PostgreSQL restart does) holds [`pg_alone`], the
-/// others [`pg_shared`].
-static PG: std::sync::RwLock<()> = std::sync::RwLock::new(());
+/// others [`pg_shared`] (or [`pg_shared_async`] in an async test). A tokio lock, so that an
+/// async test may hold it across awaits; it does not poison, so a failed test leaves nothing
+/// the next one depends on.
+static PG: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-/// Use the test PostgreSQL alongside other tests (see [`pg_alone`]).
-pub fn pg_shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    // A test that failed while holding the lock leaves nothing the next one depends on.
-    PG.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Use the test PostgreSQL alongside other tests (see [`pg_alone`]); not in async code.
+pub fn pg_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    PG.blocking_read()
 }
 
-/// Use the test PostgreSQL with no other test connected to it.
-pub fn pg_alone() -> std::sync::RwLockWriteGuard<'static, ()> {
-    PG.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// [`pg_shared`] for an async test.
+pub async fn pg_shared_async() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    PG.read().await
+}
+
+/// Use the test PostgreSQL with no other test connected to it; not in async code.
+pub fn pg_alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    PG.blocking_write()
 }
 
 /// The test PostgreSQL (`AIRLOCK_TEST_PG_URL`), or None after saying on stderr that `test`

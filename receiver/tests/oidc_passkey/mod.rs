@@ -878,6 +878,8 @@ async fn two_receivers_on_one_postgres_enrol_on_a_sign_in_on_b() {
         eprintln!("skipped: AIRLOCK_TEST_PG_URL is not set (scripts/pg start)");
         return;
     };
+    // Receivers on the test database: not while a failover test drops every connection.
+    let _pg = crate::common::pg_shared_async().await;
     let db_url = tokio::task::block_in_place(|| {
         let schema = format!("passkeys_{:x}", rand::random::<u64>() >> 16);
         let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
