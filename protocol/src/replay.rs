@@ -22,6 +22,14 @@ pub enum ReplayError {
     Seen { seq: u64 },
     #[error("seq {seq} is more than {WINDOW} below the highest accepted seq {highest}")]
     TooOld { seq: u64, highest: u64 },
+    /// The seq was accepted before with other content: not a replay of a frame but a sender
+    /// that signs new frames under seqs it already used (it lost its outbox, or runs from an
+    /// old backup). Its approvals are not applied: give the sender a new signer key.
+    #[error(
+        "seq {seq} was already accepted with other content: the sender reuses seqs (lost outbox or old backup?); \
+         its new frames are refused until it signs with a new key (docs/operations.md, \"Outbox lost\")"
+    )]
+    Conflict { seq: u64 },
 }
 
 /// Decoding persisted replay state failed.

@@ -103,12 +103,13 @@ impl OpenError {
             OpenError::Version { .. } => "unsupported_version",
             OpenError::Stale { .. } => "stale",
             OpenError::Future { .. } => "from_future",
+            OpenError::Replay(ReplayError::Conflict { .. }) => "seq_conflict",
             OpenError::Replay(_) => "replay",
         }
     }
 
     /// Every reason label, for pre-registering metrics.
-    pub const REASONS: [&'static str; 15] = [
+    pub const REASONS: [&'static str; 16] = [
         "too_large",
         "bad_cbor",
         "bad_algorithm",
@@ -124,6 +125,7 @@ impl OpenError {
         "stale",
         "from_future",
         "replay",
+        "seq_conflict",
     ];
 }
 
@@ -341,6 +343,12 @@ pub fn open(
         link_kid,
         signer_kid,
     })
+}
+
+/// True if a sealed frame passes the AEAD under a known link key: what the link decoder
+/// needs to settle a block id (a forged block has no frame that passes). No signature check.
+pub fn authenticates(sealed: &[u8], trust: &TrustStore) -> bool {
+    sealed.len() <= MAX_SEALED_FRAME && decrypt(sealed, trust).is_ok()
 }
 
 /// The auditor's path: checks a logged Sign1 against public keys only (no link key, no clock,

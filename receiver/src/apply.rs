@@ -202,7 +202,7 @@ fn apply_one(
         Body::Revoke(r) => revoke(tx, r, &at, &mut applied)?,
         Body::LoginTicket(t) => login_ticket(tx, t, &at)?,
         Body::KeyAnnounce(k) => key_announce(&mut ledger.keys, k, &at, &mut applied),
-        Body::KeyRetire(k) => key_retire(&mut ledger.keys, k, &mut applied),
+        Body::KeyRetire(k) => key_retire(&mut ledger.keys, k, &at, &mut applied),
         Body::Heartbeat(h) => heartbeat(tx, h, env, frame.received_at_ms, index, &mut applied)?,
         Body::IdpMirror(m) => mirror(tx, m, &at)?,
     };
@@ -414,15 +414,21 @@ fn key_announce(
     true
 }
 
-fn key_retire(keys: &mut KeySet, k: &KeyRetire, applied: &mut Applied) -> bool {
+fn key_retire(keys: &mut KeySet, k: &KeyRetire, at: &Provenance, applied: &mut Applied) -> bool {
     let changed = match k {
+        // Every KeyRetire takes effect, a repeated one too: it bans again a kid that an
+        // operator reinstated after the earlier retirement.
         KeyRetire::Signer { kid } => {
             keys.signers.remove(kid);
-            keys.retired_signers.insert(kid.clone())
+            keys.retired_signers.insert(kid.clone());
+            keys.signer_retired_by.insert(kid.clone(), at.clone());
+            true
         }
         KeyRetire::Link { kid } => {
             keys.link_activations.remove(kid);
-            keys.retired_links.insert(*kid)
+            keys.retired_links.insert(*kid);
+            keys.link_retired_by.insert(*kid, at.clone());
+            true
         }
     };
     applied.keys_changed |= changed;

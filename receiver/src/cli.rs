@@ -93,6 +93,10 @@ pub enum TrustCommand {
         #[arg(long)]
         config: PathBuf,
         file: PathBuf,
+        /// The kid was retired over the link and the key ceremony re-approved it: lift that
+        /// retirement (a later KeyRetire bans it again).
+        #[arg(long)]
+        reinstate: bool,
     },
     /// Install a link key file into the trust directory.
     AddLinkKey {
@@ -100,7 +104,8 @@ pub enum TrustCommand {
         config: PathBuf,
         file: PathBuf,
     },
-    /// Remove an installed key from the trust directory.
+    /// Stop trusting a key: an installed file, or any signer kid announced over the link
+    /// (and the keys it announced).
     Remove {
         #[arg(long)]
         config: PathBuf,
@@ -262,8 +267,19 @@ fn trust(cmd: TrustCommand) -> Result<String, CliError> {
             let logged = logged_keys(&cfg);
             Ok(trust_cmd::list(&cfg, logged.as_ref())?)
         }
-        TrustCommand::AddSigner { config, file } => {
-            Ok(trust_cmd::add_signer(&Config::load(&config)?, &file)?)
+        TrustCommand::AddSigner {
+            config,
+            file,
+            reinstate,
+        } => {
+            let cfg = Config::load(&config)?;
+            let logged = logged_keys(&cfg);
+            Ok(trust_cmd::add_signer(
+                &cfg,
+                &file,
+                logged.as_ref(),
+                reinstate,
+            )?)
         }
         TrustCommand::AddLinkKey { config, file } => {
             Ok(trust_cmd::add_link_key(&Config::load(&config)?, &file)?)
@@ -282,7 +298,9 @@ fn trust(cmd: TrustCommand) -> Result<String, CliError> {
                     ));
                 }
             };
-            Ok(trust_cmd::remove(&Config::load(&config)?, &target)?)
+            let cfg = Config::load(&config)?;
+            let logged = logged_keys(&cfg);
+            Ok(trust_cmd::remove(&cfg, &target, logged.as_ref())?)
         }
     }
 }

@@ -71,6 +71,13 @@ pub struct LinkConfig {
     /// Largest block accepted from a datagram header.
     #[serde(default = "defaults::max_block_bytes")]
     pub max_block_bytes: usize,
+    /// Reassembly memory over all sessions (estimated bytes); the least recently touched
+    /// incomplete block is dropped beyond it.
+    #[serde(default = "defaults::max_pending_bytes")]
+    pub max_pending_bytes: usize,
+    /// Smallest symbol size accepted: the sender's is `floor((link.mtu - 30) / 8) * 8`.
+    #[serde(default = "defaults::min_symbol_size")]
+    pub min_symbol_size: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -292,6 +299,12 @@ mod defaults {
     pub fn max_block_bytes() -> usize {
         256 * 1024
     }
+    pub fn max_pending_bytes() -> usize {
+        32 * 1024 * 1024
+    }
+    pub fn min_symbol_size() -> u16 {
+        64
+    }
     pub fn receive_buffer() -> usize {
         8 * 1024 * 1024
     }
@@ -441,6 +454,20 @@ impl Config {
         }
         if self.link.max_block_bytes < 1024 || self.link.max_block_bytes > 64 * 1024 * 1024 {
             return Err(self.invalid("link.max_block_bytes", "must be between 1024 and 67108864"));
+        }
+        if self.link.max_pending_bytes < self.link.max_block_bytes.saturating_mul(2)
+            || self.link.max_pending_bytes > 4 * 1024 * 1024 * 1024
+        {
+            return Err(self.invalid(
+                "link.max_pending_bytes",
+                "must be at least twice link.max_block_bytes and at most 4294967296",
+            ));
+        }
+        if self.link.min_symbol_size < 64 || self.link.min_symbol_size % 8 != 0 {
+            return Err(self.invalid(
+                "link.min_symbol_size",
+                "must be a multiple of 8, at least 64 (the sender's smallest symbol)",
+            ));
         }
         if self.trust.signers.is_empty() && self.trust.dir.is_none() {
             return Err(self.invalid(

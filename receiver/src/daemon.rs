@@ -100,6 +100,7 @@ async fn run_on<S: Store>(
     make_provider: impl FnOnce(OidcConfig, Arc<dyn IdentityDirectory>) -> Result<Provider, OidcError>,
 ) -> Result<(), RunError> {
     let base = BaseTrust::load(&cfg.trust)?;
+    let link_keys: Vec<_> = base.links.iter().map(|(_, k)| k.clone()).collect();
     for (path, k) in &base.signers {
         tracing::info!(kid = %k.kid, fingerprint = %k.fingerprint(), file = %path.display(), "trusted signer");
     }
@@ -159,6 +160,7 @@ async fn run_on<S: Store>(
 
     let ingress = LinkIngress::new(
         &cfg.link,
+        &link_keys,
         tx,
         metrics.clone(),
         cfg.ingest.reject_log_per_sec,

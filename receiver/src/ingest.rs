@@ -437,11 +437,12 @@ impl<S: Store> Ingest<S> {
                 ReplayError::Seen { .. } | ReplayError::TooOld { .. } => {
                     self.logged_hash(&kid, seq)?
                 }
-                ReplayError::Zero => None,
+                ReplayError::Zero | ReplayError::Conflict { .. } => None,
             };
             match (logged, &e) {
                 (Some(hash), _) if hash == o.hash => return Ok(Class::Duplicate),
-                (Some(_), _) => return replay(ReplayError::Seen { seq }),
+                // The seq is logged with another hash: new content under a used seq.
+                (Some(_), _) => return replay(ReplayError::Conflict { seq }),
                 // Below the window and never logged: an old gap being filled.
                 (None, ReplayError::TooOld { .. }) => {}
                 (None, _) => return replay(e),

@@ -167,6 +167,30 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "airlock_blocks_unauthenticated_total",
+            "Decoded FEC blocks none of whose frames pass the AEAD (forged): their block id stays open for the real block.",
+            l.blocks_unauthenticated,
+        );
+        counter(
+            &mut out,
+            "airlock_blocks_evicted_total",
+            "Incomplete FEC blocks dropped for a memory bound (pending blocks or bytes).",
+            l.blocks_evicted,
+        );
+        counter(
+            &mut out,
+            "airlock_link_symbol_size_refused_total",
+            "Datagrams refused for a symbol size below link.min_symbol_size.",
+            l.symbol_size_refused,
+        );
+        gauge(
+            &mut out,
+            "airlock_link_pending_bytes",
+            "Reassembly memory held now (estimated bytes).",
+            l.pending_bytes,
+        );
+        counter(
+            &mut out,
             "airlock_link_session_resets_total",
             "Sender sessions started or evicted.",
             l.session_resets,

@@ -94,14 +94,36 @@ async fn healthz<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
         )
             .into_response();
     }
+    let conflicts = s.metrics.rejected("seq_conflict");
+    if conflicts > 0 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: {conflicts} frames reuse seqs already accepted with other content (metric reason seq_conflict): \
+                 the sender lost its outbox or runs from an old backup, and those approvals are NOT applied; \
+                 give the sender a new signer key (docs/operations.md, \"Outbox lost\"), then restart the receiver\n"
+            ),
+        )
+            .into_response();
+    }
+    let forged = s.metrics.link_stats().blocks_unauthenticated;
+    let forged_note = if forged > 0 {
+        format!(
+            "; {forged} forged FEC blocks (no frame passes the AEAD) seen on the link: someone on the diode segment is injecting datagrams"
+        )
+    } else {
+        String::new()
+    };
     match s.health(now_ms()) {
-        Health::Ok { heartbeat_age_secs } => {
-            (StatusCode::OK, format!("ok: last heartbeat {heartbeat_age_secs} s ago\n")).into_response()
-        }
+        Health::Ok { heartbeat_age_secs } => (
+            StatusCode::OK,
+            format!("ok: last heartbeat {heartbeat_age_secs} s ago{forged_note}\n"),
+        )
+            .into_response(),
         Health::NoHeartbeat { silent_secs } => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "unhealthy: no heartbeat for {silent_secs} s (alarm after {} s): check the diode, the link and the sender\n",
+                "unhealthy: no heartbeat for {silent_secs} s (alarm after {} s): check the diode, the link and the sender{forged_note}\n",
                 s.alarm_after_secs
             ),
         )

@@ -11,7 +11,10 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::store::records::KeySet;
-use crate::trust_set::{BaseTrust, LINK_EXT, SIGNER_EXT, TrustError, dir_files};
+use crate::store::records::Provenance;
+use crate::trust_set::{
+    BaseTrust, LINK_EXT, REINSTATED_EXT, REMOVED_EXT, SIGNER_EXT, TrustError, dir_files,
+};
 
 #[derive(Debug, Error)]
 pub enum TrustCmdError {
@@ -37,6 +40,34 @@ pub enum TrustCmdError {
         file: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write {file}: {source}")]
+    Marker {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "signer kid {kid} was retired over the link ({why}); if the key ceremony re-approved this key, install it again with `--reinstate`"
+    )]
+    Retired { kid: String, why: String },
+}
+
+fn retirement(p: Option<&Provenance>) -> String {
+    p.map_or_else(
+        || "KeyRetire frame".to_owned(),
+        |p| {
+            format!(
+                "KeyRetire seq {} from signer {}, log entry {}",
+                p.seq, p.signer_kid, p.log_index
+            )
+        },
+    )
+}
+
+fn write_marker(path: &Path, text: &str) -> Result<(), TrustCmdError> {
+    std::fs::write(path, text).map_err(|source| TrustCmdError::Marker {
+        file: path.to_owned(),
+        source,
+    })
 }
 
 fn trust_dir(cfg: &Config) -> Result<&Path, TrustCmdError> {
@@ -55,23 +86,18 @@ pub fn list(cfg: &Config, logged: Option<&KeySet>) -> Result<String, TrustCmdErr
     let mut out = String::new();
     let _ = writeln!(out, "signer keys (configured or installed):");
     for (path, k) in &base.signers {
-        let retired = logged.is_some_and(|l| l.retired_signers.contains(&k.kid));
         let _ = writeln!(
             out,
             "  kid {}  fingerprint {}  {}{}",
             k.kid,
             k.fingerprint(),
             path.display(),
-            if retired {
-                "  [retired over the link]"
-            } else {
-                ""
-            }
+            signer_status(&base, logged, &k.kid)
         );
     }
     let _ = writeln!(out, "link keys:");
     for (path, k) in &base.links {
-        let retired = logged.is_some_and(|l| l.retired_links.contains(&k.kid));
+        let retired = logged.is_some_and(|l| base.link_retired(k.kid, l));
         let _ = writeln!(
             out,
             "  kid {}  fingerprint {}  {}{}",
@@ -94,12 +120,39 @@ pub fn list(cfg: &Config, logged: Option<&KeySet>) -> Result<String, TrustCmdErr
                     .and_then(|v| <[u8; 32]>::try_from(v).ok())
                     .and_then(|raw| SignerPublicKey::from_raw(&raw).ok())
                     .map_or_else(|| "?".to_owned(), |k| k.fingerprint());
+                let status = if base.announcement_rooted(kid, l) {
+                    signer_status(&base, logged, kid)
+                } else {
+                    "  [not trusted: it, or a key on its announcement chain, was removed by the operator]".to_owned()
+                };
                 let _ = writeln!(
                     out,
-                    "  kid {kid}  fingerprint {fp}  trusted from {}  announced by {} (log entry {})",
+                    "  kid {kid}  fingerprint {fp}  trusted from {}  announced by {} (log entry {}){status}",
                     a.not_before, a.announced_by, a.log_index
                 );
             }
+        }
+        if !l.retired_signers.is_empty() {
+            let _ = writeln!(out, "signer kids retired over the link:");
+            for kid in &l.retired_signers {
+                let _ = writeln!(
+                    out,
+                    "  kid {kid}  by {}{}",
+                    retirement(l.signer_retired_by.get(kid)),
+                    if base.signer_retired(kid, l) {
+                        ""
+                    } else {
+                        "  [lifted: reinstated by the operator]"
+                    }
+                );
+            }
+        }
+        for kid in &l.retired_links {
+            let _ = writeln!(
+                out,
+                "link key {kid} retired by {}",
+                retirement(l.link_retired_by.get(kid))
+            );
         }
         for (kid, nb) in &l.link_activations {
             let _ = writeln!(out, "link key {kid} announced active from {nb}");
@@ -108,12 +161,44 @@ pub fn list(cfg: &Config, logged: Option<&KeySet>) -> Result<String, TrustCmdErr
     Ok(out)
 }
 
-/// Installs a signer public key file into the trust directory.
-pub fn add_signer(cfg: &Config, file: &Path) -> Result<String, TrustCmdError> {
+/// The status a listed signer kid gets: retired (and by what), removed, or nothing.
+fn signer_status(base: &BaseTrust, logged: Option<&KeySet>, kid: &str) -> String {
+    if base.removed_signers.contains(kid) {
+        return "  [removed by the operator]".to_owned();
+    }
+    match logged {
+        Some(l) if base.signer_retired(kid, l) => format!(
+            "  [retired over the link by {}]",
+            retirement(l.signer_retired_by.get(kid))
+        ),
+        Some(l) if l.retired_signers.contains(kid) => {
+            "  [retirement lifted by the operator]".to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Installs a signer public key file into the trust directory. A kid retired over the link
+/// is refused unless `reinstate` is set: then the install lifts that retirement (a later
+/// KeyRetire bans it again). An operator removal marker of the kid is cleared.
+pub fn add_signer(
+    cfg: &Config,
+    file: &Path,
+    logged: Option<&KeySet>,
+    reinstate: bool,
+) -> Result<String, TrustCmdError> {
     let key = SignerPublicKey::load(file)?;
     let dir = trust_dir(cfg)?;
     let base = BaseTrust::load(&cfg.trust)?;
-    if let Some((p, _)) = base.signers.iter().find(|(_, k)| k.kid == key.kid) {
+    let retired = logged.filter(|l| base.signer_retired(&key.kid, l));
+    if let (Some(l), false) = (retired, reinstate) {
+        return Err(TrustCmdError::Retired {
+            kid: key.kid.clone(),
+            why: retirement(l.signer_retired_by.get(&key.kid)),
+        });
+    }
+    let installed = base.signers.iter().find(|(_, k)| k.kid == key.kid);
+    if let (Some((p, _)), None) = (installed, retired) {
         return Err(TrustCmdError::AlreadyTrusted {
             what: format!("signer kid {}", key.kid),
             file: p.clone(),
@@ -123,10 +208,35 @@ pub fn add_signer(cfg: &Config, file: &Path) -> Result<String, TrustCmdError> {
         dir: dir.to_owned(),
         source,
     })?;
-    let dest = dir.join(format!("signer-{}.{SIGNER_EXT}", key.kid));
-    write_public_file(&dest, key.to_spki_pem()?.as_bytes())?;
+    let dest = match installed {
+        Some((p, _)) => p.clone(),
+        None => {
+            let dest = dir.join(format!("signer-{}.{SIGNER_EXT}", key.kid));
+            write_public_file(&dest, key.to_spki_pem()?.as_bytes())?;
+            dest
+        }
+    };
+    let mut lifted = String::new();
+    if let Some(l) = retired {
+        let at = l.signer_retired_by.get(&key.kid).map_or(0, |p| p.log_index);
+        write_marker(
+            &dir.join(format!("signer-{}.{REINSTATED_EXT}", key.kid)),
+            &format!("{at}\n"),
+        )?;
+        lifted = format!(
+            "  lifts the retirement by {}\n",
+            retirement(l.signer_retired_by.get(&key.kid))
+        );
+    }
+    let removed = dir.join(format!("signer-{}.{REMOVED_EXT}", key.kid));
+    if removed.exists() {
+        std::fs::remove_file(&removed).map_err(|source| TrustCmdError::Remove {
+            file: removed.clone(),
+            source,
+        })?;
+    }
     Ok(format!(
-        "installed signer kid {}\n  fingerprint {}\n  file {}\ncompare the fingerprint with the one read out at the sender; restart the receiver to use it\n",
+        "installed signer kid {}\n  fingerprint {}\n  file {}\n{lifted}compare the fingerprint with the one read out at the sender; restart the receiver to use it\n",
         key.kid,
         key.fingerprint(),
         dest.display()
@@ -166,8 +276,66 @@ pub enum RemoveTarget {
 }
 
 /// Removes an installed key from the trust directory (configured files stay: edit the config).
-pub fn remove(cfg: &Config, target: &RemoveTarget) -> Result<String, TrustCmdError> {
+/// A signer kid, installed or announced over the link, also gets a removal marker: it is
+/// not trusted again through an announcement, and neither is any key it announced.
+pub fn remove(
+    cfg: &Config,
+    target: &RemoveTarget,
+    logged: Option<&KeySet>,
+) -> Result<String, TrustCmdError> {
     let dir = trust_dir(cfg)?;
+    if let RemoveTarget::Signer(kid) = target {
+        let base = BaseTrust::load(&cfg.trust)?;
+        let configured = cfg
+            .trust
+            .signers
+            .iter()
+            .zip(&base.signers)
+            .find(|(_, (_, k))| &k.kid == kid);
+        if let Some((path, _)) = configured {
+            return Err(TrustCmdError::NotInstalled {
+                what: format!("signer kid {kid}"),
+                hint: format!(
+                    ": it is listed in {} ({}); remove it from [trust] there",
+                    cfg.source.display(),
+                    path.display()
+                ),
+            });
+        }
+        let installed = base
+            .signers
+            .iter()
+            .find(|(_, k)| &k.kid == kid)
+            .map(|(p, _)| p.clone());
+        // Without the store (a running receiver holds it) the kid cannot be confirmed as
+        // announced: the marker is written anyway; it does no harm for an unknown kid.
+        let unknown = logged.is_some_and(|l| !l.signers.contains_key(kid));
+        if installed.is_none() && unknown {
+            return Err(TrustCmdError::NotInstalled {
+                what: format!("signer kid {kid}"),
+                hint: " nor announced over the link (`trust list` shows every kid)".into(),
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(|source| TrustCmdError::MkDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        write_marker(
+            &dir.join(format!("signer-{kid}.{REMOVED_EXT}")),
+            "removed by the operator\n",
+        )?;
+        let mut what = String::new();
+        if let Some(path) = installed {
+            std::fs::remove_file(&path).map_err(|source| TrustCmdError::Remove {
+                file: path.clone(),
+                source,
+            })?;
+            what = format!(" ({})", path.display());
+        }
+        return Ok(format!(
+            "removed signer kid {kid}{what}; keys it announced are no longer trusted either; restart the receiver to stop trusting them\n"
+        ));
+    }
     let (ext, what) = match target {
         RemoveTarget::Signer(kid) => (SIGNER_EXT, format!("signer kid {kid}")),
         RemoveTarget::Link(kid) => (LINK_EXT, format!("link key kid {kid}")),

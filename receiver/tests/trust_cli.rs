@@ -56,3 +56,17 @@ fn config_errors_name_the_file_and_the_key() {
         "{err}"
     );
 }
+
+/// A small-order point (here the identity) is refused as a signer key file: anyone could
+/// sign for it without a private key.
+#[test]
+fn a_weak_signer_key_file_is_refused() {
+    let setup = Setup::new(LinkKind::Udp);
+    // SPKI of the Ed25519 identity point (0x01 then 31 zero bytes).
+    let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n-----END PUBLIC KEY-----\n";
+    let file = setup.path().join("weak.pub");
+    std::fs::write(&file, pem).unwrap();
+    let (ok, _, err) = setup.cli(&["trust", "add-signer", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("small-order (weak) point"), "{err}");
+}

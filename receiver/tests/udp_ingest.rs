@@ -46,9 +46,9 @@ fn provisioned_users_appear_and_bad_frames_change_nothing() {
     let at = tampered.len() - 20;
     tampered[at] ^= 0x01;
     bad.push(("aead_failure", tampered));
-    // Replayed: a different frame reusing an already accepted seq.
+    // A different frame reusing an already accepted seq: a seq conflict, not a duplicate.
     bad.push((
-        "replay",
+        "seq_conflict",
         tx.chain
             .sealer
             .seal(&tx.envelope(2, provision(200), now()))
@@ -131,7 +131,7 @@ fn provisioned_users_appear_and_bad_frames_change_nothing() {
     });
     for reason in [
         "aead_failure",
-        "replay",
+        "seq_conflict",
         "stale",
         "from_future",
         "unknown_link_key",
@@ -255,4 +255,124 @@ fn datagrams_from_other_sources_are_dropped_before_decoding() {
         "the allowed source was not refused"
     );
     assert_eq!(setup.users_json().len(), 2);
+}
+
+/// Resident memory of a process, in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A forged datagram: valid header and CRC, attacker-chosen symbol.
+fn forged_datagram(session_id: u64, block_id: u32, block_len: u32, symbol: &[u8]) -> Vec<u8> {
+    airlock_protocol::link::DatagramHeader {
+        session_id,
+        block_id,
+        block_len,
+        symbol_size: u16::try_from(symbol.len()).unwrap(),
+        payload_id: [0, 0, 0, 0],
+    }
+    .write(symbol)
+}
+
+/// The fault campaign's two link findings against the real receiver. (1) One forged,
+/// well-formed datagram per block id of the real session, ahead of the real blocks: before,
+/// each id was settled by the forgery and the real blocks were thrown away, silencing the
+/// session; now every real frame arrives and the forgeries show in a metric and on
+/// /healthz. (2) A flood of forged datagrams announcing 256 KiB blocks in tiny symbols, over
+/// many sessions and ids: memory stays bounded (an RSS bound, not a timing).
+#[test]
+fn forged_datagrams_neither_silence_a_session_nor_cost_memory_beyond_the_bound() {
+    let setup = Setup::new(LinkKind::Udp);
+    let rx = setup.start();
+    let pid = rx.child.id();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    let before = rss_kib(pid);
+
+    // Per id, a block of one 4-byte junk frame: it decodes, and its frame fails the AEAD.
+    let poison: Vec<Vec<u8>> = (0..64u32)
+        .map(|id| {
+            let mut junk = vec![0u8; 64];
+            junk[..4].copy_from_slice(&[0, 0, 0, 4]);
+            junk[4..8].copy_from_slice(&id.to_be_bytes());
+            forged_datagram(tx.session_id, id, 8, &junk)
+        })
+        .collect();
+    send_raw(setup.udp_port, &poison);
+    rx.wait_for("forged blocks", |m| {
+        m.get("airlock_blocks_unauthenticated_total") >= 32
+    });
+
+    let mut flood = Vec::new();
+    for i in 0..256u32 {
+        for symbol_size in [8usize, 64] {
+            flood.push(forged_datagram(
+                u64::from(1000 + i % 3),
+                i,
+                256 * 1024,
+                &vec![0u8; symbol_size],
+            ));
+        }
+    }
+    for chunk in flood.chunks(64) {
+        send_raw(setup.udp_port, chunk);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let m = rx.wait_for("the flood", |m| {
+        m.get("airlock_link_symbol_size_refused_total") >= 200
+    });
+    let after = rss_kib(pid);
+    let grown_mib = after.saturating_sub(before) / 1024;
+    println!(
+        "receiver RSS before {before} KiB, after the flood {after} KiB (+{grown_mib} MiB); pending bytes {}",
+        m.get("airlock_link_pending_bytes")
+    );
+    assert!(
+        m.get("airlock_link_pending_bytes") <= 32 * 1024 * 1024,
+        "{}",
+        m.raw
+    );
+    assert!(
+        grown_mib < 96,
+        "RSS grew by {grown_mib} MiB under the flood"
+    );
+
+    // The real session: every frame arrives, although its first block ids were forged.
+    for i in 1..=20 {
+        let f = tx.next(provision(i)).sealed;
+        tx.send_udp(setup.udp_port, &[f]);
+    }
+    rx.wait_for("all 20 real frames", |m| m.accepted() == 20);
+    let (_, health) = airlock_receiver::ops_client::get(rx.ops, "/healthz").unwrap();
+    assert!(health.contains("forged FEC blocks"), "{health}");
+}
+
+/// A sender that lost its outbox starts again at seq 1 under the same key. Its new frames
+/// are refused under their own reason (`seq_conflict`, not a duplicate or a plain replay),
+/// and /healthz turns unhealthy naming the cause, so the lost approvals cannot go unnoticed.
+#[test]
+fn a_sender_restarting_its_seqs_is_refused_loudly_not_silently() {
+    let setup = Setup::new(LinkKind::Udp);
+    let rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    for i in 1..=3 {
+        let f = tx.next(provision(i)).sealed;
+        tx.send_udp(setup.udp_port, &[f]);
+    }
+    rx.wait_for("the first run", |m| m.accepted() == 3);
+    // The outbox is gone: a fresh chain under the same key, seqs 1, 2, 3 again.
+    let mut lost = TestSender::new(&setup.signer, &setup.link);
+    for i in 10..=12 {
+        let f = lost.next(provision(i)).sealed;
+        lost.send_udp(setup.udp_port, &[f]);
+    }
+    let m = rx.wait_for("conflicts", |m| m.rejected("seq_conflict") == 3);
+    assert_eq!(m.rejected("replay"), 0, "{}", m.raw);
+    let (status, health) = airlock_receiver::ops_client::get(rx.ops, "/healthz").unwrap();
+    assert_eq!(status, 503, "{health}");
+    assert!(health.contains("lost its outbox"), "{health}");
 }

@@ -8,7 +8,10 @@ pub mod udp;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use airlock_protocol::keys::LinkKey;
 use airlock_protocol::link::{BlockDecoder, DecoderConfig, LinkError};
+use airlock_protocol::seal::authenticates;
+use airlock_protocol::trust::TrustStore;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -44,6 +47,9 @@ pub fn now_ms() -> u64 {
 /// Datagram handling shared by UDP and serial: decode, count, forward.
 pub struct LinkIngress {
     decoder: BlockDecoder,
+    /// The link keys: a decoded block settles its id only if one of its frames passes the
+    /// AEAD under one of them (a forged block must not make the real one a duplicate).
+    links: TrustStore,
     tx: mpsc::Sender<Incoming>,
     metrics: Arc<Metrics>,
     limiter: RateLimiter,
@@ -53,6 +59,7 @@ pub struct LinkIngress {
 impl LinkIngress {
     pub fn new(
         cfg: &LinkConfig,
+        links: &[LinkKey],
         tx: mpsc::Sender<Incoming>,
         metrics: Arc<Metrics>,
         log_per_sec: u32,
@@ -60,10 +67,17 @@ impl LinkIngress {
         let decoder = BlockDecoder::new(DecoderConfig {
             max_block_bytes: cfg.max_block_bytes,
             max_pending_blocks: cfg.max_pending_blocks,
+            max_pending_bytes: cfg.max_pending_bytes,
+            min_symbol_size: cfg.min_symbol_size,
             ..DecoderConfig::default()
         });
+        let mut trust = TrustStore::new();
+        for k in links {
+            trust.add_link_key(k.clone());
+        }
         Self {
             decoder,
+            links: trust,
             tx,
             metrics,
             limiter: RateLimiter::new(log_per_sec),
@@ -83,7 +97,10 @@ impl LinkIngress {
             );
             return Ok(());
         }
-        let result = self.decoder.push_datagram(bytes);
+        let links = &self.links;
+        let result = self
+            .decoder
+            .push_datagram_checked(bytes, |sealed| authenticates(sealed, links));
         self.metrics.set_link_stats(self.decoder.stats());
         match result {
             Ok(frames) => {

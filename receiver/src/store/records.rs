@@ -119,6 +119,12 @@ pub struct KeySet {
     /// Link kid -> not_before of its announced activation (the key itself comes on paper).
     pub link_activations: BTreeMap<u32, u64>,
     pub retired_links: BTreeSet<u32>,
+    /// The KeyRetire frame of each retired signer kid (the latest), for `trust list` and
+    /// for telling which retirement an operator's reinstatement lifted.
+    #[serde(default)]
+    pub signer_retired_by: BTreeMap<String, Provenance>,
+    #[serde(default)]
+    pub link_retired_by: BTreeMap<u32, Provenance>,
 }
 
 /// Missing seqs of one signer: everything in 1..=highest that did not arrive.
