@@ -463,7 +463,7 @@ impl Config {
                 "must be at least twice link.max_block_bytes and at most 4294967296",
             ));
         }
-        if self.link.min_symbol_size < 64 || self.link.min_symbol_size % 8 != 0 {
+        if self.link.min_symbol_size < 64 || !self.link.min_symbol_size.is_multiple_of(8) {
             return Err(self.invalid(
                 "link.min_symbol_size",
                 "must be a multiple of 8, at least 64 (the sender's smallest symbol)",

@@ -3,9 +3,9 @@
 //! Bounds: at most `max_sessions` sender sessions, `max_pending_blocks` incomplete blocks
 //! per session (the least recently touched one goes first), `max_pending_bytes` of
 //! reassembly memory over all sessions (estimated per block from its source symbol count
-//! and the symbols held; the least recently touched block goes first), `max_symbols_factor
-//! * K` symbols per block, `max_block_bytes` per block, symbol sizes from `min_symbol_size`
-//! (the sender never uses smaller ones), a fixed number of remembered settled block ids.
+//! and the symbols held; the least recently touched block goes first),
+//! `max_symbols_factor · K` symbols per block, `max_block_bytes` per block, symbol sizes
+//! from `min_symbol_size` (the sender never uses smaller ones), a fixed number of remembered settled block ids.
 //! What falls out of a bound is dropped and counted, never buffered without limit.
 //!
 //! The CRC does not authenticate, so a forged datagram may name any block id. The window
@@ -382,10 +382,10 @@ impl BlockDecoder {
         self.pending_bytes = self.pending_bytes.saturating_add(held);
         let packet = EncodingPacket::new(PayloadId::deserialize(&h.payload_id), symbol.to_vec());
         let decoded = pending.decoder.decode(packet);
-        if decoded.is_some() {
-            if let Some(p) = session.pending.remove(&key) {
-                self.pending_bytes = self.pending_bytes.saturating_sub(p.bytes);
-            }
+        if decoded.is_some()
+            && let Some(p) = session.pending.remove(&key)
+        {
+            self.pending_bytes = self.pending_bytes.saturating_sub(p.bytes);
         }
         let (evicted, freed) = session.evict_excess_pending(&config);
         self.stats.blocks_evicted += evicted;
