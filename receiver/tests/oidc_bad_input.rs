@@ -207,6 +207,64 @@ async fn wrong_pkce_verifier_burns_the_code() {
     assert_eq!(r.json()["error"], "invalid_client");
 }
 
+/// Wrong client secrets are limited per client (10) and per address (30) in the lockout
+/// window, even the right secret is then refused until it lifts (unless this receiver
+/// verified it before); a secret for an unknown client costs one argon2 verification
+/// like a known client's.
+#[tokio::test]
+async fn client_secret_failures_are_limited_and_unknown_clients_cost_the_same() {
+    let op = Op::start(None).await;
+    let call = |id: &str, secret: &str| {
+        token(
+            &op,
+            Some(basic(id, secret)),
+            "grant_type=authorization_code&code=x&redirect_uri=x",
+        )
+    };
+    let r = call("ghost", "guess").await;
+    assert_eq!(r.json()["error"], "invalid_client");
+    assert_eq!(
+        op.provider.metric("client_auth", "argon2"),
+        1,
+        "unknown costs one"
+    );
+    for _ in 0..10 {
+        let r = call("app", "wrong").await;
+        assert!(
+            r.json()["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("wrong client secret")
+        );
+    }
+    assert_eq!(op.provider.metric("client_auth", "argon2"), 11);
+    let r = call("app", CONF_SECRET).await;
+    assert_eq!(r.json()["error"], "invalid_client", "{}", r.body);
+    assert!(r.body.contains("too many failed"), "{}", r.body);
+    assert_eq!(
+        op.provider.metric("client_auth", "argon2"),
+        11,
+        "locked: not verified"
+    );
+    // Another client is not locked with it: its right secret passes (then the code is bad).
+    assert_eq!(
+        call("ed", CONF_SECRET).await.json()["error"],
+        "invalid_grant"
+    );
+    // Unknown clients fill the address budget (30): then every client from here waits.
+    for i in 0..19 {
+        assert_eq!(call(&format!("ghost-{i}"), "guess").await.status, 401);
+    }
+    let r = call("ed", "wrong").await;
+    assert!(r.body.contains("too many failed"), "{}", r.body);
+    // A secret this receiver verified before is still recognised without argon2.
+    assert_eq!(
+        call("ed", CONF_SECRET).await.json()["error"],
+        "invalid_grant"
+    );
+    assert_eq!(op.provider.metric("client_auth", "locked"), 2);
+}
+
 /// Opens a login page for `spa`; its (txn, csrf).
 async fn login_form(op: &Op, b: &mut Browser) -> (String, String) {
     let p = pkce("l");
@@ -327,6 +385,85 @@ async fn concurrent_wrong_codes_share_one_attempt_budget() {
     );
     assert_eq!(op.provider.metric("login_failures", "wrong"), 3);
     assert_eq!(op.provider.metric("login_failures", "locked_code"), 2);
+}
+
+/// Posts an unknown-locator code to the login form with `X-Forwarded-For: xff`.
+async fn post_unknown_code(op: &Op, b: &Browser, form: &(String, String), i: u8, xff: &str) -> u16 {
+    let mut values = [7u8; 24];
+    values[0] = i;
+    let code = airlock_receiver::oidc::transfer_code::code_text(&values);
+    let body = format!("txn={}&csrf={}&code={}", form.0, form.1, enc(&code));
+    let cookie = format!("airlock_csrf={}", b.cookies["airlock_csrf"]);
+    let headers = [("Cookie", cookie), ("X-Forwarded-For", xff.to_string())];
+    http("POST", &format!("{}/login", op.base), &headers, Some(&body))
+        .await
+        .status
+}
+
+/// Behind a trusted proxy each client address has its own budget (IPv6 by /64);
+/// `X-Forwarded-For` from a peer that is not a trusted proxy is ignored.
+#[tokio::test]
+async fn address_limits_follow_trusted_proxies_and_ipv6_prefixes() {
+    let tmp = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let db = tmp.path().join("db");
+    let op = Op::start_custom(
+        tmp,
+        db,
+        airlock_receiver::oidc::util::Clock::manual(now()),
+        Default::default(),
+        None,
+        |c| c.trusted_proxies = vec!["127.0.0.0/8".into()],
+    )
+    .await;
+    let mut b = Browser::default();
+    let form = login_form(&op, &mut b).await;
+    for i in 0..6 {
+        assert_eq!(
+            post_unknown_code(&op, &b, &form, i, "198.51.100.7").await,
+            401
+        );
+    }
+    assert_eq!(
+        post_unknown_code(&op, &b, &form, 9, "198.51.100.7").await,
+        429
+    );
+    // Another client behind the same proxy is not locked out with it.
+    assert_eq!(
+        post_unknown_code(&op, &b, &form, 9, "198.51.100.8").await,
+        401
+    );
+    // The proxy appends: the address it saw is the last one; what the client wrote is not
+    // believed.
+    assert_eq!(
+        post_unknown_code(&op, &b, &form, 9, "198.51.100.8, 198.51.100.7").await,
+        429
+    );
+    // IPv6 clients rotate within a /64: the /64 is the key.
+    for i in 0..6 {
+        let addr = format!("2001:db8:1:2::{:x}", 0x10 + u32::from(i));
+        assert_eq!(post_unknown_code(&op, &b, &form, i, &addr).await, 401);
+    }
+    assert_eq!(
+        post_unknown_code(&op, &b, &form, 9, "2001:db8:1:2::ffff").await,
+        429
+    );
+    assert_eq!(
+        post_unknown_code(&op, &b, &form, 9, "2001:db8:1:3::1").await,
+        401
+    );
+
+    // Without trusted proxies the header is ignored: all of it is 127.0.0.1.
+    let op = Op::start(None).await;
+    let mut b = Browser::default();
+    let form = login_form(&op, &mut b).await;
+    for i in 0..6 {
+        let xff = format!("198.51.100.{i}");
+        assert_eq!(post_unknown_code(&op, &b, &form, i, &xff).await, 401);
+    }
+    assert_eq!(
+        post_unknown_code(&op, &b, &form, 9, "203.0.113.1").await,
+        429
+    );
 }
 
 #[tokio::test]

@@ -5,8 +5,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::oidc::config::ClientConfig;
+use crate::oidc::http::client_addr::client_key;
 use crate::oidc::http::{OAuthError, Params};
-use crate::oidc::login::verify_argon2_bounded;
+use crate::oidc::login::{CLIENT_AUTH_SLOTS, Limiter, verify_argon2_in};
 use crate::oidc::provider::Provider;
 use crate::oidc::util::{ct_eq, hash_secret, url_decode};
 
@@ -57,15 +58,37 @@ fn presented(headers: &HeaderMap, form: &Params) -> Result<(String, Option<Strin
 
 /// Authenticates the calling client. Confidential clients must prove their secret
 /// (argon2id once, then a constant-time compare against the cached SHA-256); public
-/// clients only name themselves and must not send a secret.
+/// clients only name themselves and must not send a secret. `peer` is the TCP peer (the
+/// client address is taken as [`crate::oidc::http::client_addr`] says).
+///
+/// Argon2 runs on its own budget ([`CLIENT_AUTH_SLOTS`]), and is counted before it runs
+/// per client and per address ([`Limiter`]); a secret for an unknown client is verified
+/// against a configured client's hash, so it costs what a wrong secret of a known client
+/// costs and tells nothing by its timing.
 pub async fn authenticate(
     p: &Provider,
+    peer: std::net::IpAddr,
     headers: &HeaderMap,
     form: &Params,
 ) -> Result<ClientConfig, OAuthError> {
     let (id, secret) = presented(headers, form)?;
+    let addr = client_key(peer, headers, &p.config().trusted_proxy_blocks());
     let Some(client) = p.config().client(&id).cloned() else {
         tracing::warn!(client_id = %id, "unknown client at a back-channel endpoint");
+        if let Some(secret) = secret
+            && let Some(phc) = p
+                .config()
+                .clients
+                .iter()
+                .find_map(|c| c.client_secret_hash.clone())
+        {
+            let limits = limiters(p);
+            let addr_key = format!("cauth-addr:{addr}");
+            if let Some(minutes) = limits.1.charge(&addr_key, p.now())? {
+                return Err(locked(p, minutes));
+            }
+            verify(p, phc, secret).await?;
+        }
         return Err(OAuthError::invalid_client("unknown client"));
     };
     match (&client.client_secret_hash, secret) {
@@ -86,18 +109,55 @@ pub async fn authenticate(
             if cached.is_some_and(|c| ct_eq(&c, &digest)) {
                 return Ok(client);
             }
-            let phc = phc.clone();
-            let ok = verify_argon2_bounded(phc, secret)
-                .await
-                .map_err(OAuthError::server)?;
-            if !ok {
+            let (per_client, per_address) = limiters(p);
+            let (client_key, addr_key) =
+                (format!("cauth-client:{id}"), format!("cauth-addr:{addr}"));
+            let now = p.now();
+            if let Some(minutes) = per_address.charge(&addr_key, now)? {
+                return Err(locked(p, minutes));
+            }
+            if let Some(minutes) = per_client.charge(&client_key, now)? {
+                per_address.refund(&addr_key)?;
+                return Err(locked(p, minutes));
+            }
+            if !verify(p, phc.clone(), secret).await? {
                 tracing::warn!(client_id = %id, "wrong client secret");
                 return Err(OAuthError::invalid_client("wrong client secret"));
             }
+            per_address.refund(&addr_key)?;
+            per_client.refund(&client_key)?;
             if let Ok(mut c) = p.secret_cache().lock() {
                 c.insert(id, digest);
             }
             Ok(client)
         }
     }
+}
+
+/// (per client, per address) limits of client authentication.
+fn limiters(p: &Provider) -> (Limiter<'_>, Limiter<'_>) {
+    let c = p.config();
+    let l = |max| Limiter {
+        store: p.store(),
+        max,
+        window: c.lockout_secs,
+    };
+    (
+        l(c.max_client_auth_failures_per_client),
+        l(c.max_client_auth_failures_per_address),
+    )
+}
+
+fn locked(p: &Provider, minutes: u64) -> OAuthError {
+    p.metrics().inc("client_auth", "locked");
+    OAuthError::invalid_client(format!(
+        "too many failed client authentications (for this client or from this address): try again in {minutes} minutes"
+    ))
+}
+
+async fn verify(p: &Provider, phc: String, secret: String) -> Result<bool, OAuthError> {
+    p.metrics().inc("client_auth", "argon2");
+    verify_argon2_in(&CLIENT_AUTH_SLOTS, phc, secret)
+        .await
+        .map_err(OAuthError::server)
 }

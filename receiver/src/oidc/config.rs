@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::oidc::http::client_addr::Cidr;
+
 /// ID-token signature algorithms a client may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, Default)]
 pub enum SigningAlg {
@@ -62,6 +64,13 @@ pub struct OidcConfig {
     /// Failed logins allowed per client address within `lockout_secs` before it locks.
     #[serde(default = "defaults::per_address")]
     pub max_attempts_per_address: u32,
+    /// Wrong client secrets allowed per client within `lockout_secs` before it locks.
+    #[serde(default = "defaults::client_auth_per_client")]
+    pub max_client_auth_failures_per_client: u32,
+    /// Wrong client secrets (known or unknown client) per client address within
+    /// `lockout_secs` before the address locks.
+    #[serde(default = "defaults::client_auth_per_address")]
+    pub max_client_auth_failures_per_address: u32,
     /// How long a lock-out lasts (and the window attempts are counted in).
     #[serde(default = "defaults::lockout")]
     pub lockout_secs: u64,
@@ -71,6 +80,11 @@ pub struct OidcConfig {
     /// Wait before the first retry; it doubles per retry, up to 60 s.
     #[serde(default = "defaults::backchannel_retry")]
     pub backchannel_logout_first_retry_ms: u64,
+    /// Reverse proxies in front of the provider (addresses or CIDR blocks). Only from
+    /// these peers is the client address taken from `Forwarded` / `X-Forwarded-For`;
+    /// empty: the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
     /// `[oidc.passkeys]`: inside credentials bound to the outside approval.
@@ -106,6 +120,12 @@ pub struct ClientConfig {
 pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
 
 mod defaults {
+    pub fn client_auth_per_client() -> u32 {
+        10
+    }
+    pub fn client_auth_per_address() -> u32 {
+        30
+    }
     pub fn session() -> u64 {
         8 * 3600
     }
@@ -222,6 +242,14 @@ impl OidcConfig {
                 "authorization codes must live at most 600 s",
             ));
         }
+        if self.max_client_auth_failures_per_client == 0
+            || self.max_client_auth_failures_per_address == 0
+        {
+            return Err(bad(
+                "max_client_auth_failures_per_client",
+                "client authentication limits must be at least 1",
+            ));
+        }
         if self.max_attempts_per_locator == 0 || self.max_attempts_per_address == 0 {
             return Err(bad(
                 "max_attempts_per_locator",
@@ -246,6 +274,11 @@ impl OidcConfig {
                 ),
             ));
         }
+        for (i, t) in self.trusted_proxies.iter().enumerate() {
+            if let Err(e) = Cidr::parse(t) {
+                return Err(bad(format!("trusted_proxies[{i}]"), e));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             if !seen.insert(c.client_id.as_str()) {
@@ -260,6 +293,14 @@ impl OidcConfig {
             .validate()
             .map_err(|e| bad(e.key, e.problem))?;
         Ok(())
+    }
+
+    /// `trusted_proxies`, parsed (validated at start-up).
+    pub fn trusted_proxy_blocks(&self) -> Vec<Cidr> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|t| Cidr::parse(t).ok())
+            .collect()
     }
 
     /// How failed back-channel logouts are retried.

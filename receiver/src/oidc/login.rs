@@ -234,9 +234,22 @@ pub async fn transfer_code(
 /// further logins wait their turn instead of exhausting memory.
 static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
+/// Client authentication's own argon2 budget: a flood of bad client secrets waits here,
+/// never in front of people typing transfer codes.
+pub static CLIENT_AUTH_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// [`verify_argon2`] on the blocking pool, bounded by [`ARGON2_SLOTS`].
 pub async fn verify_argon2_bounded(phc: String, secret: String) -> Result<bool, String> {
-    let _slot = ARGON2_SLOTS.acquire().await.map_err(|e| e.to_string())?;
+    verify_argon2_in(&ARGON2_SLOTS, phc, secret).await
+}
+
+/// [`verify_argon2`] on the blocking pool, bounded by `slots`.
+pub async fn verify_argon2_in(
+    slots: &'static tokio::sync::Semaphore,
+    phc: String,
+    secret: String,
+) -> Result<bool, String> {
+    let _slot = slots.acquire().await.map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || verify_argon2(&phc, &secret))
         .await
         .map_err(|e| e.to_string())

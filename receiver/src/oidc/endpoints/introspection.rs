@@ -1,6 +1,6 @@
 //! Token introspection (RFC 7662) for confidential clients (resource servers).
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -11,16 +11,26 @@ use crate::oidc::http::{OAuthError, Params, no_store_json};
 use crate::oidc::provider::Provider;
 use crate::oidc::util::hash_secret;
 
-pub async fn handle(State(p): State<Provider>, headers: HeaderMap, body: String) -> Response {
-    match introspect(&p, &headers, &body).await {
+pub async fn handle(
+    State(p): State<Provider>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    match introspect(&p, peer.ip(), &headers, &body).await {
         Ok(v) => no_store_json(v),
         Err(e) => e.into_response(),
     }
 }
 
-async fn introspect(p: &Provider, headers: &HeaderMap, body: &str) -> Result<Value, OAuthError> {
+async fn introspect(
+    p: &Provider,
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<Value, OAuthError> {
     let form = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
-    let client = authenticate(p, headers, &form).await?;
+    let client = authenticate(p, peer, headers, &form).await?;
     if client.public {
         return Err(OAuthError::invalid_client(
             "public clients may not introspect tokens",

@@ -1,6 +1,6 @@
 //! Token revocation (RFC 7009). Revoking either token of a grant revokes the grant.
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -11,16 +11,26 @@ use crate::oidc::provider::Provider;
 use crate::oidc::tokens;
 use crate::oidc::util::hash_secret;
 
-pub async fn handle(State(p): State<Provider>, headers: HeaderMap, body: String) -> Response {
-    match revoke(&p, &headers, &body).await {
+pub async fn handle(
+    State(p): State<Provider>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    match revoke(&p, peer.ip(), &headers, &body).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn revoke(p: &Provider, headers: &HeaderMap, body: &str) -> Result<(), OAuthError> {
+async fn revoke(
+    p: &Provider,
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<(), OAuthError> {
     let form = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
-    let client = authenticate(p, headers, &form).await?;
+    let client = authenticate(p, peer, headers, &form).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;

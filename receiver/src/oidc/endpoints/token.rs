@@ -1,7 +1,7 @@
 //! The token endpoint: authorization_code (PKCE, single use) and refresh_token
 //! (rotation, reuse detection revoking the family).
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -17,8 +17,13 @@ use crate::oidc::store::{CodeRedeem, Family, RefreshToken};
 use crate::oidc::tokens::{self, Grant};
 use crate::oidc::util::{ct_eq, hash_secret, random_token};
 
-pub async fn handle(State(p): State<Provider>, headers: HeaderMap, body: String) -> Response {
-    match grant(&p, &headers, &body).await {
+pub async fn handle(
+    State(p): State<Provider>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    match grant(&p, peer.ip(), &headers, &body).await {
         Ok(r) => {
             p.metrics().inc("token_responses", "ok");
             r
@@ -30,9 +35,14 @@ pub async fn handle(State(p): State<Provider>, headers: HeaderMap, body: String)
     }
 }
 
-async fn grant(p: &Provider, headers: &HeaderMap, body: &str) -> Result<Response, OAuthError> {
+async fn grant(
+    p: &Provider,
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<Response, OAuthError> {
     let form = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
-    let client = authenticate(p, headers, &form).await?;
+    let client = authenticate(p, peer, headers, &form).await?;
     match form.get("grant_type") {
         Some("authorization_code") => code_grant(p, &client, &form),
         Some("refresh_token") => refresh_grant(p, &client, &form),

@@ -1,5 +1,6 @@
 //! HTTP helpers the endpoints share: parameters, cookies, protocol errors, responses.
 
+pub mod client_addr;
 pub mod cookies;
 pub mod oauth_error;
 pub mod params;
