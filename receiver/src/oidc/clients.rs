@@ -5,7 +5,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::oidc::config::ClientConfig;
-use crate::oidc::http::client_addr::client_key;
 use crate::oidc::http::{OAuthError, Params};
 use crate::oidc::login::{CLIENT_AUTH_SLOTS, Limiter, verify_argon2_in};
 use crate::oidc::provider::Provider;
@@ -72,7 +71,7 @@ pub async fn authenticate(
     form: &Params,
 ) -> Result<ClientConfig, OAuthError> {
     let (id, secret) = presented(headers, form)?;
-    let addr = client_key(peer, headers, &p.config().trusted_proxy_blocks());
+    let addr = p.client_key(peer, headers);
     let Some(client) = p.config().client(&id).cloned() else {
         tracing::warn!(client_id = %id, "unknown client at a back-channel endpoint");
         if let Some(secret) = secret

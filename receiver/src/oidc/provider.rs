@@ -113,6 +113,20 @@ impl Provider {
     }
 
     /// The provider's clock: seconds since the Unix epoch.
+    /// The limit key of the client behind TCP peer `peer` (see
+    /// [`crate::oidc::http::client_addr`]: `trusted_proxies`, IPv6 by /64).
+    pub(crate) fn client_key(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> String {
+        crate::oidc::http::client_addr::client_key(
+            peer,
+            headers,
+            &self.config().trusted_proxy_blocks(),
+        )
+    }
+
     pub(crate) fn now(&self) -> u64 {
         self.0.clock.now()
     }

@@ -7,7 +7,6 @@ use serde::Deserialize;
 
 use crate::oidc::endpoints::paths;
 use crate::oidc::html::{self, escape};
-use crate::oidc::http::client_addr::client_key;
 use crate::oidc::http::{
     CSRF_COOKIE, Params, SESSION_COOKIE, bad_page, cookie, see_other, server_page, set_cookie,
 };
@@ -150,7 +149,7 @@ pub async fn submit(
         window: c.lockout_secs,
     };
     let now = p.now();
-    let ip = client_key(peer.ip(), &headers, &c.trusted_proxy_blocks());
+    let ip = p.client_key(peer.ip(), &headers);
     let outcome = login::transfer_code(
         p.directory(),
         (&per_locator, &per_address),

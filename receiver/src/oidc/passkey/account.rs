@@ -137,7 +137,7 @@ pub async fn remove(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let addr = peer.ip().to_string();
+    let addr = p.client_key(peer.ip(), &headers);
     let session = match current_session(&p, &headers) {
         Ok(Some(s)) => s,
         Ok(None) => return see_other(paths::ACCOUNT),

@@ -232,7 +232,7 @@ pub async fn options(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let addr = peer.ip().to_string();
+    let addr = p.client_key(peer.ip(), &headers);
     let Some(rp) = p.passkeys() else {
         return policy::json_refusal(
             StatusCode::NOT_FOUND,
@@ -313,7 +313,7 @@ pub async fn finish(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let addr = peer.ip().to_string();
+    let addr = p.client_key(peer.ip(), &headers);
     let session = match session_of(&p, &headers) {
         Ok(s) => s,
         Err(r) => {

@@ -43,7 +43,7 @@ pub async fn options(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let addr = peer.ip().to_string();
+    let addr = p.client_key(peer.ip(), &headers);
     let Ok(form) = Params::parse(&body) else {
         return policy::json_refusal(StatusCode::BAD_REQUEST, &Refusal::Malformed);
     };
@@ -112,7 +112,7 @@ pub async fn finish(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let addr = peer.ip().to_string();
+    let addr = p.client_key(peer.ip(), &headers);
     let form = match Params::parse(&body) {
         Ok(f) => f,
         Err(crate::oidc::http::ParamError::TooLarge) => {
