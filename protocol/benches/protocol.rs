@@ -1,5 +1,9 @@
 //! Hot paths of the protocol crate: seal, open (alone and in batches), FEC encode/decode, COBS.
 //! Run: `cargo bench -p airlock-protocol --bench protocol`
+#![allow(
+    clippy::unwrap_used,
+    reason = "a benchmark with a broken fixture should stop at once"
+)]
 
 use std::hint::black_box;
 

@@ -12,8 +12,11 @@ pub const GENESIS: Digest32 = [0u8; 32];
 /// A broken link: the frame at `seq` names a `prev` that is not the hash of frame `seq - 1`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenLink {
+    /// The seq whose `prev` does not match.
     pub seq: u64,
+    /// The hash of frame `seq - 1`.
     pub expected_prev: Digest32,
+    /// The `prev` frame `seq` carries.
     pub found_prev: Digest32,
 }
 
@@ -24,6 +27,7 @@ pub struct ChainCheck {
 }
 
 impl ChainCheck {
+    /// An empty check.
     pub fn new() -> Self {
         Self::default()
     }
@@ -33,6 +37,7 @@ impl ChainCheck {
         self.frames.entry(seq).or_insert((prev, hash));
     }
 
+    /// The highest seq added, 0 if none.
     pub fn highest(&self) -> u64 {
         self.frames.keys().next_back().copied().unwrap_or(0)
     }

@@ -13,10 +13,18 @@ use crate::message::{Body, Digest32, Envelope};
 #[derive(Debug, Error)]
 pub enum CodecError {
     #[error("envelope is not valid CBOR for this protocol version: {0}")]
+    /// The bytes are not an envelope of this version (the message says where).
     Cbor(String),
     #[error("envelope is {len} bytes; at most {max} are allowed")]
-    TooLarge { len: usize, max: usize },
+    /// The encoded envelope is over the size limit.
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     #[error("envelope breaks a size rule: {0}")]
+    /// A field breaks a size rule of [`crate::limits`].
     Limit(#[from] LimitError),
 }
 

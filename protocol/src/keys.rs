@@ -28,19 +28,31 @@ const LINK_KEY_HEADER: &str = "AIRLOCK-LINK-KEY v1";
 #[derive(Debug, Error)]
 pub enum KeyError {
     #[error("cannot read key file {path}: {source}")]
+    /// A key file could not be read.
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
     #[error(
         "cannot write key file {path}: {source} (key files are never overwritten: move the old one away first)"
     )]
+    /// A key file could not be written.
     Write {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
     #[error("{what} is not a valid key: {detail}")]
-    Parse { what: String, detail: String },
+    /// The text is not a key of the expected kind.
+    Parse {
+        /// What was being read ("signer private key (PKCS#8 PEM)", a file name, ...).
+        what: String,
+        /// The parser's complaint.
+        detail: String,
+    },
 }
 
 fn parse_err(what: impl Into<String>, detail: impl ToString) -> KeyError {
@@ -97,36 +109,43 @@ impl std::fmt::Debug for SignerKey {
 }
 
 impl SignerKey {
+    /// A fresh key from the operating system's random source.
     pub fn generate() -> Self {
         Self::from_signing_key(SigningKey::generate(&mut OsRng))
     }
 
+    /// Wraps an Ed25519 key and derives its kid.
     pub fn from_signing_key(key: SigningKey) -> Self {
         let kid = signer_kid(&key.verifying_key());
         Self { key, kid }
     }
 
+    /// Reads a PKCS#8 PEM private key.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
         let key = SigningKey::from_pkcs8_pem(pem)
             .map_err(|e| parse_err("signer private key (PKCS#8 PEM)", e))?;
         Ok(Self::from_signing_key(key))
     }
 
+    /// The key as PKCS#8 PEM (zeroized when dropped).
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
         self.key
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| parse_err("signer private key", e))
     }
 
+    /// Reads a PKCS#8 PEM private key file; errors name the file.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let text = read_text(path)?;
         Self::from_pkcs8_pem(&text).map_err(|e| with_path(e, path))
     }
 
+    /// The key id: derived from the public key, carried in every frame's Sign1 header.
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
+    /// The matching public key, to hand to receivers and auditors.
     pub fn public(&self) -> SignerPublicKey {
         SignerPublicKey {
             kid: self.kid.clone(),
@@ -142,11 +161,14 @@ impl SignerKey {
 /// A sender's Ed25519 public key, as the receiver and auditors hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignerPublicKey {
+    /// The key id (derived from the key).
     pub kid: String,
+    /// The Ed25519 public key.
     pub key: VerifyingKey,
 }
 
 impl SignerPublicKey {
+    /// From the 32 raw bytes of an Ed25519 public key (as in a `KeyAnnounce`).
     pub fn from_raw(raw: &[u8; 32]) -> Result<Self, KeyError> {
         let key = VerifyingKey::from_bytes(raw).map_err(|e| parse_err("Ed25519 public key", e))?;
         Self::from_verifying_key(key)
@@ -171,18 +193,21 @@ impl SignerPublicKey {
         })
     }
 
+    /// Reads an SPKI PEM public key.
     pub fn from_spki_pem(pem: &str) -> Result<Self, KeyError> {
         let key = VerifyingKey::from_public_key_pem(pem)
             .map_err(|e| parse_err("signer public key (SPKI PEM)", e))?;
         Self::from_verifying_key(key)
     }
 
+    /// The key as SPKI PEM.
     pub fn to_spki_pem(&self) -> Result<String, KeyError> {
         self.key
             .to_public_key_pem(LineEnding::LF)
             .map_err(|e| parse_err("signer public key", e))
     }
 
+    /// Reads an SPKI PEM public key file; errors name the file.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let text = read_text(path)?;
         Self::from_spki_pem(&text).map_err(|e| with_path(e, path))
@@ -197,6 +222,7 @@ impl SignerPublicKey {
 /// A 256-bit ChaCha20-Poly1305 link key, identified by a small integer kid.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LinkKey {
+    /// The key id, carried in every frame's Encrypt0 header.
     pub kid: u32,
     secret: Zeroizing<[u8; 32]>,
 }
@@ -208,12 +234,14 @@ impl std::fmt::Debug for LinkKey {
 }
 
 impl LinkKey {
+    /// A fresh key with id `kid` from the operating system's random source.
     pub fn generate(kid: u32) -> Self {
         let mut secret = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(secret.as_mut());
         Self { kid, secret }
     }
 
+    /// A key from its 32 secret bytes.
     pub fn from_bytes(kid: u32, bytes: [u8; 32]) -> Self {
         Self {
             kid,
@@ -221,6 +249,7 @@ impl LinkKey {
         }
     }
 
+    /// The secret bytes.
     pub fn secret(&self) -> &[u8; 32] {
         &self.secret
     }
@@ -241,6 +270,7 @@ impl LinkKey {
         ))
     }
 
+    /// Parses the text format of [`LinkKey::to_text`].
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let mut lines = text
             .lines()
@@ -274,6 +304,7 @@ impl LinkKey {
         }
     }
 
+    /// Reads a link key file; errors name the file.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let text = read_text(path)?;
         Self::parse(&text).map_err(|e| with_path(e, path))

@@ -9,6 +9,7 @@
 //!
 //! The sender and receiver crates drive these with their own sockets, clocks and stores.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod chain;
 pub mod codec;

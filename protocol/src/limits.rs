@@ -32,12 +32,17 @@ pub const MAX_ARGON2_LANES: u32 = 4;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum LimitError {
     #[error("{field} is {len} bytes long; at most {max} are allowed")]
+    /// A field is longer than its limit.
     TooLong {
+        /// The field.
         field: &'static str,
+        /// Its length in bytes.
         len: usize,
+        /// The limit.
         max: usize,
     },
     #[error("{0} must not be empty")]
+    /// A required field is empty (its name).
     Empty(&'static str),
     #[error("{field} is not acceptable: {detail}")]
     Cost { field: &'static str, detail: String },

@@ -31,6 +31,7 @@ pub struct Envelope {
     pub prev: Digest32,
     /// Unix time (seconds) at which the sender sealed the frame.
     pub issued_at: u64,
+    /// What the frame says.
     pub body: Body,
 }
 
@@ -38,12 +39,19 @@ pub struct Envelope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Body {
+    /// Upsert a pre-approved user.
     Provision(Provision),
+    /// Deprovision a user.
     Revoke(Revoke),
+    /// Just-in-time access of a user who authenticated outside.
     LoginTicket(LoginTicket),
+    /// A new signer key or link-key activation.
     KeyAnnounce(KeyAnnounce),
+    /// Stop trusting a key.
     KeyRetire(KeyRetire),
+    /// Liveness, latest seq and chain head.
     Heartbeat(Heartbeat),
+    /// An outside IdP's discovery document and JWKS.
     IdpMirror(IdpMirror),
 }
 
@@ -76,18 +84,25 @@ impl Body {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// E-mail address.
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Whether the outside IdP verified the e-mail address.
     pub email_verified: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Full name.
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Given name.
     pub given_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Family name.
     pub family_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Preferred user name.
     pub preferred_username: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Group names (allow-listed by the sender's policy).
     pub groups: Vec<String>,
     /// Further string claims a deployment allow-lists (e.g. `department`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -97,17 +112,24 @@ pub struct Claims {
 /// Who approved an identity crossing, when, and under which ticket of their process.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
+    /// Who approved (a person's identifier in the approval process).
     pub approver: String,
+    /// When (Unix seconds).
     pub approved_at: u64,
+    /// The ticket or change reference of the approval.
     pub ticket_ref: String,
 }
 
 /// Upsert a pre-approved user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provision {
+    /// The outside issuer (the IdP's `iss`).
     pub issuer: String,
+    /// The user's subject at that issuer.
     pub subject: String,
+    /// The allow-listed claims to hold inside.
     pub claims: Claims,
+    /// Who approved the crossing.
     pub approval: Approval,
     /// Unix time after which the approval no longer lets the user log in.
     pub valid_until: u64,
@@ -116,9 +138,13 @@ pub struct Provision {
 /// Deprovision a user: sessions and refresh tokens die inside.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revoke {
+    /// The outside issuer (the IdP's `iss`).
     pub issuer: String,
+    /// The user's subject at that issuer.
     pub subject: String,
+    /// Who approved the removal.
     pub approval: Approval,
+    /// Why, for the audit trail.
     pub reason: String,
 }
 
@@ -130,9 +156,13 @@ pub struct LoginTicket {
     pub locator: [u8; 16],
     /// Argon2id PHC string of the transfer code's secret part.
     pub code_hash: String,
+    /// The outside issuer (the IdP's `iss`).
     pub issuer: String,
+    /// The user's subject at that issuer.
     pub subject: String,
+    /// The allow-listed claims for this login.
     pub claims: Claims,
+    /// Who approved the access.
     pub approval: Approval,
     /// Unix time after which the code no longer works.
     pub expires_at: u64,
@@ -144,21 +174,37 @@ pub struct LoginTicket {
 pub enum KeyAnnounce {
     /// A new signer key, trusted from `not_before` because a trusted signer vouches for it.
     Signer {
+        /// The new key's id.
         kid: String,
         #[serde(with = "serde_bytes")]
+        /// The new key's raw Ed25519 public key.
         public_key: [u8; 32],
+        /// Unix seconds from which its signatures count.
         not_before: u64,
     },
     /// The sender will start sealing with link key `kid` (installed on paper) at `not_before`.
-    Link { kid: u32, not_before: u64 },
+    Link {
+        /// The link key id.
+        kid: u32,
+        /// Unix seconds from which the sender seals with it.
+        not_before: u64,
+    },
 }
 
 /// Stop trusting a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyRetire {
-    Signer { kid: String },
-    Link { kid: u32 },
+    /// A signer key, by kid.
+    Signer {
+        /// The key id.
+        kid: String,
+    },
+    /// A link key, by kid.
+    Link {
+        /// The key id.
+        kid: u32,
+    },
 }
 
 /// Liveness. The envelope's `seq` and `prev` are the sender's latest seq and chain head,
@@ -174,11 +220,15 @@ pub struct Heartbeat {
 /// A snapshot of an outside IdP's discovery document and JWKS, byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdpMirror {
+    /// The IdP's issuer identifier.
     pub issuer: String,
     #[serde(with = "serde_bytes")]
+    /// The discovery document, byte for byte as fetched.
     pub discovery: Vec<u8>,
     #[serde(with = "serde_bytes")]
+    /// The JWKS, byte for byte as fetched.
     pub jwks: Vec<u8>,
+    /// When the sender fetched them (Unix seconds).
     pub fetched_at: u64,
 }
 

@@ -36,7 +36,9 @@ pub const MAX_BATCH: usize = 256;
 /// One sealed frame of a burst and the time (Unix seconds) it is judged against.
 #[derive(Debug, Clone, Copy)]
 pub struct ToOpen<'a> {
+    /// The COSE_Encrypt0 bytes.
     pub sealed: &'a [u8],
+    /// The receiver's clock when the frame arrived (Unix seconds).
     pub now: u64,
 }
 

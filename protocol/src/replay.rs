@@ -17,11 +17,22 @@ const STATE_VERSION: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReplayError {
     #[error("seq 0 is never used: seqs start at 1")]
+    /// Seq 0 is never sealed.
     Zero,
     #[error("seq {seq} was already accepted")]
-    Seen { seq: u64 },
+    /// The seq was already accepted.
+    Seen {
+        /// The seq.
+        seq: u64,
+    },
     #[error("seq {seq} is more than {WINDOW} below the highest accepted seq {highest}")]
-    TooOld { seq: u64, highest: u64 },
+    /// The seq fell out of the window.
+    TooOld {
+        /// The seq.
+        seq: u64,
+        /// The highest accepted seq of the signer.
+        highest: u64,
+    },
     /// The seq was accepted before with other content: not a replay of a frame but a sender
     /// that signs new frames under seqs it already used (it lost its outbox, or runs from an
     /// old backup). Its approvals are not applied: give the sender a new signer key.
@@ -29,14 +40,19 @@ pub enum ReplayError {
         "seq {seq} was already accepted with other content: the sender reuses seqs (lost outbox or old backup?); \
          its new frames are refused until it signs with a new key (docs/operations.md, \"Outbox lost\")"
     )]
-    Conflict { seq: u64 },
+    Conflict {
+        /// The seq.
+        seq: u64,
+    },
 }
 
 /// Decoding persisted replay state failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("replay state is corrupt at byte {offset}: {what}")]
 pub struct ReplayStateError {
+    /// Where in the bytes.
     pub offset: usize,
+    /// What was expected there.
     pub what: &'static str,
 }
 
@@ -63,6 +79,7 @@ impl Default for ReplayWindow {
 }
 
 impl ReplayWindow {
+    /// An empty window.
     pub fn new() -> Self {
         Self::default()
     }
@@ -137,10 +154,12 @@ pub struct ReplayState {
 }
 
 impl ReplayState {
+    /// No signer seen yet.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Whether `seq` of signer `kid` would be accepted, without accepting it.
     pub fn check(&self, kid: &str, seq: u64) -> Result<(), ReplayError> {
         match self.windows.get(kid) {
             Some(w) => w.check(seq),
@@ -149,6 +168,7 @@ impl ReplayState {
         }
     }
 
+    /// Accepts `seq` of signer `kid`, or says why not (then nothing changes).
     pub fn accept(&mut self, kid: &str, seq: u64) -> Result<(), ReplayError> {
         self.windows.entry(kid.to_owned()).or_default().accept(seq)
     }
@@ -158,6 +178,7 @@ impl ReplayState {
         self.windows.get(kid).map_or(0, ReplayWindow::highest)
     }
 
+    /// The signers with a window.
     pub fn kids(&self) -> impl Iterator<Item = &str> + '_ {
         self.windows.keys().map(String::as_str)
     }
@@ -179,6 +200,7 @@ impl ReplayState {
         out
     }
 
+    /// Decodes [`ReplayState::to_bytes`]; corrupt bytes are an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ReplayStateError> {
         let mut r = Reader { bytes, pos: 0 };
         if r.take(1)? != [STATE_VERSION] {

@@ -39,49 +39,93 @@ const TAG_LEN: usize = 16;
 #[derive(Debug, Error)]
 pub enum SealError {
     #[error("cannot encode the envelope: {0}")]
+    /// The envelope breaks a rule of the codec.
     Codec(#[from] CodecError),
     #[error("cannot build the COSE structure: {0}")]
+    /// The COSE structure could not be built.
     Cose(String),
     #[error("sealed frame would be {len} bytes; at most {MAX_SEALED_FRAME} are allowed")]
-    TooLarge { len: usize },
+    /// The sealed frame would be over [`MAX_SEALED_FRAME`].
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 /// Why a frame was refused. One variant per check, in the order they run.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum OpenError {
     #[error("frame is {len} bytes; at most {MAX_SEALED_FRAME} are allowed")]
-    TooLarge { len: usize },
+    /// Over [`MAX_SEALED_FRAME`].
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+    },
     #[error("frame is not a well-formed COSE_Encrypt0: {0}")]
+    /// Not a COSE_Encrypt0.
     Cbor(String),
     #[error("frame uses a cipher other than ChaCha20-Poly1305 (alg 24)")]
+    /// Not ChaCha20-Poly1305.
     Algorithm,
     #[error(
         "link key kid {kid} is unknown: install it with `airlock-receiver trust add-link-key FILE`"
     )]
-    UnknownLinkKey { kid: u32 },
+    /// The link key is not installed.
+    UnknownLinkKey {
+        /// Its kid.
+        kid: u32,
+    },
     #[error("AEAD tag does not verify: the frame was altered or sealed with another key")]
+    /// The AEAD tag does not verify.
     Aead,
     #[error("decrypted frame is not a well-formed COSE_Sign1: {0}")]
+    /// The plaintext is not a COSE_Sign1.
     InnerCbor(String),
     #[error("frame is signed with an algorithm other than EdDSA")]
+    /// Not EdDSA.
     SignerAlgorithm,
     #[error(
         "signer kid {kid} is not trusted: install its public key with `airlock-receiver trust add-signer FILE`"
     )]
-    UntrustedSigner { kid: String },
+    /// The signer key is not trusted.
+    UntrustedSigner {
+        /// Its kid.
+        kid: String,
+    },
     #[error("Ed25519 signature does not verify")]
+    /// The signature does not verify.
     BadSignature,
     #[error("signed envelope is malformed: {0}")]
+    /// The signed payload is not an envelope.
     Payload(String),
     #[error("envelope names signer {envelope} but was signed by {signer}")]
-    SignerMismatch { envelope: String, signer: String },
+    /// The envelope's `sender_kid` is not the key that signed it.
+    SignerMismatch {
+        /// The kid the envelope names.
+        envelope: String,
+        /// The kid that signed.
+        signer: String,
+    },
     #[error("envelope version {v} is not supported (this receiver speaks {ENVELOPE_VERSION})")]
-    Version { v: u8 },
+    /// An envelope version this code does not speak.
+    Version {
+        /// The version found.
+        v: u8,
+    },
     #[error("frame was issued {age} s ago, beyond the configured maximum frame age")]
-    Stale { age: u64 },
+    /// Older than the freshness window.
+    Stale {
+        /// Its age in seconds.
+        age: u64,
+    },
     #[error("frame is issued {ahead} s in the future, beyond the configured clock skew")]
-    Future { ahead: u64 },
+    /// Further in the future than the clock skew allows.
+    Future {
+        /// Seconds ahead of the receiver's clock.
+        ahead: u64,
+    },
     #[error("replayed frame: {0}")]
+    /// Refused by the replay window.
     Replay(ReplayError),
 }
 
@@ -132,7 +176,9 @@ impl OpenError {
 /// How old or how far ahead a frame's `issued_at` may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freshness {
+    /// Oldest `issued_at` accepted, in seconds before now.
     pub max_age_secs: u64,
+    /// Furthest `issued_at` accepted in the future, in seconds.
     pub max_skew_secs: u64,
 }
 
@@ -149,25 +195,35 @@ impl Default for Freshness {
 /// A signed frame: the COSE_Sign1 bytes and their hash (the chain link).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedFrame {
+    /// The COSE_Sign1 bytes.
     pub sign1: Vec<u8>,
+    /// SHA-256 of `sign1`.
     pub hash: Digest32,
 }
 
 /// A sealed frame ready for the link, with the Sign1 it wraps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedFrame {
+    /// The COSE_Encrypt0 bytes for the link.
     pub sealed: Vec<u8>,
+    /// The COSE_Sign1 bytes inside.
     pub sign1: Vec<u8>,
+    /// SHA-256 of `sign1`: the chain link.
     pub hash: Digest32,
 }
 
 /// An opened, authenticated, fresh, not-yet-seen frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
+    /// The decoded envelope.
     pub envelope: Envelope,
+    /// The COSE_Sign1 bytes (what the frame log stores).
     pub sign1: Vec<u8>,
+    /// SHA-256 of `sign1`.
     pub hash: Digest32,
+    /// The link key that decrypted it.
     pub link_kid: u32,
+    /// The signer key that signed it.
     pub signer_kid: String,
 }
 
@@ -194,6 +250,7 @@ pub struct Sealer {
 }
 
 impl Sealer {
+    /// A sealer signing with `signer` and encrypting with `link`.
     pub fn new(signer: SignerKey, link: LinkKey) -> Self {
         let cipher = ChaCha20Poly1305::new(link.secret().into());
         let sign1_protected = sign1_protected(signer.kid());
@@ -216,10 +273,12 @@ impl Sealer {
         }
     }
 
+    /// The signer's kid.
     pub fn signer_kid(&self) -> &str {
         self.signer.kid()
     }
 
+    /// The link key's kid.
     pub fn link_kid(&self) -> u32 {
         self.link.kid
     }

@@ -14,14 +14,17 @@ use crate::trust::TrustStore;
 /// Unix time the samples are issued at.
 pub const T0: u64 = 1_800_000_000;
 
+/// The fixed sample signer key.
 pub fn signer() -> SignerKey {
     SignerKey::from_signing_key(SigningKey::from_bytes(&[1u8; 32]))
 }
 
+/// The fixed sample link key, kid 7.
 pub fn link_key() -> LinkKey {
     LinkKey::from_bytes(7, [2u8; 32])
 }
 
+/// A sealer with [`signer`] and [`link_key`].
 pub fn sealer() -> Sealer {
     Sealer::new(signer(), link_key())
 }
@@ -34,6 +37,7 @@ pub fn trust() -> TrustStore {
     trust
 }
 
+/// The default freshness window.
 pub fn freshness() -> Freshness {
     Freshness {
         max_age_secs: 3600,
@@ -41,6 +45,7 @@ pub fn freshness() -> Freshness {
     }
 }
 
+/// Sample claims.
 pub fn claims() -> Claims {
     Claims {
         email: Some("ada.lovelace@example.org".into()),
@@ -54,6 +59,7 @@ pub fn claims() -> Claims {
     }
 }
 
+/// A sample approval.
 pub fn approval() -> Approval {
     Approval {
         approver: "grace.hopper@example.org".into(),
@@ -107,6 +113,7 @@ pub fn bodies() -> Vec<Body> {
     ]
 }
 
+/// A sample Provision of `subject`.
 pub fn provision(subject: &str) -> Provision {
     Provision {
         issuer: "https://login.example.org".into(),
@@ -117,6 +124,7 @@ pub fn provision(subject: &str) -> Provision {
     }
 }
 
+/// An envelope of [`signer`] with the given seq, prev and body, issued at [`T0`].
 pub fn envelope(seq: u64, prev: [u8; 32], body: Body) -> Envelope {
     Envelope {
         v: ENVELOPE_VERSION,

@@ -44,10 +44,21 @@ pub enum CodeError {
     #[error(
         "character {ch:?} at position {position} is not part of a transfer code (letters and digits except U)"
     )]
-    BadCharacter { ch: char, position: usize },
+    /// A character outside the code alphabet.
+    BadCharacter {
+        /// The character.
+        ch: char,
+        /// Its position, from 0.
+        position: usize,
+    },
     #[error("a transfer code has 25 letters and digits; this one has {got}")]
-    Length { got: usize },
+    /// Too few or too many characters.
+    Length {
+        /// How many were given.
+        got: usize,
+    },
     #[error("the code has a typo: check it against the one you were given")]
+    /// The check character does not match: a typo.
     Check,
 }
 

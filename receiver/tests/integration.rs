@@ -1,6 +1,12 @@
 //! The receiver's integration tests, in one test binary with one module per
 //! theme, so the suite links once per crate. Run one module with a filter on its name:
 //! `cargo test -p airlock-receiver --test integration -- audit_bench::`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test loudly"
+)]
 
 mod audit_support;
 mod common;

@@ -11,6 +11,12 @@
 //! - [`datagram`]: reads and forges link datagrams.
 //! - [`http`]: the tests' one HTTP/1.1 client.
 //! - [`gate`]: keeps the end-to-end tests of different modules from running side by side.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a broken fixture (namespace, pty, child process) should stop the test loudly"
+)]
 
 pub mod datagram;
 pub mod deployment;

@@ -1,6 +1,12 @@
 //! The end-to-end tests and the fault harness's own tests, in one test binary with one module per
 //! theme, so the suite links once per crate. Run one module with a filter on its name:
 //! `cargo test -p airlock-tests --test integration -- e2e_attacks::`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test loudly"
+)]
 
 mod e2e_attacks;
 mod e2e_carousel;

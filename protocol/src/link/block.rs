@@ -17,6 +17,7 @@ pub struct BlockPacker {
 }
 
 impl BlockPacker {
+    /// A packer that flushes at `max_block_bytes` or `linger` after a block's first frame.
     pub fn new(max_block_bytes: usize, linger: Duration) -> Self {
         Self {
             max_block_bytes,

@@ -8,11 +8,17 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CobsError {
     #[error("COBS frame contains a zero byte")]
+    /// A zero byte inside a frame (zero only delimits frames).
     ZeroByte,
     #[error("COBS code byte points past the end of the frame")]
+    /// A code byte points past the end of the frame.
     Truncated,
     #[error("COBS frame exceeds {max} bytes; discarded up to the next delimiter")]
-    Oversize { max: usize },
+    /// A frame grew past the limit; it is dropped up to the next delimiter.
+    Oversize {
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Encodes `data` (without the delimiter).
@@ -81,6 +87,7 @@ pub struct Deframer {
 }
 
 impl Deframer {
+    /// A deframer that drops frames longer than `max_len` bytes.
     pub fn new(max_len: usize) -> Self {
         Self {
             max_len,

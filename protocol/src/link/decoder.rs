@@ -70,16 +70,27 @@ pub const PENDING_OVERHEAD: usize = 64;
 /// Counters of everything the decoder saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkStats {
+    /// Datagrams offered.
     pub datagrams: u64,
+    /// Bytes offered.
     pub bytes: u64,
+    /// Datagrams whose CRC32C did not match (corruption, counted as erasure).
     pub crc_errors: u64,
+    /// Datagrams with a bad magic, version or header field.
     pub header_errors: u64,
+    /// Symbols already seen, or of a block already decoded.
     pub duplicate_symbols: u64,
+    /// Symbols beyond what a block can use (dropped to bound memory).
     pub excess_symbols: u64,
+    /// Blocks decoded.
     pub blocks_decoded: u64,
+    /// Blocks given up on: too old, evicted, or of a session that was dropped.
     pub blocks_lost: u64,
+    /// Decoded blocks that did not unpack into frames.
     pub block_errors: u64,
+    /// Times a new sender session replaced the current one (a sender restart).
     pub session_resets: u64,
+    /// Frames unpacked from decoded blocks.
     pub frames: u64,
     /// Datagrams refused for a symbol size below `min_symbol_size`.
     pub symbol_size_refused: u64,
@@ -135,6 +146,7 @@ pub struct BlockDecoder {
 }
 
 impl BlockDecoder {
+    /// A decoder with the given bounds.
     pub fn new(config: DecoderConfig) -> Self {
         Self {
             config,
@@ -146,6 +158,7 @@ impl BlockDecoder {
         }
     }
 
+    /// Counters so far.
     pub fn stats(&self) -> &LinkStats {
         &self.stats
     }

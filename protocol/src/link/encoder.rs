@@ -27,6 +27,7 @@ pub struct BlockEncoder {
 }
 
 impl BlockEncoder {
+    /// An encoder for sender session `session_id`; the settings are validated first.
     pub fn new(session_id: u64, params: &LinkParams) -> Result<Self, LinkError> {
         params.validate()?;
         Ok(Self {
@@ -38,6 +39,7 @@ impl BlockEncoder {
         })
     }
 
+    /// The sender session id written in every datagram header.
     pub fn session_id(&self) -> u64 {
         self.session_id
     }

@@ -15,9 +15,13 @@
 
 use super::LinkError;
 
+/// The first two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"AL";
+/// The link format version this code speaks.
 pub const LINK_VERSION: u8 = 1;
+/// Bytes before the symbol.
 pub const HEADER_LEN: usize = 26;
+/// Bytes after the symbol (the CRC32C).
 pub const TRAILER_LEN: usize = 4;
 /// Header plus trailer.
 pub const OVERHEAD: usize = HEADER_LEN + TRAILER_LEN;
@@ -25,19 +29,25 @@ pub const OVERHEAD: usize = HEADER_LEN + TRAILER_LEN;
 /// The parsed header of a datagram whose CRC matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatagramHeader {
+    /// The sender's random per-start session id.
     pub session_id: u64,
+    /// The block this symbol belongs to, counting up per session.
     pub block_id: u32,
+    /// The block's length before encoding.
     pub block_len: u32,
+    /// The RaptorQ symbol size of the block.
     pub symbol_size: u16,
     /// RFC 6330 payload id: source block number (always 0 here) and encoding symbol id.
     pub payload_id: [u8; 4],
 }
 
 impl DatagramHeader {
+    /// RFC 6330 source block number.
     pub fn sbn(&self) -> u8 {
         self.payload_id[0]
     }
 
+    /// RFC 6330 encoding symbol id (below K: a source symbol; from K on: repair).
     pub fn esi(&self) -> u32 {
         u32::from_be_bytes([
             0,

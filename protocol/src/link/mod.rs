@@ -33,20 +33,38 @@ pub const MAX_SOURCE_SYMBOLS: usize = 56_403;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum LinkError {
     #[error("datagram is {len} bytes; a datagram has at least {min}")]
-    Short { len: usize, min: usize },
+    /// The datagram is shorter than a header, a trailer and a minimal symbol.
+    Short {
+        /// Its length.
+        len: usize,
+        /// The minimum.
+        min: usize,
+    },
     #[error("datagram CRC32C does not match: corrupted in transit")]
+    /// The CRC32C trailer does not match.
     Crc,
     #[error("datagram does not start with the Airlock magic")]
+    /// The first two bytes are not the Airlock magic.
     Magic,
     #[error("datagram link version {0} is not supported")]
+    /// An unknown link version (the byte found).
     Version(u8),
     #[error("datagram header is invalid: {0}")]
+    /// A header field is out of range (which one).
     Header(&'static str),
     #[error("block of {len} bytes is larger than the configured maximum {max}")]
-    BlockTooLarge { len: usize, max: usize },
+    /// A block is larger than the decoder accepts.
+    BlockTooLarge {
+        /// Its length.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
     #[error("block content is malformed: {0}")]
+    /// A decoded block does not unpack into frames (what is wrong).
     Block(&'static str),
     #[error("link parameters are invalid: {0}")]
+    /// The link settings cannot work (what is wrong).
     Params(String),
 }
 
@@ -77,6 +95,7 @@ pub struct LinkParams {
     pub linger: Duration,
     /// Repair symbols per block: `max(min_repair, ceil(K * repair_ratio))`.
     pub repair_ratio: f64,
+    /// The least number of repair symbols per block.
     pub min_repair: u32,
 }
 
@@ -100,6 +119,7 @@ impl LinkParams {
         symbol_size_for(self.datagram_size)
     }
 
+    /// Checks that the settings can work: a symbol fits a datagram, ratios and sizes are in range.
     pub fn validate(&self) -> Result<(), LinkError> {
         self.symbol_size()?;
         if !(0.0..=10.0).contains(&self.repair_ratio) {

@@ -238,7 +238,7 @@ static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(
 /// never in front of people typing transfer codes.
 pub static CLIENT_AUTH_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
-/// [`verify_argon2`] on the blocking pool, bounded by [`ARGON2_SLOTS`].
+/// [`verify_argon2`] on the blocking pool, bounded by `ARGON2_SLOTS`.
 pub async fn verify_argon2_bounded(phc: String, secret: String) -> Result<bool, String> {
     verify_argon2_in(&ARGON2_SLOTS, phc, secret).await
 }
