@@ -45,7 +45,13 @@ pub enum LimitError {
     /// A required field is empty (its name).
     Empty(&'static str),
     #[error("{field} is not acceptable: {detail}")]
-    Cost { field: &'static str, detail: String },
+    /// A field's value is out of its allowed range (an argon2 cost, for one).
+    Cost {
+        /// The field.
+        field: &'static str,
+        /// What is wrong and what is allowed.
+        detail: String,
+    },
 }
 
 /// Checks an argon2id PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) for its

@@ -39,11 +39,13 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the receiver: link ingest, ops listener (/healthz, /metrics) and the OpenID provider.
     Run {
+        /// The receiver's config file (receiver.toml).
         #[arg(long)]
         config: PathBuf,
     },
     /// Print the missing seq ranges per signer, to carry to the sender's `resend`.
     Gaps {
+        /// The receiver's config file (receiver.toml).
         #[arg(long)]
         config: PathBuf,
         /// Machine-readable output.
@@ -52,8 +54,10 @@ pub enum Command {
     },
     /// List provisioned users, their validity and the seq that last changed them.
     Users {
+        /// The receiver's config file (receiver.toml).
         #[arg(long)]
         config: PathBuf,
+        /// Machine-readable output (JSON).
         #[arg(long)]
         json: bool,
     },
@@ -64,6 +68,7 @@ pub enum Command {
     },
     /// Check a config file and exit.
     CheckConfig {
+        /// The receiver's config file (receiver.toml).
         #[arg(long)]
         config: PathBuf,
     },
@@ -85,13 +90,16 @@ pub enum Command {
 pub enum TrustCommand {
     /// Show every trusted key with its fingerprint.
     List {
+        /// The receiver's config file (receiver.toml).
         #[arg(long)]
         config: PathBuf,
     },
     /// Install a signer public key (SPKI PEM) into the trust directory.
     AddSigner {
+        /// The receiver's config file (receiver.toml).
         #[arg(long)]
         config: PathBuf,
+        /// The signer's public key file (signer.pub.pem from `airlock-sender keygen`).
         file: PathBuf,
         /// The kid was retired over the link and the key ceremony re-approved it: lift that
         /// retirement (a later KeyRetire bans it again).
@@ -100,13 +108,16 @@ pub enum TrustCommand {
     },
     /// Install a link key file into the trust directory.
     AddLinkKey {
+        /// The receiver's config file (receiver.toml).
         #[arg(long)]
         config: PathBuf,
+        /// The link key file (link.key from `airlock-sender keygen`, carried by hand).
         file: PathBuf,
     },
     /// Stop trusting a key: an installed file, or any signer kid announced over the link
     /// (and the keys it announced).
     Remove {
+        /// The receiver's config file (receiver.toml).
         #[arg(long)]
         config: PathBuf,
         /// Signer kid (16 hex digits).
@@ -122,6 +133,7 @@ pub enum TrustCommand {
 pub enum KeysCommand {
     /// Add a new signing key; it is published now and used after `key_rotation_delay_secs`.
     Rotate {
+        /// The receiver's config file (receiver.toml).
         #[arg(long)]
         config: PathBuf,
     },
@@ -351,4 +363,34 @@ fn rotate_keys(config: &Path) -> Result<String, CliError> {
         .map_err(|e| CliError::Usage(format!("key rotation failed: {e}")))?;
     store.flush()?;
     Ok(format!("signing keys now: {}\n", kids.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() && !arg.is_hide_set() {
+                out.push(format!("{path} --{id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                out.push(format!("{path} {}", sub.get_name()));
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_and_command_has_help_text() {
+        Cli::command().debug_assert();
+        let mut missing = Vec::new();
+        undocumented(&Cli::command(), "airlock-receiver", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 }

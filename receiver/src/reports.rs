@@ -70,17 +70,17 @@ pub fn render_users(users: &[UserRecord]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<32}  {:<8}  {:<10}  {:<12}  {:<30}  issuer / subject",
+        "{:<32}  {:<8}  {:<20}  {:<12}  {:<30}  issuer / subject",
         "local sub", "status", "valid until", "provenance", "email"
     );
     for u in users {
         let status = if u.revoked { "revoked" } else { "active" };
         let _ = writeln!(
             out,
-            "{:<32}  {:<8}  {:<10}  {:<12}  {:<30}  {} / {}",
+            "{:<32}  {:<8}  {:<20}  {:<12}  {:<30}  {} / {}",
             u.local_sub,
             status,
-            u.valid_until,
+            crate::audit::timefmt::format_secs(u.valid_until),
             format!("seq {}", u.last.seq),
             u.claims.email.as_deref().unwrap_or("-"),
             u.issuer,
@@ -89,4 +89,34 @@ pub fn render_users(users: &[UserRecord]) -> String {
     }
     let _ = writeln!(out, "{} user(s)", users.len());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::Provenance;
+
+    #[test]
+    fn users_show_dates_a_person_reads() {
+        let u = UserRecord {
+            local_sub: "s1".into(),
+            issuer: "https://idp".into(),
+            subject: "alice".into(),
+            claims: Default::default(),
+            approval: Default::default(),
+            valid_until: 1_800_000_000,
+            provisioned_seq: 3,
+            revoked: false,
+            last: Provenance {
+                signer_kid: "k".into(),
+                seq: 3,
+                issued_at: 1,
+                log_index: 0,
+            },
+            applied_frames: 1,
+        };
+        let text = render_users(&[u]);
+        assert!(text.contains("2027-01-15T08:00:00Z"), "{text}");
+        assert!(!text.contains("1800000000"), "{text}");
+    }
 }

@@ -16,6 +16,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod cli;
 pub mod clock;
 pub mod committer;
 pub mod config;
@@ -38,4 +39,5 @@ pub mod spool;
 pub mod status;
 pub mod submit;
 pub mod ticket;
+pub mod timefmt;
 pub mod transfer_code;

@@ -22,7 +22,6 @@ pub mod pages;
 pub mod pending;
 pub mod routes;
 pub mod state;
-pub mod timefmt;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -71,8 +71,8 @@ one-time transfer code to type at any inside application's login page.</p>
 /// The code, grouped, with its expiry and what to do with it.
 pub fn issued(code: &str, expires_at: u64, now: u64, subject: &str, idp_display: &str) -> String {
     let minutes = expires_at.saturating_sub(now).div_ceil(60);
-    let when = super::timefmt::utc(expires_at);
-    let iso = super::timefmt::iso8601(expires_at);
+    let when = crate::timefmt::utc(expires_at);
+    let iso = crate::timefmt::iso8601(expires_at);
     layout(
         "Your transfer code",
         &format!(

@@ -1,0 +1,423 @@
+//! The `airlock-sender` command line: parsing, dispatch and what each command prints.
+//! Each command's logic lives in its own module.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use airlock_protocol::keys::KeyError;
+use clap::{Parser, Subcommand, ValueEnum};
+use thiserror::Error;
+
+use crate::clock::unix_now;
+use crate::config::{Config, ConfigError};
+use crate::daemon::DaemonError;
+use crate::export::ExportError;
+use crate::outbox::{Outbox, OutboxError};
+use crate::spool::{self, Command, SpoolError};
+use crate::submit::SubmitError;
+use crate::{daemon, export, keygen, status, submit, timefmt};
+
+/// Airlock's outside half: takes approved identities in, filters them through policy, and
+/// sends them signed and encrypted over a one-way link (UDP or serial) to airlock-receiver.
+#[derive(Debug, Parser)]
+#[command(name = "airlock-sender", version)]
+pub struct Cli {
+    /// Log format on stderr (filter with RUST_LOG, default "info").
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// Same as `--log-format json` (kept for existing unit files).
+    #[arg(long, global = true, hide = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// How the daemon logs on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Why a command failed; printed as `error: ...` with exit code 2.
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("cannot read the daemon status {file}: {source}")]
+    Status {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}; stop the daemon (SIGTERM) to export, or export from a copy")]
+    OutboxLocked(#[source] OutboxError),
+    #[error(transparent)]
+    Outbox(OutboxError),
+    #[error("cannot create {file}: {source}")]
+    Create {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("--from {from} --to {to}: seqs start at 1 and --to must not be below --from")]
+    SeqRange { from: u64, to: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Generate a signer key pair and a link key into DIR (never overwrites), and print
+    /// their fingerprints for the key-ceremony record. Copy signer.pub.pem and link.key to the
+    /// receiver; keep signer.pem on the sender only.
+    Keygen {
+        /// Directory for signer.pem (0600), signer.pub.pem and link.key (0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Key id of the new link key (pick the next unused number when rotating).
+        #[arg(long, default_value_t = 1)]
+        link_kid: u32,
+    },
+    /// Run the daemon: ingest submitted records, seal them, and send them paced over the
+    /// link, with heartbeats and the carousel. Stops cleanly on SIGINT/SIGTERM.
+    Run {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate records against the policy and queue them for sending. Works while `run` is
+    /// running. Inputs are JSON approval records (one object, an array or JSON lines) or a
+    /// file holding just an ID token; "-" reads stdin. If any record is refused, nothing is
+    /// queued and the exit code is 1. Transfer codes of login tickets are printed once.
+    Submit {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Files to read; "-" (or none) is stdin.
+        inputs: Vec<String>,
+    },
+    /// Ask the running daemon to re-encrypt and re-send logged frames FROM..=TO (the
+    /// answer to a gap report of the receiver). Without --to, only FROM.
+    Resend {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// First seq to re-send (from the receiver's gap report).
+        #[arg(long)]
+        from: u64,
+        /// Last seq to re-send (default: FROM).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Show the daemon's state: last seq, queue depth, link rate, errors.
+    Status {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Write the outbound log as JSON lines (seq, hash, prev, kind, issued_at, origin,
+    /// sign1 base64) for auditors. Needs the daemon stopped (the outbox is single-process).
+    ExportLog {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Output file; "-" is stdout.
+        #[arg(long)]
+        out: PathBuf,
+        /// First seq to export.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last seq to export (default: the last one logged).
+        #[arg(long, default_value_t = u64::MAX)]
+        to: u64,
+    },
+}
+
+/// Parses the command line, runs the command, and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = if cli.log_json {
+        LogFormat::Json
+    } else {
+        cli.log_format
+    };
+    init_logging(format);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load(path: &Path) -> Result<Config, ConfigError> {
+    Config::load(path)
+}
+
+fn dispatch(cmd: Cmd) -> Result<ExitCode, CliError> {
+    match cmd {
+        Cmd::Keygen { out, link_kid } => cmd_keygen(&out, link_kid),
+        Cmd::Run { config } => cmd_run(&load(&config)?),
+        Cmd::Submit { config, inputs } => cmd_submit(&load(&config)?, inputs),
+        Cmd::Resend { config, from, to } => cmd_resend(&load(&config)?, from, to.unwrap_or(from)),
+        Cmd::Status { config } => cmd_status(&load(&config)?),
+        Cmd::ExportLog {
+            config,
+            out,
+            from,
+            to,
+        } => cmd_export(&load(&config)?, &out, from, to),
+    }
+}
+
+fn cmd_keygen(out: &Path, link_kid: u32) -> Result<ExitCode, CliError> {
+    let g = keygen::keygen(out, link_kid)?;
+    println!(
+        "signer private key: {} (keep on the sender only)",
+        g.signer_file.display()
+    );
+    println!("signer public key:  {}", g.public_file.display());
+    println!("signer kid:         {}", g.signer_kid);
+    println!("signer fingerprint: {}", g.signer_fingerprint);
+    println!(
+        "link key:           {} (secret: sender and receiver only)",
+        g.link_file.display()
+    );
+    println!("link kid:           {}", g.link_kid);
+    println!("link fingerprint:   {}", g.link_fingerprint);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_run(config: &Config) -> Result<ExitCode, CliError> {
+    let rt = daemon::runtime(config).map_err(CliError::Runtime)?;
+    rt.block_on(daemon::run_until_signal(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_submit(config: &Config, mut inputs: Vec<String>) -> Result<ExitCode, CliError> {
+    if inputs.is_empty() {
+        inputs.push("-".into());
+    }
+    let mut read = Vec::new();
+    for name in inputs {
+        let bytes = submit::read_input(&name)?;
+        read.push((name, bytes));
+    }
+    let report = submit::submit(config, &read, unix_now())?;
+    for line in &report.errors {
+        eprintln!("refused: {line}");
+    }
+    let Some(batch) = report.batch_id else {
+        if report.errors.is_empty() {
+            eprintln!("nothing to submit");
+        } else {
+            eprintln!("nothing was queued: fix the refused record(s) and submit again");
+        }
+        return Ok(ExitCode::from(1));
+    };
+    for a in &report.accepted {
+        if !a.dropped_claims.is_empty() {
+            eprintln!(
+                "note: {}: claims not on the allow-list were dropped: {}",
+                a.source,
+                a.dropped_claims.join(", ")
+            );
+        }
+        match &a.transfer_code {
+            Some(code) => println!(
+                "{} {} {} {}: transfer code {code} (valid until {})",
+                a.source,
+                a.kind,
+                a.issuer,
+                a.subject,
+                a.expires_at.map_or_else(|| "-".to_owned(), timefmt::utc)
+            ),
+            None => println!("{} {} {} {}: queued", a.source, a.kind, a.issuer, a.subject),
+        }
+    }
+    eprintln!(
+        "queued {} record(s) as batch {batch}",
+        report.accepted.len()
+    );
+    warn_if_not_running(config);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn daemon_running(config: &Config) -> bool {
+    status::read(&config.status_file())
+        .is_ok_and(|s| s.running && unix_now().saturating_sub(s.updated_at) <= 5)
+}
+
+fn warn_if_not_running(config: &Config) {
+    if !daemon_running(config) {
+        eprintln!(
+            "note: `airlock-sender run` does not seem to be running; queued work goes out when it starts"
+        );
+    }
+}
+
+fn cmd_resend(config: &Config, from: u64, to: u64) -> Result<ExitCode, CliError> {
+    if from == 0 || to < from {
+        return Err(CliError::SeqRange { from, to });
+    }
+    let id = spool::write_command(&config.spool_dir(), &Command::Resend { from, to })?;
+    println!("resend of seqs {from}..={to} queued as command {id}");
+    warn_if_not_running(config);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_status(config: &Config) -> Result<ExitCode, CliError> {
+    let waiting = spool::list(&config.spool_dir())?.len();
+    if daemon_running(config) {
+        let file = config.status_file();
+        let s = status::read(&file).map_err(|source| CliError::Status { file, source })?;
+        println!(
+            "daemon:             running (pid {}, session {}, signer kid {})",
+            s.pid, s.session_id, s.signer_kid
+        );
+        println!(
+            "last seq:           {} (sent through {})",
+            s.last_seq, s.sent_through
+        );
+        println!("chain head:         {}", s.chain_head);
+        println!(
+            "queue:              {} pending record(s), {waiting} spool file(s) waiting",
+            s.pending_records
+        );
+        println!(
+            "provisioned:        {} identities in the carousel",
+            s.provisioned_identities
+        );
+        println!(
+            "frames:             {} sealed, {} resent",
+            s.frames_sealed, s.frames_resent
+        );
+        println!(
+            "link:               {} datagrams, {} bytes, {} B/s now (pacing {} B/s, 0 = off)",
+            s.datagrams_sent, s.bytes_sent, s.link_rate_bytes_per_sec, s.pacing_bytes_per_sec
+        );
+        println!(
+            "errors:             send {}, spool {}, storage {}; expired unsent {}",
+            s.send_errors, s.spool_errors, s.storage_errors, s.expired_dropped
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Never open the outbox here: sled allows one process, and a daemon starting at
+    // this moment would fail. The last status.json (written at shutdown) says enough.
+    println!("daemon:             not running");
+    match status::read(&config.status_file()) {
+        Ok(s) => {
+            println!(
+                "last run:           pid {}, stopped or last seen at {}",
+                s.pid,
+                timefmt::utc(s.updated_at)
+            );
+            println!(
+                "last seq:           {} (sent through {})",
+                s.last_seq, s.sent_through
+            );
+            println!("chain head:         {}", s.chain_head);
+            println!(
+                "queue:              {} pending record(s) at that time, {waiting} spool file(s) waiting",
+                s.pending_records
+            );
+        }
+        Err(_) => println!(
+            "queue:              {waiting} spool file(s) waiting (no status.json yet: never run)"
+        ),
+    }
+    Ok(ExitCode::from(3))
+}
+
+fn cmd_export(config: &Config, out: &Path, from: u64, to: u64) -> Result<ExitCode, CliError> {
+    let ob = Outbox::open(&config.db_dir()).map_err(|e| match e {
+        OutboxError::Locked { .. } => CliError::OutboxLocked(e),
+        other => CliError::Outbox(other),
+    })?;
+    let n = if out == Path::new("-") {
+        export::export(&ob, from, to, &mut std::io::stdout().lock())
+    } else {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(out).map_err(|source| {
+            CliError::Create {
+                file: out.to_path_buf(),
+                source,
+            }
+        })?);
+        export::export(&ob, from, to, &mut f)
+    }?;
+    eprintln!("exported {n} frame(s)");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() && !arg.is_hide_set() {
+                out.push(format!("{path} --{id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                out.push(format!("{path} {}", sub.get_name()));
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_and_command_has_help_text() {
+        Cli::command().debug_assert();
+        let mut missing = Vec::new();
+        undocumented(&Cli::command(), "airlock-sender", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn log_format_is_one_flag_with_the_old_spelling_kept() {
+        let c = Cli::try_parse_from([
+            "airlock-sender",
+            "--log-format",
+            "json",
+            "status",
+            "--config",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = Cli::try_parse_from(["airlock-sender", "--log-json", "status", "--config", "x"])
+            .unwrap();
+        assert!(c.log_json);
+    }
+}
