@@ -98,8 +98,9 @@ pub struct LinkStats {
     pub blocks_unauthenticated: u64,
     /// Incomplete blocks dropped for a bound (pending blocks, bytes, candidates).
     pub blocks_evicted: u64,
-    /// Reassembly memory held now (estimated bytes), and the most it has held.
+    /// Reassembly memory held now (estimated bytes).
     pub pending_bytes: u64,
+    /// The most reassembly memory held so far (estimated bytes).
     pub pending_bytes_peak: u64,
 }
 
