@@ -20,23 +20,35 @@ fn running() -> MutexGuard<'static, Option<(&'static str, usize)>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Counts one more running test of `module` when no test of another module runs.
+fn enter(state: &mut Option<(&'static str, usize)>, module: &'static str) -> bool {
+    match state {
+        None => {
+            *state = Some((module, 1));
+            true
+        }
+        Some((m, n)) if *m == module => {
+            *n += 1;
+            true
+        }
+        Some(_) => false,
+    }
+}
+
 /// Waits until no test of another module runs; call first with `module_path!()`.
 pub fn module_at_a_time(module: &'static str) -> ModuleGuard {
     let mut state = running();
-    loop {
-        match state.as_mut() {
-            None => {
-                *state = Some((module, 1));
-                break;
-            }
-            Some((m, n)) if *m == module => {
-                *n += 1;
-                break;
-            }
-            Some(_) => state = FREED.wait(state).unwrap_or_else(|p| p.into_inner()),
-        }
+    while !enter(&mut state, module) {
+        state = FREED.wait(state).unwrap_or_else(|p| p.into_inner());
     }
     ModuleGuard(())
+}
+
+/// [`module_at_a_time`] without waiting: None while a test of another module runs.
+pub fn try_module_at_a_time(module: &'static str) -> Option<ModuleGuard> {
+    let entered = enter(&mut running(), module);
+    // Built only on entry: dropping a guard counts a test out.
+    entered.then(|| ModuleGuard(()))
 }
 
 impl Drop for ModuleGuard {
@@ -59,19 +71,19 @@ mod tests {
     #[test]
     fn same_module_shares_and_another_waits() {
         let a = module_at_a_time("a");
-        let b = module_at_a_time("a");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let other = std::thread::spawn(move || {
-            let _c = module_at_a_time("c");
-            tx.send(()).unwrap();
-        });
+        let b = try_module_at_a_time("a").expect("a second test of the same module runs");
+        assert!(try_module_at_a_time("c").is_none(), "c ran beside a");
         drop(a);
         assert!(
-            rx.try_recv().is_err(),
-            "module c ran while module a still had a test"
+            try_module_at_a_time("c").is_none(),
+            "c ran beside a's other test"
         );
         drop(b);
-        rx.recv().unwrap();
-        other.join().unwrap();
+        let c = try_module_at_a_time("c").expect("c runs once a is done");
+        assert!(try_module_at_a_time("a").is_none(), "a ran beside c");
+        // A waiting test goes on once the module before it is done.
+        let waiter = std::thread::spawn(|| drop(module_at_a_time("d")));
+        drop(c);
+        waiter.join().unwrap();
     }
 }
