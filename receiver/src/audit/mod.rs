@@ -1,4 +1,4 @@
-//! `airlock-receiver audit ...`: the auditor's tools (issue 6).
+//! `airlock-receiver audit ...`: the auditor's tools.
 //!
 //! Every command works on a COPY of a data directory (or, `--pg-url`, read-only on the
 //! PostgreSQL database of an HA deployment) and public signer keys only: no link key, no

@@ -1,4 +1,4 @@
-//! The OpenID provider and login page (issue 5), mounted by the daemon.
+//! The OpenID provider and login page, mounted by the daemon.
 //!
 //! Entry points: [`Provider::new`] (opens the state, loads or creates signing keys),
 //! [`Provider::serve`] / [`serve`] (the HTTP listener), [`Provider::revoke_user`]
