@@ -5,6 +5,8 @@
 //! - [`seal`]: COSE_Sign1 inside COSE_Encrypt0, and the ordered checks of opening;
 //!   [`open_batch`]: the same checks for a burst, with one Ed25519 batch verification.
 //! - [`replay`]: the per-signer replay window; [`chain`]: the sender's hash chain.
+//! - [`merkle`]: the RFC 9162 Merkle tree over the receiver's frame log, its proofs;
+//!   [`checkpoint`]: signed tree heads in the C2SP signed-note / tlog-checkpoint format.
 //! - [`link`]: blocks, RaptorQ FEC, datagram header and CRC, COBS.
 //!
 //! The sender and receiver crates drive these with their own sockets, clocks and stores.
@@ -12,10 +14,12 @@
 #![warn(missing_docs)]
 
 pub mod chain;
+pub mod checkpoint;
 pub mod codec;
 pub mod keys;
 pub mod limits;
 pub mod link;
+pub mod merkle;
 pub mod message;
 pub mod open_batch;
 pub mod replay;
