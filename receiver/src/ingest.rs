@@ -359,8 +359,7 @@ impl<S: Store> Ingest<S> {
             match self.classify(inc, res, &mut hashes, &mut seqs)? {
                 Class::Refused(e) => {
                     report.rejected += 1;
-                    self.metrics.reject(e.reason());
-                    self.log_refusal(inc, &e);
+                    self.refuse(inc, &e);
                     if matches!(
                         e,
                         OpenError::UntrustedSigner { .. } | OpenError::UnknownLinkKey { .. }
@@ -476,7 +475,10 @@ impl<S: Store> Ingest<S> {
         Ok(())
     }
 
-    fn log_refusal(&mut self, inc: &Incoming, e: &OpenError) {
+    /// Counts a refused frame under its reason label and logs it (rate-limited) with the
+    /// same word: the one place both happen.
+    fn refuse(&mut self, inc: &Incoming, e: &OpenError) {
+        self.metrics.reject(e.reason());
         if self.limiter.allow(inc.received_at_ms) {
             let digest = Sha256::digest(&inc.sealed);
             tracing::warn!(

@@ -4,16 +4,40 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use airlock_protocol::link::LinkStats;
+use airlock_protocol::link::{LinkError, LinkStats};
 use airlock_protocol::seal::OpenError;
 
-/// Link-level reasons (datagram or serial framing), beside the decoder's own stats.
-pub const LINK_REASONS: [&str; 4] = [
+/// Why the receiver itself drops a datagram or a byte run before the decoder.
+const RECEIVER_LINK_REASONS: [&str; 4] = [
     "cobs",
     "oversize_datagram",
     "serial_io",
     "source_not_allowed",
 ];
+
+/// Every reason a datagram is refused on the link: the decoder's ([`LinkError::REASONS`])
+/// and the receiver's own. One list, so the metric label and the log line's `reason` of a
+/// refusal are the same word.
+pub const LINK_REASONS: [&str; LinkError::REASONS.len() + RECEIVER_LINK_REASONS.len()] =
+    concat_reasons(LinkError::REASONS, RECEIVER_LINK_REASONS);
+
+const fn concat_reasons<const A: usize, const B: usize, const N: usize>(
+    a: [&'static str; A],
+    b: [&'static str; B],
+) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < A {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < B {
+        out[A + j] = b[j];
+        j += 1;
+    }
+    out
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -50,6 +74,14 @@ impl Metrics {
         }
     }
 
+    pub fn link_errors(&self, reason: &str) -> u64 {
+        LINK_REASONS
+            .iter()
+            .zip(self.link_errors.iter())
+            .find(|(r, _)| **r == reason)
+            .map_or(0, |(_, c)| c.load(Ordering::Relaxed))
+    }
+
     pub fn rejected(&self, reason: &str) -> u64 {
         OpenError::REASONS
             .iter()
@@ -58,6 +90,7 @@ impl Metrics {
             .map_or(0, |(_, c)| c.load(Ordering::Relaxed))
     }
 
+    /// Counts a refused datagram by its reason label (one of [`LINK_REASONS`]).
     pub fn link_error(&self, reason: &str) {
         if let Some(c) = LINK_REASONS
             .iter()
@@ -125,13 +158,6 @@ impl Metrics {
             "# HELP airlock_link_errors_total Datagrams or bytes refused on the link, by reason."
         );
         let _ = writeln!(out, "# TYPE airlock_link_errors_total counter");
-        for (r, v) in [
-            ("crc", l.crc_errors),
-            ("header", l.header_errors),
-            ("block", l.block_errors),
-        ] {
-            let _ = writeln!(out, "airlock_link_errors_total{{reason=\"{r}\"}} {v}");
-        }
         for (r, c) in LINK_REASONS.iter().zip(self.link_errors.iter()) {
             let _ = writeln!(out, "airlock_link_errors_total{{reason=\"{r}\"}} {}", g(c));
         }

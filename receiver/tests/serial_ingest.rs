@@ -38,7 +38,7 @@ async fn frames_over_a_serial_pty_are_applied_and_noise_is_counted() {
         rx.wait_for("21 frames over serial", |m| m.accepted() == 21)
     });
     let noise = m.get("airlock_link_errors_total{reason=\"crc\"}")
-        + m.get("airlock_link_errors_total{reason=\"header\"}")
+        + m.get("airlock_link_errors_total{reason=\"bad_header\"}")
         + m.get("airlock_link_errors_total{reason=\"cobs\"}");
     assert!(
         m.get("airlock_link_errors_total{reason=\"crc\"}") >= 1,

@@ -147,7 +147,7 @@ fn provisioned_users_appear_and_bad_frames_change_nothing() {
         );
     }
     assert_eq!(m.duplicates(), before.duplicates() + 1);
-    let link_errors: u64 = ["crc", "header"]
+    let link_errors: u64 = ["crc", "bad_header", "short_datagram", "bad_magic"]
         .iter()
         .map(|r| m.get(&format!("airlock_link_errors_total{{reason=\"{r}\"}}")))
         .sum();

@@ -82,6 +82,19 @@ impl LinkError {
             LinkError::Params(_) => "bad_params",
         }
     }
+
+    /// Every label [`Self::reason`] returns: a receiver counts refused datagrams under
+    /// these, the same words its log lines carry.
+    pub const REASONS: [&'static str; 8] = [
+        "short_datagram",
+        "crc",
+        "bad_magic",
+        "bad_link_version",
+        "bad_header",
+        "block_too_large",
+        "bad_block",
+        "bad_params",
+    ];
 }
 
 /// The sender's link settings.
@@ -147,4 +160,25 @@ pub fn symbol_size_for(datagram_size: usize) -> Result<u16, LinkError> {
     }
     let size = (datagram_size - OVERHEAD) / SYMBOL_ALIGN * SYMBOL_ALIGN;
     u16::try_from(size).map_err(|_| LinkError::Params("symbol size overflows".into()))
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::LinkError;
+
+    #[test]
+    fn every_reason_is_listed_once() {
+        let all = [
+            LinkError::Short { len: 1, min: 2 },
+            LinkError::Crc,
+            LinkError::Magic,
+            LinkError::Version(9),
+            LinkError::Header("x"),
+            LinkError::BlockTooLarge { len: 2, max: 1 },
+            LinkError::Block("x"),
+            LinkError::Params("x".into()),
+        ];
+        let labels: Vec<&str> = all.iter().map(LinkError::reason).collect();
+        assert_eq!(labels, LinkError::REASONS);
+    }
 }

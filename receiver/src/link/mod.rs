@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use airlock_protocol::keys::LinkKey;
-use airlock_protocol::link::{BlockDecoder, DecoderConfig, LinkError};
+use airlock_protocol::link::{BlockDecoder, DecoderConfig};
 use airlock_protocol::seal::authenticates;
 use airlock_protocol::trust::TrustStore;
 use sha2::{Digest, Sha256};
@@ -88,8 +88,7 @@ impl LinkIngress {
     /// Takes one datagram from `source`; forwards the frames of a block it completes.
     pub async fn datagram(&mut self, bytes: &[u8], source: &str) -> Result<(), LinkIoError> {
         if bytes.len() > self.max_datagram {
-            self.metrics.link_error("oversize_datagram");
-            self.log_bad(
+            self.refuse(
                 bytes,
                 source,
                 "oversize_datagram",
@@ -117,23 +116,17 @@ impl LinkIngress {
                         .map_err(|_| LinkIoError::IngestGone)?;
                 }
             }
-            Err(e) => self.log_link_error(bytes, source, &e),
+            Err(e) => self.refuse(bytes, source, e.reason(), &e.to_string()),
         }
         Ok(())
     }
 
-    /// Counts and logs (rate-limited) a datagram dropped before the decoder.
-    pub fn refuse(&mut self, bytes: &[u8], source: &str, reason: &str) {
+    /// Counts a refused datagram under `reason` (one of [`crate::metrics::LINK_REASONS`])
+    /// and logs it, rate-limited, with the same word and the datagram's source and SHA-256
+    /// prefix. Every link refusal goes through here, so the metric label and the log line
+    /// cannot disagree.
+    pub fn refuse(&mut self, bytes: &[u8], source: &str, reason: &'static str, detail: &str) {
         self.metrics.link_error(reason);
-        self.log_bad(bytes, source, reason, "datagram refused before decoding");
-    }
-
-    fn log_link_error(&mut self, bytes: &[u8], source: &str, e: &LinkError) {
-        self.log_bad(bytes, source, e.reason(), &e.to_string());
-    }
-
-    /// Rate-limited warning with the datagram's source and a SHA-256 prefix.
-    pub fn log_bad(&mut self, bytes: &[u8], source: &str, reason: &str, detail: &str) {
         if self.limiter.allow(now_ms()) {
             let digest = Sha256::digest(bytes);
             tracing::warn!(
@@ -149,5 +142,104 @@ impl LinkIngress {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use airlock_protocol::link::DatagramHeader;
+
+    use super::*;
+    use crate::metrics::LINK_REASONS;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn header(symbol_size: u16, block_len: u32) -> DatagramHeader {
+        DatagramHeader {
+            session_id: 7,
+            block_id: 1,
+            block_len,
+            symbol_size,
+            payload_id: [0; 4],
+        }
+    }
+
+    /// Each refusal's log line names a reason, and the metric of that very label counted it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_refusal_is_logged_and_counted_under_the_same_word() {
+        let cfg: LinkConfig = toml::from_str("datagram_size = 1200").unwrap();
+        let (tx, _rx) = mpsc::channel(4);
+        let metrics = Arc::new(Metrics::new());
+        let mut ingress = LinkIngress::new(&cfg, &[], tx, metrics.clone(), 1000);
+        let logs = Captured::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let mut bad_crc = header(64, 64).write(&[0; 64]);
+        bad_crc[20] ^= 1;
+        let datagrams: Vec<Vec<u8>> = vec![
+            vec![0; 10],                          // short_datagram
+            bad_crc,                              // crc
+            header(8, 64).write(&[0; 8]),         // bad_header (symbol size 8)
+            header(64, u32::MAX).write(&[0; 64]), // block_too_large
+            vec![0; 1201],                        // oversize_datagram
+        ];
+        for d in &datagrams {
+            ingress.datagram(d, "192.0.2.1:9").await.unwrap();
+        }
+        ingress.refuse(b"x", "192.0.2.9:9", "source_not_allowed", "test");
+        ingress.refuse(&[], "/dev/null", "cobs", "test");
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let logged: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split("reason=").nth(1))
+            .filter_map(|r| r.split_whitespace().next())
+            .map(|r| r.trim_matches('"'))
+            .collect();
+        assert_eq!(logged.len(), datagrams.len() + 2, "{text}");
+        let mut seen = std::collections::BTreeSet::new();
+        for word in &logged {
+            assert!(
+                LINK_REASONS.contains(word),
+                "logged reason {word} is no metric label"
+            );
+            seen.insert(*word);
+        }
+        for word in seen {
+            let lines = logged.iter().filter(|w| **w == word).count() as u64;
+            assert_eq!(
+                metrics.link_errors(word),
+                lines,
+                "metric {word} vs its log lines:\n{text}"
+            );
+        }
+        let rendered = metrics.render(None);
+        for r in LINK_REASONS {
+            assert!(
+                rendered.contains(&format!("airlock_link_errors_total{{reason=\"{r}\"}}")),
+                "{r} not rendered"
+            );
+        }
+        assert_eq!(metrics.link_errors("bad_header"), 1);
+        assert_eq!(metrics.link_errors("crc"), 1);
     }
 }

@@ -54,16 +54,17 @@ pub async fn run(
                     for item in deframer.push(buf.get(..n).unwrap_or_default()) {
                         match item {
                             Ok(datagram) => ingress.datagram(&datagram, &source).await?,
-                            Err(e) => {
-                                ingress.metrics().link_error("cobs");
-                                ingress.log_bad(&[], &source, "cobs", &e.to_string());
-                            }
+                            Err(e) => ingress.refuse(&[], &source, "cobs", &e.to_string()),
                         }
                     }
                 }
                 Err(e) => {
-                    ingress.metrics().link_error("serial_io");
-                    tracing::warn!(device = %source, error = %e, "serial read failed; reopening");
+                    ingress.refuse(
+                        &[],
+                        &source,
+                        "serial_io",
+                        &format!("serial read failed: {e}; reopening"),
+                    );
                     break;
                 }
             }

@@ -97,7 +97,12 @@ pub async fn run(
                 if sources.allows(from.ip()) {
                     ingress.datagram(bytes, &from.to_string()).await?;
                 } else {
-                    ingress.refuse(bytes, &from.to_string(), "source_not_allowed");
+                    ingress.refuse(
+                        bytes,
+                        &from.to_string(),
+                        "source_not_allowed",
+                        "source is not in link.udp.allowed_sources",
+                    );
                 }
             }
             Err(e) => {
