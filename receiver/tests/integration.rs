@@ -25,6 +25,7 @@ mod ha_failover;
 mod ingest_store;
 mod oidc_bad_input;
 mod oidc_bench;
+mod oidc_cookies;
 mod oidc_flow;
 mod oidc_interop;
 mod oidc_logout;

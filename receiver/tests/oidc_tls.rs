@@ -112,7 +112,7 @@ async fn serves_https_with_secure_cookies() {
         .lines()
         .find(|l| {
             l.to_ascii_lowercase()
-                .starts_with("set-cookie: airlock_csrf")
+                .starts_with("set-cookie: __host-airlock_csrf=")
         })
         .expect("csrf cookie");
     assert!(

@@ -171,6 +171,35 @@ async fn idp_documents_cross_byte_for_byte_and_again_on_change() {
     }
     assert!(head.contains("set-cookie: airlock_portal_login="));
     assert!(head.contains("httponly") && head.contains("samesite=lax"));
+    let binding_of = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("set-cookie: airlock_portal_login="))
+            .and_then(|v| v.split(';').next())
+            .unwrap()
+            .to_string()
+    };
+    let minted = binding_of(&head);
+    // A second tab of the same browser keeps its binding; a binding planted by someone
+    // else (cookie injection) is not adopted: the portal mints its own.
+    let addr = handle.local_addr;
+    let start_with = |cookie: String| async move {
+        let url = format!("http://{addr}/login/corp");
+        let r = airlock_tests::http::request("GET", &url, &[("Cookie", cookie)], None)
+            .await
+            .unwrap();
+        (r.status, r.head.to_ascii_lowercase())
+    };
+    let (status, head) = start_with(format!("airlock_portal_login={minted}")).await;
+    assert_eq!(status, 303);
+    assert_eq!(binding_of(&head), minted, "second tab keeps the binding");
+    let planted = "ab".repeat(24);
+    let (status, head) = start_with(format!("airlock_portal_login={planted}")).await;
+    assert_eq!(status, 303);
+    assert_ne!(
+        binding_of(&head),
+        planted,
+        "a planted binding is not adopted"
+    );
 
     // A callback no login started gets no code, and nothing is queued.
     let (status, _, body) = get_page(handle.local_addr, "/callback?state=forged&code=x").await;

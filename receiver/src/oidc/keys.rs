@@ -30,6 +30,9 @@ pub struct LoadedKey {
     pub encoding: EncodingKey,
     pub decoding: DecodingKey,
     pub jwk: Value,
+    /// The MAC key of server-minted cookie values (CSRF tokens), derived from the private
+    /// key: every receiver sharing the keys shares it, and it leaves with the key.
+    pub cookie_mac: aws_lc_rs::hmac::Key,
 }
 
 /// A parsed private key.
@@ -179,12 +182,17 @@ pub fn load(stored: StoredKey) -> Result<LoadedKey, OidcError> {
         obj.insert("alg".into(), json!(stored.alg.as_str()));
         obj.insert("use".into(), json!("sig"));
     }
+    // HMAC as a KDF on the private key: the derived key says nothing about the private one.
+    let derive = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &der);
+    let cookie_key = aws_lc_rs::hmac::sign(&derive, b"airlock cookie mac v1");
+    let cookie_mac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, cookie_key.as_ref());
     Ok(LoadedKey {
         stored,
         signer,
         encoding,
         decoding,
         jwk,
+        cookie_mac,
     })
 }
 
@@ -265,6 +273,20 @@ impl KeySet {
         self.all()
             .into_iter()
             .find(|k| k.stored.alg == alg && k.stored.sign_from <= now)
+    }
+
+    /// The key that MACs new cookie values: that of the newest key already signing (every
+    /// receiver of a cluster has loaded it by then).
+    pub fn cookie_mac(&self, now: u64) -> Option<aws_lc_rs::hmac::Key> {
+        self.all()
+            .into_iter()
+            .find(|k| k.stored.sign_from <= now)
+            .map(|k| k.cookie_mac.clone())
+    }
+
+    /// Every key a cookie value may be MACed under (those of all loaded keys).
+    pub fn cookie_macs(&self) -> Vec<aws_lc_rs::hmac::Key> {
+        self.all().iter().map(|k| k.cookie_mac.clone()).collect()
     }
 
     /// A published key by kid (for verifying our own tokens).

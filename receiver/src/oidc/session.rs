@@ -3,14 +3,14 @@
 use axum::http::HeaderMap;
 
 use crate::oidc::error::OidcError;
-use crate::oidc::http::{SESSION_COOKIE, cookie};
+use crate::oidc::http::{cookie, session_cookie};
 use crate::oidc::provider::Provider;
 use crate::oidc::store::{AuthCode, AuthRequest, Session};
 use crate::oidc::util::{hash_secret, random_token, with_query};
 
 /// The live session of this browser, if any.
 pub fn current_session(p: &Provider, headers: &HeaderMap) -> Result<Option<Session>, OidcError> {
-    let Some(secret) = cookie(headers, SESSION_COOKIE) else {
+    let Some(secret) = cookie(headers, session_cookie(p)) else {
         return Ok(None);
     };
     let now = p.now();

@@ -81,6 +81,15 @@ impl PendingStore {
         Ok(())
     }
 
+    /// Whether `binding` is one this portal handed out for a login still in progress.
+    pub fn minted(&self, binding: &str) -> bool {
+        let h = hash(binding);
+        self.map.lock().is_ok_and(|map| {
+            map.values()
+                .any(|p| p.binding_hash == h && p.created.elapsed() < PENDING_TTL)
+        })
+    }
+
     /// Removes and returns the login of `state` if `binding` (the cookie) matches.
     pub fn take(&self, state: &str, binding: Option<&str>) -> Result<PendingLogin, PendingError> {
         let mut map = self.map.lock().map_err(|_| PendingError::Unknown)?;
@@ -136,5 +145,14 @@ mod tests {
             store.take("s3", None).err(),
             Some(PendingError::WrongBrowser)
         );
+    }
+
+    #[test]
+    fn only_bindings_of_logins_in_progress_count_as_minted() {
+        let store = PendingStore::default();
+        assert!(!store.minted("cookie-a"));
+        add(&store, "s1", "cookie-a");
+        assert!(store.minted("cookie-a"));
+        assert!(!store.minted("cookie-b"));
     }
 }

@@ -24,7 +24,21 @@ use super::pages;
 use super::pending::{self, PendingLogin};
 use super::state::Portal;
 
+/// The browser-binding cookie's name on a plain-http portal (a loopback test): browsers
+/// refuse `__Host-` cookies without `Secure`.
 pub const COOKIE: &str = "airlock_portal_login";
+/// Its name when every redirect URL is https: with the `__Host-` prefix browsers accept
+/// it only with `Secure`, `Path=/` and no `Domain`, so no sibling subdomain can plant it.
+pub const COOKIE_HOST: &str = "__Host-airlock_portal_login";
+
+/// The binding cookie's name for this portal.
+pub fn cookie_name(portal: &Portal) -> &'static str {
+    if portal.settings.secure_cookies() {
+        COOKIE_HOST
+    } else {
+        COOKIE
+    }
+}
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; \
                    frame-ancestors 'none'; base-uri 'none'";
 /// A callback query longer than this is refused before parsing.
@@ -115,7 +129,8 @@ fn set_cookie(portal: &Portal, value: &str) -> String {
         ""
     };
     format!(
-        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        cookie_name(portal),
         pending::PENDING_TTL.as_secs()
     )
 }
@@ -151,9 +166,11 @@ async fn begin(
             return unavailable(idp);
         }
     };
-    // Reuse this browser's binding (a second tab must not break the first login).
-    let binding = cookie_value(&headers, COOKIE)
-        .filter(|v| v.len() == 48 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+    // Reuse this browser's binding (a second tab must not break the first login), but
+    // only one this portal minted for a login still in progress: a value planted by
+    // someone else is never adopted.
+    let binding = cookie_value(&headers, cookie_name(&portal))
+        .filter(|v| portal.pending.minted(v))
         .map(str::to_string)
         .unwrap_or_else(pending::new_binding);
     if let Err(e) = portal.pending.insert(
@@ -236,7 +253,10 @@ async fn callback(
         );
     };
     // Taking the pending login consumes it: whatever happens next, the state is used once.
-    let pending = match portal.pending.take(state, cookie_value(&headers, COOKIE)) {
+    let pending = match portal
+        .pending
+        .take(state, cookie_value(&headers, cookie_name(&portal)))
+    {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "callback refused");

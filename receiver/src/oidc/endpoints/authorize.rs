@@ -9,9 +9,7 @@ use axum::response::Response;
 
 use crate::oidc::config::ClientConfig;
 use crate::oidc::endpoints::paths;
-use crate::oidc::http::{
-    CSRF_COOKIE, Params, bad_page, cookie, see_other, server_page, set_cookie,
-};
+use crate::oidc::http::{Params, bad_page, csrf_for_page, see_other, server_page};
 use crate::oidc::provider::Provider;
 use crate::oidc::session::{current_session, issue_code};
 use crate::oidc::store::{AuthRequest, PendingRequest, Session};
@@ -319,8 +317,7 @@ fn redirect_error(
 /// Parks the request and sends the browser to the login page. The CSRF token is bound
 /// to this browser by a cookie (double submit) and to the parked request.
 fn start_login(p: &Provider, headers: &HeaderMap, request: AuthRequest) -> Response {
-    let existing = cookie(headers, CSRF_COOKIE).filter(|c| c.len() == 43);
-    let csrf = existing.clone().unwrap_or_else(|| random_token(32));
+    let (csrf, set) = csrf_for_page(p, headers);
     let txn = random_token(24);
     let pending = PendingRequest {
         request,
@@ -331,9 +328,8 @@ fn start_login(p: &Provider, headers: &HeaderMap, request: AuthRequest) -> Respo
         return server_page(e);
     }
     let mut r = see_other(&with_query(paths::LOGIN, &[("txn", &txn)]));
-    if existing.is_none() {
-        r.headers_mut()
-            .append(header::SET_COOKIE, set_cookie(p, CSRF_COOKIE, &csrf, None));
+    if let Some(set) = set {
+        r.headers_mut().append(header::SET_COOKIE, set);
     }
     r
 }

@@ -10,13 +10,13 @@ use crate::oidc::endpoints::paths;
 use crate::oidc::html;
 use crate::oidc::html::escape;
 use crate::oidc::http::{
-    CSRF_COOKIE, Params, SESSION_COOKIE, bad_page, cookie, see_other, server_page, set_cookie,
+    Params, bad_page, csrf_for_page, csrf_submitted, see_other, server_page, session_cookie,
+    set_cookie,
 };
 use crate::oidc::provider::Provider;
 use crate::oidc::session::current_session;
 use crate::oidc::tokens;
 use crate::oidc::util::with_query;
-use crate::oidc::util::{ct_eq, random_token};
 
 pub async fn get_handle(
     State(p): State<Provider>,
@@ -95,7 +95,7 @@ fn end_session(p: &Provider, headers: &HeaderMap, raw: &str, post: bool) -> Resp
     if let Some(s) = session {
         let claim = |k: &str| hint.as_ref().and_then(|c| c.get(k)).and_then(Value::as_str);
         let hint_is_this_session = claim("sub") == Some(&s.sub) && claim("sid") == Some(&s.sid);
-        let asked_and_confirmed = post && confirmed(headers, &params);
+        let asked_and_confirmed = post && confirmed(p, headers, &params);
         if !(hint_is_this_session || asked_and_confirmed) {
             return confirm_page(p, headers, &params, client_id, redirect.as_deref());
         }
@@ -122,21 +122,14 @@ fn end_session(p: &Provider, headers: &HeaderMap, raw: &str, post: bool) -> Resp
     };
     r.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(p, SESSION_COOKIE, "", Some(0)),
+        set_cookie(p, session_cookie(p), "", Some(0)),
     );
     r
 }
 
-/// A POSTed confirmation whose CSRF token matches this browser's cookie.
-fn confirmed(headers: &HeaderMap, params: &Params) -> bool {
-    match (
-        params.get("confirm"),
-        params.get("csrf"),
-        cookie(headers, CSRF_COOKIE),
-    ) {
-        (Some("yes"), Some(form), Some(c)) => ct_eq(form, &c),
-        _ => false,
-    }
+/// A POSTed confirmation whose CSRF token matches this browser's (server-minted) cookie.
+fn confirmed(p: &Provider, headers: &HeaderMap, params: &Params) -> bool {
+    params.get("confirm") == Some("yes") && csrf_submitted(p, headers, params.get("csrf"))
 }
 
 fn confirm_page(
@@ -146,8 +139,7 @@ fn confirm_page(
     client_id: Option<&str>,
     redirect: Option<&str>,
 ) -> Response {
-    let existing = cookie(headers, CSRF_COOKIE).filter(|c| c.len() == 43);
-    let csrf = existing.clone().unwrap_or_else(|| random_token(32));
+    let (csrf, set) = csrf_for_page(p, headers);
     let mut hidden = String::new();
     // The client as the hint named it too, so the confirmation may still return to it.
     let fields = [
@@ -174,9 +166,8 @@ fn confirm_page(
         csrf = escape(&csrf),
     );
     let mut r = html::page_with_form_target(StatusCode::OK, "Sign out", &main, redirect);
-    if existing.is_none() {
-        r.headers_mut()
-            .append(header::SET_COOKIE, set_cookie(p, CSRF_COOKIE, &csrf, None));
+    if let Some(set) = set {
+        r.headers_mut().append(header::SET_COOKIE, set);
     }
     r
 }

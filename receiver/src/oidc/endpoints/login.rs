@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::oidc::endpoints::paths;
 use crate::oidc::html::{self, escape};
 use crate::oidc::http::{
-    CSRF_COOKIE, Params, SESSION_COOKIE, bad_page, cookie, see_other, server_page, set_cookie,
+    Params, bad_page, csrf_submitted, see_other, server_page, session_cookie, set_cookie,
 };
 use crate::oidc::login::{self, Authenticated, Limiter, LoginFailure};
 use crate::oidc::provider::Provider;
@@ -119,10 +119,8 @@ pub async fn submit(
         Err(r) => return *r,
     };
     // Double submit: the form's token must match both this browser's cookie and the request.
-    let csrf_ok = match (form.get("csrf"), cookie(&headers, CSRF_COOKIE)) {
-        (Some(f), Some(c)) => ct_eq(f, &c) && ct_eq(f, &pend.csrf),
-        _ => false,
-    };
+    let csrf_ok = csrf_submitted(&p, &headers, form.get("csrf"))
+        && form.get("csrf").is_some_and(|f| ct_eq(f, &pend.csrf));
     if !csrf_ok {
         tracing::warn!(peer = %peer.ip(), "login form CSRF check failed");
         p.metrics().inc("login_failures", "csrf");
@@ -215,7 +213,7 @@ pub(crate) fn finish(
             let mut r = see_other(&url);
             r.headers_mut().append(
                 header::SET_COOKIE,
-                set_cookie(p, SESSION_COOKIE, &secret, Some(lifetime)),
+                set_cookie(p, session_cookie(p), &secret, Some(lifetime)),
             );
             r
         }

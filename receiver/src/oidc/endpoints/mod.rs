@@ -20,8 +20,7 @@ pub mod token;
 pub mod userinfo;
 
 pub use crate::oidc::http::{
-    CSRF_COOKIE, OAuthError, ParamError, Params, SESSION_COOKIE, cookie, no_store_json, see_other,
-    set_cookie,
+    OAuthError, ParamError, Params, cookie, no_store_json, see_other, set_cookie,
 };
 
 /// Every endpoint. Bodies are limited to 16 KiB: no legitimate request is bigger.

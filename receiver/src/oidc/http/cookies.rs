@@ -1,11 +1,54 @@
-//! The provider's cookies: names, reading one, writing one.
+//! The provider's cookies: names, reading one, writing one, and the CSRF token.
+//!
+//! Over https (own TLS or a terminating proxy, i.e. an `https://` issuer) the cookies are
+//! named with the `__Host-` prefix: browsers then accept them only with `Secure`, `Path=/`
+//! and no `Domain`, so neither a sibling subdomain nor a plain-http page can plant or
+//! overwrite them. Browsers refuse `__Host-` cookies without `Secure`, so on a plain-http
+//! issuer (the demo's `http://localhost:8443`) the names are unprefixed.
+//!
+//! The CSRF token is minted by the server: a random value and its HMAC under a key
+//! derived from the published signing keys (shared by every receiver of a cluster, see
+//! [`crate::oidc::keys::KeySet::cookie_mac`]). A CSRF cookie whose MAC does not verify
+//! (a value an attacker chose) is neither adopted nor accepted: a fresh one is minted.
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::oidc::provider::Provider;
+use crate::oidc::util::{ct_eq, random_token};
 
+/// The session cookie's name over plain http.
 pub const SESSION_COOKIE: &str = "airlock_session";
+/// The CSRF cookie's name over plain http.
 pub const CSRF_COOKIE: &str = "airlock_csrf";
+/// The session cookie's name over https.
+pub const SESSION_COOKIE_HOST: &str = "__Host-airlock_session";
+/// The CSRF cookie's name over https.
+pub const CSRF_COOKIE_HOST: &str = "__Host-airlock_csrf";
+
+/// Whether browsers reach the provider over https (own TLS or a terminating proxy).
+pub fn secure(p: &Provider) -> bool {
+    p.config().tls() || p.config().issuer.starts_with("https://")
+}
+
+/// The name of the session cookie for this provider.
+pub fn session_cookie(p: &Provider) -> &'static str {
+    if secure(p) {
+        SESSION_COOKIE_HOST
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+/// The name of the CSRF cookie for this provider.
+pub fn csrf_cookie(p: &Provider) -> &'static str {
+    if secure(p) {
+        CSRF_COOKIE_HOST
+    } else {
+        CSRF_COOKIE
+    }
+}
 
 /// The value of cookie `name`.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -21,20 +64,74 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         })
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure for an https issuer.
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, no Domain, Secure over https
+/// (which the `__Host-` names of [`session_cookie`] and [`csrf_cookie`] require).
 pub fn set_cookie(p: &Provider, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
-    // Secure whenever browsers reach us over HTTPS (own TLS or a terminating proxy).
-    let secure = if p.config().tls() || p.config().issuer.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if secure(p) { "; Secure" } else { "" };
     let age = max_age
         .map(|a| format!("; Max-Age={a}"))
         .unwrap_or_default();
     let v = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{age}");
     HeaderValue::from_str(&v)
         .unwrap_or_else(|_| HeaderValue::from_static("airlock_invalid=; Max-Age=0"))
+}
+
+/// A fresh CSRF token: `random.mac`, the MAC under the current cookie key.
+pub fn mint_csrf(p: &Provider) -> String {
+    let nonce = random_token(16);
+    match p.keys().cookie_mac(p.now()) {
+        Some(key) => {
+            let tag = aws_lc_rs::hmac::sign(&key, nonce.as_bytes());
+            format!("{nonce}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+        }
+        // No key loaded (cannot happen after start-up): a token nothing will accept.
+        None => nonce,
+    }
+}
+
+/// Whether `token` is a CSRF token this provider (or another receiver of its cluster)
+/// minted, under any published key.
+pub fn csrf_minted(p: &Provider, token: &str) -> bool {
+    let Some((nonce, tag)) = token.split_once('.') else {
+        return false;
+    };
+    if nonce.len() != 22 || tag.len() != 43 {
+        return false;
+    }
+    let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+        return false;
+    };
+    p.keys()
+        .cookie_macs()
+        .iter()
+        .any(|k| aws_lc_rs::hmac::verify(k, nonce.as_bytes(), &tag).is_ok())
+}
+
+/// This browser's CSRF token if the server minted it.
+pub fn browser_csrf(p: &Provider, headers: &HeaderMap) -> Option<String> {
+    cookie(headers, csrf_cookie(p)).filter(|c| csrf_minted(p, c))
+}
+
+/// The CSRF token for a page: this browser's (if minted here), else a fresh one with
+/// the `Set-Cookie` that gives it to the browser.
+pub fn csrf_for_page(p: &Provider, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match browser_csrf(p, headers) {
+        Some(c) => (c, None),
+        None => {
+            let c = mint_csrf(p);
+            let h = set_cookie(p, csrf_cookie(p), &c, None);
+            (c, Some(h))
+        }
+    }
+}
+
+/// Double submit: the form's token equals this browser's CSRF cookie, which the server
+/// minted.
+pub fn csrf_submitted(p: &Provider, headers: &HeaderMap, form: Option<&str>) -> bool {
+    match (form, browser_csrf(p, headers)) {
+        (Some(f), Some(c)) => ct_eq(f, &c),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

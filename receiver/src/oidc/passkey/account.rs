@@ -152,7 +152,7 @@ pub async fn remove(
         );
     };
     let csrf = form.get("csrf").unwrap_or("").to_string();
-    if !policy::csrf_ok(&headers, &form, None) {
+    if !policy::csrf_ok(&p, &headers, &form, None) {
         return policy::csrf_rejected(&p);
     }
     let now = p.now();

@@ -199,7 +199,7 @@ fn may_enrol(
     form: &Params,
     session: &Session,
 ) -> Result<(), Refusal> {
-    if !policy::csrf_ok(headers, form, None) {
+    if !policy::csrf_ok(p, headers, form, None) {
         return Err(Refusal::Invalid(
             "the form did not come from this browser's page".into(),
         ));
@@ -435,7 +435,7 @@ pub async fn skip(State(p): State<Provider>, headers: HeaderMap, body: String) -
         Err(r) => return *r,
     };
     let ok = Params::parse(&body)
-        .map(|f| policy::csrf_ok(&headers, &f, None))
+        .map(|f| policy::csrf_ok(&p, &headers, &f, None))
         .unwrap_or(false);
     if !ok {
         return policy::csrf_rejected(&p);

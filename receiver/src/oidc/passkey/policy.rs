@@ -4,7 +4,7 @@
 use axum::http::HeaderMap;
 
 use crate::oidc::directory::DirectoryUser;
-use crate::oidc::http::{CSRF_COOKIE, Params, cookie};
+use crate::oidc::http::Params;
 use crate::oidc::login::LoginMethod;
 use crate::oidc::passkey::events;
 use crate::oidc::passkey::rp::Refusal;
@@ -29,13 +29,11 @@ pub fn offered(p: &Provider, req: &AuthRequest) -> bool {
     p.passkeys().is_some() && !transfer_code_forced(req)
 }
 
-/// Double-submit check: the form's token equals this browser's CSRF cookie (and
-/// `expected`, when the token is also bound to a server-side record).
-pub fn csrf_ok(headers: &HeaderMap, form: &Params, expected: Option<&str>) -> bool {
-    match (form.get("csrf"), cookie(headers, CSRF_COOKIE)) {
-        (Some(f), Some(c)) => ct_eq(f, &c) && expected.is_none_or(|e| ct_eq(f, e)),
-        _ => false,
-    }
+/// Double-submit check: the form's token equals this browser's CSRF cookie, which the
+/// server minted (and `expected`, when the token is also bound to a server-side record).
+pub fn csrf_ok(p: &Provider, headers: &HeaderMap, form: &Params, expected: Option<&str>) -> bool {
+    crate::oidc::http::csrf_submitted(p, headers, form.get("csrf"))
+        && expected.is_none_or(|e| form.get("csrf").is_some_and(|f| ct_eq(f, e)))
 }
 
 /// Why the person may not hold or use a passkey now, from the directory's view.
@@ -95,14 +93,7 @@ pub fn start_ceremony(
 
 /// This browser's CSRF token, and the cookie to set when it has none yet.
 pub fn csrf_token(p: &Provider, headers: &HeaderMap) -> (String, Option<axum::http::HeaderValue>) {
-    match cookie(headers, CSRF_COOKIE).filter(|c| c.len() == 43) {
-        Some(c) => (c, None),
-        None => {
-            let c = crate::oidc::util::random_token(32);
-            let h = crate::oidc::http::set_cookie(p, CSRF_COOKIE, &c, None);
-            (c, Some(h))
-        }
-    }
+    crate::oidc::http::csrf_for_page(p, headers)
 }
 
 /// `r` with the CSRF cookie of [`csrf_token`] added when one was minted.

@@ -30,7 +30,7 @@ fn pending_login(
         Ok(None) => return Err(Box::new(expired_page())),
         Err(r) => return Err(r),
     };
-    if !policy::csrf_ok(headers, form, Some(&pend.csrf)) {
+    if !policy::csrf_ok(p, headers, form, Some(&pend.csrf)) {
         return Err(Box::new(policy::csrf_rejected(p)));
     }
     Ok((txn.to_string(), pend))
