@@ -85,6 +85,17 @@ pub struct OidcConfig {
     /// empty: the TCP peer is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Authorization requests waiting for their login page per client address (the
+    /// client behind `trusted_proxies`, IPv6 by /64); more get `temporarily_unavailable`.
+    #[serde(default = "defaults::pending_per_address")]
+    pub max_pending_per_address: u32,
+    /// Authorization requests waiting for their login page on this receiver in all.
+    #[serde(default = "defaults::pending_total")]
+    pub max_pending_total: u32,
+    /// Codes one session may be issued within `code_lifetime_secs` without signing in
+    /// again (a signed-in browser looping on `/authorize`).
+    #[serde(default = "defaults::codes_per_session")]
+    pub max_codes_per_session: u32,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
     /// `[oidc.passkeys]`: inside credentials bound to the outside approval.
@@ -120,6 +131,15 @@ pub struct ClientConfig {
 pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
 
 mod defaults {
+    pub fn pending_per_address() -> u32 {
+        30
+    }
+    pub fn pending_total() -> u32 {
+        10_000
+    }
+    pub fn codes_per_session() -> u32 {
+        30
+    }
     pub fn client_auth_per_client() -> u32 {
         10
     }
@@ -255,6 +275,15 @@ impl OidcConfig {
                 "max_attempts_per_locator",
                 "attempt limits must be at least 1",
             ));
+        }
+        for (key, v) in [
+            ("max_pending_per_address", self.max_pending_per_address),
+            ("max_pending_total", self.max_pending_total),
+            ("max_codes_per_session", self.max_codes_per_session),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be at least 1"));
+            }
         }
         if !(1..=20).contains(&self.backchannel_logout_attempts) {
             return Err(bad(
@@ -445,6 +474,32 @@ mod tests {
             c.backchannel_logout_attempts = attempts;
             c.backchannel_logout_first_retry_ms = ms;
             assert_eq!(c.validate().unwrap_err().key, key, "{attempts} {ms}");
+        }
+    }
+
+    #[test]
+    fn storage_bounds_have_defaults_and_must_be_positive() {
+        let c = base();
+        assert_eq!(
+            (
+                c.max_pending_per_address,
+                c.max_pending_total,
+                c.max_codes_per_session
+            ),
+            (30, 10_000, 30)
+        );
+        for key in [
+            "max_pending_per_address",
+            "max_pending_total",
+            "max_codes_per_session",
+        ] {
+            let mut c = base();
+            match key {
+                "max_pending_per_address" => c.max_pending_per_address = 0,
+                "max_pending_total" => c.max_pending_total = 0,
+                _ => c.max_codes_per_session = 0,
+            }
+            assert_eq!(c.validate().unwrap_err().key, key);
         }
     }
 

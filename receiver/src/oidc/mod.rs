@@ -6,6 +6,7 @@
 //! (`airlock-receiver keys rotate`).
 
 pub mod backchannel;
+pub mod budget;
 pub mod clients;
 pub mod config;
 pub mod directory;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::oidc::budget::{Budget, Refused};
 use crate::oidc::config::OidcConfig;
 use crate::oidc::directory::IdentityDirectory;
 use crate::oidc::error::OidcError;
@@ -54,6 +55,10 @@ struct Inner {
     pub metrics: OidcMetrics,
     /// The WebAuthn relying party when `[oidc.passkeys] enabled`.
     pub passkeys: Option<crate::oidc::passkey::rp::RelyingParty>,
+    /// Authorization requests waiting for a login, by client address.
+    pub pending_budget: Budget,
+    /// Codes issued without a fresh login, by session.
+    pub code_budget: Budget,
 }
 
 /// Claims of a verified JWT.
@@ -105,6 +110,8 @@ impl Provider {
             secret_cache: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
             metrics: Default::default(),
+            pending_budget: Budget::default(),
+            code_budget: Budget::default(),
         })))
     }
 
@@ -161,6 +168,65 @@ impl Provider {
         &self.0.secret_cache
     }
 
+    /// Parks an authorization request for its login page, within the bounds per client
+    /// address and in all; requests found expired on the way are deleted at once.
+    pub(crate) fn park_pending(
+        &self,
+        address: &str,
+        txn: &str,
+        pending: &crate::oidc::store::PendingRequest,
+    ) -> Result<Result<(), Refused>, OidcError> {
+        let c = &self.0.config;
+        let admission = self.0.pending_budget.admit(
+            address,
+            txn,
+            pending.expires_at,
+            self.now(),
+            c.max_pending_per_address as usize,
+            c.max_pending_total as usize,
+        );
+        for id in &admission.expired {
+            self.0.store.delete_pending(id)?;
+        }
+        if admission.result.is_ok() {
+            self.0.store.put_pending(txn, pending)?;
+        }
+        Ok(admission.result)
+    }
+
+    /// The authorization request parked under `txn`, as stored (diagnostics and tests).
+    pub fn pending_request(
+        &self,
+        txn: &str,
+    ) -> Result<Option<crate::oidc::store::PendingRequest>, OidcError> {
+        self.0.store.pending(txn)
+    }
+
+    /// The parked request `txn` is used up (its login finished).
+    pub(crate) fn unpark_pending(&self, txn: &str) -> Result<(), OidcError> {
+        self.0.pending_budget.release(txn);
+        self.0.store.delete_pending(txn)
+    }
+
+    /// Counts one code issued in session `sid` without a fresh login; false when the
+    /// session has `max_codes_per_session` within the code lifetime.
+    pub(crate) fn admit_code(&self, sid: &str) -> bool {
+        let c = &self.0.config;
+        let now = self.now();
+        self.0
+            .code_budget
+            .admit(
+                sid,
+                &crate::oidc::util::random_token(12),
+                now.saturating_add(c.code_lifetime_secs),
+                now,
+                c.max_codes_per_session as usize,
+                usize::MAX,
+            )
+            .result
+            .is_ok()
+    }
+
     /// Every minute: drop expired state, pick up key changes.
     pub(crate) fn spawn_maintenance(&self) {
         let p = self.clone();
@@ -169,6 +235,12 @@ impl Provider {
             loop {
                 tick.tick().await;
                 let now = p.0.clock.now();
+                p.0.code_budget.sweep(now);
+                for id in p.0.pending_budget.sweep(now) {
+                    if let Err(e) = p.0.store.delete_pending(&id) {
+                        tracing::warn!(error = %e, "cannot delete an expired authorization request");
+                    }
+                }
                 if let Err(e) =
                     p.0.store
                         .purge_expired(now)

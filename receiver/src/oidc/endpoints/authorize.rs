@@ -3,10 +3,13 @@
 //! Errors before the client and redirect_uri are validated get an error page; after
 //! that they are redirected to the client with `error`, `state` and `iss`.
 
-use axum::extract::{RawQuery, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 
+use crate::oidc::budget::Refused;
 use crate::oidc::config::ClientConfig;
 use crate::oidc::endpoints::paths;
 use crate::oidc::http::{Params, bad_page, csrf_for_page, see_other, server_page};
@@ -19,16 +22,28 @@ use crate::oidc::util::{random_token, with_query};
 /// How long a user has to complete the login page.
 const PENDING_LIFETIME: u64 = 600;
 
+/// Longest `state` and `nonce` kept for the login page.
+const MAX_STATE: usize = 512;
+/// Longest `scope` (all values) and `acr_values` kept for the login page.
+const MAX_SCOPE: usize = 1024;
+const MAX_ACR_VALUES: usize = 512;
+
 pub async fn get_handle(
     State(p): State<Provider>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    authorize(&p, &headers, q.as_deref().unwrap_or(""))
+    authorize(&p, peer, &headers, q.as_deref().unwrap_or(""))
 }
 
-pub async fn post_handle(State(p): State<Provider>, headers: HeaderMap, body: String) -> Response {
-    authorize(&p, &headers, &body)
+pub async fn post_handle(
+    State(p): State<Provider>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    authorize(&p, peer, &headers, &body)
 }
 
 /// A redirect-able error: sent to the validated redirect_uri.
@@ -44,7 +59,7 @@ fn err(error: &'static str, description: impl Into<String>) -> Redirected {
     }
 }
 
-fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
+fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> Response {
     let params = match Params::parse(raw) {
         Ok(x) => x,
         Err(e) => {
@@ -120,6 +135,17 @@ fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
         _ => None,
     };
     match usable {
+        Some(s) if !p.admit_code(&s.sid) => {
+            p.metrics().inc("authorize_errors", "code_limit");
+            back(err(
+                "temporarily_unavailable",
+                format!(
+                    "this session was issued {} codes within {} s; sign in again or wait",
+                    p.config().max_codes_per_session,
+                    p.config().code_lifetime_secs
+                ),
+            ))
+        }
         Some(s) => match issue_code(p, &request, &s) {
             Ok(url) => see_other(&url),
             Err(e) => server_page(e),
@@ -128,7 +154,13 @@ fn authorize(p: &Provider, headers: &HeaderMap, raw: &str) -> Response {
             "login_required",
             "the user is not logged in (or must log in again)",
         )),
-        None => start_login(p, headers, request),
+        None => {
+            let address = p.client_key(peer.ip(), headers);
+            match start_login(p, headers, &address, request) {
+                Ok(r) => r,
+                Err(e) => back(e),
+            }
+        }
     }
 }
 
@@ -266,17 +298,20 @@ fn validate(
     if max_age == Some(0) {
         prompt.login = true;
     }
-    let short = |k: &str| {
-        params
-            .get(k)
-            .filter(|v| v.len() > 512)
-            .map(|_| k.to_string())
-    };
-    if let Some(k) = short("state").or_else(|| short("nonce")) {
-        return Err(err(
-            "invalid_request",
-            format!("{k} is longer than 512 characters"),
-        ));
+    // Everything parked for the login page is bounded: an unauthenticated request must
+    // not be able to make the store hold kilobytes for ten minutes.
+    for (k, max) in [
+        ("state", MAX_STATE),
+        ("nonce", MAX_STATE),
+        ("scope", MAX_SCOPE),
+        ("acr_values", MAX_ACR_VALUES),
+    ] {
+        if params.get(k).is_some_and(|v| v.len() > max) {
+            return Err(err(
+                "invalid_request",
+                format!("{k} is longer than {max} characters"),
+            ));
+        }
     }
     let request = AuthRequest {
         client_id: client.client_id.clone(),
@@ -315,8 +350,14 @@ fn redirect_error(
 }
 
 /// Parks the request and sends the browser to the login page. The CSRF token is bound
-/// to this browser by a cookie (double submit) and to the parked request.
-fn start_login(p: &Provider, headers: &HeaderMap, request: AuthRequest) -> Response {
+/// to this browser by a cookie (double submit) and to the parked request. Refused when
+/// `address` or the receiver has its maximum of requests waiting.
+fn start_login(
+    p: &Provider,
+    headers: &HeaderMap,
+    address: &str,
+    request: AuthRequest,
+) -> Result<Response, Redirected> {
     let (csrf, set) = csrf_for_page(p, headers);
     let txn = random_token(24);
     let pending = PendingRequest {
@@ -324,12 +365,33 @@ fn start_login(p: &Provider, headers: &HeaderMap, request: AuthRequest) -> Respo
         csrf: csrf.clone(),
         expires_at: p.now() + PENDING_LIFETIME,
     };
-    if let Err(e) = p.store().put_pending(&txn, &pending) {
-        return server_page(e);
+    match p.park_pending(address, &txn, &pending) {
+        Ok(Ok(())) => {}
+        Ok(Err(Refused::Key)) => {
+            tracing::warn!(%address, "too many authorization requests waiting from one address");
+            p.metrics().inc("authorize_errors", "pending_limit_address");
+            return Err(err(
+                "temporarily_unavailable",
+                format!(
+                    "{} sign-ins are already waiting from this address; finish one or try again in {} minutes",
+                    p.config().max_pending_per_address,
+                    PENDING_LIFETIME / 60
+                ),
+            ));
+        }
+        Ok(Err(Refused::Total)) => {
+            tracing::warn!("too many authorization requests waiting in all");
+            p.metrics().inc("authorize_errors", "pending_limit_total");
+            return Err(err(
+                "temporarily_unavailable",
+                "the sign-in service has too many sign-ins waiting; try again in a few minutes",
+            ));
+        }
+        Err(e) => return Ok(server_page(e)),
     }
     let mut r = see_other(&with_query(paths::LOGIN, &[("txn", &txn)]));
     if let Some(set) = set {
         r.headers_mut().append(header::SET_COOKIE, set);
     }
-    r
+    Ok(r)
 }

@@ -198,7 +198,7 @@ pub(crate) fn finish(
     let stored = p
         .store()
         .put_session(&hash_secret(&secret), &session)
-        .and_then(|_| p.store().delete_pending(txn))
+        .and_then(|_| p.unpark_pending(txn))
         .and_then(|_| {
             match crate::oidc::passkey::enrol::offer_after_code_sign_in(p, &session, pend)? {
                 Some(url) => Ok(url),
