@@ -29,6 +29,7 @@ mod oidc_cookies;
 mod oidc_flow;
 mod oidc_interop;
 mod oidc_limits;
+mod oidc_listener;
 mod oidc_logout;
 mod oidc_openidconnect;
 mod oidc_passkey;

@@ -236,3 +236,84 @@ async fn a_bad_portal_section_names_the_file_and_the_key() {
         .to_string();
     assert!(e.contains("sender.toml") && e.contains("helpdesk"), "{e}");
 }
+
+/// Starts a portal (no sender daemon: the IdP need not answer) with `extra` lines in
+/// its `[portal]` section.
+async fn bare_portal(extra: &str) -> (Fixture, portal::PortalHandle) {
+    let fx = Fixture::udp(9);
+    let section = portal_toml("http://127.0.0.1:9", "http://127.0.0.1:9/callback")
+        .replace("refresh_secs = 5", &format!("refresh_secs = 5\n{extra}"));
+    let text = std::fs::read_to_string(&fx.config_path).unwrap() + &section;
+    std::fs::write(&fx.config_path, text).unwrap();
+    let handle = portal::start(&fx.config()).await.unwrap().unwrap();
+    (fx, handle)
+}
+
+/// Reads until the peer closes; None if it did not within a bound far above the limits.
+async fn until_closed(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .ok()
+        .map(|_| all)
+}
+
+/// Slowloris against the portal: a request head that never ends and an idle connection
+/// are closed after `header_read_timeout_secs`; a normal request is answered.
+#[tokio::test]
+async fn the_portal_closes_slow_request_heads() {
+    use tokio::io::AsyncWriteExt;
+    let (_fx, handle) = bare_portal("header_read_timeout_secs = 1").await;
+    let mut slow = tokio::net::TcpStream::connect(handle.local_addr)
+        .await
+        .unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(until_closed(&mut slow).await.is_some(), "slow head closed");
+    let mut idle = tokio::net::TcpStream::connect(handle.local_addr)
+        .await
+        .unwrap();
+    assert!(until_closed(&mut idle).await.is_some(), "idle closed");
+    let (status, _, _) = get_page(handle.local_addr, "/healthz").await;
+    assert_eq!(status, 200);
+}
+
+/// With `max_connections` open, a further connection is not served until one ends.
+#[tokio::test]
+async fn the_portal_serves_at_most_max_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_fx, handle) = bare_portal("max_connections = 2\nheader_read_timeout_secs = 600").await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            tokio::net::TcpStream::connect(handle.local_addr)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut probe = tokio::net::TcpStream::connect(handle.local_addr)
+        .await
+        .unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_secs(2), probe.read(&mut first)).await;
+    assert!(early.is_err(), "not served while two are open");
+    drop(held.pop());
+    let rest = until_closed(&mut probe).await.expect("answered");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}

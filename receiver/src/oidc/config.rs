@@ -96,6 +96,17 @@ pub struct OidcConfig {
     /// again (a signed-in browser looping on `/authorize`).
     #[serde(default = "defaults::codes_per_session")]
     pub max_codes_per_session: u32,
+    /// Connections served at once; more wait in the kernel's backlog until one ends.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// A connection must send a request head within this many seconds (also between
+    /// keep-alive requests), or it is closed.
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// A request (its body included) must be answered within this many seconds, or it
+    /// gets 408 and the connection is closed.
+    #[serde(default = "defaults::request_timeout")]
+    pub request_timeout_secs: u64,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
     /// `[oidc.passkeys]`: inside credentials bound to the outside approval.
@@ -131,6 +142,15 @@ pub struct ClientConfig {
 pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
 
 mod defaults {
+    pub fn max_connections() -> u32 {
+        1024
+    }
+    pub fn header_read_timeout() -> u64 {
+        10
+    }
+    pub fn request_timeout() -> u64 {
+        30
+    }
     pub fn pending_per_address() -> u32 {
         30
     }
@@ -280,9 +300,18 @@ impl OidcConfig {
             ("max_pending_per_address", self.max_pending_per_address),
             ("max_pending_total", self.max_pending_total),
             ("max_codes_per_session", self.max_codes_per_session),
+            ("max_connections", self.max_connections),
         ] {
             if v == 0 {
                 return Err(bad(key, "must be at least 1"));
+            }
+        }
+        for (key, v) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+        ] {
+            if !(1..=600).contains(&v) {
+                return Err(bad(key, format!("must be from 1 to 600 seconds, got {v}")));
             }
         }
         if !(1..=20).contains(&self.backchannel_logout_attempts) {
@@ -330,6 +359,15 @@ impl OidcConfig {
             .iter()
             .filter_map(|t| Cidr::parse(t).ok())
             .collect()
+    }
+
+    /// The listener's bounds against slow and idle clients.
+    pub fn listener_limits(&self) -> crate::oidc::listener::Limits {
+        crate::oidc::listener::Limits {
+            max_connections: self.max_connections as usize,
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+        }
     }
 
     /// How failed back-channel logouts are retried.
@@ -501,6 +539,28 @@ mod tests {
             }
             assert_eq!(c.validate().unwrap_err().key, key);
         }
+    }
+
+    #[test]
+    fn listener_limits_have_defaults_and_bounds() {
+        let l = base().listener_limits();
+        assert_eq!(
+            (
+                l.max_connections,
+                l.header_read_timeout.as_secs(),
+                l.request_timeout.as_secs()
+            ),
+            (1024, 10, 30)
+        );
+        let mut c = base();
+        c.max_connections = 0;
+        assert_eq!(c.validate().unwrap_err().key, "max_connections");
+        let mut c = base();
+        c.header_read_timeout_secs = 0;
+        assert_eq!(c.validate().unwrap_err().key, "header_read_timeout_secs");
+        let mut c = base();
+        c.request_timeout_secs = 601;
+        assert_eq!(c.validate().unwrap_err().key, "request_timeout_secs");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod error;
 pub mod html;
 pub mod http;
 pub mod keys;
+pub mod listener;
 pub mod login;
 pub mod metrics;
 pub mod passkey;

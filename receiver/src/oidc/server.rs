@@ -1,8 +1,6 @@
 //! Start-up: the router with every endpoint, and the plain HTTP and TLS (rustls,
 //! aws-lc-rs, PEM files of the inside PKI) listeners.
 
-use std::net::SocketAddr;
-
 use axum_server::tls_rustls::RustlsConfig;
 
 use crate::oidc::config::OidcConfig;
@@ -35,15 +33,25 @@ impl Provider {
     pub async fn serve_on(self, listener: tokio::net::TcpListener) -> Result<(), OidcError> {
         tracing::info!(addr = ?listener.local_addr().ok(), issuer = %self.config().issuer, "OpenID provider listening");
         self.spawn_maintenance();
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
+        self.serve_limited(listener, None)
             .await
             .map_err(|source| OidcError::Io {
                 what: "serving the OpenID provider".into(),
                 source,
             })
+    }
+
+    /// The accept loop with the configured connection cap and timeouts.
+    async fn serve_limited(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: Option<RustlsConfig>,
+    ) -> std::io::Result<()> {
+        let p = self.clone();
+        let on_limit: crate::oidc::listener::OnLimit =
+            std::sync::Arc::new(move |reason| p.metrics().inc("listener_limits", reason));
+        let limits = self.config().listener_limits();
+        crate::oidc::listener::serve(on_limit, listener, self.router(), limits, tls).await
     }
 }
 
@@ -74,12 +82,18 @@ pub async fn serve_tls(p: Provider) -> Result<(), OidcError> {
     let tls = load_tls(&p).await?;
     let addr = p.config().listen;
     tracing::info!(%addr, issuer = %p.config().issuer, "OpenID provider listening (TLS)");
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| OidcError::Io {
+            what: format!("binding the OpenID provider to {addr}"),
+            source,
+        })?;
+    // The accept loop speaks HTTP/1.1 only: offer no h2 in ALPN.
+    let mut server_config = (*tls.get_inner()).clone();
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = RustlsConfig::from_config(std::sync::Arc::new(server_config));
     p.spawn_maintenance();
-    let app = p
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum_server::bind_rustls(addr, tls)
-        .serve(app)
+    p.serve_limited(listener, Some(tls))
         .await
         .map_err(|source| OidcError::Io {
             what: format!("serving the OpenID provider on {addr}"),

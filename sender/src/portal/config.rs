@@ -46,6 +46,16 @@ pub struct PortalConfig {
     /// ID tokens issued longer ago than this (by `iat`) are refused.
     #[serde(default = "default_max_token_age_secs")]
     pub max_token_age_secs: u64,
+    /// Connections served at once; more wait in the kernel's backlog until one ends.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// A connection must send a request head within this many seconds (also between
+    /// keep-alive requests), or it is closed.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// A request must be answered within this many seconds, or it gets 408.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
     pub idps: Vec<IdpConfig>,
 }
 
@@ -86,6 +96,15 @@ fn default_durable_timeout_secs() -> u64 {
 fn default_max_token_age_secs() -> u64 {
     300
 }
+fn default_max_connections() -> u32 {
+    1024
+}
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+fn default_request_timeout_secs() -> u64 {
+    30
+}
 fn default_scopes() -> Vec<String> {
     ["openid", "email", "profile"].map(String::from).to_vec()
 }
@@ -112,6 +131,26 @@ impl PortalConfig {
             key,
             message,
         };
+        if self.max_connections == 0 {
+            return Err(bad(
+                "portal.max_connections".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        for (key, v) in [
+            (
+                "portal.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+            ("portal.request_timeout_secs", self.request_timeout_secs),
+        ] {
+            if !(1..=600).contains(&v) {
+                return Err(bad(
+                    key.into(),
+                    format!("must be from 1 to 600 seconds, got {v}"),
+                ));
+            }
+        }
         if self.help_contact.trim().is_empty() {
             return Err(bad(
                 "portal.help_contact".into(),
@@ -229,6 +268,15 @@ impl PortalConfig {
         }
     }
 
+    /// The listener's bounds against slow and idle clients.
+    pub fn listener_limits(&self) -> super::listener::Limits {
+        super::listener::Limits {
+            max_connections: self.max_connections as usize,
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+        }
+    }
+
     /// Whether cookies get the `Secure` attribute (every redirect URL is https).
     pub fn secure_cookies(&self) -> bool {
         self.idps
@@ -319,6 +367,30 @@ redirect_url = "http://127.0.0.1:2/callback"
         let e = c.check(Path::new("s.toml")).unwrap_err().to_string();
         assert!(e.contains("portal.idps[0].issuer"), "{e}");
         assert!(e.contains("allow_plain_http"), "{e}");
+    }
+
+    #[test]
+    fn listener_limits_have_defaults_and_bounds() {
+        let l = parse("").unwrap().listener_limits();
+        assert_eq!(
+            (
+                l.max_connections,
+                l.header_read_timeout.as_secs(),
+                l.request_timeout.as_secs()
+            ),
+            (1024, 10, 30)
+        );
+        for (line, key) in [
+            ("max_connections = 0", "portal.max_connections"),
+            (
+                "header_read_timeout_secs = 0",
+                "portal.header_read_timeout_secs",
+            ),
+            ("request_timeout_secs = 601", "portal.request_timeout_secs"),
+        ] {
+            let e = parse(line).unwrap_err();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod grant;
 pub mod http_client;
 pub mod idp;
+pub mod listener;
 pub mod login;
 pub mod mirror;
 pub mod pages;
@@ -94,8 +95,11 @@ pub async fn start(config: &Config) -> Result<Option<PortalHandle>, PortalError>
         pending: PendingStore::default(),
     });
     let router = routes::router(portal.clone());
+    let limits = portal.settings.listener_limits();
+    let on_limit: listener::OnLimit =
+        Arc::new(|reason| tracing::debug!(reason, "portal listener limit reached"));
     let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        if let Err(e) = listener::serve(on_limit, listener, router, limits).await {
             tracing::error!(error = %e, "portal web server stopped");
         }
     });
