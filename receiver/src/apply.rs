@@ -6,6 +6,7 @@
 //! and it is idempotent (a frame whose hash or (signer, seq) is already logged is skipped).
 
 use airlock_protocol::keys::SignerPublicKey;
+use airlock_protocol::merkle::Frontier;
 use airlock_protocol::message::{
     Body, Envelope, Heartbeat, IdpMirror, KeyAnnounce, KeyRetire, LoginTicket, Provision, Revoke,
     local_subject,
@@ -13,7 +14,7 @@ use airlock_protocol::message::{
 use airlock_protocol::replay::ReplayState;
 use sha2::{Digest, Sha256};
 
-use crate::frame_log::{GENESIS, LogEntry, Verdict};
+use crate::frame_log::{GENESIS, LogEntry, Verdict, tree_leaf};
 use crate::store::records::{
     AnnouncedSigner, GapState, HeartbeatRecord, KeySet, MirrorRecord, Provenance, RevocationRecord,
     TicketRecord, UserRecord,
@@ -54,6 +55,8 @@ pub struct Ledger {
     pub replay: ReplayState,
     pub keys: KeySet,
     pub gaps: GapState,
+    /// The Merkle tree over the log, when the store keeps one (see `meta::TREE`).
+    pub tree: Option<Frontier>,
 }
 
 impl Ledger {
@@ -74,12 +77,17 @@ impl Ledger {
         };
         let keys = tx.get_json(Table::Meta, meta::KEYS)?.unwrap_or_default();
         let gaps = tx.get_json(Table::Meta, meta::GAPS)?.unwrap_or_default();
+        let tree = match tx.get(Table::Meta, meta::TREE)? {
+            None => None,
+            Some(v) => Some(decode_tree(&v, next_index).map_err(TxError::Store)?),
+        };
         Ok(Self {
             next_index,
             head,
             replay,
             keys,
             gaps,
+            tree,
         })
     }
 
@@ -92,8 +100,28 @@ impl Ledger {
         if keys_changed {
             tx.put_json(Table::Meta, meta::KEYS, &self.keys)?;
         }
+        if let Some(tree) = &self.tree {
+            tx.put(Table::Meta, meta::TREE, &tree.to_bytes())?;
+        }
         Ok(())
     }
+}
+
+/// The stored tree frontier, which must cover exactly the `entries` of the log.
+pub fn decode_tree(v: &[u8], entries: u64) -> Result<Frontier, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        table: "meta",
+        key: "tree_frontier".into(),
+        detail,
+    };
+    let tree = Frontier::from_bytes(v).map_err(|e| corrupt(e.to_string()))?;
+    if tree.size() != entries {
+        return Err(corrupt(format!(
+            "the Merkle tree covers {} entries but the log has {entries}: the tree is stale; restart the receiver with [transparency] enabled to rebuild it from the log",
+            tree.size()
+        )));
+    }
+    Ok(tree)
 }
 
 pub fn decode_head(v: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
@@ -236,6 +264,9 @@ fn apply_one(
         .saw(env.seq);
     ledger.next_index = index + 1;
     ledger.head = entry_hash;
+    if let Some(tree) = ledger.tree.as_mut() {
+        tree.append_leaf_hash(tree_leaf(&entry_hash));
+    }
     Ok(Outcome::Logged(applied))
 }
 

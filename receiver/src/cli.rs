@@ -37,7 +37,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the receiver: link ingest, ops listener (/healthz, /metrics) and the OpenID provider.
+    /// Run the receiver: link ingest, ops listener (/healthz, /metrics, /checkpoint) and the
+    /// OpenID provider.
     Run {
         /// The receiver's config file (receiver.toml).
         #[arg(long)]
@@ -78,6 +79,12 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Signed checkpoints of the frame log's Merkle tree: export for removable media, list,
+    /// the checkpoint key ceremony.
+    Checkpoint {
+        #[command(subcommand)]
+        command: crate::transparency::cmd::CheckpointCommand,
     },
     /// Auditor tools: they work on a copy of the data directory and public keys only.
     Audit {
@@ -151,6 +158,8 @@ pub enum CliError {
     Trust(#[from] TrustCmdError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::transparency::cmd::CheckpointCmdError),
     #[error(
         "the store is in use by the running receiver and its ops listener at {addr} did not answer: {detail}"
     )]
@@ -230,6 +239,7 @@ fn dispatch(cmd: Command) -> Result<String, CliError> {
             command: KeysCommand::Rotate { config },
         } => rotate_keys(&config),
         Command::Audit { command } => Ok(audit::run(command)?),
+        Command::Checkpoint { command } => Ok(crate::transparency::cmd::run(command)?),
     }
 }
 

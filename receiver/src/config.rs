@@ -47,6 +47,9 @@ pub struct Config {
     pub ops: OpsConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// The Merkle tree over the frame log and its signed checkpoints.
+    #[serde(default)]
+    pub transparency: TransparencyConfig,
     /// The OpenID provider; absent means an ingest-only receiver.
     #[serde(default)]
     pub oidc: Option<OidcConfig>,
@@ -288,8 +291,57 @@ pub struct IngestConfig {
     pub reject_log_per_sec: u32,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransparencyConfig {
+    /// Keep the Merkle tree and sign checkpoints. Off only to measure what the tree costs:
+    /// a log kept without the tree has no checkpoints an auditor can hold it to.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// The checkpoint private key (created at first start when absent; its public half is
+    /// written beside it with the extension `.pub`). Default: `<data_dir>/checkpoint.key`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The log's name, the first line of every checkpoint. Default: the key's name.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// Sign a checkpoint once the tree grew by this many entries.
+    #[serde(default = "defaults::checkpoint_entries")]
+    pub every_entries: u64,
+    /// Sign a checkpoint at most this long after the tree grew.
+    #[serde(default = "defaults::checkpoint_secs")]
+    pub every_secs: u64,
+    /// At start, rebuild the tree from the whole log and check it against the stored tree
+    /// and the latest stored checkpoint (refusing to start on a fork). Costs one pass over
+    /// the log.
+    #[serde(default = "defaults::yes")]
+    pub verify_on_start: bool,
+}
+
+impl Default for TransparencyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key_file: None,
+            origin: None,
+            every_entries: defaults::checkpoint_entries(),
+            every_secs: defaults::checkpoint_secs(),
+            verify_on_start: true,
+        }
+    }
+}
+
 mod defaults {
     use std::net::SocketAddr;
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn checkpoint_entries() -> u64 {
+        1000
+    }
+    pub fn checkpoint_secs() -> u64 {
+        60
+    }
     pub fn datagram_size() -> usize {
         1400
     }
@@ -404,6 +456,9 @@ impl Config {
         if let Some(pg) = self.store.postgres.as_mut() {
             pg.resolve_paths(base);
         }
+        if let Some(k) = self.transparency.key_file.as_mut() {
+            fix(k);
+        }
     }
 
     fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {
@@ -511,6 +566,21 @@ impl Config {
             }
             (StoreBackend::Sled, None) => {}
         }
+        let t = &self.transparency;
+        if t.every_entries == 0 {
+            return Err(self.invalid(
+                "transparency.every_entries",
+                "must be at least 1 (a checkpoint every N entries)",
+            ));
+        }
+        if t.every_secs == 0 {
+            return Err(self.invalid("transparency.every_secs", "must be at least 1"));
+        }
+        if let Some(o) = &t.origin
+            && let Err(e) = airlock_protocol::checkpoint::check_key_name(o)
+        {
+            return Err(self.invalid("transparency.origin", e.to_string()));
+        }
         if let Some(oidc) = &self.oidc {
             oidc.validate()
                 .map_err(|e| self.invalid(&format!("oidc.{}", e.key), e.problem))?;
@@ -521,6 +591,14 @@ impl Config {
     /// Where the sled database lives.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("store.sled")
+    }
+
+    /// The checkpoint private key file.
+    pub fn checkpoint_key_file(&self) -> PathBuf {
+        self.transparency
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("checkpoint.key"))
     }
 }
 
@@ -547,6 +625,34 @@ link_keys = ["link.key"]
         assert_eq!(c.data_dir, PathBuf::from("/etc/airlock/data"));
         assert_eq!(c.trust.signers[0], PathBuf::from("/etc/airlock/signer.pub"));
         assert_eq!(c.freshness.max_skew_secs, 300);
+    }
+
+    #[test]
+    fn transparency_keys_default_and_are_checked() {
+        let c = parse(MIN).unwrap();
+        assert!(c.transparency.enabled);
+        assert_eq!(
+            c.checkpoint_key_file(),
+            PathBuf::from("/etc/airlock/data/checkpoint.key")
+        );
+        let c = parse(&format!(
+            "{MIN}\n[transparency]\nkey_file = \"keys/cp.key\"\nevery_entries = 10\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.checkpoint_key_file(),
+            PathBuf::from("/etc/airlock/keys/cp.key")
+        );
+        for (bad, key) in [
+            ("every_entries = 0", "transparency.every_entries"),
+            ("every_secs = 0", "transparency.every_secs"),
+            ("origin = \"has space\"", "transparency.origin"),
+        ] {
+            let e = parse(&format!("{MIN}\n[transparency]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::oidc::util::Clock;
 use crate::ops::{self, OpsState};
 use crate::store::postgres::PgStore;
 use crate::store::{SledStore, Store, StoreError};
+use crate::transparency::{CheckpointKey, Checkpointer, Policy};
 use crate::trust_set::{BaseTrust, TrustError};
 
 #[derive(Debug, Error)]
@@ -44,6 +45,8 @@ pub enum RunError {
     DataDir { dir: String, source: std::io::Error },
     #[error("the ingest thread stopped unexpectedly")]
     IngestThread,
+    #[error("transparency log: {0}")]
+    Transparency(#[from] crate::transparency::TransparencyError),
 }
 
 /// Ends a revoked user's sessions through the provider, off the ingest thread.
@@ -131,7 +134,8 @@ async fn run_on<S: Store>(
         max_age_secs: cfg.freshness.max_age_secs,
         max_skew_secs: cfg.freshness.max_skew_secs,
     };
-    let ingest = Ingest::new(
+    let checkpointer = start_transparency(&cfg, &*store, &metrics)?;
+    let mut ingest = Ingest::new(
         store.clone(),
         base,
         fresh,
@@ -139,6 +143,9 @@ async fn run_on<S: Store>(
         hooks,
         cfg.ingest.reject_log_per_sec,
     )?;
+    if let Some(c) = checkpointer {
+        ingest.set_checkpointer(c);
+    }
     let (tx, rx) = mpsc::channel::<Incoming>(cfg.ingest.queue_frames);
     let ingest_done = spawn_ingest(ingest, rx, cfg.ingest.max_batch);
 
@@ -200,6 +207,40 @@ async fn run_on<S: Store>(
     result
 }
 
+/// The checkpoint key (created at first start), the tree (built from the log when the
+/// store has none yet, checked against the latest checkpoint when `verify_on_start`), and
+/// the checkpointer the ingest signs with. None when `[transparency]` is disabled.
+fn start_transparency<S: Store>(
+    cfg: &Config,
+    store: &S,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Checkpointer>, RunError> {
+    let t = &cfg.transparency;
+    if !t.enabled {
+        tracing::warn!("[transparency] is disabled: no Merkle tree, no checkpoints");
+        return Ok(None);
+    }
+    let file = cfg.checkpoint_key_file();
+    let (key, created) = CheckpointKey::load_or_create(&file, t.origin.as_deref())?;
+    if created {
+        tracing::info!(file = %file.display(), public = %crate::transparency::key::public_path(&file).display(), "checkpoint key created");
+    }
+    tracing::info!(log = key.name(), verifier_key = %key.verifier(), fingerprint = %key.fingerprint(), "checkpoint key");
+    let entries = crate::transparency::ensure_tree(store, Some(key.verifier()), t.verify_on_start)?;
+    tracing::info!(entries, "Merkle tree of the frame log ready");
+    let policy = Policy {
+        every_entries: t.every_entries,
+        every_ms: t.every_secs.saturating_mul(1000),
+    };
+    Ok(Some(Checkpointer::new(
+        store,
+        key,
+        policy,
+        now_ms(),
+        metrics.clone(),
+    )?))
+}
+
 /// The ingest runs on two threads of its own (sled and Ed25519 are blocking work): a
 /// verifier opens the next burst while the committer logs and applies the current one.
 fn spawn_ingest<S: Store>(
@@ -228,8 +269,16 @@ fn spawn_ingest<S: Store>(
     });
     std::thread::spawn(move || {
         let result = (|| {
-            while let Ok(opened) = opened_rx.recv() {
-                ingest.process_opened(opened)?;
+            loop {
+                // Wakes at least once a second for the checkpoint time rule.
+                match opened_rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                    Ok(opened) => {
+                        ingest.process_opened(opened)?;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                ingest.tick();
             }
             Ok(())
         })();

@@ -23,6 +23,15 @@
 //! The sled key of an entry is its index as 8 big-endian bytes, so iteration is log order.
 //! The frame hash that the sender's chain uses (`prev` of the next frame) is SHA-256 of the
 //! sign1 bytes, which an auditor recomputes from the entry.
+//!
+//! # The Merkle tree (transparency log)
+//!
+//! Leaf `i` of the RFC 9162 tree over the log is entry `i`'s `entry_hash`, as RFC 9162 hashes
+//! a leaf: `leaf_hash = SHA-256(0x00 || entry_hash)` ([`tree_leaf`]). The entry hash covers the
+//! whole canonical body, so the leaf binds every byte of the entry (and, through
+//! `prev_entry_hash`, its place in the chain) while an inclusion proof needs only 32 bytes
+//! of leaf data. An auditor recomputes `entry_hash` from the entry's content, never trusting
+//! the stored copy.
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -148,6 +157,11 @@ impl LogEntry {
     pub fn frame_hash(&self) -> [u8; 32] {
         Sha256::digest(&self.sign1).into()
     }
+}
+
+/// The Merkle tree leaf hash of the entry whose `entry_hash` is given.
+pub fn tree_leaf(entry_hash: &[u8; 32]) -> airlock_protocol::merkle::Hash {
+    airlock_protocol::merkle::leaf_hash(entry_hash)
 }
 
 /// A decoded stored value, with the hash it carried (not yet checked).

@@ -239,6 +239,8 @@ pub struct Ingest<S: Store> {
     keys: KeySet,
     /// When the key set was last re-read after an untrusted-key refusal (unix ms).
     keys_checked_ms: u64,
+    /// Signs checkpoints of the Merkle tree (None: `[transparency]` disabled).
+    checkpointer: Option<crate::transparency::Checkpointer>,
 }
 
 /// An empty replay state: `open` then checks everything but the seq, which
@@ -272,9 +274,26 @@ impl<S: Store> Ingest<S> {
             seen: Arc::new(SeenFrames::default()),
             keys: ledger.keys.clone(),
             keys_checked_ms: 0,
+            checkpointer: None,
         };
         ingest.publish(&ledger);
         Ok(ingest)
+    }
+
+    /// Signs checkpoints from now on.
+    pub fn set_checkpointer(&mut self, c: crate::transparency::Checkpointer) {
+        self.checkpointer = Some(c);
+    }
+
+    /// The timer of the checkpoint time rule: signs the stored tree when it grew and the
+    /// last checkpoint is older than `every_secs`. A failure is logged, not fatal: the
+    /// frames are logged and applied whether or not a checkpoint follows.
+    pub fn tick(&mut self) {
+        if let Some(c) = self.checkpointer.as_mut()
+            && let Err(e) = c.tick(&*self.store, crate::link::now_ms())
+        {
+            tracing::error!(error = %e, "cannot sign a checkpoint");
+        }
     }
 
     /// The trust in force (configured keys plus logged key changes).
@@ -537,6 +556,11 @@ impl<S: Store> Ingest<S> {
             self.trust.set(trust);
         }
         self.publish(&ledger);
+        if let (Some(c), Some(tree)) = (self.checkpointer.as_mut(), ledger.tree.as_ref())
+            && let Err(e) = c.after_commit(&*self.store, tree, crate::link::now_ms())
+        {
+            tracing::error!(error = %e, "cannot sign a checkpoint");
+        }
         Ok(in_log)
     }
 

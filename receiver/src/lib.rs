@@ -23,5 +23,6 @@ pub mod replay;
 pub mod reports;
 pub mod seen_frames;
 pub mod store;
+pub mod transparency;
 pub mod trust_cmd;
 pub mod trust_set;

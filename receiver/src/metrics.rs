@@ -55,6 +55,10 @@ pub struct Metrics {
     /// Unix ms of the last heartbeat frame applied (0: none yet).
     pub last_heartbeat_ms: AtomicU64,
     pub queue_dropped: AtomicU64,
+    /// Checkpoints of the Merkle tree this receiver signed since it started.
+    pub checkpoints_signed: AtomicU64,
+    /// Tree size of the latest checkpoint this receiver signed or found at start.
+    pub checkpoint_size: AtomicU64,
     link: Mutex<LinkStats>,
 }
 
@@ -244,6 +248,18 @@ impl Metrics {
             "airlock_log_entries",
             "Entries in the frame log.",
             g(&self.log_entries),
+        );
+        counter(
+            &mut out,
+            "airlock_checkpoints_signed_total",
+            "Checkpoints (signed tree heads) of the frame log's Merkle tree signed by this receiver.",
+            g(&self.checkpoints_signed),
+        );
+        gauge(
+            &mut out,
+            "airlock_checkpoint_tree_size",
+            "Tree size of the latest checkpoint signed (or found at start); compare with airlock_log_entries.",
+            g(&self.checkpoint_size),
         );
         gauge(
             &mut out,

@@ -1,5 +1,6 @@
-//! The ops listener: `/healthz` (the store answers, heartbeats arrive), `/metrics`, and the
-//! live `/gaps` and `/users` that the CLI reads while the daemon holds the store.
+//! The ops listener: `/healthz` (the store answers, heartbeats arrive), `/metrics`, the
+//! live `/gaps` and `/users` that the CLI reads while the daemon holds the store, and
+//! `/checkpoint`: the latest signed checkpoint of the frame log (C2SP signed note, text).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub fn router<S: Store>(state: Arc<OpsState<S>>) -> Router {
         .route("/metrics", get(metrics::<S>))
         .route("/gaps", get(gaps::<S>))
         .route("/users", get(users::<S>))
+        .route("/checkpoint", get(checkpoint::<S>))
+        .route("/checkpoints", get(checkpoints::<S>))
         .with_state(state)
 }
 
@@ -154,4 +157,31 @@ async fn gaps<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
 
 async fn users<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
     json_or_500(users_from_store(&*s.store))
+}
+
+async fn checkpoint<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
+    let store = s.store.clone();
+    let read = tokio::task::spawn_blocking(move || crate::transparency::latest_note(&*store)).await;
+    match read {
+        Ok(Ok(Some(note))) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
+        }
+        Ok(Ok(None)) => (
+            StatusCode::NOT_FOUND,
+            "no checkpoint signed yet: the log is empty, or [transparency] is disabled\n",
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the store read failed").into_response(),
+    }
+}
+
+async fn checkpoints<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
+    let store = s.store.clone();
+    match tokio::task::spawn_blocking(move || crate::transparency::cmd::rows_from_store(&*store))
+        .await
+    {
+        Ok(r) => json_or_500(r),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the store read failed").into_response(),
+    }
 }

@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::apply::{AcceptedFrame, Ledger, Outcome, apply_batch};
 use crate::frame_log::{ChainVerifier, LogEntry, LogError};
 use crate::store::records::TicketRecord;
-use crate::store::{Store, StoreError, Table, decode_json, printable_key};
+use crate::store::{Store, StoreError, Table, decode_json, meta, printable_key};
 use crate::trust_set::{BaseTrust, TrustError};
 
 #[derive(Debug, Error)]
@@ -55,6 +55,11 @@ pub fn replay_log_into<A: Store, B: Store>(
 ) -> Result<ReplaySummary, ReplayLogError> {
     if !dest.is_empty(Table::Log) {
         return Err(ReplayLogError::NotEmpty);
+    }
+    // The tree is part of the state when the source keeps one: the replay rebuilds it too.
+    if source.get(Table::Meta, meta::TREE)?.is_some() {
+        let empty = airlock_protocol::merkle::Frontier::new().to_bytes();
+        dest.transact(|tx| tx.put(Table::Meta, meta::TREE, &empty))?;
     }
     let mut chain = ChainVerifier::new();
     let mut trust = base.effective(&Default::default())?;
@@ -131,7 +136,7 @@ pub fn diff_stores<A: Store, B: Store>(
     replayed: &B,
 ) -> Result<Vec<Difference>, StoreError> {
     let mut out = Vec::new();
-    for table in Table::ALL {
+    for table in Table::ALL.into_iter().filter(|t| t.derived_from_log()) {
         let mut a = live.scan_from(table, &[]).peekable();
         let mut b = replayed.scan_from(table, &[]).peekable();
         loop {

@@ -37,5 +37,6 @@ mod oidc_tls;
 mod serial_ingest;
 mod store_contract;
 mod throughput;
+mod transparency;
 mod trust_cli;
 mod udp_ingest;

@@ -53,6 +53,16 @@ pub enum AuditError {
     },
     #[error("the OpenID provider's store cannot be read: {0}")]
     Oidc(String),
+    #[error(transparent)]
+    Transparency(#[from] crate::transparency::TransparencyError),
+    #[error(transparent)]
+    Merkle(#[from] airlock_protocol::merkle::MerkleError),
+    #[error(transparent)]
+    Log(#[from] crate::frame_log::LogError),
+    #[error(
+        "checkpoint {path}: {detail} (check that the file is a checkpoint of this log and --checkpoint-key is the receiver's checkpoint.pub from the key ceremony)"
+    )]
+    CheckpointFile { path: PathBuf, detail: String },
     /// The audit ran and found problems; the report was printed.
     #[error("{0}")]
     Findings(String),

@@ -17,10 +17,13 @@ mod replay_cmd;
 mod show;
 mod source;
 pub mod timefmt;
+pub mod transparency;
 mod verify;
 mod walk;
 
 use clap::Subcommand;
+
+use self::transparency::{CheckpointVerifyArgs, ConsistencyArgs, InclusionArgs};
 
 pub use args::{KeyArgs, OutputArgs, SourceArgs};
 pub use error::AuditError;
@@ -50,6 +53,24 @@ pub enum AuditCommand {
     /// The provider's security event log: passkey enrolments, removals, sign-ins, refused
     /// attempts (text, or JSON lines with --json).
     Events(EventsArgs),
+    /// Signed checkpoints (tree heads) of the frame log's Merkle tree.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointAuditCommand,
+    },
+    /// Prove from the stored log that the tree at OLD is a prefix of the tree at NEW
+    /// (RFC 9162 consistency proof, printable), checking checkpoint files given for either.
+    Consistency(ConsistencyArgs),
+    /// Prove that a frame is in the log under a checkpoint (RFC 9162 inclusion proof).
+    Inclusion(InclusionArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointAuditCommand {
+    /// Check checkpoints (given files, or those stored in the log): the signature by the
+    /// receiver's checkpoint key, and that the log's Merkle tree has each one's root at its
+    /// size; names where the log departs from them.
+    Verify(CheckpointVerifyArgs),
 }
 
 /// Runs an audit command; Ok(text) to print on stdout. When an audit finds problems the
@@ -81,6 +102,50 @@ pub fn run(cmd: AuditCommand) -> Result<String, AuditError> {
             let found = !r.frames.is_empty() || !r.users.is_empty();
             let line = format!("no frame and no record mentions {}", r.query);
             finish(a.output.json, &r, show::render(&r), found, line)
+        }
+        AuditCommand::Checkpoint {
+            command: CheckpointAuditCommand::Verify(a),
+        } => {
+            let r = transparency::checkpoint_verify(&a)?;
+            let line = format!(
+                "checkpoint verify failed: {}",
+                r.problems.first().cloned().unwrap_or_default()
+            );
+            finish(
+                a.output.json,
+                &r,
+                transparency::render_checkpoint_verify(&r),
+                r.ok,
+                line,
+            )
+        }
+        AuditCommand::Consistency(a) => {
+            let r = transparency::consistency(&a)?;
+            let line = format!(
+                "consistency failed: {}",
+                r.problems.first().cloned().unwrap_or_default()
+            );
+            finish(
+                a.output.json,
+                &r,
+                transparency::render_consistency(&r),
+                r.ok,
+                line,
+            )
+        }
+        AuditCommand::Inclusion(a) => {
+            let r = transparency::inclusion(&a)?;
+            let line = format!(
+                "inclusion failed: {}",
+                r.problems.first().cloned().unwrap_or_default()
+            );
+            finish(
+                a.output.json,
+                &r,
+                transparency::render_inclusion(&r),
+                r.ok,
+                line,
+            )
         }
         AuditCommand::Reconcile(a) => {
             let r = reconcile::reconcile(&a)?;

@@ -81,6 +81,13 @@ impl Store for AuditStore {
         }
     }
 
+    fn last_row(&self, table: Table) -> Result<Option<Row>, StoreError> {
+        match self {
+            AuditStore::Sled(s) => s.last_row(table),
+            AuditStore::Pg(p) => p.last_row(table),
+        }
+    }
+
     fn consume_ticket(&self, locator: &[u8; 16]) -> Result<bool, StoreError> {
         match self {
             AuditStore::Sled(s) => s.consume_ticket(locator),

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::args::{KeyArgs, OutputArgs, SourceArgs};
 use super::error::AuditError;
 use super::source::{load_keys, open_store};
+use super::transparency::TreeCheck;
 use super::walk::{ChainFault, WalkEnd, Walked, walk};
 
 /// Problems listed in full; beyond this only the count grows.
@@ -33,6 +34,13 @@ pub struct VerifyArgs {
     /// log was not cut back or rewritten before that point).
     #[arg(long, value_name = "HEX")]
     pub expect_head: Option<String>,
+    /// A checkpoint the auditor trusts (from `checkpoint export`, a witness record): the
+    /// log must be an extension of it — its Merkle tree at the checkpoint's size must have
+    /// the checkpoint's root — or the audit fails naming the first differing entry.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub checkpoint_key: super::transparency::CheckpointKeyArgs,
 }
 
 /// One thing that does not hold.
@@ -269,6 +277,10 @@ fn parse_head(hex_text: &str) -> Result<[u8; 32], AuditError> {
 pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, AuditError> {
     let expect_head = args.expect_head.as_deref().map(parse_head).transpose()?;
     let base = load_keys(&args.source, &args.keys)?;
+    let mut tree = match &args.checkpoint {
+        Some(f) => Some(TreeCheck::new(f, &args.checkpoint_key, &args.source)?),
+        None => None,
+    };
     let store = open_store(&args.source)?;
     let started = Instant::now();
     let mut c = Collector {
@@ -277,9 +289,26 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, AuditError> {
     };
     let end = walk(&store, &base, "verify", |w| {
         c.visit(w);
+        if let Some(t) = tree.as_mut() {
+            t.push(w.entry.as_ref(), w.stored_hash);
+        }
         Ok(())
     })?;
     c.check_end(&end);
+    if let Some(t) = &tree
+        && let Some((index, detail)) = t.finish(&store)?
+    {
+        // The tree check decides: it is the one a rebuilt chain cannot pass.
+        c.count += 1;
+        c.problems.insert(
+            0,
+            Problem {
+                index,
+                kind: "not_an_extension_of_checkpoint",
+                detail,
+            },
+        );
+    }
     let seconds = started.elapsed().as_secs_f64();
     let signers = signer_chains(&c);
     let missing_seqs = signers.iter().map(|s| s.missing_count).sum();

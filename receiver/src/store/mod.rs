@@ -34,10 +34,14 @@ pub enum Table {
     Mirrors,
     /// named singletons, see [`meta`].
     Meta,
+    /// tree size u64 BE -> signed checkpoint (C2SP signed note, UTF-8), see
+    /// `crate::transparency`. Not derived from the log (each is signed at a moment, with the
+    /// receiver's checkpoint key), so a replay does not rebuild it.
+    Checkpoints,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Log,
         Table::Seqs,
         Table::Users,
@@ -45,7 +49,13 @@ impl Table {
         Table::Revocations,
         Table::Mirrors,
         Table::Meta,
+        Table::Checkpoints,
     ];
+
+    /// Whether a replay of the log rebuilds this table (everything but the checkpoints).
+    pub fn derived_from_log(self) -> bool {
+        self != Table::Checkpoints
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -56,6 +66,7 @@ impl Table {
             Table::Revocations => "revocations",
             Table::Mirrors => "mirrors",
             Table::Meta => "meta",
+            Table::Checkpoints => "checkpoints",
         }
     }
 
@@ -68,6 +79,7 @@ impl Table {
             Table::Revocations => 4,
             Table::Mirrors => 5,
             Table::Meta => 6,
+            Table::Checkpoints => 7,
         }
     }
 }
@@ -84,6 +96,10 @@ pub mod meta {
     pub const GAPS: &[u8] = b"gaps";
     /// Prefix of `heartbeat/<kid>` -> HeartbeatRecord JSON.
     pub const HEARTBEAT_PREFIX: &[u8] = b"heartbeat/";
+    /// The Merkle tree over the log, `airlock_protocol::merkle::Frontier::to_bytes()`.
+    /// Present when the receiver keeps the tree (`[transparency]`); then every log append
+    /// updates it in the same transaction.
+    pub const TREE: &[u8] = b"tree_frontier";
 }
 
 /// Key of the Seqs table.
@@ -264,6 +280,15 @@ pub trait Store: Send + Sync + 'static {
     /// Whether a table is empty.
     fn is_empty(&self, table: Table) -> bool {
         self.len(table) == 0
+    }
+
+    /// The row with the largest key, if any.
+    fn last_row(&self, table: Table) -> Result<Option<Row>, StoreError> {
+        let mut last = None;
+        for row in self.scan_from(table, &[]) {
+            last = Some(row?);
+        }
+        Ok(last)
     }
 
     /// Sets `used` on an unused ticket and makes that durable; true only for the call that

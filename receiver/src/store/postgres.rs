@@ -74,6 +74,7 @@ fn sql_table(t: Table) -> &'static str {
         Table::Revocations => "store_revocations",
         Table::Mirrors => "store_mirrors",
         Table::Meta => "store_meta",
+        Table::Checkpoints => "store_checkpoints",
     }
 }
 
@@ -501,6 +502,18 @@ impl Store for PgStore {
 
     fn consume_ticket(&self, locator: &[u8; 16]) -> Result<bool, StoreError> {
         off_runtime(|| self.consume_blocking(locator))
+    }
+
+    fn last_row(&self, table: Table) -> Result<Option<Row>, StoreError> {
+        let sql = format!(
+            "SELECT k, v FROM {} ORDER BY k DESC LIMIT 1",
+            sql_table(table)
+        );
+        self.read(|c| {
+            c.query_opt(&sql, &[])?
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .transpose()
+        })
     }
 }
 

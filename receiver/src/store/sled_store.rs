@@ -178,6 +178,14 @@ impl Store for SledStore {
         self.tree(table).map(|t| t.len()).unwrap_or(0)
     }
 
+    fn last_row(&self, table: Table) -> Result<Option<Row>, StoreError> {
+        Ok(self
+            .tree(table)?
+            .last()
+            .map_err(io)?
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
     fn consume_ticket(&self, locator: &[u8; 16]) -> Result<bool, StoreError> {
         let tickets = self.tree(Table::Tickets)?;
         let flipped = tickets.transaction(|tx| {

@@ -13,8 +13,8 @@ use airlock_protocol::message::{
     Revoke,
 };
 use airlock_protocol::seal::Sealer;
-use airlock_receiver::apply::{AcceptedFrame, apply_batch};
-use airlock_receiver::frame_log::{LogEntry, decode};
+use airlock_receiver::apply::{AcceptedFrame, Ledger, apply_batch};
+use airlock_receiver::frame_log::{GENESIS, LogEntry, decode, tree_leaf};
 use airlock_receiver::store::{SledStore, Store};
 use base64::Engine as _;
 
@@ -169,6 +169,22 @@ pub fn build_into<S: Store>(
     skip: &BTreeSet<u64>,
     keep_sent: bool,
 ) -> (Vec<Sent>, u64) {
+    build_into_with(store, trust_dir, n, skip, keep_sent, 256, &mut |_| {})
+}
+
+/// As [`build_into`], committing `batch` frames per transaction and calling `after` with
+/// the ledger after each commit (the transparency tests sign checkpoints there). The store
+/// keeps the Merkle tree, as a receiver with `[transparency]` on does.
+pub fn build_into_with<S: Store>(
+    store: &S,
+    trust_dir: &Path,
+    n: u64,
+    skip: &BTreeSet<u64>,
+    keep_sent: bool,
+    batch_size: usize,
+    after: &mut dyn FnMut(&Ledger),
+) -> (Vec<Sent>, u64) {
+    airlock_receiver::transparency::ensure_tree(store, None, false).unwrap();
     let a = SignerKey::generate();
     let b = SignerKey::generate();
     std::fs::write(
@@ -186,7 +202,7 @@ pub fn build_into<S: Store>(
     let mut sent_a = Vec::new();
     let mut entries = 0u64;
     let mut commit = |pending: &mut Vec<Sent>, force: bool| {
-        if pending.is_empty() || (!force && pending.len() < 256) {
+        if pending.is_empty() || (!force && pending.len() < batch_size) {
             return;
         }
         let batch: Vec<AcceptedFrame> = pending
@@ -197,7 +213,8 @@ pub fn build_into<S: Store>(
             })
             .collect();
         entries += batch.len() as u64;
-        store.transact(|tx| apply_batch(tx, &batch)).unwrap();
+        let (_, ledger) = store.transact(|tx| apply_batch(tx, &batch)).unwrap();
+        after(&ledger);
     };
     for i in 1..=half {
         let s = if i == half {
@@ -347,6 +364,42 @@ impl LogTree {
 
     pub fn remove(&self, index: u64) {
         self.log.remove(index.to_be_bytes()).unwrap();
+    }
+
+    /// Every entry in log order.
+    pub fn all(&self) -> Vec<LogEntry> {
+        self.log
+            .iter()
+            .enumerate()
+            .map(|(i, r)| decode(&r.unwrap().1, i as u64).unwrap().entry)
+            .collect()
+    }
+
+    /// What a store writer who knows the format does after deleting, reordering or
+    /// inserting entries: renumbers them, recomputes the whole unkeyed hash chain, the head
+    /// record and the store's Merkle tree record. Only a signature can tell.
+    pub fn rebuild(&self, mut entries: Vec<LogEntry>) {
+        self.log.clear().unwrap();
+        let mut prev = GENESIS;
+        let mut tree = airlock_protocol::merkle::Frontier::new();
+        for (i, e) in entries.iter_mut().enumerate() {
+            e.index = i as u64;
+            e.prev_entry_hash = prev;
+            prev = e.entry_hash().unwrap();
+            tree.append_leaf_hash(tree_leaf(&prev));
+            self.put(e);
+        }
+        self.set_head(entries.len() as u64, prev);
+        let meta = self.db.open_tree("meta").unwrap();
+        meta.insert("tree_frontier", tree.to_bytes()).unwrap();
+    }
+
+    /// Deletes the stored checkpoints of `from` entries and more (they cannot be re-signed).
+    pub fn drop_checkpoints_from(&self, from: u64) {
+        let cps = self.db.open_tree("checkpoints").unwrap();
+        for k in cps.range(from.to_be_bytes()..) {
+            cps.remove(k.unwrap().0).unwrap();
+        }
     }
 }
 

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "passkeys",
         include_str!("../../../migrations/0005_passkeys.sql"),
     ),
+    (
+        6,
+        "transparency",
+        include_str!("../../../migrations/0006_transparency.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming Airlock's migration lock ("AIRLOCK" in ASCII).

@@ -1,0 +1,562 @@
+//! The transparency log: the Merkle tree over the frame log and its signed checkpoints.
+//!
+//! The attack the unkeyed hash chain allows — delete, reorder or insert entries in a copy
+//! of the store and recompute every hash (chain, head record, even the store's tree
+//! record) — passes the chain checks, and a checkpoint taken before the change catches it
+//! and names the first differing entry. Bad checkpoints (malformed, forged, of another log,
+//! beyond the log) give clear errors.
+
+use crate::audit_support;
+use crate::common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use airlock_protocol::checkpoint::{Checkpoint, VerifierKey};
+use airlock_receiver::metrics::Metrics;
+use airlock_receiver::store::SledStore;
+use airlock_receiver::transparency::key::public_path;
+use airlock_receiver::transparency::{self, CheckpointKey, Checkpointer, Policy};
+use audit_support::*;
+
+const FRAMES: u64 = 120;
+const ORIGIN: &str = "test.example/airlock";
+
+struct Log {
+    f: Fixture,
+    /// The checkpoint key's public file (what the auditor got at the key ceremony).
+    key_pub: PathBuf,
+    /// The latest checkpoint, carried out before any tampering.
+    trusted: PathBuf,
+    verifier: VerifierKey,
+}
+
+/// A log of `FRAMES` frames committed `batch` at a time, with a checkpoint signed every
+/// `every` entries, and its latest checkpoint exported to a file.
+fn log_with_checkpoints(batch: usize, every: u64) -> Log {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let trust_dir = dir.path().join("trust");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::create_dir_all(&trust_dir).unwrap();
+    let key_file = dir.path().join("checkpoint.key");
+    let key = CheckpointKey::generate(Some(ORIGIN)).unwrap();
+    key.write(&key_file).unwrap();
+    let verifier = key.verifier().clone();
+    let store = SledStore::open(&data_dir.join("store.sled")).unwrap();
+    let policy = Policy {
+        every_entries: every,
+        every_ms: u64::MAX,
+    };
+    let mut cp = Checkpointer::new(&store, key, policy, 0, Arc::new(Metrics::new())).unwrap();
+    let mut last_tree = None;
+    let (sent_a, entries) = build_into_with(
+        &store,
+        &trust_dir,
+        FRAMES,
+        &BTreeSet::new(),
+        true,
+        batch,
+        &mut |ledger| {
+            cp.after_commit(&store, ledger.tree.as_ref().unwrap(), 1_800_000_000_000)
+                .unwrap();
+            last_tree = ledger.tree.clone();
+        },
+    );
+    // The time rule's checkpoint of the last few entries.
+    let last_tree = last_tree.unwrap();
+    if transparency::latest_checkpoint(&store, &verifier)
+        .unwrap()
+        .unwrap()
+        .0
+        .size
+        != entries
+    {
+        cp.sign_and_store(&store, &last_tree, 1_800_000_060_000)
+            .unwrap();
+    }
+    let (latest, note) = transparency::latest_checkpoint(&store, &verifier)
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.size, entries, "the last commit was checkpointed");
+    drop(store);
+    let trusted = dir.path().join("trusted.checkpoint");
+    std::fs::write(&trusted, note).unwrap();
+    Log {
+        f: Fixture {
+            dir,
+            data_dir,
+            trust_dir,
+            sent_a,
+            entries,
+            untrusted: airlock_protocol::keys::SignerKey::generate(),
+        },
+        key_pub: public_path(&key_file),
+        trusted,
+        verifier,
+    }
+}
+
+impl Log {
+    /// `audit verify --checkpoint` on `data`: (exit ok, report).
+    fn verify_against(&self, data: &Path, checkpoint: &Path) -> (bool, serde_json::Value) {
+        let out = audit(&[
+            "verify",
+            "--data-dir",
+            path(data),
+            "--trust-dir",
+            path(&self.f.trust_dir),
+            "--checkpoint",
+            path(checkpoint),
+            "--checkpoint-key",
+            path(&self.key_pub),
+            "--allow-gaps",
+            "--json",
+        ]);
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no JSON ({e}): {} / {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.success(), r)
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = audit(args);
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(!e.contains("panicked"), "{e}");
+        (out.status.success(), o, e)
+    }
+}
+
+/// Deleting, reordering and inserting entries, then recomputing every unkeyed hash.
+fn attacks(
+    entries: &[airlock_receiver::frame_log::LogEntry],
+) -> Vec<(
+    &'static str,
+    u64,
+    Vec<airlock_receiver::frame_log::LogEntry>,
+)> {
+    let mut deleted = entries.to_vec();
+    deleted.remove(37);
+    let mut reordered = entries.to_vec();
+    reordered.swap(52, 53);
+    let mut inserted = entries.to_vec();
+    // A frame the writer holds (a copy of a real, sender-signed one) slipped in.
+    inserted.insert(71, entries[10].clone());
+    vec![
+        ("deleted", 37, deleted),
+        ("reordered", 52, reordered),
+        ("inserted", 71, inserted),
+    ]
+}
+
+#[test]
+fn a_rebuilt_chain_passes_the_chain_checks_but_not_an_earlier_checkpoint() {
+    let log = log_with_checkpoints(1, 1);
+    let clean = log.f.copy("clean");
+    let (ok, r) = log.verify_against(&clean, &log.trusted);
+    assert!(ok, "the untouched log extends its checkpoint: {r:#}");
+
+    let original = LogTree::open(&clean).all();
+    for (what, at, forged) in attacks(&original) {
+        let data = log.f.copy(what);
+        LogTree::open(&data).rebuild(forged);
+
+        // The unkeyed chain and the head record are consistent again: without a checkpoint
+        // nothing in the chain itself is wrong.
+        let (_, plain) = verify(&data, &log.f.trust_dir);
+        let chain_faults = plain["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                [
+                    "altered_entry",
+                    "broken_link",
+                    "index_sequence",
+                    "head_mismatch",
+                ]
+                .contains(&p["kind"].as_str().unwrap())
+            })
+            .count();
+        assert_eq!(
+            chain_faults, 0,
+            "{what}: the rebuilt chain is consistent: {plain:#}"
+        );
+
+        // The checkpoint taken before: refused, at the first differing entry.
+        let (ok, r) = log.verify_against(&data, &log.trusted);
+        assert!(!ok, "{what}: must fail");
+        let first = &r["first_problem"];
+        assert_eq!(
+            first["kind"], "not_an_extension_of_checkpoint",
+            "{what}: {r:#}"
+        );
+        assert_eq!(first["index"].as_u64(), Some(at), "{what}: {r:#}");
+        let detail = first["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("the first differing entry is entry {at} ")),
+            "{what}: {detail}"
+        );
+
+        // `audit checkpoint verify` finds the stored checkpoints after `at` differ too.
+        let (ok, out, _) = log.run(&[
+            "checkpoint",
+            "verify",
+            "--data-dir",
+            path(&data),
+            "--checkpoint-key",
+            path(&log.key_pub),
+            "--json",
+        ]);
+        assert!(!ok, "{what}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(r["divergence"]["from"].as_u64(), Some(at), "{what}: {r:#}");
+        assert_eq!(r["divergence"]["to"].as_u64(), Some(at), "{what}: {r:#}");
+    }
+}
+
+#[test]
+fn a_writer_who_also_deletes_the_stored_checkpoints_is_still_caught() {
+    // Checkpoints every 10 entries; the writer removes every stored checkpoint from the
+    // change on, so only the auditor's own checkpoint and the earlier stored ones remain.
+    let log = log_with_checkpoints(5, 10);
+    let clean = log.f.copy("clean");
+    let original = LogTree::open(&clean).all();
+    for (what, at, forged) in attacks(&original) {
+        let data = log.f.copy(what);
+        let t = LogTree::open(&data);
+        t.rebuild(forged);
+        t.drop_checkpoints_from(at + 1);
+        drop(t);
+        let (ok, r) = log.verify_against(&data, &log.trusted);
+        assert!(!ok, "{what}");
+        let first = &r["first_problem"];
+        assert_eq!(
+            first["kind"], "not_an_extension_of_checkpoint",
+            "{what}: {r:#}"
+        );
+        // Named as a range: after the last stored checkpoint that still matches.
+        let from = first["index"].as_u64().unwrap();
+        assert!(from <= at && at - from < 10, "{what}: {r:#}");
+        let detail = first["detail"].as_str().unwrap();
+        assert!(detail.contains("between entry"), "{what}: {detail}");
+    }
+}
+
+#[test]
+fn consistency_and_inclusion_proofs_from_the_stored_log() {
+    let log = log_with_checkpoints(7, 20);
+    let data = log.f.copy("audit");
+    let key = path(&log.key_pub);
+
+    // Between two sizes, printable, verified from the roots alone.
+    let (ok, out, err) = log.run(&["consistency", "20", "100", "--data-dir", path(&data)]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("old tree: 20 entries"), "{out}");
+    assert!(out.contains("consistency proof (RFC 9162"), "{out}");
+    assert!(
+        out.contains("OK: the log at the old size is a prefix"),
+        "{out}"
+    );
+
+    // Between a checkpoint the auditor holds and the whole log.
+    let old = tempfile::NamedTempFile::new().unwrap();
+    let store = SledStore::open(&data.join("store.sled")).unwrap();
+    let stored = transparency::list_checkpoints(&store, Some(&log.verifier)).unwrap();
+    drop(store);
+    let early = stored
+        .iter()
+        .find_map(|c| c.as_ref().ok().filter(|c| c.checkpoint.size == 42))
+        .unwrap();
+    std::fs::write(old.path(), &early.note).unwrap();
+    let (ok, out, err) = log.run(&[
+        "consistency",
+        path(old.path()),
+        path(&log.trusted),
+        "--data-dir",
+        path(&data),
+        "--checkpoint-key",
+        key,
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["old_size"], 42);
+    assert_eq!(r["new_size"], log.f.entries);
+    // A third party checks it with the protocol crate alone.
+    let b64 = |s: &serde_json::Value| -> [u8; 32] {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let proof: Vec<[u8; 32]> = r["proof"].as_array().unwrap().iter().map(b64).collect();
+    let trusted = Checkpoint::open(&std::fs::read(&log.trusted).unwrap(), &log.verifier).unwrap();
+    airlock_protocol::merkle::verify_consistency(
+        42,
+        trusted.size,
+        &early.checkpoint.root,
+        &trusted.root,
+        &proof,
+    )
+    .unwrap();
+
+    // Inclusion of a frame by its seq (two signers used seq 5: say which), and by its
+    // log index.
+    let by_seq = |extra: &[&str]| {
+        let mut args = vec![
+            "inclusion",
+            "5",
+            "--checkpoint",
+            path(&log.trusted),
+            "--data-dir",
+            path(&data),
+            "--checkpoint-key",
+            key,
+        ];
+        args.extend_from_slice(extra);
+        log.run(&args)
+    };
+    let (ok, _, err) = by_seq(&[]);
+    assert!(!ok);
+    assert!(err.contains("pass --signer KID"), "{err}");
+    let kid = log.f.sent_a[0].env.sender_kid.clone();
+    let (ok, out, err) = by_seq(&["--signer", &kid]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("OK: the entry is in the log under this checkpoint"),
+        "{out}"
+    );
+    let (ok, out, err) = log.run(&[
+        "inclusion",
+        "77",
+        "--index",
+        "--checkpoint",
+        path(&log.trusted),
+        "--data-dir",
+        path(&data),
+        "--checkpoint-key",
+        key,
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let proof: Vec<[u8; 32]> = r["proof"].as_array().unwrap().iter().map(b64).collect();
+    airlock_protocol::merkle::verify_inclusion(
+        &b64(&r["leaf_hash"]),
+        77,
+        trusted.size,
+        &proof,
+        &trusted.root,
+    )
+    .unwrap();
+
+    // An entry after the checkpoint, and sizes beyond the log: clear errors.
+    let (ok, _, err) = log.run(&[
+        "inclusion",
+        "50",
+        "--index",
+        "--checkpoint",
+        path(old.path()),
+        "--data-dir",
+        path(&data),
+        "--checkpoint-key",
+        key,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("logged after this checkpoint"), "{err}");
+    let (ok, _, err) = log.run(&["consistency", "10", "100000", "--data-dir", path(&data)]);
+    assert!(!ok);
+    assert!(err.contains("the log has 120 entries"), "{err}");
+    let (ok, _, err) = log.run(&["consistency", "100", "10", "--data-dir", path(&data)]);
+    assert!(!ok);
+    assert!(err.contains("larger than the new one"), "{err}");
+}
+
+#[test]
+fn malformed_forged_and_foreign_checkpoints_are_refused_clearly() {
+    let log = log_with_checkpoints(30, 30);
+    let data = log.f.copy("audit");
+    let note = std::fs::read_to_string(&log.trusted).unwrap();
+    let dir = log.f.dir.path();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let other_key = CheckpointKey::generate(Some(ORIGIN)).unwrap();
+    let cp = Checkpoint::open(note.as_bytes(), &log.verifier).unwrap();
+    let forged = write("forged", &cp.sign(other_key.signing()).unwrap());
+    let altered = write(
+        "altered",
+        &note.replacen(
+            &format!("\n{}\n", cp.size),
+            &format!("\n{}\n", cp.size - 1),
+            1,
+        ),
+    );
+    let foreign_key = CheckpointKey::generate(Some("other.example/log")).unwrap();
+    let foreign = write(
+        "foreign",
+        &Checkpoint {
+            origin: "other.example/log".into(),
+            ..cp.clone()
+        }
+        .sign(foreign_key.signing())
+        .unwrap(),
+    );
+    let garbage = write("garbage", "this is not a checkpoint\n");
+    let beyond = write(
+        "beyond",
+        &Checkpoint {
+            size: 1_000_000,
+            ..cp.clone()
+        }
+        .sign(
+            &CheckpointKey::parse(
+                &std::fs::read_to_string(dir.join("checkpoint.key")).unwrap(),
+                Path::new("k"),
+            )
+            .unwrap()
+            .signing()
+            .clone(),
+        )
+        .unwrap(),
+    );
+    for (file, want) in [
+        (&forged, "is not signed by test.example/airlock"),
+        (
+            &altered,
+            "does not verify: the checkpoint was altered or forged",
+        ),
+        (&foreign, "a checkpoint of another log"),
+        (&garbage, "no signature block"),
+    ] {
+        let (ok, out, err) = log.run(&[
+            "verify",
+            "--data-dir",
+            path(&data),
+            "--trust-dir",
+            path(&log.f.trust_dir),
+            "--checkpoint",
+            path(file),
+            "--checkpoint-key",
+            path(&log.key_pub),
+        ]);
+        assert!(!ok, "{}: {out}", file.display());
+        assert!(err.contains(want), "{}: {err}", file.display());
+    }
+    // A genuine checkpoint of more entries than the log holds: entries were removed.
+    let (ok, r) = log.verify_against(&data, &beyond);
+    assert!(!ok);
+    let detail = r["first_problem"]["detail"].as_str().unwrap();
+    assert!(detail.contains("covers 1000000"), "{detail}");
+    // No key at all: says what to pass.
+    let (ok, _, err) = log.run(&["checkpoint", "verify", "--data-dir", path(&data)]);
+    assert!(!ok);
+    assert!(err.contains("--checkpoint-key"), "{err}");
+    // A private key file given as the public key: refused, not used.
+    let (ok, _, err) = log.run(&[
+        "checkpoint",
+        "verify",
+        "--data-dir",
+        path(&data),
+        "--checkpoint-key",
+        path(&dir.join("checkpoint.key")),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("holds no verifier key"), "{err}");
+}
+
+#[test]
+fn the_daemon_signs_serves_and_exports_checkpoints() {
+    use common::*;
+    let setup = Setup::with_extra(
+        LinkKind::Udp,
+        "[transparency]\norigin = \"rx.test.example/log\"\nevery_entries = 10\nevery_secs = 1\n",
+    );
+    let mut rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    let frames: Vec<Vec<u8>> = (1..=25u64).map(|i| tx.next(provision(i)).sealed).collect();
+    tx.send_udp(setup.udp_port, &frames);
+    rx.wait_for("25 frames", |m| m.accepted() == 25);
+    // Every 10 entries, and the time rule signs the rest within a second or so (a wait,
+    // not a timing check).
+    let m = rx.wait_for("a checkpoint of all 25", |m| {
+        m.get("airlock_checkpoint_tree_size") == 25
+    });
+    assert!(m.get("airlock_checkpoints_signed_total") >= 1, "{}", m.raw);
+    let (status, note) = airlock_receiver::ops_client::get(rx.ops, "/checkpoint").unwrap();
+    assert_eq!(status, 200);
+    let key_pub = setup.path().join("data/checkpoint.pub");
+    let vk = airlock_receiver::transparency::key::load_verifier(&key_pub).unwrap();
+    assert_eq!(vk.name, "rx.test.example/log");
+    let cp = Checkpoint::open(note.as_bytes(), &vk).unwrap();
+    assert_eq!(cp.size, 25);
+    assert!(cp.extension("time").is_some());
+
+    // Exported while the daemon holds the store (through the ops listener).
+    let out_file = setup.path().join("usb/latest.checkpoint");
+    std::fs::create_dir_all(out_file.parent().unwrap()).unwrap();
+    let (ok, text, err) = setup.cli(&["checkpoint", "export", "--out", out_file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(text.contains("fingerprint"), "{text}");
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), note);
+    let exported_key = airlock_receiver::transparency::key::load_verifier(&PathBuf::from(format!(
+        "{}.pub",
+        out_file.display()
+    )))
+    .unwrap();
+    assert_eq!(exported_key, vk);
+    let (ok, text, err) = setup.cli(&["checkpoint", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("checkpoint(s) of rx.test.example/log"),
+        "{text}"
+    );
+    assert!(!text.contains("BAD"), "{text}");
+    rx.stop();
+
+    // Stopped: the same commands read the store directly, and a restart keeps the key,
+    // checks the tree against its own latest checkpoint and goes on.
+    let (ok, text, _) = setup.cli(&["checkpoint", "list", "--json"]);
+    assert!(ok);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(rows.last().unwrap()["size"], 25);
+    let mut rx = setup.start();
+    let more: Vec<Vec<u8>> = (26..=40u64).map(|i| tx.next(provision(i)).sealed).collect();
+    tx.send_udp(setup.udp_port, &more);
+    rx.wait_for("a checkpoint of all 40", |m| {
+        m.get("airlock_checkpoint_tree_size") == 40
+    });
+    rx.stop();
+    let data = setup.path().join("data");
+    let out = audit(&[
+        "verify",
+        "--data-dir",
+        path(&data),
+        "--trust-dir",
+        path(setup.path()),
+        "--checkpoint",
+        path(&out_file),
+        "--checkpoint-key",
+        path(&key_pub),
+    ]);
+    // trust dir holds signer.pub? The Setup writes signer.pub in the setup dir.
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
