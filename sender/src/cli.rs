@@ -12,10 +12,11 @@ use crate::clock::unix_now;
 use crate::config::{Config, ConfigError};
 use crate::daemon::DaemonError;
 use crate::export::ExportError;
+use crate::key_change::KeyChangeError;
 use crate::outbox::{Outbox, OutboxError};
 use crate::spool::{self, Command, SpoolError};
 use crate::submit::SubmitError;
-use crate::{daemon, export, keygen, status, submit, timefmt};
+use crate::{daemon, export, key_change, keygen, status, submit, timefmt};
 
 /// Airlock's outside half: takes approved identities in, filters them through policy, and
 /// sends them signed and encrypted over a one-way link (UDP or serial) to airlock-receiver.
@@ -74,6 +75,8 @@ pub enum CliError {
     },
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error(transparent)]
+    KeyChange(#[from] KeyChangeError),
     #[error("--from {from} --to {to}: seqs start at 1 and --to must not be below --from")]
     SeqRange { from: u64, to: u64 },
 }
@@ -122,6 +125,12 @@ pub enum Cmd {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// Signer key changes sent over the link, signed by the key the daemon signs with:
+    /// announce a successor, then (after switching to it) retire the old kid.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCmd,
+    },
     /// Show the daemon's state: last seq, queue depth, link rate, errors.
     Status {
         /// The sender's config file (sender.toml).
@@ -143,6 +152,35 @@ pub enum Cmd {
         /// Last seq to export (default: the last one logged).
         #[arg(long, default_value_t = u64::MAX)]
         to: u64,
+    },
+}
+
+/// `airlock-sender keys ...`: the key ceremony's frames (docs/operations.md, "Rotation").
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Queue a KeyAnnounce of a new signer public key, signed by the current key: the
+    /// receiver trusts the new key from --not-before on. Then point `[keys] signer` at the
+    /// new private key and restart `run`.
+    Announce {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The new key's public key, SPKI PEM (signer.pub.pem written by `keygen`).
+        file: PathBuf,
+        /// Unix seconds from which the receiver counts the new key's signatures (default:
+        /// now).
+        #[arg(long)]
+        not_before: Option<u64>,
+    },
+    /// Queue a KeyRetire of signer KID: the receiver stops trusting it (keys it announced
+    /// stay trusted). The key the daemon signs with cannot retire itself: switch to its
+    /// successor first.
+    Retire {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The signer kid to retire (16 hex digits, as `keygen` and `trust list` print it).
+        kid: String,
     },
 }
 
@@ -187,6 +225,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, CliError> {
         Cmd::Submit { config, inputs } => cmd_submit(&load(&config)?, inputs),
         Cmd::Resend { config, from, to } => cmd_resend(&load(&config)?, from, to.unwrap_or(from)),
         Cmd::Status { config } => cmd_status(&load(&config)?),
+        Cmd::Keys { command } => cmd_keys(command),
         Cmd::ExportLog {
             config,
             out,
@@ -289,6 +328,39 @@ fn cmd_resend(config: &Config, from: u64, to: u64) -> Result<ExitCode, CliError>
     let id = spool::write_command(&config.spool_dir(), &Command::Resend { from, to })?;
     println!("resend of seqs {from}..={to} queued as command {id}");
     warn_if_not_running(config);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_keys(command: KeysCmd) -> Result<ExitCode, CliError> {
+    let config = match command {
+        KeysCmd::Announce {
+            config,
+            file,
+            not_before,
+        } => {
+            let config = load(&config)?;
+            let q = key_change::announce(&config, &file, not_before.unwrap_or_else(unix_now))?;
+            println!(
+                "KeyAnnounce of signer {} (signed by {}) queued as batch {}",
+                q.kid, q.signed_by, q.batch_id
+            );
+            println!(
+                "next: when the receiver's `trust list` shows {}, point [keys] signer at its private key, restart `run`, then `keys retire {}`",
+                q.kid, q.signed_by
+            );
+            config
+        }
+        KeysCmd::Retire { config, kid } => {
+            let config = load(&config)?;
+            let q = key_change::retire(&config, &kid)?;
+            println!(
+                "KeyRetire of signer {} (signed by {}) queued as batch {}",
+                q.kid, q.signed_by, q.batch_id
+            );
+            config
+        }
+    };
+    warn_if_not_running(&config);
     Ok(ExitCode::SUCCESS)
 }
 

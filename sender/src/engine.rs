@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use airlock_protocol::codec::{self, EncodedBody};
-use airlock_protocol::message::{Body, ENVELOPE_VERSION, Heartbeat};
+use airlock_protocol::message::{Body, ENVELOPE_VERSION, Heartbeat, KeyRetire};
 use airlock_protocol::seal::{SealError, Sealer};
 use tokio::sync::mpsc;
 
@@ -300,6 +300,12 @@ impl Engine {
                 tracing::warn!(source = %item.source, kind = item.body.kind(), expired_at = until, "queued record expired before it could be sent; dropped");
                 continue;
             }
+            if retires_itself(&item.body, self.sealer.signer_kid()) {
+                // `keys retire` refuses this; a daemon restarted on the retired key since
+                // must not cut itself off either.
+                tracing::error!(source = %item.source, kid = self.sealer.signer_kid(), "queued KeyRetire names the key this sender signs with; dropped: switch [keys] signer to its successor and retire it from there");
+                continue;
+            }
             let signed = encoded
                 .map_err(SealError::from)
                 .and_then(|body| self.sign_encoded(&body, item.body.kind(), &item.source, now));
@@ -454,6 +460,11 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A KeyRetire of the very key that would sign it.
+fn retires_itself(body: &Body, own_kid: &str) -> bool {
+    matches!(body, Body::KeyRetire(KeyRetire::Signer { kid }) if kid == own_kid)
 }
 
 /// When a queued body stops being worth sending.

@@ -28,6 +28,7 @@ pub mod engine_error;
 pub mod export;
 pub mod ingester;
 pub mod intake;
+pub mod key_change;
 pub mod keygen;
 pub mod link;
 pub mod metrics;

@@ -12,6 +12,8 @@
 //! - `claim_type`: an allow-listed claim has the type the protocol carries.
 //! - `size_limit`: the resulting message fits the protocol's size limits.
 //!
+//! Key changes (`airlock-sender keys`) have rules of their own: [`admit_key_change`].
+//!
 //! The claim allow-list is a filter, not a rule: claims not on it are dropped (reported).
 //! Revocations pass with only `issuer_allowed` and `approval`: taking access away must not
 //! be blocked by the rules that grant it.
@@ -351,6 +353,58 @@ fn check_approval(a: &Approval) -> Result<(), String> {
     Ok(())
 }
 
+/// A signer key change an operator asked for (`airlock-sender keys`), as the daemon signing
+/// with `own_kid` would send it. Rules:
+/// - `kid_format`: a signer kid is 16 lowercase hex digits (as `keygen` and `trust list`
+///   print it).
+/// - `key_retire_self`: the key the sender signs with cannot retire itself: every later frame
+///   would be refused. Announce the successor, switch to it, then retire the old kid.
+/// - `key_announce_self`: announcing the key that signs the announcement vouches for nothing.
+/// - `size_limit`: the message fits the protocol's size limits.
+pub fn admit_key_change(source: &str, body: &Body, own_kid: &str) -> Result<(), Rejection> {
+    use airlock_protocol::message::{KeyAnnounce, KeyRetire};
+    let reject = |rule: &'static str, detail: String| Rejection {
+        source_name: source.to_string(),
+        rule,
+        detail,
+    };
+    match body {
+        Body::KeyRetire(KeyRetire::Signer { kid }) => {
+            let well_formed = kid.len() == 16
+                && kid
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !well_formed {
+                return Err(reject(
+                    "kid_format",
+                    format!(
+                        "{kid:?} is not a signer kid: 16 lowercase hex digits, as `airlock-receiver trust list` prints them"
+                    ),
+                ));
+            }
+            if kid == own_kid {
+                return Err(reject(
+                    "key_retire_self",
+                    format!(
+                        "{kid} is the key the sender signs with: retiring it would make the receiver refuse every later frame; \
+                         announce its successor (`keys announce`), switch [keys] signer to it and restart, then retire {kid}"
+                    ),
+                ));
+            }
+        }
+        Body::KeyAnnounce(KeyAnnounce::Signer { kid, .. }) if kid == own_kid => {
+            return Err(reject(
+                "key_announce_self",
+                format!(
+                    "{kid} is the key the sender signs with already; announce the new key's public key file (signer.pub.pem of `keygen`)"
+                ),
+            ));
+        }
+        _ => {}
+    }
+    check_body_size(body.clone()).map_err(|d| reject("size_limit", d))
+}
+
 /// An argon2id PHC string as long as the ones `ticket::hash_secret` makes (16-byte salt,
 /// 32-byte hash), for the size check of a ticket before its code exists.
 const CODE_HASH_SHAPE: &str = "$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -391,6 +445,31 @@ pub fn check_body_size(body: Body) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_changes_name_the_rule_they_break() {
+        use airlock_protocol::message::{KeyAnnounce, KeyRetire};
+        let own = "0123456789abcdef";
+        let retire = |kid: &str| {
+            Body::KeyRetire(KeyRetire::Signer {
+                kid: kid.to_string(),
+            })
+        };
+        let rule = |b: &Body| admit_key_change("t", b, own).err().map(|r| r.rule);
+        assert_eq!(rule(&retire("fedcba9876543210")), None);
+        assert_eq!(rule(&retire(own)), Some("key_retire_self"));
+        assert_eq!(rule(&retire("0123456789ABCDEF")), Some("kid_format"));
+        assert_eq!(rule(&retire("short")), Some("kid_format"));
+        let announce = |kid: &str| {
+            Body::KeyAnnounce(KeyAnnounce::Signer {
+                kid: kid.to_string(),
+                public_key: [1; 32],
+                not_before: 0,
+            })
+        };
+        assert_eq!(rule(&announce(own)), Some("key_announce_self"));
+        assert_eq!(rule(&announce("fedcba9876543210")), None);
+    }
 
     #[test]
     fn the_code_hash_stand_in_has_the_shape_of_a_real_one() {
