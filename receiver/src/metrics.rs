@@ -219,6 +219,12 @@ impl Metrics {
             "Reassembly memory held now (estimated bytes).",
             l.pending_bytes,
         );
+        gauge(
+            &mut out,
+            "airlock_link_pending_bytes_peak",
+            "The most reassembly memory held since start (estimated bytes); stays at or below link.max_pending_bytes.",
+            l.pending_bytes_peak,
+        );
         counter(
             &mut out,
             "airlock_link_session_resets_total",

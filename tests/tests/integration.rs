@@ -14,6 +14,7 @@ mod e2e_crash;
 mod e2e_gaps;
 mod e2e_idp_mirror;
 mod e2e_keys;
+mod e2e_link_flood;
 mod e2e_login;
 mod e2e_loss;
 mod e2e_mixed;
