@@ -138,7 +138,8 @@ pub enum TrustCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Add a new signing key; it is published now and used after `key_rotation_delay_secs`.
+    /// Add a new signing key per algorithm: published now, used after
+    /// `key_rotation_delay_secs` (asks the running daemon when it holds the store).
     Rotate {
         /// The receiver's config file (receiver.toml).
         #[arg(long)]
@@ -368,11 +369,40 @@ fn rotate_keys(config: &Path) -> Result<String, CliError> {
             .map_err(|e| CliError::Usage(format!("key rotation failed: {e}")))?;
         return Ok(format!("signing keys now: {}\n", kids.join(", ")));
     }
-    let store = SledStore::open(&cfg.store_path())?;
+    let store = match SledStore::open(&cfg.store_path()) {
+        Ok(s) => s,
+        // The daemon holds the store: it rotates, through its ops listener.
+        Err(StoreError::Locked { .. }) => return rotate_keys_live(&cfg),
+        Err(e) => return Err(e.into()),
+    };
     let kids = crate::oidc::rotate_keys_in_db(store.db(), oidc, now)
         .map_err(|e| CliError::Usage(format!("key rotation failed: {e}")))?;
     store.flush()?;
     Ok(format!("signing keys now: {}\n", kids.join(", ")))
+}
+
+/// `keys rotate` against the running daemon (`POST /keys/rotate` on its ops listener).
+fn rotate_keys_live(cfg: &Config) -> Result<String, CliError> {
+    let addr = cfg.ops.listen;
+    let ops = |detail: String| CliError::Ops {
+        addr: addr.to_string(),
+        detail,
+    };
+    let (status, body) =
+        crate::ops_client::post(addr, "/keys/rotate").map_err(|e| ops(e.to_string()))?;
+    if status != 200 {
+        return Err(CliError::Usage(format!(
+            "the running receiver did not rotate the keys (HTTP {status} from its ops listener at {addr}): {}",
+            body.trim_end()
+        )));
+    }
+    let answer: crate::ops::RotateAnswer =
+        serde_json::from_str(&body).map_err(|e| ops(e.to_string()))?;
+    Ok(format!(
+        "signing keys now: {} (rotated by the running daemon: published now, signing from {} Unix seconds)\n",
+        answer.kids.join(", "),
+        answer.sign_from
+    ))
 }
 
 #[cfg(test)]

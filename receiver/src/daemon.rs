@@ -162,8 +162,7 @@ async fn run_on<S: Store>(
             addr: cfg.ops.listen.to_string(),
             source,
         })?;
-    let ops_task =
-        tokio::spawn(async move { axum::serve(ops_listener, ops::router(ops_state)).await });
+    let ops_task = tokio::spawn(async move { ops::serve_on(ops_listener, ops_state).await });
 
     let ingress = LinkIngress::new(
         &cfg.link,

@@ -1,16 +1,18 @@
 //! The ops listener: `/healthz` (the store answers, heartbeats arrive), `/metrics`, the
-//! live `/gaps` and `/users` that the CLI reads while the daemon holds the store, and
-//! `/checkpoint`: the latest signed checkpoint of the frame log (C2SP signed note, text).
+//! live `/gaps` and `/users` that the CLI reads while the daemon holds the store,
+//! `/checkpoint`: the latest signed checkpoint of the frame log (C2SP signed note, text),
+//! and `POST /keys/rotate` (from loopback only), which `keys rotate` uses while the daemon
+//! holds the store.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::link::now_ms;
 use crate::metrics::Metrics;
@@ -62,13 +64,82 @@ pub fn router<S: Store>(state: Arc<OpsState<S>>) -> Router {
         .route("/users", get(users::<S>))
         .route("/checkpoint", get(checkpoint::<S>))
         .route("/checkpoints", get(checkpoints::<S>))
+        .route("/keys/rotate", post(rotate_keys::<S>))
         .with_state(state)
 }
 
 pub async fn serve<S: Store>(listen: SocketAddr, state: Arc<OpsState<S>>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "ops listener (/healthz, /metrics) up");
-    axum::serve(listener, router(state)).await
+    serve_on(listener, state).await
+}
+
+/// Serves the ops router on a bound listener (with the peer address `/keys/rotate` checks).
+pub async fn serve_on<S: Store>(
+    listener: tokio::net::TcpListener,
+    state: Arc<OpsState<S>>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+/// What `POST /keys/rotate` answers.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RotateAnswer {
+    /// The new kids (published now).
+    pub kids: Vec<String>,
+    /// When they start signing (Unix seconds).
+    pub sign_from: u64,
+}
+
+/// Starts a key rotation on the running provider. Loopback peers only: the ops listener
+/// may be exposed for scraping, and a rotation is an operator's act.
+async fn rotate_keys<S: Store>(
+    State(s): State<Arc<OpsState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return (
+            StatusCode::FORBIDDEN,
+            "key rotation is accepted from loopback only: run `airlock-receiver keys rotate` on the receiver host\n",
+        )
+            .into_response();
+    }
+    let Some(p) = s.provider.clone() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "this receiver runs no OpenID provider (no [oidc] section)\n",
+        )
+            .into_response();
+    };
+    let delay = p.config().key_rotation_delay_secs;
+    match tokio::task::spawn_blocking(move || p.rotate_keys_unless_pending()).await {
+        Ok(Ok(Ok(kids))) => {
+            let sign_from = now_ms() / 1000 + delay;
+            tracing::info!(?kids, sign_from, "signing keys rotated through the ops listener");
+            axum::Json(RotateAnswer { kids, sign_from }).into_response()
+        }
+        Ok(Ok(Err(sign_from))) => (
+            StatusCode::CONFLICT,
+            format!(
+                "a rotation is already under way: its new keys sign from {sign_from} (Unix seconds); rotate again after that\n"
+            ),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("key rotation failed: {e}\n"),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "key rotation failed: the task stopped\n",
+        )
+            .into_response(),
+    }
 }
 
 /// How long `/healthz` waits for the store to answer before calling the node unhealthy.

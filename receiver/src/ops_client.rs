@@ -1,4 +1,4 @@
-//! A tiny HTTP/1.0 GET against the daemon's own ops listener (loopback), used by the CLI
+//! A tiny HTTP/1.0 client for the daemon's own ops listener (loopback), used by the CLI
 //! when the daemon holds the store. No HTTP client dependency for one request.
 
 use std::io::{Read, Write};
@@ -7,6 +7,15 @@ use std::time::Duration;
 
 /// GETs `path`; returns (status, body).
 pub fn get(listen: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    request(listen, "GET", path)
+}
+
+/// POSTs an empty body to `path`; returns (status, body).
+pub fn post(listen: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    request(listen, "POST", path)
+}
+
+fn request(listen: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     // A wildcard listen address is reached on loopback.
     let addr = if listen.ip().is_unspecified() {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
@@ -17,7 +26,7 @@ pub fn get(listen: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

@@ -58,6 +58,10 @@ pub struct OidcConfig {
     /// Seconds between a new signing key appearing in the JWKS and its first use.
     #[serde(default = "defaults::rotation_delay")]
     pub key_rotation_delay_secs: u64,
+    /// Rotate the signing keys on their own when the newest is this many days old
+    /// (0: only by `airlock-receiver keys rotate`).
+    #[serde(default)]
+    pub key_rotation_interval_days: u32,
     /// Wrong transfer codes allowed per locator before it locks.
     #[serde(default = "defaults::per_locator")]
     pub max_attempts_per_locator: u32,
@@ -314,6 +318,18 @@ impl OidcConfig {
                 return Err(bad(key, format!("must be from 1 to 600 seconds, got {v}")));
             }
         }
+        let interval = u64::from(self.key_rotation_interval_days).saturating_mul(86_400);
+        let cycle = self
+            .key_rotation_delay_secs
+            .saturating_add(crate::oidc::provider::key_overlap(self));
+        if self.key_rotation_interval_days > 0 && interval <= cycle {
+            return Err(bad(
+                "key_rotation_interval_days",
+                format!(
+                    "must be longer than key_rotation_delay_secs plus the longest token lifetime ({cycle} s), or 0 for no scheduled rotation"
+                ),
+            ));
+        }
         if !(1..=20).contains(&self.backchannel_logout_attempts) {
             return Err(bad(
                 "backchannel_logout_attempts",
@@ -561,6 +577,16 @@ mod tests {
         let mut c = base();
         c.request_timeout_secs = 601;
         assert_eq!(c.validate().unwrap_err().key, "request_timeout_secs");
+    }
+
+    #[test]
+    fn scheduled_rotation_is_off_by_default_and_longer_than_a_key_cycle() {
+        let mut c = base();
+        assert_eq!(c.key_rotation_interval_days, 0);
+        c.key_rotation_interval_days = 30;
+        c.validate().unwrap();
+        c.key_rotation_delay_secs = 40 * 86_400;
+        assert_eq!(c.validate().unwrap_err().key, "key_rotation_interval_days");
     }
 
     #[test]

@@ -306,18 +306,41 @@ impl KeySet {
     }
 }
 
+/// When the new keys of a rotation already started begin signing, if that is still ahead.
+pub fn rotation_pending(keys: &[StoredKey], now: u64) -> Option<u64> {
+    keys.iter().map(|k| k.sign_from).filter(|&t| t > now).max()
+}
+
+/// Whether a scheduled rotation is due: none is under way and the newest key was created
+/// `interval` seconds ago or more.
+pub fn rotation_due(keys: &[StoredKey], now: u64, interval: u64) -> bool {
+    rotation_pending(keys, now).is_none()
+        && keys
+            .iter()
+            .map(|k| k.created_at)
+            .max()
+            .is_none_or(|newest| newest.saturating_add(interval) <= now)
+}
+
 /// Starts a rotation: a new key per algorithm, published now, signing after `delay`;
 /// current keys retire `overlap` seconds after the new ones start signing.
-/// Returns the new kids. This is what `airlock-receiver keys rotate` calls.
+/// Refused while an earlier rotation's keys do not sign yet. Returns the new kids. This is
+/// what `airlock-receiver keys rotate` calls.
 pub fn rotate_keys(
     store: &dyn OidcStore,
     now: u64,
     delay: u64,
     overlap: u64,
 ) -> Result<Vec<String>, OidcError> {
+    let existing = store.keys()?;
+    if let Some(t) = rotation_pending(&existing, now) {
+        return Err(OidcError::Key(format!(
+            "a rotation is already under way: its new keys sign from {t} (Unix seconds); rotate again after that"
+        )));
+    }
     let sign_from = now.saturating_add(delay);
     let mut kids = Vec::new();
-    for mut old in store.keys()? {
+    for mut old in existing {
         if old.retire_after.is_none() {
             old.retire_after = Some(sign_from.saturating_add(overlap));
             store.put_key(&old)?;
@@ -381,5 +404,23 @@ mod tests {
         set.reload(&store, 280).unwrap();
         assert!(set.by_kid(&old).is_none());
         assert_eq!(set.jwks(280)["keys"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_rotation_is_due_after_the_interval_and_not_while_one_is_pending() {
+        let store =
+            SledOidcStore::open(sled::Config::new().temporary(true).open().unwrap()).unwrap();
+        KeySet::init(&store, 100).unwrap();
+        let keys = store.keys().unwrap();
+        assert!(!rotation_due(&keys, 199, 100));
+        assert!(rotation_due(&keys, 200, 100));
+        rotate_keys(&store, 200, 50, 30).unwrap();
+        let keys = store.keys().unwrap();
+        assert_eq!(rotation_pending(&keys, 200), Some(250));
+        assert!(!rotation_due(&keys, 240, 10));
+        assert!(rotate_keys(&store, 240, 50, 30).is_err(), "one at a time");
+        assert_eq!(rotation_pending(&keys, 250), None);
+        assert!(!rotation_due(&keys, 250, 100));
+        assert!(rotation_due(&keys, 300, 100));
     }
 }

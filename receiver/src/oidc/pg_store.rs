@@ -631,6 +631,24 @@ impl OidcStore for PgOidcStore {
         Ok(())
     }
 
+    fn with_keys_lock(
+        &self,
+        f: &mut (dyn FnMut() -> Result<Option<Vec<String>>, OidcError> + Send),
+    ) -> Result<Option<Vec<String>>, OidcError> {
+        self.with(|c| {
+            c.execute("SELECT pg_advisory_lock($1)", &[&KEYS_LOCK])
+                .map_err(db)?;
+            // The rotation runs on other pooled connections; this one holds the lock.
+            let r = f();
+            let unlock = c
+                .execute("SELECT pg_advisory_unlock($1)", &[&KEYS_LOCK])
+                .map_err(db);
+            let r = r?;
+            unlock?;
+            Ok(r)
+        })
+    }
+
     fn purge_expired(&self, now: u64) -> Result<usize, OidcError> {
         let now = secs(now);
         let code_cutoff = now.saturating_sub(3600);

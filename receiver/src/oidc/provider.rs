@@ -227,26 +227,19 @@ impl Provider {
             .is_ok()
     }
 
-    /// Every minute: drop expired state, pick up key changes.
+    /// Every minute: [`Provider::maintain`].
     pub(crate) fn spawn_maintenance(&self) {
         let p = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                let now = p.0.clock.now();
-                p.0.code_budget.sweep(now);
-                for id in p.0.pending_budget.sweep(now) {
-                    if let Err(e) = p.0.store.delete_pending(&id) {
-                        tracing::warn!(error = %e, "cannot delete an expired authorization request");
-                    }
-                }
-                if let Err(e) =
-                    p.0.store
-                        .purge_expired(now)
-                        .and_then(|_| p.0.keys.reload(&*p.0.store, now))
-                {
-                    tracing::warn!(error = %e, "OIDC maintenance failed");
+                let q = p.clone();
+                // Key generation and the store's scans block: off the async workers.
+                match tokio::task::spawn_blocking(move || q.maintain()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "OIDC maintenance failed"),
+                    Err(e) => tracing::warn!(error = %e, "OIDC maintenance task failed"),
                 }
             }
         });
@@ -357,6 +350,71 @@ impl Provider {
         )?;
         self.0.keys.reload(&*self.0.store, now)?;
         Ok(kids)
+    }
+
+    /// Rotates the signing keys unless a rotation is already under way (its new keys do
+    /// not sign yet): `Err(sign_from)` of that one then. What `POST /keys/rotate` on the
+    /// ops listener (and so `keys rotate` against a running daemon) calls.
+    pub fn rotate_keys_unless_pending(&self) -> Result<Result<Vec<String>, u64>, OidcError> {
+        let now = self.0.clock.now();
+        let c = &self.0.config;
+        let store = &*self.0.store;
+        let mut pending = None;
+        let rotated = store.with_keys_lock(&mut || {
+            if let Some(t) = crate::oidc::keys::rotation_pending(&store.keys()?, now) {
+                pending = Some(t);
+                return Ok(None);
+            }
+            crate::oidc::keys::rotate_keys(store, now, c.key_rotation_delay_secs, key_overlap(c))
+                .map(Some)
+        })?;
+        self.0.keys.reload(store, now)?;
+        store.flush()?;
+        Ok(match (rotated, pending) {
+            (Some(kids), _) => Ok(kids),
+            (None, t) => Err(t.unwrap_or(now)),
+        })
+    }
+
+    /// The scheduled rotation (`key_rotation_interval_days`): rotates when the newest key
+    /// is that old and no rotation is under way; the new keys are published now and sign
+    /// after `key_rotation_delay_secs`, the old ones stay published until every token they
+    /// signed has expired. Returns the new kids when it rotated.
+    pub fn rotate_keys_if_due(&self) -> Result<Option<Vec<String>>, OidcError> {
+        let c = &self.0.config;
+        if c.key_rotation_interval_days == 0 {
+            return Ok(None);
+        }
+        let interval = u64::from(c.key_rotation_interval_days).saturating_mul(86_400);
+        let now = self.0.clock.now();
+        let store = &*self.0.store;
+        let rotated = store.with_keys_lock(&mut || {
+            if !crate::oidc::keys::rotation_due(&store.keys()?, now, interval) {
+                return Ok(None);
+            }
+            crate::oidc::keys::rotate_keys(store, now, c.key_rotation_delay_secs, key_overlap(c))
+                .map(Some)
+        })?;
+        if let Some(kids) = &rotated {
+            store.flush()?;
+            self.0.metrics.inc("key_rotations", "scheduled");
+            tracing::info!(?kids, "scheduled signing key rotation started");
+        }
+        Ok(rotated)
+    }
+
+    /// One round of maintenance (what the minute's tick runs): drops expired state,
+    /// starts a scheduled key rotation when due, and picks up key changes (publishing new
+    /// keys, retiring old ones).
+    pub fn maintain(&self) -> Result<(), OidcError> {
+        let now = self.0.clock.now();
+        self.0.code_budget.sweep(now);
+        for id in self.0.pending_budget.sweep(now) {
+            self.0.store.delete_pending(&id)?;
+        }
+        self.0.store.purge_expired(now)?;
+        self.rotate_keys_if_due()?;
+        self.0.keys.reload(&*self.0.store, now)
     }
 
     /// Ends one session: removes it, revokes its grants, sends back-channel logouts.
@@ -471,8 +529,9 @@ pub(crate) fn key_overlap(c: &OidcConfig) -> u64 {
         .saturating_add(300)
 }
 
-/// Rotates the keys stored in `db` (the CLI's `keys rotate`; the daemon must not hold
-/// the database open, sled allows one process). A running provider picks the keys up
+/// Rotates the keys stored in `db` (the CLI's `keys rotate` with the daemon stopped: sled
+/// allows one process; a running daemon is asked through its ops listener instead). A
+/// running provider picks the keys up
 /// within a minute.
 pub fn rotate_keys_in_db(
     db: sled::Db,

@@ -327,6 +327,16 @@ pub trait OidcStore: Send + Sync + 'static {
     /// Makes everything written so far durable (after logins and revocations).
     fn flush(&self) -> Result<(), OidcError>;
 
+    /// Runs `f` (a key rotation and the check whether one is due) while no other
+    /// receiver sharing this store does: PostgreSQL takes the cluster's key lock; sled is
+    /// held by one process anyway.
+    fn with_keys_lock(
+        &self,
+        f: &mut (dyn FnMut() -> Result<Option<Vec<String>>, OidcError> + Send),
+    ) -> Result<Option<Vec<String>>, OidcError> {
+        f()
+    }
+
     /// Drops expired sessions, codes, pending requests and families (their number is
     /// returned), and tombstones an hour after the first purge that saw them.
     fn purge_expired(&self, now: u64) -> Result<usize, OidcError>;
