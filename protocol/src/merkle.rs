@@ -375,8 +375,9 @@ pub fn consistency_proof_len(old: u64, new: u64) -> Result<usize, MerkleError> {
 }
 
 /// Checks that the tree of `old` leaves with root `old_root` is a prefix of the tree of
-/// `new` leaves with root `new_root` (RFC 9162 §2.1.4.2). The empty tree is a prefix of
-/// every tree; two trees of the same size are consistent only when their roots are equal.
+/// `new` leaves with root `new_root` (RFC 9162 §2.1.4.2). The empty tree (whose root must
+/// be [`empty_root`]) is a prefix of every tree; two trees of the same size are consistent
+/// only when their roots are equal.
 pub fn verify_consistency(
     old: u64,
     new: u64,
@@ -392,7 +393,12 @@ pub fn verify_consistency(
         });
     }
     if old == 0 {
-        return Ok(());
+        // A head of size 0 is the empty tree, whose root is fixed.
+        return if *old_root == empty_root() {
+            Ok(())
+        } else {
+            Err(MerkleError::RootMismatch)
+        };
     }
     if old == new {
         return if old_root == new_root {
@@ -653,6 +659,10 @@ mod tests {
         let x = leaf_hash(b"x");
         verify_consistency(0, 0, &e, &e, &[]).unwrap();
         verify_consistency(0, 5, &e, &x, &[]).unwrap();
+        assert_eq!(
+            verify_consistency(0, 5, &x, &x, &[]),
+            Err(MerkleError::RootMismatch)
+        );
         assert_eq!(
             verify_consistency(3, 3, &e, &x, &[]),
             Err(MerkleError::SameSizeDifferentRoots { size: 3 })

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use airlock_protocol::checkpoint::{Checkpoint, VerifierKey};
 use airlock_receiver::metrics::Metrics;
-use airlock_receiver::store::SledStore;
+use airlock_receiver::store::{SledStore, Store};
 use airlock_receiver::transparency::key::public_path;
 use airlock_receiver::transparency::{self, CheckpointKey, Checkpointer, Policy};
 use audit_support::*;
@@ -559,4 +559,235 @@ fn the_daemon_signs_serves_and_exports_checkpoints() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The same on PostgreSQL: the tree kept by the state machine in the append's transaction,
+/// checkpoints stored in `store_checkpoints`, the audits read-only over `--pg-url`, and a
+/// database administrator's rewrite (delete one row, renumber, recompute every hash in SQL
+/// reach) caught by the checkpoint held outside.
+#[test]
+fn tree_and_checkpoints_on_postgres() {
+    use airlock_receiver::store::postgres::PgStore;
+    let Some(url) = common::pg_url("transparency") else {
+        return;
+    };
+    let _pg = common::pg_shared();
+    let schema = format!("transparency_{:x}", common::rand_u64() >> 16);
+    let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let db = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    let key_file = dir.path().join("checkpoint.key");
+    let key = CheckpointKey::generate(Some(ORIGIN)).unwrap();
+    key.write(&key_file).unwrap();
+    let verifier = key.verifier().clone();
+    let store = PgStore::open_url(&db).unwrap();
+    let policy = Policy {
+        every_entries: 1,
+        every_ms: u64::MAX,
+    };
+    let mut cp = Checkpointer::new(&store, key, policy, 0, Arc::new(Metrics::new())).unwrap();
+    let (_, entries) = build_into_with(&store, &trust, 80, &BTreeSet::new(), false, 1, &mut |l| {
+        cp.after_commit(&store, l.tree.as_ref().unwrap(), 1_800_000_000_000)
+            .unwrap();
+    });
+    let (latest, note) = transparency::latest_checkpoint(&store, &verifier)
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.size, entries);
+    let trusted = dir.path().join("trusted.checkpoint");
+    std::fs::write(&trusted, &note).unwrap();
+    let key_pub = public_path(&key_file);
+    let run = |args: &[&str]| {
+        let out = audit(args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "checkpoint",
+        "verify",
+        "--pg-url",
+        &db,
+        "--checkpoint-key",
+        path(&key_pub),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("{entries} entries")), "{out}");
+    let (ok, out, err) = run(&["consistency", "17", "latest", "--pg-url", &db]);
+    assert!(ok, "{out}{err}");
+
+    // The administrator's rewrite: entry 23 deleted, the rest renumbered and re-hashed.
+    let mut all: Vec<airlock_receiver::frame_log::LogEntry> = store
+        .scan_from(airlock_receiver::store::Table::Log, &[])
+        .enumerate()
+        .map(|(i, r)| {
+            airlock_receiver::frame_log::decode(&r.unwrap().1, i as u64)
+                .unwrap()
+                .entry
+        })
+        .collect();
+    all.remove(23);
+    let r = rebuilt(all);
+    let mut tx = admin.transaction().unwrap();
+    tx.batch_execute(&format!(
+        "SET search_path = {schema}; DELETE FROM store_log"
+    ))
+    .unwrap();
+    for (k, v) in &r.rows {
+        tx.execute("INSERT INTO store_log (k, v) VALUES ($1, $2)", &[k, v])
+            .unwrap();
+    }
+    let mut head = (r.rows.len() as u64).to_be_bytes().to_vec();
+    head.extend_from_slice(&r.head);
+    tx.execute(
+        "UPDATE store_meta SET v = $1 WHERE k = 'log_head'::bytea",
+        &[&head],
+    )
+    .unwrap();
+    tx.execute(
+        "UPDATE store_meta SET v = $1 WHERE k = 'tree_frontier'::bytea",
+        &[&r.tree],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+
+    let out = audit(&[
+        "verify",
+        "--pg-url",
+        &db,
+        "--trust-dir",
+        path(&trust),
+        "--checkpoint",
+        path(&trusted),
+        "--checkpoint-key",
+        path(&key_pub),
+        "--allow-gaps",
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        rep["first_problem"]["kind"], "not_an_extension_of_checkpoint",
+        "{rep:#}"
+    );
+    assert_eq!(rep["first_problem"]["index"], 23, "{rep:#}");
+    drop(store);
+    let _ = admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// The python interpreter with the third-party library (scripts/install-test-deps makes
+/// `tests/transparency-interop/.venv`), or `AIRLOCK_INTEROP_PYTHON`.
+fn interop_python() -> PathBuf {
+    if let Ok(p) = std::env::var("AIRLOCK_INTEROP_PYTHON") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/transparency-interop/.venv/bin/python")
+}
+
+/// What the receiver writes — checkpoints, their verifier key, consistency and inclusion
+/// proofs — verified by an independent implementation (aics-tlog from PyPI), which also
+/// refuses forged and altered checkpoints. Run by scripts/test after install-test-deps.
+#[test]
+#[ignore = "interop: needs tests/transparency-interop/.venv (scripts/install-test-deps); run with --ignored"]
+fn a_third_party_signed_note_library_verifies_our_checkpoints_and_proofs() {
+    let python = interop_python();
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-test-deps (it installs tests/transparency-interop/requirements.txt)",
+        python.display()
+    );
+    let log = log_with_checkpoints(7, 20);
+    let data = log.f.copy("interop");
+    let dir = log.f.dir.path();
+    let store = SledStore::open(&data.join("store.sled")).unwrap();
+    let stored = transparency::list_checkpoints(&store, Some(&log.verifier)).unwrap();
+    drop(store);
+    let old_note = &stored
+        .iter()
+        .find_map(|c| c.as_ref().ok().filter(|c| c.checkpoint.size == 42))
+        .unwrap()
+        .note;
+    let old = dir.join("old.checkpoint");
+    std::fs::write(&old, old_note).unwrap();
+    let json = |args: &[&str], name: &str| {
+        let out = audit(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let p = dir.join(name);
+        std::fs::write(&p, &out.stdout).unwrap();
+        p
+    };
+    let key = path(&log.key_pub);
+    let consistency = json(
+        &[
+            "consistency",
+            path(&old),
+            path(&log.trusted),
+            "--data-dir",
+            path(&data),
+            "--checkpoint-key",
+            key,
+            "--json",
+        ],
+        "consistency.json",
+    );
+    let inclusion = json(
+        &[
+            "inclusion",
+            "77",
+            "--index",
+            "--checkpoint",
+            path(&log.trusted),
+            "--data-dir",
+            path(&data),
+            "--checkpoint-key",
+            key,
+            "--json",
+        ],
+        "inclusion.json",
+    );
+    let note = std::fs::read_to_string(&log.trusted).unwrap();
+    let cp = Checkpoint::open(note.as_bytes(), &log.verifier).unwrap();
+    let altered = dir.join("altered.checkpoint");
+    std::fs::write(
+        &altered,
+        note.replacen(&format!("\n{}\n", cp.size), "\n7\n", 1),
+    )
+    .unwrap();
+    let forged = dir.join("forged.checkpoint");
+    let other = CheckpointKey::generate(Some(ORIGIN)).unwrap();
+    std::fs::write(&forged, cp.sign(other.signing()).unwrap()).unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/transparency-interop/verify.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&log.trusted)
+        .arg(&log.key_pub)
+        .arg("--consistency")
+        .arg(&consistency)
+        .arg(&old)
+        .arg("--inclusion")
+        .arg(&inclusion)
+        .arg("--must-fail")
+        .arg(&altered)
+        .arg("--must-fail")
+        .arg(&forged)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("6 passed, 0 failed"), "{text}");
 }

@@ -114,59 +114,79 @@ pub fn ensure_tree<S: Store>(
     verifier: Option<&VerifierKey>,
     check: bool,
 ) -> Result<u64, TransparencyError> {
-    let entries = match store.get(Table::Meta, meta::HEAD)? {
-        Some(v) => decode_head(&v)?.0,
-        None => 0,
-    };
-    let stored = store.get(Table::Meta, meta::TREE)?;
-    let current = match &stored {
-        Some(v) => crate::apply::decode_tree(v, entries).ok(),
-        None => None,
-    };
-    if current.is_some() && !check {
-        return Ok(entries);
-    }
-    let latest = match verifier {
-        Some(k) => latest_checkpoint(store, k)?,
-        None => None,
-    };
-    let snapshots: Vec<u64> = latest.iter().map(|(c, _)| c.size).collect();
-    if entries > 0 {
-        tracing::info!(
-            entries,
-            "building the Merkle tree of the frame log from its entries"
-        );
-    }
-    let (rebuilt, roots) = tree_of_log(store, &snapshots, |_| {})?;
-    if let Some((cp, _)) = &latest {
-        let root = roots.iter().find(|(s, _)| *s == cp.size).map(|(_, r)| *r);
-        if root != Some(cp.root) {
-            return Err(TransparencyError::Fork { size: cp.size });
-        }
-    }
-    if let Some(cur) = &current
-        && *cur != rebuilt
-    {
-        return Err(TransparencyError::StoredCheckpoint {
-            size: entries,
-            detail: "the stored Merkle tree does not match the log it should cover".into(),
-        });
-    }
-    let size = rebuilt.size();
-    let bytes = rebuilt.to_bytes();
-    store.transact(|tx| {
-        // Only if nothing was appended meanwhile (another receiver of a shared store).
-        let next = match tx.get(Table::Meta, meta::HEAD)? {
-            Some(v) => decode_head(&v).map_err(TxError::Store)?.0,
+    // Another receiver of a shared store may append while this one reads the log: a few
+    // rounds, each ending in one transaction that sees the log and the tree together.
+    const ROUNDS: u32 = 5;
+    for _ in 0..ROUNDS {
+        let entries = match store.get(Table::Meta, meta::HEAD)? {
+            Some(v) => decode_head(&v)?.0,
             None => 0,
         };
-        if next != size {
-            return Err(TxError::Conflict);
+        let current = match store.get(Table::Meta, meta::TREE)? {
+            Some(v) => crate::apply::decode_tree(&v, entries).ok(),
+            None => None,
+        };
+        if current.is_some() && !check {
+            return Ok(entries);
         }
-        tx.put(Table::Meta, meta::TREE, &bytes)?;
-        Ok(())
-    })?;
-    Ok(size)
+        // The latest checkpoint first, then the log: the log only grows past it.
+        let latest = match verifier {
+            Some(k) => latest_checkpoint(store, k)?,
+            None => None,
+        };
+        let snapshots: Vec<u64> = latest.iter().map(|(c, _)| c.size).collect();
+        if entries > 0 {
+            tracing::info!(
+                entries,
+                "building the Merkle tree of the frame log from its entries"
+            );
+        }
+        let (rebuilt, roots) = tree_of_log(store, &snapshots, |_| {})?;
+        if let Some((cp, _)) = &latest {
+            let root = roots.iter().find(|(s, _)| *s == cp.size).map(|(_, r)| *r);
+            if root != Some(cp.root) {
+                return Err(TransparencyError::Fork { size: cp.size });
+            }
+        }
+        let bytes = rebuilt.to_bytes();
+        let size = rebuilt.size();
+        let settled = store.transact(|tx| {
+            let next = match tx.get(Table::Meta, meta::HEAD)? {
+                Some(v) => decode_head(&v).map_err(TxError::Store)?.0,
+                None => 0,
+            };
+            let stored = tx.get(Table::Meta, meta::TREE)?;
+            match stored {
+                // Appended since the scan: the stored tree moved on with it (or is stale,
+                // and the next round rebuilds).
+                _ if next != size => Ok(stored
+                    .as_deref()
+                    .and_then(|v| crate::apply::decode_tree(v, next).ok())
+                    .map(|_| next)),
+                Some(v) if v == bytes => Ok(Some(size)),
+                Some(v) if crate::apply::decode_tree(&v, next).is_ok() => {
+                    Err(TxError::Store(StoreError::Corrupt {
+                        table: "meta",
+                        key: "tree_frontier".into(),
+                        detail: "the stored Merkle tree is not the tree of the log: the log or the tree record was edited outside the receiver; run `airlock-receiver audit checkpoint verify` on a copy (docs/audit.md)".into(),
+                    }))
+                }
+                _ => {
+                    tx.put(Table::Meta, meta::TREE, &bytes)?;
+                    Ok(Some(size))
+                }
+            }
+        })?;
+        if let Some(n) = settled {
+            return Ok(n);
+        }
+    }
+    Err(TransparencyError::StoredCheckpoint {
+        size: 0,
+        detail: format!(
+            "the log kept growing while the Merkle tree was rebuilt ({ROUNDS} rounds): start this receiver while the others of the cluster are stopped, once, to build the tree"
+        ),
+    })
 }
 
 /// A stored checkpoint, parsed and verified.

@@ -315,6 +315,35 @@ pub fn write_sender_export(sent: &[Sent], path: &Path, drop_seqs: &BTreeSet<u64>
     std::fs::write(path, out).unwrap();
 }
 
+/// A log rewritten as a store writer who knows the format would: entries renumbered, the
+/// unkeyed hash chain, the head hash and the Merkle tree record all recomputed.
+pub struct Rebuilt {
+    /// (key, stored value) of each entry.
+    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
+    pub head: [u8; 32],
+    /// `Frontier::to_bytes()` of the rewritten log.
+    pub tree: Vec<u8>,
+}
+
+pub fn rebuilt(mut entries: Vec<LogEntry>) -> Rebuilt {
+    let mut prev = GENESIS;
+    let mut tree = airlock_protocol::merkle::Frontier::new();
+    let mut rows = Vec::new();
+    for (i, e) in entries.iter_mut().enumerate() {
+        e.index = i as u64;
+        e.prev_entry_hash = prev;
+        let (v, h) = e.encode().unwrap();
+        prev = h;
+        tree.append_leaf_hash(tree_leaf(&prev));
+        rows.push((LogEntry::key(e.index).to_vec(), v));
+    }
+    Rebuilt {
+        rows,
+        head: prev,
+        tree: tree.to_bytes(),
+    }
+}
+
 /// Direct access to a copy's log tree.
 pub struct LogTree {
     db: sled::Db,
@@ -378,20 +407,15 @@ impl LogTree {
     /// What a store writer who knows the format does after deleting, reordering or
     /// inserting entries: renumbers them, recomputes the whole unkeyed hash chain, the head
     /// record and the store's Merkle tree record. Only a signature can tell.
-    pub fn rebuild(&self, mut entries: Vec<LogEntry>) {
+    pub fn rebuild(&self, entries: Vec<LogEntry>) {
         self.log.clear().unwrap();
-        let mut prev = GENESIS;
-        let mut tree = airlock_protocol::merkle::Frontier::new();
-        for (i, e) in entries.iter_mut().enumerate() {
-            e.index = i as u64;
-            e.prev_entry_hash = prev;
-            prev = e.entry_hash().unwrap();
-            tree.append_leaf_hash(tree_leaf(&prev));
-            self.put(e);
+        let r = rebuilt(entries);
+        for (k, v) in &r.rows {
+            self.log.insert(k, v.as_slice()).unwrap();
         }
-        self.set_head(entries.len() as u64, prev);
+        self.set_head(r.rows.len() as u64, r.head);
         let meta = self.db.open_tree("meta").unwrap();
-        meta.insert("tree_frontier", tree.to_bytes()).unwrap();
+        meta.insert("tree_frontier", r.tree).unwrap();
     }
 
     /// Deletes the stored checkpoints of `from` entries and more (they cannot be re-signed).
