@@ -135,6 +135,8 @@ class Packages(unittest.TestCase):
                 f"/usr/share/man/man1/{name}.1.gz": "-rw-r--r--",
                 f"/usr/share/doc/{name}/copyright": "-rw-r--r--",
                 f"/usr/share/doc/{name}/README.md": "-rw-r--r--",
+                f"/usr/share/doc/{name}/examples/airlock-alerts.yml": "-rw-r--r--",
+                f"/usr/share/doc/{name}/examples/airlock-dashboard.json": "-rw-r--r--",
             }
             for path, perms in expect.items():
                 self.assertIn(path, contents, f"{name} lacks {path}")

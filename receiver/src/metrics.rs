@@ -116,8 +116,10 @@ impl Metrics {
         self.link.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// The Prometheus exposition text.
-    pub fn render(&self, heartbeat_age_secs: Option<u64>) -> String {
+    /// The Prometheus exposition text. `scrape` holds what the ops listener judges at the
+    /// moment of the scrape (heartbeat silence, the store probe).
+    pub fn render(&self, scrape: &Scrape) -> String {
+        let heartbeat_age_secs = scrape.heartbeat_age_secs;
         let mut out = String::with_capacity(4096);
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         counter(
@@ -287,8 +289,37 @@ impl Metrics {
                 age,
             );
         }
+        gauge(
+            &mut out,
+            "airlock_heartbeat_silent_seconds",
+            "Seconds without a heartbeat: since the last one, or since start-up when none arrived (what /healthz judges).",
+            scrape.heartbeat_silent_secs,
+        );
+        gauge(
+            &mut out,
+            "airlock_heartbeat_alarm_after_seconds",
+            "heartbeat.alarm_after_secs: /healthz turns 503 when the silence is longer.",
+            scrape.alarm_after_secs,
+        );
+        gauge(
+            &mut out,
+            "airlock_store_readable",
+            "1 when the store answered the probe of this scrape (the one /healthz makes), 0 when it failed or took over 2 s.",
+            u64::from(scrape.store_readable),
+        );
         out
     }
+}
+
+/// What the ops listener measures when it is scraped, beside the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scrape {
+    /// Seconds since the last heartbeat; None before the first one.
+    pub heartbeat_age_secs: Option<u64>,
+    /// Seconds since the last heartbeat, or since start-up when none arrived.
+    pub heartbeat_silent_secs: u64,
+    pub alarm_after_secs: u64,
+    pub store_readable: bool,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {
@@ -348,9 +379,17 @@ mod tests {
         m.reject("stale");
         m.reject("no_such_reason");
         assert_eq!(m.rejected("stale"), 2);
-        let text = m.render(Some(3));
+        let text = m.render(&Scrape {
+            heartbeat_age_secs: Some(3),
+            heartbeat_silent_secs: 3,
+            alarm_after_secs: 60,
+            store_readable: false,
+        });
         assert!(text.contains("airlock_frames_rejected_total{reason=\"stale\"} 2"));
         assert!(text.contains("airlock_heartbeat_age_seconds 3"));
+        assert!(text.contains("airlock_heartbeat_silent_seconds 3\n"));
+        assert!(text.contains("airlock_heartbeat_alarm_after_seconds 60\n"));
+        assert!(text.contains("airlock_store_readable 0\n"));
     }
 
     #[test]

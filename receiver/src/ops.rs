@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::link::now_ms;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Scrape};
 use crate::reports::{GapReport, users_from_store};
 use crate::store::{Store, Table, meta};
 
@@ -36,12 +36,17 @@ pub enum Health {
 }
 
 impl<S: Store> OpsState<S> {
+    /// Seconds since the last heartbeat, or since start-up when none arrived since.
+    pub fn silent_secs(&self, now_ms: u64) -> u64 {
+        let last = self.metrics.last_heartbeat_ms.load(Ordering::Relaxed);
+        now_ms.saturating_sub(last.max(self.started_ms)) / 1000
+    }
+
     /// Unhealthy once no heartbeat arrived for `alarm_after_secs` (counting from start-up
     /// when none arrived since).
     pub fn health(&self, now_ms: u64) -> Health {
         let last = self.metrics.last_heartbeat_ms.load(Ordering::Relaxed);
-        let since = last.max(self.started_ms);
-        let silent_secs = now_ms.saturating_sub(since) / 1000;
+        let silent_secs = self.silent_secs(now_ms);
         if silent_secs > self.alarm_after_secs {
             Health::NoHeartbeat { silent_secs }
         } else if last == 0 {
@@ -206,9 +211,15 @@ async fn healthz<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
 }
 
 async fn metrics<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
+    let store_readable = probe_store(s.store.clone()).await.is_ok();
+    let now = now_ms();
     let last = s.metrics.last_heartbeat_ms.load(Ordering::Relaxed);
-    let age = (last > 0).then(|| now_ms().saturating_sub(last) / 1000);
-    let mut text = s.metrics.render(age);
+    let mut text = s.metrics.render(&Scrape {
+        heartbeat_age_secs: (last > 0).then(|| now.saturating_sub(last) / 1000),
+        heartbeat_silent_secs: s.silent_secs(now),
+        alarm_after_secs: s.alarm_after_secs,
+        store_readable,
+    });
     if let Some(p) = &s.provider {
         text.push_str(&p.metrics_text());
     }

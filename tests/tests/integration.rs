@@ -28,3 +28,4 @@ mod harness_serial;
 mod harness_supervisor;
 mod harness_udp;
 mod layout;
+mod ops_monitoring;

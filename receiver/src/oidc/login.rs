@@ -282,3 +282,32 @@ mod argon2_bounds_tests {
         assert!(!verify_argon2(huge, "ANYTHING"));
     }
 }
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_reason_is_exported_from_start_up() {
+        let failures = [
+            LoginFailure::Malformed(CodeError::BadCharacter {
+                ch: 'U',
+                position: 0,
+            }),
+            LoginFailure::Wrong,
+            LoginFailure::Expired,
+            LoginFailure::Used,
+            LoginFailure::LockedCode { minutes: 1 },
+            LoginFailure::LockedAddress { minutes: 1 },
+            LoginFailure::UserRevoked,
+            LoginFailure::OtherUser,
+        ];
+        let (_, exported) = crate::oidc::metrics::ALWAYS_EXPORTED
+            .iter()
+            .find(|(name, _)| *name == "login_failures")
+            .unwrap();
+        for f in failures {
+            assert!(exported.contains(&f.reason()), "{}", f.reason());
+        }
+    }
+}

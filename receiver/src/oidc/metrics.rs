@@ -11,7 +11,43 @@ pub struct OidcMetrics {
     counts: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
+/// Series exported from start-up at 0, before anything happened: a counter that appears
+/// only at its first increment hides that first event from `rate()` and `increase()`, and
+/// the alert rules (packaging/prometheus) watch these. The login failure labels are
+/// `LoginFailure::reason` and the CSRF refusal of the login form.
+pub const ALWAYS_EXPORTED: &[(&str, &[&str])] = &[
+    ("logins", &["transfer_code", "passkey"]),
+    (
+        "login_failures",
+        &[
+            "malformed",
+            "wrong",
+            "expired",
+            "used",
+            "locked_code",
+            "locked_address",
+            "revoked",
+            "other_user",
+            "csrf",
+        ],
+    ),
+    ("backchannel_logouts", &["delivered", "retried", "failed"]),
+];
+
 impl OidcMetrics {
+    /// Counters with every [`ALWAYS_EXPORTED`] series present at 0.
+    pub fn new() -> Self {
+        let m = Self::default();
+        if let Ok(mut c) = m.counts.lock() {
+            for (name, reasons) in ALWAYS_EXPORTED {
+                for reason in *reasons {
+                    c.insert((*name, (*reason).to_string()), 0);
+                }
+            }
+        }
+        m
+    }
+
     /// Adds one to counter `name` with label `reason`.
     pub fn inc(&self, name: &'static str, reason: &str) {
         if let Ok(mut c) = self.counts.lock() {
@@ -64,5 +100,13 @@ mod tests {
         let t = m.render();
         assert!(t.contains("airlock_oidc_login_failures_total{reason=\"wrong\"} 2"));
         assert!(t.contains("# TYPE airlock_oidc_logins_total counter"));
+    }
+
+    #[test]
+    fn watched_series_are_exported_before_their_first_event() {
+        let t = OidcMetrics::new().render();
+        assert!(t.contains("airlock_oidc_backchannel_logouts_total{reason=\"failed\"} 0\n"));
+        assert!(t.contains("airlock_oidc_login_failures_total{reason=\"wrong\"} 0\n"));
+        assert!(t.contains("airlock_oidc_logins_total{reason=\"passkey\"} 0\n"));
     }
 }

@@ -109,7 +109,7 @@ impl Provider {
             clock,
             secret_cache: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
-            metrics: Default::default(),
+            metrics: OidcMetrics::new(),
             pending_budget: Budget::default(),
             code_budget: Budget::default(),
         })))
