@@ -312,7 +312,7 @@ impl Metrics {
 }
 
 /// What the ops listener measures when it is scraped, beside the counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Scrape {
     /// Seconds since the last heartbeat; None before the first one.
     pub heartbeat_age_secs: Option<u64>,

@@ -232,7 +232,7 @@ mod tests {
                 "metric {word} vs its log lines:\n{text}"
             );
         }
-        let rendered = metrics.render(None);
+        let rendered = metrics.render(&crate::metrics::Scrape::default());
         for r in LINK_REASONS {
             assert!(
                 rendered.contains(&format!("airlock_link_errors_total{{reason=\"{r}\"}}")),
