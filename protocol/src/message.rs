@@ -24,9 +24,11 @@ pub struct Envelope {
     pub v: u8,
     /// The signer key id; must equal the `kid` of the COSE_Sign1 that carries the envelope.
     pub sender_kid: String,
-    /// Strictly increasing per signer key, starting at 1.
+    /// Strictly increasing per signer key; a chain starts at a clock-derived seq
+    /// ([`crate::chain::seq_base`]; 1 for chains of older senders).
     pub seq: u64,
-    /// SHA-256 of the previous frame's COSE_Sign1 bytes (all zero for seq 1).
+    /// SHA-256 of the previous frame's COSE_Sign1 bytes (all zero for the first frame of a
+    /// chain).
     #[serde(with = "serde_bytes")]
     pub prev: Digest32,
     /// Unix time (seconds) at which the sender sealed the frame.

@@ -34,11 +34,12 @@ pub enum ReplayError {
         highest: u64,
     },
     /// The seq was accepted before with other content: not a replay of a frame but a sender
-    /// that signs new frames under seqs it already used (it lost its outbox, or runs from an
-    /// old backup). Its approvals are not applied: give the sender a new signer key.
+    /// that signs new frames under seqs it already used (it runs from an old backup of its
+    /// outbox, or its clock went back before it started a new chain). Its approvals are not
+    /// applied: move the restored outbox aside so that the sender starts a new chain.
     #[error(
-        "seq {seq} was already accepted with other content: the sender reuses seqs (lost outbox or old backup?); \
-         its new frames are refused until it signs with a new key (docs/operations.md, \"Outbox lost\")"
+        "seq {seq} was already accepted with other content: the sender reuses seqs (an old outbox backup, or a clock set back?); \
+         its new frames are refused until it starts a new chain (docs/operations.md, \"Outbox lost\")"
     )]
     Conflict {
         /// The seq.

@@ -257,11 +257,12 @@ fn apply_one(
     tx.put(Table::Seqs, &skey, &seq_record.encode())?;
     // A seq below the replay window (an old gap being filled) is already guarded by Seqs.
     let _ = ledger.replay.accept(&env.sender_kid, env.seq);
-    ledger
-        .gaps
-        .entry(env.sender_kid.clone())
-        .or_default()
-        .saw(env.seq);
+    let gaps = ledger.gaps.entry(env.sender_kid.clone()).or_default();
+    if env.prev == airlock_protocol::chain::GENESIS {
+        gaps.saw_chain_start(env.seq);
+    } else {
+        gaps.saw(env.seq);
+    }
     ledger.next_index = index + 1;
     ledger.head = entry_hash;
     if let Some(tree) = ledger.tree.as_mut() {

@@ -179,8 +179,9 @@ async fn healthz<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "unhealthy: {conflicts} frames reuse seqs already accepted with other content (metric reason seq_conflict): \
-                 the sender lost its outbox or runs from an old backup, and those approvals are NOT applied; \
-                 give the sender a new signer key (docs/operations.md, \"Outbox lost\"), then restart the receiver\n"
+                 the sender runs from an old backup of its outbox (or its clock was set back), and those approvals are NOT applied; \
+                 stop the sender, move its outbox aside so that it starts a new chain above every seq it used, check its clock, \
+                 restart it, then restart the receiver (docs/operations.md, \"Outbox lost\")\n"
             ),
         )
             .into_response();

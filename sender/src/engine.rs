@@ -84,7 +84,17 @@ impl Engine {
         shutdown: Arc<AtomicBool>,
         sent_through: Arc<AtomicU64>,
     ) -> Result<Self, EngineError> {
-        let chain = outbox.chain()?;
+        let (chain, started) =
+            outbox.chain_for(sealer.signer_kid(), crate::clock::unix_now_ms())?;
+        if let Some(start) = started {
+            // A new outbox, a lost one, or a new signer key: a chain of its own, above every
+            // seq used before (the receiver opens no gap below a chain start).
+            tracing::info!(
+                signer_kid = sealer.signer_kid(),
+                first_seq = start,
+                "new chain: seqs start at a clock-derived base"
+            );
+        }
         let outbox = Arc::new(outbox);
         let sealer = Arc::new(sealer);
         let committer = Committer::start(CommitLink {

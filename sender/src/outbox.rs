@@ -2,7 +2,8 @@
 //! outbound log of every sealed frame, and the valid Provision state the carousel re-sends.
 //!
 //! Trees:
-//! - `meta`: `next_seq` (u64), `head` (the last frame hash), `pending_next` (u64, the index
+//! - `meta`: `next_seq` (u64), `head` (the last frame hash), `chain_kid` (the signer kid
+//!   the chain belongs to), `chain_start` (u64, its first seq), `pending_next` (u64, the index
 //!   of the next item ingested), `pending_done` (u64, every pending index below it is
 //!   consumed), `sent_through` (highest seq whose first transmission left the sender).
 //! - `pending`: index of its first item (u64 BE) -> a chunk of consecutive items,
@@ -28,6 +29,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use airlock_protocol::chain::{GENESIS, seq_base};
 use airlock_protocol::message::{Digest32, Provision};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -322,6 +324,8 @@ const HEAD: &[u8] = b"head";
 const PENDING_NEXT: &[u8] = b"pending_next";
 const PENDING_DONE: &[u8] = b"pending_done";
 const SENT_THROUGH: &[u8] = b"sent_through";
+const CHAIN_KID: &[u8] = b"chain_kid";
+const CHAIN_START: &[u8] = b"chain_start";
 
 /// The state tree key of an identity.
 pub fn state_key(issuer: &str, subject: &str) -> Vec<u8> {
@@ -408,6 +412,58 @@ impl Outbox {
             next_seq: next.max(1),
             head,
         })
+    }
+
+    /// The chain signer `kid` seals on. With no chain for it (a new or lost outbox, or a new
+    /// signer key) a new one starts, durably, at [`seq_base`] of `now_ms` (never below the
+    /// outbox's next seq) with prev GENESIS: above every seq this sender used before, so an
+    /// outbox loss never makes it reuse seqs. Returns the chain and, if it is new, its start.
+    /// An outbox of an older version (a chain without a recorded kid) is the chain of `kid`.
+    pub fn chain_for(
+        &self,
+        kid: &str,
+        now_ms: u64,
+    ) -> Result<(ChainState, Option<u64>), OutboxError> {
+        let stored = self.meta.get(NEXT_SEQ).map_err(|e| self.storage(e))?;
+        let owner = self.meta.get(CHAIN_KID).map_err(|e| self.storage(e))?;
+        match (&stored, &owner) {
+            (Some(_), Some(owner)) if owner.as_ref() == kid.as_bytes() => {
+                return Ok((self.chain()?, None));
+            }
+            (Some(_), None) => {
+                self.meta
+                    .insert(CHAIN_KID, kid.as_bytes())
+                    .map_err(|e| self.storage(e))?;
+                self.flush()?;
+                return Ok((self.chain()?, None));
+            }
+            _ => {}
+        }
+        let start = seq_base(now_ms).max(u64_of(stored));
+        self.meta
+            .transaction(|meta| {
+                meta.insert(NEXT_SEQ, &start.to_be_bytes())?;
+                meta.insert(HEAD, &GENESIS)?;
+                meta.insert(CHAIN_KID, kid.as_bytes())?;
+                meta.insert(CHAIN_START, &start.to_be_bytes())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e: TransactionError<()>| self.storage(format!("{e:?}")))?;
+        self.flush()?;
+        Ok((
+            ChainState {
+                next_seq: start,
+                head: GENESIS,
+            },
+            Some(start),
+        ))
+    }
+
+    /// The first seq of the current chain (0 for an outbox of an older version).
+    pub fn chain_start(&self) -> Result<u64, OutboxError> {
+        Ok(u64_of(
+            self.meta.get(CHAIN_START).map_err(|e| self.storage(e))?,
+        ))
     }
 
     pub fn is_ingested(&self, batch_id: &str) -> Result<bool, OutboxError> {
@@ -752,6 +808,46 @@ mod tests {
         let e = entry(7, 99);
         assert_eq!(LogEntry::decode(&e.encode()).unwrap(), e);
         assert!(LogEntry::decode(&e.encode()[..20]).is_err());
+    }
+
+    #[test]
+    fn a_new_outbox_or_a_new_key_starts_a_chain_above_every_seq_used_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_800_000_000_000;
+        let (first, started) = {
+            let ob = Outbox::open(dir.path()).unwrap();
+            ob.chain_for("a", t0).unwrap()
+        };
+        assert_eq!(started, Some(seq_base(t0)));
+        assert_eq!(
+            first,
+            ChainState {
+                next_seq: seq_base(t0),
+                head: GENESIS
+            }
+        );
+        let ob = Outbox::open(dir.path()).unwrap();
+        // The same key continues its chain, also after a reopen and a later clock.
+        assert_eq!(ob.chain_for("a", t0 + 5_000).unwrap(), (first, None));
+        // A new key starts its own chain at the clock's base.
+        let (second, started) = ob.chain_for("b", t0 + 5_000).unwrap();
+        assert_eq!(started, Some(seq_base(t0 + 5_000)));
+        assert_eq!(ob.chain_start().unwrap(), second.next_seq);
+        drop(ob);
+        // The outbox is lost: a fresh one a second later starts above the old chain.
+        let lost = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(lost.path()).unwrap();
+        let (third, _) = ob.chain_for("b", t0 + 6_000).unwrap();
+        assert!(
+            third.next_seq > second.next_seq + 1000,
+            "{third:?} vs {second:?}"
+        );
+        // An outbox of an older version (a chain without a kid) is the chain of the key.
+        let old = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(old.path()).unwrap();
+        ob.meta.insert(NEXT_SEQ, &8u64.to_be_bytes()).unwrap();
+        assert_eq!(ob.chain_for("a", t0).unwrap().0.next_seq, 8);
+        assert_eq!(ob.chain_for("a", t0).unwrap().1, None);
     }
 
     #[test]

@@ -94,7 +94,8 @@ async fn slow_sigkill_receiver_and_sender_mid_stream() {
     let twice: Vec<_> = all.iter().filter(|u| u["applied_frames"] != 1).collect();
     assert!(twice.is_empty(), "applied more than once: {twice:?}");
 
-    // The sender's outbound log: every approval exactly once, seqs 1, 2, 3, ... never reused.
+    // The sender's outbound log: every approval exactly once, seqs counting up by one from
+    // the chain's clock-derived start, never reused.
     d.stop_sender().await.unwrap();
     let sender_log = d.path().join("sender-log.jsonl");
     let sender_log_arg = sender_log.display().to_string();
@@ -107,9 +108,10 @@ async fn slow_sigkill_receiver_and_sender_mid_stream() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    let first = seqs[0];
     assert_eq!(
         seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        (first..first + seqs.len() as u64).collect::<Vec<_>>(),
         "seqs strictly increasing"
     );
     let provisions: Vec<&str> = lines
@@ -124,7 +126,7 @@ async fn slow_sigkill_receiver_and_sender_mid_stream() {
     // The auditor's checks on the stopped receiver, once it holds the sender's last frame:
     // the log verifies with no missing seq, the state equals a replay of the log, and the
     // log reconciles with the sender's outbound log.
-    let last_sent = seqs.len() as u64;
+    let last_sent = first + seqs.len() as u64 - 1;
     if d.wait_no_gaps(last_sent, Duration::from_secs(10))
         .await
         .is_err()

@@ -19,6 +19,7 @@ mod e2e_login;
 mod e2e_loss;
 mod e2e_mixed;
 mod e2e_multicast;
+mod e2e_outbox_loss;
 mod e2e_segmentation_fallback;
 mod e2e_serial;
 mod e2e_smoke;

@@ -127,7 +127,9 @@ pub struct KeySet {
     pub link_retired_by: BTreeMap<u32, Provenance>,
 }
 
-/// Missing seqs of one signer: everything in 1..=highest that did not arrive.
+/// Missing seqs of one signer: everything in 1..=highest that did not arrive, except the
+/// seqs just below a chain start (a frame whose prev is the genesis hash), which the sender
+/// never sealed: a new chain (a new outbox or a new key) starts at a clock-derived seq.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignerGaps {
     pub highest: u64,
@@ -160,6 +162,27 @@ impl SignerGaps {
         }
         if seq < b {
             self.missing.insert(at, (seq + 1, b));
+        }
+    }
+
+    /// Records that `seq`, the first frame of a chain, arrived: the seqs between the
+    /// previous chain's last frame and it are no gap.
+    pub fn saw_chain_start(&mut self, seq: u64) {
+        if seq == 0 {
+            return;
+        }
+        if seq > self.highest {
+            self.highest = seq;
+            return;
+        }
+        // Later frames of its chain came first and opened a gap down to the previous chain's
+        // end: only the part above the chain start is missing.
+        let Some(pos) = self.missing.iter().position(|&(a, b)| a <= seq && seq <= b) else {
+            return;
+        };
+        let (_, b) = self.missing.remove(pos);
+        if seq < b {
+            self.missing.insert(pos, (seq + 1, b));
         }
     }
 
@@ -197,6 +220,29 @@ mod tests {
         g.saw(u64::MAX);
         g.saw(3);
         assert_eq!(g.missing_count(), u64::MAX - 10);
+    }
+
+    #[test]
+    fn a_chain_start_opens_no_gap_below_it() {
+        let base = 1_800_000_000_000 * 1024;
+        let mut g = SignerGaps::default();
+        for s in [1, 2, 4] {
+            g.saw(s);
+        }
+        // The outbox was lost: a new chain at a clock base, its start first.
+        g.saw_chain_start(base);
+        g.saw(base + 2);
+        assert_eq!(g.missing, vec![(3, 3), (base + 1, base + 1)]);
+        // A new key's chain whose first frames arrive after later ones.
+        let mut late = SignerGaps::default();
+        late.saw(base + 3);
+        assert_eq!(late.missing, vec![(1, base + 2)]);
+        late.saw_chain_start(base);
+        assert_eq!(late.missing, vec![(base + 1, base + 2)]);
+        late.saw(base + 1);
+        late.saw(base + 2);
+        assert!(late.missing.is_empty());
+        assert_eq!(late.highest, base + 3);
     }
 
     #[test]
