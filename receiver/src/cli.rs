@@ -62,6 +62,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the running daemon's state at a glance: health, heartbeat, store, frames,
+    /// rejections by reason, open gaps and users (asks its ops listener). Exit code 1 when
+    /// /healthz says unhealthy.
+    Status {
+        /// The receiver's config file (receiver.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Inspect and install trusted keys (the inside half of the key ceremony).
     Trust {
         #[command(subcommand)]
@@ -165,6 +173,8 @@ pub enum CliError {
         "the store is in use by the running receiver and its ops listener at {addr} did not answer: {detail}"
     )]
     Ops { addr: String, detail: String },
+    #[error(transparent)]
+    Status(#[from] crate::status::StatusError),
     #[error("{0}")]
     Usage(String),
     #[error("cannot start the async runtime: {0}")]
@@ -175,10 +185,35 @@ pub enum CliError {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if let Command::Status { config } = &cli.command {
+        return status(config);
+    }
     match dispatch(cli.command) {
         Ok(out) => {
             print!("{out}");
             ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `status`: the summary on stdout; exit code 1 when the daemon says it is unhealthy (the
+/// summary is printed all the same) or cannot be asked.
+fn status(config: &Path) -> ExitCode {
+    let summary = Config::load(config)
+        .map_err(CliError::from)
+        .and_then(|cfg| Ok(crate::status::status(cfg.ops.listen)?));
+    match summary {
+        Ok(s) => {
+            print!("{}", s.text);
+            if s.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -228,6 +263,11 @@ fn dispatch(cmd: Command) -> Result<String, CliError> {
             } else {
                 render_users(&users)
             })
+        }
+        Command::Status { config } => {
+            // main() runs it (its exit code depends on the daemon's health).
+            let cfg = Config::load(&config)?;
+            Ok(crate::status::status(cfg.ops.listen)?.text)
         }
         Command::Trust { command } => trust(command),
         Command::CheckConfig { config } => {

@@ -22,6 +22,7 @@ pub mod ops_client;
 pub mod replay;
 pub mod reports;
 pub mod seen_frames;
+pub mod status;
 pub mod store;
 pub mod transparency;
 pub mod trust_cmd;

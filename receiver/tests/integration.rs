@@ -36,6 +36,7 @@ mod oidc_passkey;
 mod oidc_rotation;
 mod oidc_tls;
 mod serial_ingest;
+mod status_cli;
 mod store_contract;
 mod throughput;
 mod transparency;

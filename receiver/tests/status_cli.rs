@@ -1,0 +1,63 @@
+//! `airlock-receiver status`: the running daemon's summary (health, heartbeat, store,
+//! frames, rejections by reason, open gaps, users) from its ops listener, and a clear error
+//! when no daemon answers.
+
+use crate::common;
+
+use common::*;
+
+#[test]
+fn status_summarises_the_running_daemon_and_says_when_none_answers() {
+    let setup = Setup::new(LinkKind::Udp);
+    let (ok, out, err) = setup.cli(&["status"]);
+    assert!(!ok, "status without a daemon succeeded: {out}");
+    assert!(
+        err.contains("does not answer on its ops listener") && err.contains("is it running?"),
+        "{err}"
+    );
+
+    let rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    let mut frames = Vec::new();
+    for i in 1..=10u64 {
+        frames.push(tx.next(provision(i)));
+    }
+    frames.push(tx.next(heartbeat(tx.session_id)));
+    // Seq 5 never arrives (a gap); a copy of seq 6 with a flipped byte is refused.
+    let mut forged = frames[5].sealed.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x55;
+    let delivered: Vec<Vec<u8>> = frames
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 4)
+        .map(|(_, f)| f.sealed.clone())
+        .chain(std::iter::once(forged))
+        .collect();
+    tx.send_udp(setup.udp_port, &delivered);
+    let m = rx.wait_for("frames and the refusal", |m| {
+        m.accepted() == 10 && m.rejected_total() == 1
+    });
+
+    let (ok, out, err) = setup.cli(&["status"]);
+    assert!(ok, "status failed: {err}\n{out}");
+    assert!(out.contains("health:     ok"), "{out}");
+    assert!(out.contains("heartbeat:  last "), "{out}");
+    assert!(
+        out.contains("store:      readable, 10 log entries"),
+        "{out}"
+    );
+    assert!(out.contains("frames:     10 accepted"), "{out}");
+    assert!(
+        out.contains("open gaps:  1 ranges, 1 missing seqs"),
+        "{out}"
+    );
+    assert!(out.contains("users:      9 provisioned"), "{out}");
+    let reason = m
+        .values
+        .iter()
+        .find(|(k, v)| k.starts_with("airlock_frames_rejected_total") && **v > 0.0)
+        .map(|(k, _)| k.split('"').nth(1).unwrap().to_string())
+        .unwrap();
+    assert!(out.contains(&format!("rejected:   {reason} 1 ")), "{out}");
+}
