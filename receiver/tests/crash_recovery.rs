@@ -99,8 +99,13 @@ fn kill9_during_ingest_then_log_and_store_agree() {
         }
         tx.send_udp(setup.udp_port, &resend);
     }
-    let m = rx.metrics();
-    assert_eq!(m.get("airlock_log_entries"), total);
+    // `gaps` reads the store as committed; `airlock_log_entries` is published once the
+    // commit's flush has returned. Under load the last batch can be in between, so wait for
+    // it (a store whose log really lacked entries never gets there, and the offline checks
+    // below read the log itself).
+    rx.wait_for("the last batch flushed and published", |m| {
+        m.get("airlock_log_entries") == total
+    });
     drop(rx);
 
     // Offline checks on the store itself.
