@@ -259,7 +259,7 @@ pub enum StoreBackend {
     Postgres,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     #[serde(default)]
@@ -267,6 +267,32 @@ pub struct StoreConfig {
     /// Connection settings when `backend = "postgres"`.
     #[serde(default)]
     pub postgres: Option<crate::store::postgres::settings::PostgresConfig>,
+    /// sled's page cache, in MiB (the largest part of the receiver's memory on sled).
+    #[serde(default = "defaults::cache_mib")]
+    pub cache_mib: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::default(),
+            postgres: None,
+            cache_mib: defaults::cache_mib(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The smallest page cache a receiver runs with: below it sled spends its time evicting
+    /// the pages one ingest batch touches.
+    pub const MIN_CACHE_MIB: u64 = 4;
+    /// The largest accepted (a typo guard: 1 TiB).
+    pub const MAX_CACHE_MIB: u64 = 1 << 20;
+
+    /// The page cache in bytes.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_mib.saturating_mul(1024 * 1024)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -377,6 +403,9 @@ mod defaults {
     }
     pub fn queue() -> usize {
         8192
+    }
+    pub fn cache_mib() -> u64 {
+        crate::store::sled_store::DEFAULT_CACHE_BYTES / (1024 * 1024)
     }
     pub fn log_rate() -> u32 {
         10
@@ -548,6 +577,18 @@ impl Config {
         if self.ingest.queue_frames == 0 {
             return Err(self.invalid("ingest.queue_frames", "must be greater than 0"));
         }
+        let cache = self.store.cache_mib;
+        if !(StoreConfig::MIN_CACHE_MIB..=StoreConfig::MAX_CACHE_MIB).contains(&cache) {
+            return Err(self.invalid(
+                "store.cache_mib",
+                format!(
+                    "{cache} MiB is outside {}..={}: the receiver needs a page cache of at least {} MiB",
+                    StoreConfig::MIN_CACHE_MIB,
+                    StoreConfig::MAX_CACHE_MIB,
+                    StoreConfig::MIN_CACHE_MIB
+                ),
+            ));
+        }
         match (self.store.backend, &self.store.postgres) {
             (StoreBackend::Postgres, None) => {
                 return Err(self.invalid(
@@ -692,6 +733,18 @@ link_keys = ["link.key"]
         .to_string();
         assert!(e.contains("link.udp.allowed_sources"), "{e}");
         assert!(e.contains("0 to 32"), "{e}");
+    }
+
+    #[test]
+    fn a_page_cache_below_the_minimum_is_refused_naming_the_minimum() {
+        let e = parse(&format!("{MIN}\n[store]\ncache_mib = 2\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.cache_mib"), "{e}");
+        assert!(e.contains("at least 4 MiB"), "{e}");
+        let ok = parse(&format!("{MIN}\n[store]\ncache_mib = 4\n")).unwrap();
+        assert_eq!(ok.store.cache_bytes(), 4 * 1024 * 1024);
+        assert_eq!(parse(MIN).unwrap().store.cache_mib, 16, "the default");
     }
 
     fn udp(listen: &str, group: Option<&str>, interface: Option<&str>) -> UdpConfig {

@@ -86,7 +86,10 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             .await
         }
         _ => {
-            let store = Arc::new(SledStore::open(&cfg.store_path())?);
+            let store = Arc::new(SledStore::open_with_cache(
+                &cfg.store_path(),
+                cfg.store.cache_bytes(),
+            )?);
             let db = store.db();
             run_on(cfg, store, move |oc, directory| {
                 Provider::new(oc, OidcDeps::new(db, directory))

@@ -1,11 +1,9 @@
 #![forbid(unsafe_code)]
 //! `airlock-receiver`: see `airlock_receiver::cli`.
 
-/// sled allocates and frees pages on every write; mimalloc does that for about half what
-/// glibc's allocator costs (docs/performance.md, receiver ingest).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
+// The system allocator, not mimalloc: mimalloc cut the CPU per ingested frame by about a
+// tenth but held 40 MiB more at start and 75 MiB more under ingest (docs/decisions.md,
+// "The receiver uses the system allocator"); an inside host feels memory first.
 fn main() -> std::process::ExitCode {
     airlock_receiver::cli::main()
 }

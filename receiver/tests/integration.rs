@@ -23,6 +23,7 @@ mod gaps;
 mod ha_bench;
 mod ha_failover;
 mod ingest_store;
+mod memory_bound;
 mod oidc_bad_input;
 mod oidc_bench;
 mod oidc_cookies;

@@ -17,9 +17,13 @@ const WINDOW: u64 = 6_000;
 #[test]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
 fn frames_accepted_per_second() {
+    // AIRLOCK_BENCH_CACHE_MIB: the page cache to measure with (default: the receiver's).
+    let cache = std::env::var("AIRLOCK_BENCH_CACHE_MIB")
+        .map(|c| format!("[store]\ncache_mib = {c}\n"))
+        .unwrap_or_default();
     let setup = Setup::with_extra(
         LinkKind::Udp,
-        "[ingest]\nmax_batch = 2048\nqueue_frames = 16384\n",
+        &format!("[ingest]\nmax_batch = 2048\nqueue_frames = 16384\n{cache}"),
     );
     let rx = setup.start();
     let mut tx = TestSender::new(&setup.signer, &setup.link);
@@ -34,16 +38,44 @@ fn frames_accepted_per_second() {
         .map(|i| tx.next(sized_provision(&tx, i)).sealed)
         .collect();
     // Encode up front so the measured time is the receiver's, not the test sender's sealing.
+    let cpu_before = cpu_ms(rx.child.id());
     let (start, m) = send_windowed(&rx, setup.udp_port, &mut tx, &frames, WINDOW);
     let elapsed = start.elapsed();
+    let cpu_us_per_frame = (cpu_ms(rx.child.id()) - cpu_before) as f64 * 1000.0 / FRAMES as f64;
     let accepted = m.accepted();
     let rate = accepted as f64 / elapsed.as_secs_f64();
     eprintln!(
         "throughput: {accepted} of {FRAMES} frames (~{sample} B sealed Provisions) accepted in {:.2} s = {rate:.0} frames/s; \
-         {} store transactions (one flush each), blocks lost {}",
+         {} store transactions (one flush each), blocks lost {}; receiver CPU {cpu_us_per_frame:.1} µs per frame, peak RSS {} MiB",
         elapsed.as_secs_f64(),
         m.get("airlock_ingest_batches_total"),
         m.get("airlock_blocks_lost_total"),
+        peak_rss_mib(rx.child.id()),
     );
     assert_eq!(accepted, FRAMES as u64, "every frame accepted:\n{}", m.raw);
+}
+
+/// User + system CPU time of a process so far, in ms (/proc/PID/stat, 100 ticks a second).
+fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    (f[0] + f[1]) * 10
+}
+
+/// Peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
 }

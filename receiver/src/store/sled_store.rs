@@ -24,18 +24,33 @@ impl std::fmt::Debug for SledStore {
     }
 }
 
+/// The page cache of a store opened without a setting (the CLI's short-lived commands, the
+/// auditor) and the default of `[store] cache_mib`. sled's own default is 1 GiB, which a
+/// receiver filled from a large log and never gave back. sled counts serialized page sizes
+/// against it; in memory a cached page takes about 1.6 times that. Past 16 MiB the resident
+/// memory under ingest grows with the cache (docs/performance.md, "Memory").
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the store at `path`. Fails with [`StoreError::Locked`]
-    /// when another process has it open.
+    /// Opens (creating if needed) the store at `path` with the default page cache
+    /// ([`DEFAULT_CACHE_BYTES`]). Fails with [`StoreError::Locked`] when another process has
+    /// it open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the store with a page cache of at most `cache_bytes` (the daemon's
+    /// `[store] cache_mib`).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| {
                 let detail = e.to_string();
