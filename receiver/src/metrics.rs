@@ -289,7 +289,6 @@ impl Metrics {
                 age,
             );
         }
-<<<<<<< HEAD
         gauge(
             &mut out,
             "airlock_heartbeat_silent_seconds",
@@ -308,7 +307,6 @@ impl Metrics {
             "1 when the store answered the probe of this scrape (the one /healthz makes), 0 when it failed or took over 2 s.",
             u64::from(scrape.store_readable),
         );
-=======
         if let Some(rss) = resident_memory_bytes() {
             gauge(
                 &mut out,
@@ -317,12 +315,10 @@ impl Metrics {
                 rss,
             );
         }
->>>>>>> 8810293 (receiver: memory bounded by configuration: [store] cache_mib (sled page cache, default 16 MiB, at least 4, was sled's 1 GiB), the system allocator instead of mimalloc; process_resident_memory_bytes on /metrics; memory_bound test checks the peak under ingest against the README's documented bound; throughput bench reports CPU per frame and peak RSS)
         out
     }
 }
 
-<<<<<<< HEAD
 /// What the ops listener measures when it is scraped, beside the counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Scrape {
@@ -332,7 +328,8 @@ pub struct Scrape {
     pub heartbeat_silent_secs: u64,
     pub alarm_after_secs: u64,
     pub store_readable: bool,
-=======
+}
+
 /// Resident set size of this process, from the `VmRSS` line of `/proc/self/status` (in
 /// KiB whatever the page size). Absent where there is no such file.
 fn resident_memory_bytes() -> Option<u64> {
@@ -346,7 +343,6 @@ fn resident_memory_bytes() -> Option<u64> {
         .parse()
         .ok()?;
     kib.checked_mul(1024)
->>>>>>> 8810293 (receiver: memory bounded by configuration: [store] cache_mib (sled page cache, default 16 MiB, at least 4, was sled's 1 GiB), the system allocator instead of mimalloc; process_resident_memory_bytes on /metrics; memory_bound test checks the peak under ingest against the README's documented bound; throughput bench reports CPU per frame and peak RSS)
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {
