@@ -1,4 +1,5 @@
-//! Load figures for docs/performance.md (issue 5). Ignored by default; run in release:
+//! Load figures for docs/performance.md (the OpenID provider's request rates).
+//! Ignored by default; run in release:
 //! `cargo test --release -p airlock-receiver --test integration -- oidc_bench:: --ignored --nocapture --test-threads=1`
 //! Bounded by request count, loopback only; prints rates and p50/p99, asserts only correctness.
 

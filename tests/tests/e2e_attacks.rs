@@ -1,4 +1,4 @@
-//! Issue 7: replayed and forged datagrams on the link are rejected and counted, and the
+//! Replayed and forged datagrams on the link are rejected and counted, and the
 //! identity state does not change - also after a receiver restart, when the link-layer
 //! memory is gone and only the persisted replay state stands between a replay and the store.
 

@@ -1,4 +1,4 @@
-//! Issue 7: SIGKILL the receiver, and the sender, in the middle of a stream, restart them:
+//! SIGKILL the receiver, and the sender, in the middle of a stream, restart them:
 //! nothing accepted is lost (every submitted approval arrives, nothing the receiver had is
 //! gone after its restart), nothing is applied twice, and the receiver's state equals a
 //! replay of its log.

@@ -1,4 +1,4 @@
-//! Issue 7: a loss burst that defeats FEC (every datagram of some blocks gone, no repetition)
+//! A loss burst that defeats FEC (every datagram of some blocks gone, no repetition)
 //! -> the receiver's `gaps` names exactly the missing seqs -> the operator runs the sender's
 //! `resend` with those ranges -> every approval is there and `gaps` is empty.
 

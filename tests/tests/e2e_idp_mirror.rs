@@ -1,4 +1,4 @@
-//! Issue 8: an IdpMirror frame that crosses the link is served inside, read-only and byte for
+//! An IdpMirror frame that crosses the link is served inside, read-only and byte for
 //! byte, at /idp-mirror/{sha256(issuer)}/openid-configuration and /jwks on the provider.
 
 use std::time::Duration;

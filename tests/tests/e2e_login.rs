@@ -1,4 +1,4 @@
-//! Issue 7: after loss, duplication, reordering, corruption, replayed datagrams and a
+//! After loss, duplication, reordering, corruption, replayed datagrams and a
 //! receiver SIGKILL, a person still logs in through the OpenID provider — driven by the npm
 //! `openid-client` (v6, strict) from tests/interop, against the real receiver binary whose
 //! users and login ticket arrived over the impaired link from the real sender binary.

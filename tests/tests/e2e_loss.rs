@@ -1,4 +1,4 @@
-//! Issue 7: 10,000 approvals through a link that loses 10% of datagrams at random, with the
+//! 10,000 approvals through a link that loses 10% of datagrams at random, with the
 //! sender's default FEC settings and repetition. Every approval must arrive; the test reports
 //! how many needed an operator resend (the carousel is off, so none rode on it).
 
