@@ -1,8 +1,8 @@
 //! The identity data the OpenID provider reads, filled by the ingest side.
 //!
 //! The provider never writes users or tickets; it only reads them and consumes
-//! tickets. The ingest engineer implements [`IdentityDirectory`] on the sled store;
-//! tests implement it on a small in-memory map.
+//! tickets. [`IdentityDirectory`] is implemented on the store (either backend) in
+//! `crate::identity_directory`; tests implement it on a small in-memory map.
 
 use airlock_protocol::message::Claims;
 

@@ -1,8 +1,8 @@
 //! The identity store contract: a few key-value tables committed together.
 //!
 //! The state machine ([`crate::apply`]) is written once against [`StateTx`], so every
-//! backend (sled now, PostgreSQL later) applies frames identically; a backend only has to
-//! provide atomic multi-table transactions, a flush, and ordered scans.
+//! backend (sled, or PostgreSQL for several receivers) applies frames identically; a
+//! backend only has to provide atomic multi-table transactions, a flush, and ordered scans.
 
 pub mod postgres;
 pub mod records;
