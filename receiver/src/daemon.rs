@@ -159,6 +159,15 @@ async fn run_on<S: Store>(
         started_ms: now_ms(),
         provider: provider.clone(),
     });
+    // The status page's chart: the rejection counters once a minute.
+    let sampled = metrics.clone();
+    let sampler = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            sampled.sample_rejects(now_ms());
+        }
+    });
     let ops_listener = tokio::net::TcpListener::bind(cfg.ops.listen)
         .await
         .map_err(|source| RunError::Ops {
@@ -204,6 +213,7 @@ async fn run_on<S: Store>(
             _ => Err(RunError::IngestThread),
         },
     };
+    sampler.abort();
     // Everything accepted was flushed by the ingest before it was acknowledged anywhere.
     store.flush()?;
     result

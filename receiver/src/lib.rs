@@ -23,6 +23,7 @@ pub mod replay;
 pub mod reports;
 pub mod seen_frames;
 pub mod status;
+pub mod status_page;
 pub mod store;
 pub mod transparency;
 pub mod trust_cmd;

@@ -60,6 +60,18 @@ pub struct Metrics {
     /// Tree size of the latest checkpoint this receiver signed or found at start.
     pub checkpoint_size: AtomicU64,
     link: Mutex<LinkStats>,
+    /// Rejection counters once a minute over the last hour (for the status page's chart).
+    reject_history: Mutex<std::collections::VecDeque<RejectSample>>,
+}
+
+/// Samples kept: one an hour ago, and one a minute since.
+const REJECT_HISTORY: usize = 61;
+
+/// The rejection counters (cumulative, per [`OpenError::REASONS`]) at a moment.
+#[derive(Debug, Clone)]
+pub struct RejectSample {
+    pub at_ms: u64,
+    pub counts: Vec<u64>,
 }
 
 impl Metrics {
@@ -103,6 +115,42 @@ impl Metrics {
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Records the rejection counters now; the daemon calls it once a minute.
+    pub fn sample_rejects(&self, now_ms: u64) {
+        let counts = self
+            .rejected
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        if let Ok(mut h) = self.reject_history.lock() {
+            if h.len() == REJECT_HISTORY {
+                h.pop_front();
+            }
+            h.push_back(RejectSample {
+                at_ms: now_ms,
+                counts,
+            });
+        }
+    }
+
+    /// The minute samples of the last hour, oldest first, then the counters now.
+    pub fn reject_history(&self, now_ms: u64) -> Vec<RejectSample> {
+        let mut out: Vec<RejectSample> = self
+            .reject_history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default();
+        out.push(RejectSample {
+            at_ms: now_ms,
+            counts: self
+                .rejected
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+        });
+        out
     }
 
     /// Publishes the decoder's counters.

@@ -65,6 +65,7 @@ pub fn router<S: Store>(state: Arc<OpsState<S>>) -> Router {
     Router::new()
         .route("/healthz", get(healthz::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route("/status", get(status_page::<S>))
         .route("/gaps", get(gaps::<S>))
         .route("/users", get(users::<S>))
         .route("/checkpoint", get(checkpoint::<S>))
@@ -225,6 +226,69 @@ async fn metrics<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
         text.push_str(&p.metrics_text());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn status_page<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
+    let store_readable = probe_store(s.store.clone()).await.is_ok();
+    let now = now_ms();
+    let (healthy, health) = match s.health(now) {
+        Health::Ok { heartbeat_age_secs } => (
+            store_readable,
+            if store_readable {
+                format!("ok: last heartbeat {heartbeat_age_secs} s ago")
+            } else {
+                "unhealthy: the store cannot be read".to_string()
+            },
+        ),
+        Health::NoHeartbeat { silent_secs } => (
+            false,
+            format!(
+                "unhealthy: no heartbeat for {silent_secs} s: check the diode, the link and the sender"
+            ),
+        ),
+    };
+    let store = s.store.clone();
+    let counts = tokio::task::spawn_blocking(move || {
+        let users = users_from_store(&*store).map(|u| u.len()).unwrap_or(0);
+        let gaps = GapReport::from_store(&*store).ok();
+        (users, gaps)
+    })
+    .await
+    .unwrap_or((0, None));
+    let (gap_ranges, missing_seqs) = counts.1.map_or((0, 0), |g| {
+        g.signers.values().fold((0u64, 0u64), |(r, m), sg| {
+            (
+                r + sg.missing.len() as u64,
+                m + sg.missing.iter().map(|(a, b)| b - a + 1).sum::<u64>(),
+            )
+        })
+    });
+    let last = s.metrics.last_heartbeat_ms.load(Ordering::Relaxed);
+    let view = crate::status_page::StatusView {
+        healthy,
+        health,
+        heartbeat_age_secs: (last > 0).then(|| now.saturating_sub(last) / 1000),
+        alarm_after_secs: s.alarm_after_secs,
+        frames_accepted: s.metrics.frames_accepted.load(Ordering::Relaxed),
+        log_entries: s.metrics.log_entries.load(Ordering::Relaxed),
+        gap_ranges,
+        missing_seqs,
+        users: counts.0,
+        store_readable,
+        history: s.metrics.reject_history(now),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::status_page::render(&view),
+    )
+        .into_response()
 }
 
 fn json_or_500<T: serde::Serialize>(r: Result<T, crate::store::StoreError>) -> Response {

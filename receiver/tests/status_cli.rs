@@ -61,3 +61,50 @@ fn status_summarises_the_running_daemon_and_says_when_none_answers() {
         .unwrap();
     assert!(out.contains(&format!("rejected:   {reason} 1 ")), "{out}");
 }
+
+#[test]
+fn status_page_shows_the_same_summary_and_the_refusals_of_the_last_hour() {
+    let setup = Setup::new(LinkKind::Udp);
+    let rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    let frames: Vec<_> = (1..=3u64).map(|i| tx.next(provision(i))).collect();
+    let mut forged = frames[0].sealed.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x55;
+    let mut delivered: Vec<Vec<u8>> = frames.iter().map(|f| f.sealed.clone()).collect();
+    delivered.push(forged);
+    tx.send_udp(setup.udp_port, &delivered);
+    let m = rx.wait_for("frames and the refusal", |m| {
+        m.accepted() == 3 && m.rejected_total() == 1
+    });
+    let reason = m
+        .values
+        .iter()
+        .find(|(k, v)| k.starts_with("airlock_frames_rejected_total") && **v > 0.0)
+        .map(|(k, _)| k.split('"').nth(1).unwrap().to_string())
+        .unwrap();
+
+    let (status, body) = airlock_receiver::ops_client::get(rx.ops, "/status").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("<!doctype html>"), "{body}");
+    assert!(
+        body.contains("<th>Users provisioned</th><td>3</td>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<th>Frames accepted</th><td>3</td>"),
+        "{body}"
+    );
+    assert!(body.contains("<svg "), "{body}");
+    assert!(
+        body.contains(&format!("<th>{reason}</th><td>1</td>")),
+        "{body}"
+    );
+    assert!(
+        !body.contains("<script") && !body.contains("http"),
+        "{body}"
+    );
+    if let Ok(dir) = std::env::var("AIRLOCK_STATUS_PAGE_OUT") {
+        std::fs::write(std::path::Path::new(&dir).join("status.html"), &body).unwrap();
+    }
+}

@@ -1,0 +1,185 @@
+//! The ops listener's `/status`: one HTML page a person reads at a glance — health, heartbeat
+//! age, frames, open gaps, users, and the frames refused by reason over the last hour as a
+//! bar chart drawn server-side in inline SVG. No script, no external asset.
+
+use std::fmt::Write as _;
+
+use airlock_protocol::seal::OpenError;
+
+use crate::metrics::RejectSample;
+
+/// What the page shows, gathered by the ops listener.
+#[derive(Debug, Clone)]
+pub struct StatusView {
+    pub healthy: bool,
+    pub health: String,
+    pub heartbeat_age_secs: Option<u64>,
+    pub alarm_after_secs: u64,
+    pub frames_accepted: u64,
+    pub log_entries: u64,
+    pub gap_ranges: u64,
+    pub missing_seqs: u64,
+    pub users: usize,
+    pub store_readable: bool,
+    pub history: Vec<RejectSample>,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Refusals per minute (the differences of consecutive samples) and per reason over the
+/// whole window.
+fn rejects(history: &[RejectSample]) -> (Vec<u64>, Vec<(&'static str, u64)>) {
+    let per_minute = history
+        .windows(2)
+        .map(|w| {
+            w[1].counts
+                .iter()
+                .zip(&w[0].counts)
+                .map(|(b, a)| b.saturating_sub(*a))
+                .sum()
+        })
+        .collect();
+    let by_reason = match (history.first(), history.last()) {
+        (Some(first), Some(last)) => OpenError::REASONS
+            .iter()
+            .zip(last.counts.iter().zip(&first.counts))
+            .map(|(r, (b, a))| (*r, b.saturating_sub(*a)))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        _ => Vec::new(),
+    };
+    (per_minute, by_reason)
+}
+
+/// The page.
+pub fn render(v: &StatusView) -> String {
+    let (per_minute, by_reason) = rejects(&v.history);
+    let mut out = String::with_capacity(8192);
+    let state = if v.healthy { "ok" } else { "unhealthy" };
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Airlock receiver: {state}</title>\
+<style>body{{font:15px system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}\
+td,th{{padding:.3em .8em;text-align:left;border-bottom:1px solid #ddd}}.ok{{color:#0a6b2d}}.bad{{color:#b00020;font-weight:bold}}\
+svg{{border:1px solid #ccc;background:#fafafa}}</style></head><body><h1>Airlock receiver</h1>"
+    );
+    let class = if v.healthy { "ok" } else { "bad" };
+    let _ = write!(
+        out,
+        "<p class=\"{class}\">{}</p><table>",
+        esc(v.health.trim())
+    );
+    let heartbeat = match v.heartbeat_age_secs {
+        Some(a) => format!("{a} s ago (alarm after {} s)", v.alarm_after_secs),
+        None => format!("none since start-up (alarm after {} s)", v.alarm_after_secs),
+    };
+    let rows = [
+        (
+            "Link state",
+            if v.healthy { "up" } else { "see above" }.to_string(),
+        ),
+        ("Last heartbeat", heartbeat),
+        (
+            "Store",
+            format!(
+                "{}, {} log entries",
+                if v.store_readable {
+                    "readable"
+                } else {
+                    "NOT readable"
+                },
+                v.log_entries
+            ),
+        ),
+        ("Frames accepted", v.frames_accepted.to_string()),
+        (
+            "Open gaps",
+            format!("{} ranges, {} missing seqs", v.gap_ranges, v.missing_seqs),
+        ),
+        ("Users provisioned", v.users.to_string()),
+    ];
+    for (k, val) in rows {
+        let _ = write!(out, "<tr><th>{k}</th><td>{}</td></tr>", esc(&val));
+    }
+    out.push_str("</table><h2>Frames refused, last hour</h2>");
+    // One bar per minute, scaled to the busiest minute.
+    let (w, h) = (600u64, 120u64);
+    let max = per_minute.iter().copied().max().unwrap_or(0).max(1);
+    let n = per_minute.len().max(1) as u64;
+    let bar = (w / 60).max(1);
+    let _ = write!(
+        out,
+        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"frames refused per minute\">"
+    );
+    for (i, count) in per_minute.iter().enumerate() {
+        let bh = count * (h - 10) / max;
+        let x = w - (n - i as u64) * bar;
+        let _ = write!(
+            out,
+            "<rect x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{bh}\" fill=\"#b00020\"><title>{count}</title></rect>",
+            h - bh,
+            bar.saturating_sub(1).max(1)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text x=\"4\" y=\"12\" font-size=\"11\">max {max}/min</text></svg><table>"
+    );
+    if by_reason.is_empty() {
+        out.push_str("<tr><td>none</td></tr>");
+    }
+    for (reason, count) in by_reason {
+        let _ = write!(out, "<tr><th>{reason}</th><td>{count}</td></tr>");
+    }
+    out.push_str("</table></body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at_ms: u64, stale: u64) -> RejectSample {
+        let mut counts = vec![0; OpenError::REASONS.len()];
+        let i = OpenError::REASONS
+            .iter()
+            .position(|r| *r == "stale")
+            .unwrap();
+        counts[i] = stale;
+        RejectSample { at_ms, counts }
+    }
+
+    #[test]
+    fn rejects_per_minute_and_by_reason_over_the_window() {
+        let (per_minute, by_reason) =
+            rejects(&[sample(0, 2), sample(60_000, 5), sample(120_000, 5)]);
+        assert_eq!(per_minute, vec![3, 0]);
+        assert_eq!(by_reason, vec![("stale", 3)]);
+    }
+
+    #[test]
+    fn the_page_escapes_and_draws_bars() {
+        let page = render(&StatusView {
+            healthy: false,
+            health: "unhealthy: <x>".into(),
+            heartbeat_age_secs: None,
+            alarm_after_secs: 60,
+            frames_accepted: 1,
+            log_entries: 1,
+            gap_ranges: 0,
+            missing_seqs: 0,
+            users: 0,
+            store_readable: true,
+            history: vec![sample(0, 0), sample(60_000, 4)],
+        });
+        assert!(page.contains("unhealthy: &lt;x&gt;"));
+        assert!(page.contains("<rect "));
+        assert!(page.contains("<th>stale</th><td>4</td>"));
+        assert!(!page.contains("<script"));
+    }
+}
