@@ -234,10 +234,12 @@ async fn status_page<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
     let (healthy, health) = match s.health(now) {
         Health::Ok { heartbeat_age_secs } => (
             store_readable,
-            if store_readable {
-                format!("ok: last heartbeat {heartbeat_age_secs} s ago")
-            } else {
+            if !store_readable {
                 "unhealthy: the store cannot be read".to_string()
+            } else if s.metrics.last_heartbeat_ms.load(Ordering::Relaxed) == 0 {
+                format!("ok: waiting for the first heartbeat (started {heartbeat_age_secs} s ago)")
+            } else {
+                format!("ok: last heartbeat {heartbeat_age_secs} s ago")
             },
         ),
         Health::NoHeartbeat { silent_secs } => (

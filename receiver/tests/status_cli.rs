@@ -97,6 +97,10 @@ fn status_page_shows_the_same_summary_and_the_refusals_of_the_last_hour() {
     );
     assert!(body.contains("<svg "), "{body}");
     assert!(
+        body.contains("ok: waiting for the first heartbeat"),
+        "no heartbeat was sent: {body}"
+    );
+    assert!(
         body.contains(&format!("<th>{reason}</th><td>1</td>")),
         "{body}"
     );
