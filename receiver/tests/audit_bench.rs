@@ -48,3 +48,52 @@ fn verify_throughput() {
         f.entries as f64 / wall
     );
 }
+
+/// `audit consistency` (the real binary) over a large log: the whole tree recomputed from
+/// the entries, and the proof from half the log to all of it.
+///
+/// ```text
+/// AUDIT_BENCH_ENTRIES=1000000 cargo test --release -p airlock-receiver --test integration -- audit_bench::consistency --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "benchmark: run explicitly in release mode"]
+fn consistency_throughput() {
+    let n: u64 = std::env::var("AUDIT_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let started = Instant::now();
+    let f = build_with(n, &BTreeSet::new(), false);
+    eprintln!(
+        "built a log of {} entries in {:.1} s",
+        f.entries,
+        started.elapsed().as_secs_f64()
+    );
+    let data = f.copy("audit");
+    let half = (f.entries / 2).to_string();
+    let started = Instant::now();
+    let out = audit(&[
+        "consistency",
+        &half,
+        "latest",
+        "--data-dir",
+        path(&data),
+        "--json",
+    ]);
+    let wall = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["new_size"].as_u64(), Some(f.entries));
+    eprintln!(
+        "audit consistency {half} latest: {} entries, {} proof hashes, {:.2} s in the command, process wall time {:.2} s = {:.0} entries/s",
+        f.entries,
+        r["proof"].as_array().map_or(0, Vec::len),
+        r["seconds"].as_f64().unwrap_or(0.0),
+        wall,
+        f.entries as f64 / wall
+    );
+}

@@ -17,13 +17,37 @@ const WINDOW: u64 = 6_000;
 #[test]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
 fn frames_accepted_per_second() {
+    run("");
+}
+
+/// The transparency log's cost: the same run with the Merkle tree and checkpoints (the
+/// default) and without (`[transparency] enabled = false`), alternating, `THROUGHPUT_ROUNDS`
+/// pairs (default 3).
+#[test]
+#[ignore = "benchmark: run with --release -- --ignored --nocapture"]
+fn frames_accepted_per_second_with_and_without_the_tree() {
+    let rounds: usize = std::env::var("THROUGHPUT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    for _ in 0..rounds {
+        with.push(run("[transparency]\nenabled = true\n"));
+        without.push(run("[transparency]\nenabled = false\n"));
+    }
+    eprintln!("throughput with the tree: {with:.0?} frames/s; without: {without:.0?} frames/s");
+}
+
+/// One run; returns frames/s.
+fn run(extra: &str) -> f64 {
     // AIRLOCK_BENCH_CACHE_MIB: the page cache to measure with (default: the receiver's).
     let cache = std::env::var("AIRLOCK_BENCH_CACHE_MIB")
         .map(|c| format!("[store]\ncache_mib = {c}\n"))
         .unwrap_or_default();
     let setup = Setup::with_extra(
         LinkKind::Udp,
-        &format!("[ingest]\nmax_batch = 2048\nqueue_frames = 16384\n{cache}"),
+        &format!("[ingest]\nmax_batch = 2048\nqueue_frames = 16384\n{cache}{extra}"),
     );
     let rx = setup.start();
     let mut tx = TestSender::new(&setup.signer, &setup.link);
@@ -53,6 +77,7 @@ fn frames_accepted_per_second() {
         peak_rss_mib(rx.child.id()),
     );
     assert_eq!(accepted, FRAMES as u64, "every frame accepted:\n{}", m.raw);
+    rate
 }
 
 /// User + system CPU time of a process so far, in ms (/proc/PID/stat, 100 ticks a second).

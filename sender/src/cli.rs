@@ -16,7 +16,7 @@ use crate::key_change::KeyChangeError;
 use crate::outbox::{Outbox, OutboxError};
 use crate::spool::{self, Command, SpoolError};
 use crate::submit::SubmitError;
-use crate::{daemon, export, key_change, keygen, status, submit, timefmt};
+use crate::{daemon, export, key_change, keygen, status, submit, timefmt, witness};
 
 /// Airlock's outside half: takes approved identities in, filters them through policy, and
 /// sends them signed and encrypted over a one-way link (UDP or serial) to airlock-receiver.
@@ -79,6 +79,8 @@ pub enum CliError {
     KeyChange(#[from] KeyChangeError),
     #[error("--from {from} --to {to}: seqs start at 1 and --to must not be below --from")]
     SeqRange { from: u64, to: u64 },
+    #[error(transparent)]
+    Witness(#[from] crate::witness::WitnessError),
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +154,38 @@ pub enum Cmd {
         /// Last seq to export (default: the last one logged).
         #[arg(long, default_value_t = u64::MAX)]
         to: u64,
+    },
+    /// Checkpoints of the receiver's transparency log carried out of the inside domain
+    /// (`airlock-receiver checkpoint export`): record and list them, so both domains hold
+    /// the same tree heads.
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCmd,
+    },
+}
+
+/// `airlock-sender witness ...`.
+#[derive(Debug, Subcommand)]
+pub enum WitnessCmd {
+    /// Verify a checkpoint file (signature by the receiver's checkpoint key, for its log;
+    /// no fork with a recorded checkpoint of the same size) and record it under
+    /// `<data_dir>/witness/`.
+    Record {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The receiver's checkpoint public key (checkpoint.pub, or the .pub file written
+        /// beside the export); needed at the first record, which pins it.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The checkpoint file carried out.
+        file: PathBuf,
+    },
+    /// List the recorded checkpoints.
+    List {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -232,6 +266,40 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, CliError> {
             from,
             to,
         } => cmd_export(&load(&config)?, &out, from, to),
+        Cmd::Witness { command } => cmd_witness(command),
+    }
+}
+
+fn cmd_witness(cmd: WitnessCmd) -> Result<ExitCode, CliError> {
+    match cmd {
+        WitnessCmd::Record { config, key, file } => {
+            let cfg = load(&config)?;
+            let (outcome, cp) = witness::record(&cfg.data_dir, &file, key.as_deref())?;
+            let root = {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(cp.root)
+            };
+            match outcome {
+                witness::Outcome::Recorded(p) => println!(
+                    "recorded: log {}, {} entries, root {root} -> {}",
+                    cp.origin,
+                    cp.size,
+                    p.display()
+                ),
+                witness::Outcome::AlreadyRecorded(p) => println!(
+                    "already recorded: log {}, {} entries, root {root} ({})",
+                    cp.origin,
+                    cp.size,
+                    p.display()
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WitnessCmd::List { config } => {
+            let cfg = load(&config)?;
+            print!("{}", witness::list(&cfg.data_dir)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

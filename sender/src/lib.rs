@@ -42,3 +42,4 @@ pub mod submit;
 pub mod ticket;
 pub mod timefmt;
 pub mod transfer_code;
+pub mod witness;
