@@ -399,7 +399,7 @@ fn rotate_keys(config: &Path) -> Result<String, CliError> {
     let oidc = cfg.oidc.as_ref().ok_or_else(|| {
         CliError::Usage(format!("{}: there is no [oidc] section", config.display()))
     })?;
-    let now = crate::link::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     if let (crate::config::StoreBackend::Postgres, Some(pg)) =
         (cfg.store.backend, cfg.store.postgres.as_ref())
     {

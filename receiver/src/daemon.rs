@@ -6,11 +6,12 @@ use airlock_protocol::seal::Freshness;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::config::StoreBackend;
 use crate::identity_directory::StoreDirectory;
 use crate::ingest::{Incoming, Ingest, IngestError, IngestHooks, NoHooks};
-use crate::link::{LinkIngress, LinkIoError, now_ms, serial, udp};
+use crate::link::{LinkIngress, LinkIoError, serial, udp};
 use crate::metrics::Metrics;
 use crate::oidc::config::OidcConfig;
 use crate::oidc::directory::IdentityDirectory;

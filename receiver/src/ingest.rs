@@ -290,7 +290,7 @@ impl<S: Store> Ingest<S> {
     /// frames are logged and applied whether or not a checkpoint follows.
     pub fn tick(&mut self) {
         if let Some(c) = self.checkpointer.as_mut()
-            && let Err(e) = c.tick(&*self.store, crate::link::now_ms())
+            && let Err(e) = c.tick(&*self.store, crate::clock::now_ms())
         {
             tracing::error!(error = %e, "cannot sign a checkpoint");
         }
@@ -557,7 +557,7 @@ impl<S: Store> Ingest<S> {
         }
         self.publish(&ledger);
         if let (Some(c), Some(tree)) = (self.checkpointer.as_mut(), ledger.tree.as_ref())
-            && let Err(e) = c.after_commit(&*self.store, tree, crate::link::now_ms())
+            && let Err(e) = c.after_commit(&*self.store, tree, crate::clock::now_ms())
         {
             tracing::error!(error = %e, "cannot sign a checkpoint");
         }

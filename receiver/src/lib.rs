@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod frame_log;

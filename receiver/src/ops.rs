@@ -14,7 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::link::now_ms;
+use crate::clock::now_ms;
 use crate::metrics::{Metrics, Scrape};
 use crate::reports::{GapReport, users_from_store};
 use crate::store::{Store, Table, meta};

@@ -5,8 +5,8 @@ pub mod serial;
 pub mod source_filter;
 pub mod udp;
 
+use crate::clock::now_ms;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use airlock_protocol::keys::LinkKey;
 use airlock_protocol::link::{BlockDecoder, DecoderConfig};
@@ -35,13 +35,6 @@ pub enum LinkIoError {
     Sources(String),
     #[error("the ingest stopped; the link has nowhere to deliver frames")]
     IngestGone,
-}
-
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Datagram handling shared by UDP and serial: decode, count, forward.

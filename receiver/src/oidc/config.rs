@@ -225,6 +225,14 @@ fn bad(key: impl Into<String>, problem: impl Into<String>) -> OidcConfigError {
 }
 
 impl OidcConfig {
+    /// How long an old signing key stays published after its successor starts signing:
+    /// until every token it signed has expired, plus five minutes of clock skew.
+    pub fn key_overlap_secs(&self) -> u64 {
+        self.id_token_lifetime_secs
+            .max(self.access_token_lifetime_secs)
+            .saturating_add(300)
+    }
+
     /// Whether the provider is served over TLS (cookies then get `Secure`).
     pub fn tls(&self) -> bool {
         self.tls_cert.is_some()
@@ -321,7 +329,7 @@ impl OidcConfig {
         let interval = u64::from(self.key_rotation_interval_days).saturating_mul(86_400);
         let cycle = self
             .key_rotation_delay_secs
-            .saturating_add(crate::oidc::provider::key_overlap(self));
+            .saturating_add(self.key_overlap_secs());
         if self.key_rotation_interval_days > 0 && interval <= cycle {
             return Err(bad(
                 "key_rotation_interval_days",

@@ -706,7 +706,7 @@ pub fn rotate_cluster_keys(
             &oidc,
             now,
             config.key_rotation_delay_secs,
-            crate::oidc::provider::key_overlap(config),
+            config.key_overlap_secs(),
         );
         let unlock = c
             .execute("SELECT pg_advisory_unlock($1)", &[&KEYS_LOCK])

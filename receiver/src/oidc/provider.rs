@@ -346,7 +346,7 @@ impl Provider {
             &*self.0.store,
             now,
             c.key_rotation_delay_secs,
-            key_overlap(c),
+            c.key_overlap_secs(),
         )?;
         self.0.keys.reload(&*self.0.store, now)?;
         Ok(kids)
@@ -365,8 +365,13 @@ impl Provider {
                 pending = Some(t);
                 return Ok(None);
             }
-            crate::oidc::keys::rotate_keys(store, now, c.key_rotation_delay_secs, key_overlap(c))
-                .map(Some)
+            crate::oidc::keys::rotate_keys(
+                store,
+                now,
+                c.key_rotation_delay_secs,
+                c.key_overlap_secs(),
+            )
+            .map(Some)
         })?;
         self.0.keys.reload(store, now)?;
         store.flush()?;
@@ -392,8 +397,13 @@ impl Provider {
             if !crate::oidc::keys::rotation_due(&store.keys()?, now, interval) {
                 return Ok(None);
             }
-            crate::oidc::keys::rotate_keys(store, now, c.key_rotation_delay_secs, key_overlap(c))
-                .map(Some)
+            crate::oidc::keys::rotate_keys(
+                store,
+                now,
+                c.key_rotation_delay_secs,
+                c.key_overlap_secs(),
+            )
+            .map(Some)
         })?;
         if let Some(kids) = &rotated {
             store.flush()?;
@@ -522,13 +532,6 @@ impl Provider {
     }
 }
 
-/// How long an old key stays published after its successor starts signing.
-pub(crate) fn key_overlap(c: &OidcConfig) -> u64 {
-    c.id_token_lifetime_secs
-        .max(c.access_token_lifetime_secs)
-        .saturating_add(300)
-}
-
 /// Rotates the keys stored in `db` (the CLI's `keys rotate` with the daemon stopped: sled
 /// allows one process; a running daemon is asked through its ops listener instead). A
 /// running provider picks the keys up
@@ -544,6 +547,6 @@ pub fn rotate_keys_in_db(
         &store,
         now,
         config.key_rotation_delay_secs,
-        key_overlap(config),
+        config.key_overlap_secs(),
     )
 }
