@@ -584,10 +584,11 @@ impl<S: Store> Ingest<S> {
             self.hooks.revoked(sub);
         }
         if a.heartbeat.is_some() {
-            self.metrics.heartbeats.fetch_add(1, Ordering::Relaxed);
+            // The time first, then the count: a scrape that sees the count sees the time.
             self.metrics
                 .last_heartbeat_ms
-                .fetch_max(frame.received_at_ms, Ordering::Relaxed);
+                .fetch_max(frame.received_at_ms, Ordering::Release);
+            self.metrics.heartbeats.fetch_add(1, Ordering::Release);
         }
         tracing::debug!(index = a.index, kind = a.kind, kid = %a.signer_kid, seq = a.seq, verdict = a.verdict.as_str(), "frame logged");
     }

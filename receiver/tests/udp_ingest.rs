@@ -213,8 +213,12 @@ fn healthz_turns_unhealthy_when_heartbeats_stop() {
     // A heartbeat makes it healthy again, and the metrics show it.
     let hb = tx.next(heartbeat(tx.session_id)).sealed;
     tx.send_udp(setup.udp_port, &[hb]);
-    let m = rx.wait_for("heartbeat", |m| m.get("airlock_heartbeats_total") == 1);
-    assert!(m.raw.contains("airlock_heartbeat_age_seconds"));
+    // The scrape reads the heartbeat time before the counters, so one scrape may fall
+    // between the two writes; wait for one that shows both.
+    let m = rx.wait_for("heartbeat and its age", |m| {
+        m.get("airlock_heartbeats_total") == 1 && m.raw.contains("airlock_heartbeat_age_seconds")
+    });
+    assert_eq!(m.get("airlock_heartbeats_total"), 1);
     // Keep the heartbeats coming (a stalled machine must not make this flaky).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while health().0 != 200 {
