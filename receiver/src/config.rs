@@ -399,7 +399,7 @@ mod defaults {
         SocketAddr::from(([127, 0, 0, 1], 9464))
     }
     pub fn max_batch() -> usize {
-        1024
+        512
     }
     pub fn queue() -> usize {
         8192

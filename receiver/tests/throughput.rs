@@ -45,9 +45,21 @@ fn run(extra: &str) -> f64 {
     let cache = std::env::var("AIRLOCK_BENCH_CACHE_MIB")
         .map(|c| format!("[store]\ncache_mib = {c}\n"))
         .unwrap_or_default();
+    // AIRLOCK_BENCH_MAX_BATCH / AIRLOCK_BENCH_QUEUE_FRAMES: the ingest batch and queue
+    // (default 2048 and 16384: large batches, the fastest setting on this machine).
+    let env_or = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let max_batch = env_or("AIRLOCK_BENCH_MAX_BATCH", 2048);
+    let queue_frames = env_or("AIRLOCK_BENCH_QUEUE_FRAMES", 16384);
     let setup = Setup::with_extra(
         LinkKind::Udp,
-        &format!("[ingest]\nmax_batch = 2048\nqueue_frames = 16384\n{cache}{extra}"),
+        &format!(
+            "[ingest]\nmax_batch = {max_batch}\nqueue_frames = {queue_frames}\n{cache}{extra}"
+        ),
     );
     let rx = setup.start();
     let mut tx = TestSender::new(&setup.signer, &setup.link);
