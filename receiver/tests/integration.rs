@@ -33,6 +33,7 @@ mod oidc_limits;
 mod oidc_listener;
 mod oidc_logout;
 mod oidc_openidconnect;
+mod oidc_par;
 mod oidc_passkey;
 mod oidc_rotation;
 mod oidc_tls;

@@ -168,16 +168,11 @@ async fn chromium_login_page() {
 }
 
 fn web_client(cb: String) -> ClientConfig {
-    ClientConfig {
-        client_id: "web".into(),
-        client_secret_hash: None,
-        public: true,
-        redirect_uris: vec![cb],
-        post_logout_redirect_uris: vec![],
-        scopes: vec!["openid".into(), "profile".into(), "email".into()],
-        id_token_signed_response_alg: Default::default(),
-        backchannel_logout_uri: None,
-    }
+    // From TOML, as an operator writes it: every other key keeps its default.
+    toml::from_str(&format!(
+        "client_id = \"web\"\npublic = true\nredirect_uris = [{cb:?}]\nscopes = [\"openid\", \"profile\", \"email\"]\n"
+    ))
+    .unwrap()
 }
 
 /// Passkeys in Chromium with a virtual authenticator (tests/interop/passkey.test.mjs). The

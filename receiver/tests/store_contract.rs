@@ -35,6 +35,8 @@ trait Backend: Sized + Sync {
     /// A second, independent handle on the same data (another receiver).
     fn other_handle(&self) -> Arc<Self::S>;
     fn oidc(&self) -> Arc<dyn OidcStore>;
+    /// The OpenID state as a second receiver sharing the store sees it.
+    fn other_oidc(&self) -> Arc<dyn OidcStore>;
 }
 
 struct SledBackend {
@@ -61,6 +63,9 @@ impl Backend for SledBackend {
     }
     fn oidc(&self) -> Arc<dyn OidcStore> {
         self.oidc.clone()
+    }
+    fn other_oidc(&self) -> Arc<dyn OidcStore> {
+        Arc::new(SledOidcStore::open(self.store.db()).unwrap())
     }
 }
 
@@ -118,6 +123,9 @@ impl Backend for PgBackend {
     fn oidc(&self) -> Arc<dyn OidcStore> {
         self.oidc.clone()
     }
+    fn other_oidc(&self) -> Arc<dyn OidcStore> {
+        Arc::new(PgOidcStore::new(&self.other_handle()))
+    }
 }
 
 impl Drop for PgBackend {
@@ -155,6 +163,7 @@ macro_rules! contract {
                 passkeys_insert_once_and_index,
                 passkey_updates_are_atomic,
                 ceremonies_are_single_use,
+                pushed_requests_are_single_use_and_bound,
                 security_events_in_order,
             );
         }
@@ -901,6 +910,50 @@ fn ceremonies_are_single_use<B: Backend>(b: &B) {
     o.put_ceremony("old", &c).unwrap();
     o.purge_expired(11).unwrap();
     assert_eq!(o.take_ceremony("old").unwrap(), None, "purged when expired");
+}
+
+fn pushed_requests_are_single_use_and_bound<B: Backend>(b: &B) {
+    let (o, other) = (b.oidc(), b.other_oidc());
+    let r = PushedRequest {
+        client_id: "spa".into(),
+        params: vec![("scope".into(), "openid".into())],
+        expires_at: 10,
+    };
+    o.put_pushed("id", &r).unwrap();
+    // Another client's take leaves it in place.
+    assert_eq!(
+        other.take_pushed("id", "app").unwrap(),
+        PushedTake::OtherClient
+    );
+    assert_eq!(
+        other.take_pushed("nope", "spa").unwrap(),
+        PushedTake::Unknown
+    );
+    // Pushed on one receiver, taken on another sharing the store, by exactly one taker.
+    let got = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for h in [o.clone(), other.clone(), o.clone(), other.clone()] {
+            let got = &got;
+            let want = r.clone();
+            s.spawn(move || match h.take_pushed("id", "spa").unwrap() {
+                PushedTake::Taken(x) => {
+                    assert_eq!(x, want);
+                    got.fetch_add(1, Ordering::SeqCst);
+                }
+                PushedTake::Unknown => {}
+                PushedTake::OtherClient => panic!("the right client"),
+            });
+        }
+    });
+    assert_eq!(got.load(Ordering::SeqCst), 1, "exactly one taker");
+    assert_eq!(o.take_pushed("id", "spa").unwrap(), PushedTake::Unknown);
+    o.put_pushed("old", &r).unwrap();
+    o.purge_expired(11).unwrap();
+    assert_eq!(
+        other.take_pushed("old", "spa").unwrap(),
+        PushedTake::Unknown,
+        "purged when expired"
+    );
 }
 
 fn security_events_in_order<B: Backend>(b: &B) {

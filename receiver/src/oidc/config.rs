@@ -111,6 +111,14 @@ pub struct OidcConfig {
     /// gets 408 and the connection is closed.
     #[serde(default = "defaults::request_timeout")]
     pub request_timeout_secs: u64,
+    /// Every client must push its authorization requests (RFC 9126) before `/authorize`;
+    /// discovery then says `require_pushed_authorization_requests: true`.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
+    /// Confidential clients must use PKCE (S256) too; public clients always must. A
+    /// config without the key keeps the old behaviour (off): see docs/decisions.md.
+    #[serde(default)]
+    pub require_pkce: bool,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
     /// `[oidc.passkeys]`: inside credentials bound to the outside approval.
@@ -140,6 +148,21 @@ pub struct ClientConfig {
     /// Inside URI receiving back-channel logout tokens.
     #[serde(default)]
     pub backchannel_logout_uri: Option<String>,
+    /// This client must push its authorization requests (RFC 9126); plain `/authorize`
+    /// requests are refused. The global key of the same name applies to every client.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
+    /// Overrides `[oidc] require_pkce` for this client (a public client needs PKCE anyway).
+    #[serde(default)]
+    pub require_pkce: Option<bool>,
+    /// Scopes a confidential client may be granted with `client_credentials` (service
+    /// scopes such as `orders.read`, no user scopes); empty: the grant is not allowed.
+    #[serde(default)]
+    pub client_credentials_scopes: Vec<String>,
+    /// `aud` of its client-credentials access tokens: the resource servers they are for.
+    /// A request may name one with `resource` (RFC 8707); otherwise all are used.
+    #[serde(default)]
+    pub client_credentials_audience: Vec<String>,
 }
 
 /// Scopes the provider knows.
@@ -466,6 +489,7 @@ impl ClientConfig {
             }
             check_url(&at("backchannel_logout_uri"), u)?;
         }
+        self.validate_client_credentials(i)?;
         for s in &self.scopes {
             if !SUPPORTED_SCOPES.contains(&s.as_str()) {
                 return Err(bad(
@@ -478,6 +502,85 @@ impl ClientConfig {
             }
         }
         Ok(())
+    }
+
+    /// The `client_credentials_*` keys: only for confidential clients, scope tokens as
+    /// RFC 6749 §3.3 allows them and no user scope, an audience for every grant.
+    fn validate_client_credentials(&self, i: usize) -> Result<(), OidcConfigError> {
+        let at = |k: &str| format!("clients[{i}].{k}");
+        let (scopes, audience) = (
+            &self.client_credentials_scopes,
+            &self.client_credentials_audience,
+        );
+        if scopes.is_empty() && audience.is_empty() {
+            return Ok(());
+        }
+        if self.public {
+            return Err(bad(
+                at("client_credentials_scopes"),
+                "a public client cannot use the client_credentials grant (it has no secret); remove the key or make the client confidential",
+            ));
+        }
+        if scopes.is_empty() {
+            return Err(bad(
+                at("client_credentials_scopes"),
+                "set the scopes the client may be granted along with client_credentials_audience",
+            ));
+        }
+        for s in scopes {
+            let token_ok = !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+            if !token_ok {
+                return Err(bad(
+                    at("client_credentials_scopes"),
+                    format!(
+                        "{s:?} is not a scope token (1 to 128 printable ASCII characters, no space, quote or backslash)"
+                    ),
+                ));
+            }
+            if SUPPORTED_SCOPES.contains(&s.as_str()) {
+                return Err(bad(
+                    at("client_credentials_scopes"),
+                    format!("{s:?} is a user scope; a client_credentials token carries no user"),
+                ));
+            }
+        }
+        if audience.is_empty() {
+            return Err(bad(
+                at("client_credentials_audience"),
+                "name at least one resource server (its URI or id) the tokens are for",
+            ));
+        }
+        for a in audience {
+            if a.is_empty()
+                || a.len() > 512
+                || a.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(bad(
+                    at("client_credentials_audience"),
+                    format!("{a:?} must be 1 to 512 characters without spaces"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this client may use the `client_credentials` grant.
+    pub fn client_credentials_allowed(&self) -> bool {
+        !self.public && !self.client_credentials_scopes.is_empty()
+    }
+
+    /// Whether the client must send PKCE (S256) at `/authorize`: public clients always,
+    /// confidential ones when their `require_pkce` (or the global one) says so.
+    pub fn pkce_required(&self, global: bool) -> bool {
+        self.public || self.require_pkce.unwrap_or(global)
+    }
+
+    /// Whether the client must push its authorization requests (RFC 9126).
+    pub fn par_required(&self, global: bool) -> bool {
+        global || self.require_pushed_authorization_requests
     }
 
     /// Whether the client may ask for `scope` (`openid` always).
@@ -616,5 +719,62 @@ mod tests {
         let mut c = base();
         c.clients[0].scopes.push("admin".into());
         assert_eq!(c.validate().unwrap_err().key, "clients[0].scopes");
+    }
+
+    #[test]
+    fn client_credentials_keys_are_checked_and_name_the_key() {
+        let conf = |extra: &str, public: bool| -> OidcConfig {
+            let who = if public {
+                "public = true".to_string()
+            } else {
+                "client_secret_hash = \"$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$0l3HfRk1xUQUxmkuuVRsuQ\"".to_string()
+            };
+            toml::from_str(&format!(
+                "issuer = \"http://127.0.0.1:9000\"\nlisten = \"127.0.0.1:9000\"\nallow_plain_http = true\n\
+                 [[clients]]\nclient_id = \"svc\"\n{who}\nredirect_uris = [\"http://127.0.0.1:9001/cb\"]\n{extra}\n"
+            ))
+            .unwrap()
+        };
+        let ok = conf(
+            "client_credentials_scopes = [\"orders.read\"]\nclient_credentials_audience = [\"https://orders.inside\"]",
+            false,
+        );
+        ok.validate().unwrap();
+        assert!(ok.clients[0].client_credentials_allowed());
+        assert!(!ok.clients[0].pkce_required(false));
+        assert!(ok.clients[0].pkce_required(true));
+        for (extra, public, key) in [
+            (
+                "client_credentials_scopes = [\"a\"]\nclient_credentials_audience = [\"x\"]",
+                true,
+                "client_credentials_scopes",
+            ),
+            (
+                "client_credentials_scopes = [\"a b\"]\nclient_credentials_audience = [\"x\"]",
+                false,
+                "client_credentials_scopes",
+            ),
+            (
+                "client_credentials_scopes = [\"email\"]\nclient_credentials_audience = [\"x\"]",
+                false,
+                "client_credentials_scopes",
+            ),
+            (
+                "client_credentials_scopes = [\"a\"]",
+                false,
+                "client_credentials_audience",
+            ),
+            (
+                "client_credentials_audience = [\"x\"]",
+                false,
+                "client_credentials_scopes",
+            ),
+        ] {
+            let e = conf(extra, public).validate().unwrap_err();
+            assert_eq!(e.key, format!("clients[0].{key}"), "{extra}");
+        }
+        let public = conf("", true);
+        assert!(public.clients[0].pkce_required(false));
+        assert!(!public.clients[0].client_credentials_allowed());
     }
 }

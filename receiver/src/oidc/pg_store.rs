@@ -591,6 +591,46 @@ impl OidcStore for PgOidcStore {
         )
     }
 
+    fn put_pushed(&self, id: &str, r: &PushedRequest) -> Result<(), OidcError> {
+        let data = json(r)?;
+        let exp = secs(r.expires_at);
+        let client = r.client_id.as_str();
+        self.exec(
+            "INSERT INTO oidc_pushed_requests (id, client_id, expires_at, data) VALUES ($1, $2, $3, $4)",
+            &[
+                (&id, Type::TEXT),
+                (&client, Type::TEXT),
+                (&exp, Type::INT8),
+                (&data, Type::TEXT),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn take_pushed(&self, id: &str, client_id: &str) -> Result<PushedTake, OidcError> {
+        // One statement: the row is deleted only for its own client, and DELETE ..
+        // RETURNING hands it to exactly one of any racing receivers.
+        self.with(|c| {
+            let rows = c
+                .query_typed(
+                    "WITH gone AS (DELETE FROM oidc_pushed_requests WHERE id = $1 AND client_id = $2 RETURNING data) \
+                     SELECT (SELECT data FROM gone), EXISTS (SELECT 1 FROM oidc_pushed_requests WHERE id = $1 AND client_id <> $2)",
+                    &[(&id, Type::TEXT), (&client_id, Type::TEXT)],
+                )
+                .map_err(db)?;
+            let Some(row) = rows.first() else {
+                return Ok(PushedTake::Unknown);
+            };
+            let data: Option<String> = row.try_get(0).map_err(db)?;
+            let exists: bool = row.try_get(1).map_err(db)?;
+            match data {
+                Some(d) => Ok(PushedTake::Taken(serde_json::from_str(&d)?)),
+                None if exists => Ok(PushedTake::OtherClient),
+                None => Ok(PushedTake::Unknown),
+            }
+        })
+    }
+
     fn append_event(&self, e: &SecurityEvent) -> Result<u64, OidcError> {
         self.with(|c| {
             let mut tx = c.transaction().map_err(db)?;
@@ -663,6 +703,10 @@ impl OidcStore for PgOidcStore {
                 ("DELETE FROM oidc_families WHERE expires_at <= $1", now),
                 ("DELETE FROM oidc_refresh WHERE expires_at <= $1", now),
                 ("DELETE FROM oidc_ceremonies WHERE expires_at <= $1", now),
+                (
+                    "DELETE FROM oidc_pushed_requests WHERE expires_at <= $1",
+                    now,
+                ),
             ] {
                 n += tx.execute_typed(sql, &[(&p, Type::INT8)]).map_err(db)?;
             }

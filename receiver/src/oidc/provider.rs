@@ -59,6 +59,8 @@ struct Inner {
     pub pending_budget: Budget,
     /// Codes issued without a fresh login, by session.
     pub code_budget: Budget,
+    /// Pushed authorization requests waiting for their `/authorize`, by client address.
+    pub push_budget: Budget,
 }
 
 /// Claims of a verified JWT.
@@ -112,6 +114,7 @@ impl Provider {
             metrics: OidcMetrics::new(),
             pending_budget: Budget::default(),
             code_budget: Budget::default(),
+            push_budget: Budget::default(),
         })))
     }
 
@@ -206,6 +209,34 @@ impl Provider {
     pub(crate) fn unpark_pending(&self, txn: &str) -> Result<(), OidcError> {
         self.0.pending_budget.release(txn);
         self.0.store.delete_pending(txn)
+    }
+
+    /// Counts one pushed authorization request from `address` until `expires_at`, within
+    /// the same bounds as parked requests (`max_pending_per_address`, `max_pending_total`).
+    /// Expired pushes need no deleting here: they are refused when used and purged.
+    pub(crate) fn admit_push(
+        &self,
+        address: &str,
+        id: &str,
+        expires_at: u64,
+    ) -> Result<(), Refused> {
+        let c = &self.0.config;
+        self.0
+            .push_budget
+            .admit(
+                address,
+                id,
+                expires_at,
+                self.now(),
+                c.max_pending_per_address as usize,
+                c.max_pending_total as usize,
+            )
+            .result
+    }
+
+    /// The pushed request `id` was used: it no longer counts.
+    pub(crate) fn release_push(&self, id: &str) {
+        self.0.push_budget.release(id);
     }
 
     /// Counts one code issued in session `sid` without a fresh login; false when the

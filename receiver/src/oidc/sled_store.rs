@@ -27,6 +27,7 @@ pub struct SledOidcStore {
     sub_passkeys: sled::Tree,
     ceremonies: sled::Tree,
     events: sled::Tree,
+    pushed: sled::Tree,
 }
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, OidcError> {
@@ -105,6 +106,7 @@ impl SledOidcStore {
             sub_passkeys: t("sub_passkeys")?,
             ceremonies: t("ceremonies")?,
             events: t("security_events")?,
+            pushed: t("pushed_requests")?,
             db,
         })
     }
@@ -422,6 +424,28 @@ impl OidcStore for SledOidcStore {
         }
     }
 
+    fn put_pushed(&self, id: &str, r: &PushedRequest) -> Result<(), OidcError> {
+        put(&self.pushed, id.as_bytes(), r)
+    }
+
+    fn take_pushed(&self, id: &str, client_id: &str) -> Result<PushedTake, OidcError> {
+        let Some(old) = self.pushed.get(id.as_bytes())? else {
+            return Ok(PushedTake::Unknown);
+        };
+        let r: PushedRequest = serde_json::from_slice(&old)?;
+        if r.client_id != client_id {
+            return Ok(PushedTake::OtherClient);
+        }
+        // Removed only if still the record read: of two racing takes, one wins.
+        match self
+            .pushed
+            .compare_and_swap(id.as_bytes(), Some(old), None as Option<&[u8]>)?
+        {
+            Ok(()) => Ok(PushedTake::Taken(r)),
+            Err(_) => Ok(PushedTake::Unknown),
+        }
+    }
+
     fn append_event(&self, e: &SecurityEvent) -> Result<u64, OidcError> {
         // generate_id is unique and increasing for this database (ids start at 1).
         let id = self.db.generate_id()?.saturating_add(1);
@@ -489,6 +513,7 @@ impl OidcStore for SledOidcStore {
             n += 1;
         }
         n += purge_tree::<Ceremony>(&self.ceremonies, |c| c.expires_at <= now)?;
+        n += purge_tree::<PushedRequest>(&self.pushed, |r| r.expires_at <= now)?;
         n += purge_tree::<RefreshToken>(&self.refresh, |r| r.expires_at <= now)?;
         n += purge_tree::<Attempts>(&self.attempts, |a| {
             a.locked_until <= now && a.window_start + 86_400 <= now

@@ -59,6 +59,28 @@ pub struct AuthRequest {
     pub acr_values: Vec<String>,
 }
 
+/// A pushed authorization request (RFC 9126), waiting for its `request_uri` to be used.
+/// Keyed by the SHA-256 of the request_uri's secret part; single use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedRequest {
+    /// The client that pushed it: only this client may use it.
+    pub client_id: String,
+    /// The authorization parameters as pushed (client authentication removed).
+    pub params: Vec<(String, String)>,
+    pub expires_at: u64,
+}
+
+/// What taking a pushed request gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushedTake {
+    /// No such request (never pushed, already used, or purged).
+    Unknown,
+    /// Pushed by another client: left in place, so a guess cannot burn it.
+    OtherClient,
+    /// Removed and handed to this caller, and to no other.
+    Taken(PushedRequest),
+}
+
 /// An issued authorization code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthCode {
@@ -318,6 +340,11 @@ pub trait OidcStore: Send + Sync + 'static {
     fn put_ceremony(&self, id: &str, c: &Ceremony) -> Result<(), OidcError>;
     /// Removes and returns the ceremony: exactly one caller gets it.
     fn take_ceremony(&self, id: &str) -> Result<Option<Ceremony>, OidcError>;
+
+    fn put_pushed(&self, id: &str, r: &PushedRequest) -> Result<(), OidcError>;
+    /// Removes and returns the pushed request `id` if `client_id` pushed it: exactly one
+    /// caller gets it, on any receiver sharing the store.
+    fn take_pushed(&self, id: &str, client_id: &str) -> Result<PushedTake, OidcError>;
 
     /// Appends to the security event log; returns the event's id (increasing).
     fn append_event(&self, e: &SecurityEvent) -> Result<u64, OidcError>;

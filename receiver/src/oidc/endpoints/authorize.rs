@@ -1,4 +1,5 @@
-//! The authorization endpoint (code flow, PKCE S256, prompt, max_age, RFC 9207 `iss`).
+//! The authorization endpoint (code flow, PKCE S256, prompt, max_age, RFC 9207 `iss`,
+//! pushed requests by `request_uri`: [`crate::oidc::endpoints::par`]).
 //!
 //! Errors before the client and redirect_uri are validated get an error page; after
 //! that they are redirected to the client with `error`, `state` and `iss`.
@@ -6,13 +7,13 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
 use crate::oidc::budget::Refused;
 use crate::oidc::config::ClientConfig;
-use crate::oidc::endpoints::paths;
-use crate::oidc::http::{Params, bad_page, csrf_for_page, see_other, server_page};
+use crate::oidc::endpoints::{par, paths};
+use crate::oidc::http::{OAuthError, Params, bad_page, csrf_for_page, see_other, server_page};
 use crate::oidc::provider::Provider;
 use crate::oidc::session::{current_session, issue_code};
 use crate::oidc::store::{AuthRequest, PendingRequest, Session};
@@ -69,6 +70,15 @@ fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> 
             );
         }
     };
+    // A pushed request replaces every parameter but client_id (RFC 9126 §4).
+    let pushed = params.get("request_uri").is_some();
+    let params = match pushed {
+        true => match par::resolve(p, &params) {
+            Ok(x) => x,
+            Err(page) => return *page,
+        },
+        false => params,
+    };
     let Some(client_id) = params.get("client_id") else {
         return bad_page(
             "The sign-in request names no application (client_id is missing).",
@@ -99,6 +109,17 @@ fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> 
     }
     let state = params.get("state").map(str::to_string);
     let back = |e: Redirected| redirect_error(p, redirect_uri, state.as_deref(), e);
+    if !pushed && client.par_required(p.config().require_pushed_authorization_requests) {
+        tracing::warn!(
+            client_id,
+            "plain authorization request from a client that must push"
+        );
+        p.metrics().inc("authorize_errors", "par_required");
+        return back(err(
+            "invalid_request",
+            "this client must push its authorization requests (POST /par, then request_uri)",
+        ));
+    }
     let (mut request, prompt) = match validate(client, &params, redirect_uri) {
         Ok(x) => x,
         Err(e) => return back(e),
@@ -162,6 +183,28 @@ fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> 
             }
         }
     }
+}
+
+/// Validates a pushed authorization request exactly as [`authorize`] would the same
+/// parameters (registered redirect_uri, then every parameter, then `id_token_hint`); the
+/// error it would redirect with is answered as JSON (RFC 9126 §2.3).
+pub(crate) fn check_pushed(
+    p: &Provider,
+    client: &ClientConfig,
+    params: &Params,
+) -> Result<(), OAuthError> {
+    let Some(redirect_uri) = params.get("redirect_uri") else {
+        return Err(OAuthError::invalid_request("redirect_uri is missing"));
+    };
+    if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        return Err(OAuthError::invalid_request(
+            "redirect_uri is not registered for this client",
+        ));
+    }
+    let refused = |e: Redirected| OAuthError::new(StatusCode::BAD_REQUEST, e.error, e.description);
+    validate(client, params, redirect_uri).map_err(refused)?;
+    hinted_sub(p, params, p.now()).map_err(refused)?;
+    Ok(())
 }
 
 /// The `sub` of `id_token_hint`, which must be an ID token of ours (it may have expired).

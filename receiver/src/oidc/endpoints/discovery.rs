@@ -20,6 +20,7 @@ pub fn document(issuer: &str) -> Value {
         "revocation_endpoint": at(paths::REVOKE),
         "introspection_endpoint": at(paths::INTROSPECT),
         "end_session_endpoint": at(paths::END_SESSION),
+        "pushed_authorization_request_endpoint": at(paths::PAR),
         "scopes_supported": crate::oidc::config::SUPPORTED_SCOPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -51,5 +52,8 @@ pub fn document(issuer: &str) -> Value {
 }
 
 pub async fn handle(State(p): State<Provider>) -> Json<Value> {
-    Json(document(&p.config().issuer))
+    let mut d = document(&p.config().issuer);
+    d["require_pushed_authorization_requests"] =
+        json!(p.config().require_pushed_authorization_requests);
+    Json(d)
 }

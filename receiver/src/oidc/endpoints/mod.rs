@@ -14,6 +14,7 @@ pub mod idp_mirror;
 pub mod introspection;
 pub mod jwks;
 pub mod login;
+pub mod par;
 pub mod paths;
 pub mod revocation;
 pub mod token;
@@ -34,6 +35,7 @@ pub fn router(p: Provider) -> Router {
         )
         .route(paths::LOGIN, get(login::show).post(login::submit))
         .route(paths::TOKEN, post(token::handle))
+        .route(paths::PAR, post(par::handle))
         .route(
             paths::USERINFO,
             get(userinfo::handle).post(userinfo::handle),

@@ -5,6 +5,7 @@ pub const JWKS: &str = "/jwks";
 pub const AUTHORIZE: &str = "/authorize";
 pub const LOGIN: &str = "/login";
 pub const TOKEN: &str = "/token";
+pub const PAR: &str = "/par";
 pub const USERINFO: &str = "/userinfo";
 pub const REVOKE: &str = "/revoke";
 pub const INTROSPECT: &str = "/introspect";

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "transparency",
         include_str!("../../../migrations/0006_transparency.sql"),
     ),
+    (
+        8,
+        "pushed_requests",
+        include_str!("../../../migrations/0008_pushed_requests.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming Airlock's migration lock ("AIRLOCK" in ASCII).

@@ -1,0 +1,189 @@
+//! Pushed authorization requests (RFC 9126): `POST /par` takes the authorization
+//! parameters over the back channel, with client authentication as at the token endpoint
+//! (a public client names itself), validates them exactly as `/authorize` does and
+//! answers a `request_uri` that `/authorize` accepts once, within [`PUSH_LIFETIME`], from
+//! the client that pushed it only.
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::oidc::budget::Refused;
+use crate::oidc::clients::authenticate;
+use crate::oidc::endpoints::authorize;
+use crate::oidc::http::{OAuthError, Params, bad_page, no_store_json, server_page};
+use crate::oidc::provider::Provider;
+use crate::oidc::store::{PushedRequest, PushedTake};
+use crate::oidc::util::{hash_secret, random_token, url_encode};
+
+/// Seconds a pushed request may wait for its `/authorize` (RFC 9126 §2.2 suggests a
+/// short life: it only has to survive one browser redirect).
+pub const PUSH_LIFETIME: u64 = 60;
+
+/// What every request_uri of ours starts with (RFC 9126 §2.2).
+pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+
+/// The authorization parameters `/authorize` reads; only these are kept from a push
+/// (never the client's credentials), each bounded by [`Params::parse`].
+const AUTHORIZATION_PARAMS: [&str; 12] = [
+    "response_type",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "response_mode",
+    "prompt",
+    "max_age",
+    "id_token_hint",
+    "acr_values",
+];
+
+pub async fn handle(
+    State(p): State<Provider>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    match push(&p, peer.ip(), &headers, &body).await {
+        Ok(r) => {
+            p.metrics().inc("par_requests", "ok");
+            r
+        }
+        Err(e) => {
+            p.metrics().inc("par_errors", e.error);
+            e.into_response()
+        }
+    }
+}
+
+async fn push(
+    p: &Provider,
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<Response, OAuthError> {
+    let form = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
+    let client = authenticate(p, peer, headers, &form).await?;
+    if form.get("request_uri").is_some() {
+        return Err(OAuthError::invalid_request(
+            "request_uri cannot be pushed: push the authorization parameters themselves",
+        ));
+    }
+    if form.get("request").is_some() {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "request_not_supported",
+            "request objects are not supported; push the parameters as form fields",
+        ));
+    }
+    authorize::check_pushed(p, &client, &form)?;
+    let secret = random_token(32);
+    let id = hash_secret(&secret);
+    let expires_at = p.now() + PUSH_LIFETIME;
+    let address = p.client_key(peer, headers);
+    match p.admit_push(&address, &id, expires_at) {
+        Ok(()) => {}
+        Err(Refused::Key) => {
+            return Err(OAuthError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                format!(
+                    "{} pushed requests are already waiting from this address; use them or wait {PUSH_LIFETIME} s",
+                    p.config().max_pending_per_address
+                ),
+            ));
+        }
+        Err(Refused::Total) => {
+            return Err(OAuthError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                format!("too many pushed requests are waiting; try again in {PUSH_LIFETIME} s"),
+            ));
+        }
+    }
+    let record = PushedRequest {
+        client_id: client.client_id.clone(),
+        params: AUTHORIZATION_PARAMS
+            .iter()
+            .filter_map(|k| form.get(k).map(|v| ((*k).to_string(), v.to_string())))
+            .collect(),
+        expires_at,
+    };
+    if let Err(e) = p.store().put_pushed(&id, &record) {
+        p.release_push(&id);
+        return Err(e.into());
+    }
+    let mut r = no_store_json(json!({
+        "request_uri": format!("{REQUEST_URI_PREFIX}{secret}"),
+        "expires_in": PUSH_LIFETIME,
+    }));
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
+
+/// The parameters of the pushed request `params` names by `request_uri`, with its
+/// `client_id`; taken from the store, so a second use finds nothing. Refusals are error
+/// pages: no redirect_uri is known to be the client's until the request is found.
+pub(crate) fn resolve(p: &Provider, params: &Params) -> Result<Params, Box<Response>> {
+    let refuse = |reason: &'static str, message: &str| {
+        tracing::info!(reason, "pushed authorization request refused");
+        p.metrics().inc("authorize_errors", reason);
+        Box::new(bad_page(message, "invalid_request_uri"))
+    };
+    let Some(client_id) = params.get("client_id") else {
+        return Err(Box::new(bad_page(
+            "The sign-in request names no application (client_id is missing).",
+            "invalid_request",
+        )));
+    };
+    let uri = params.get("request_uri").unwrap_or_default();
+    let Some(secret) = uri.strip_prefix(REQUEST_URI_PREFIX) else {
+        return Err(refuse(
+            "request_uri_unknown",
+            "The sign-in request refers to a request this service did not issue.",
+        ));
+    };
+    let id = hash_secret(secret);
+    let record = match p.store().take_pushed(&id, client_id) {
+        Ok(PushedTake::Taken(r)) => r,
+        Ok(PushedTake::Unknown) => {
+            return Err(refuse(
+                "request_uri_unknown",
+                "The sign-in request was already used or has expired: start the sign-in again from the application.",
+            ));
+        }
+        Ok(PushedTake::OtherClient) => {
+            tracing::warn!(
+                client_id,
+                "request_uri used by another client than the one that pushed it"
+            );
+            return Err(refuse(
+                "request_uri_other_client",
+                "The sign-in request was made by another application.",
+            ));
+        }
+        Err(e) => return Err(Box::new(server_page(e))),
+    };
+    p.release_push(&id);
+    if record.expires_at <= p.now() {
+        return Err(refuse(
+            "request_uri_expired",
+            "The sign-in request has expired: start the sign-in again from the application.",
+        ));
+    }
+    let mut raw = format!("client_id={}", url_encode(client_id));
+    for (k, v) in &record.params {
+        raw.push('&');
+        raw.push_str(&url_encode(k));
+        raw.push('=');
+        raw.push_str(&url_encode(v));
+    }
+    Params::parse(&raw).map_err(|e| {
+        Box::new(server_page(format!(
+            "a pushed request no longer parses: {e}"
+        )))
+    })
+}
