@@ -26,6 +26,7 @@ mod ingest_store;
 mod memory_bound;
 mod oidc_bad_input;
 mod oidc_bench;
+mod oidc_client_credentials;
 mod oidc_cookies;
 mod oidc_flow;
 mod oidc_interop;

@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use crate::oidc::provider::Provider;
 
 pub mod authorize;
+pub mod client_credentials;
 pub mod discovery;
 pub mod end_session;
 pub mod idp_mirror;

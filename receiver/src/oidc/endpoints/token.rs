@@ -1,5 +1,6 @@
-//! The token endpoint: authorization_code (PKCE, single use) and refresh_token
-//! (rotation, reuse detection revoking the family).
+//! The token endpoint: authorization_code (PKCE, single use), refresh_token
+//! (rotation, reuse detection revoking the family) and client_credentials
+//! ([`crate::oidc::endpoints::client_credentials`]).
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
@@ -11,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::oidc::clients::authenticate;
 use crate::oidc::config::ClientConfig;
+use crate::oidc::endpoints::client_credentials;
 use crate::oidc::http::{OAuthError, Params, no_store_json};
 use crate::oidc::provider::{Denied, Provider};
 use crate::oidc::store::{CodeRedeem, Family, RefreshToken};
@@ -46,6 +48,7 @@ async fn grant(
     match form.get("grant_type") {
         Some("authorization_code") => code_grant(p, &client, &form),
         Some("refresh_token") => refresh_grant(p, &client, &form),
+        Some("client_credentials") => client_credentials::grant(p, &client, &form),
         Some(other) => Err(OAuthError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "unsupported_grant_type",

@@ -56,6 +56,13 @@ pub async fn handle(State(p): State<Provider>, headers: HeaderMap) -> Response {
             "the access token is invalid, expired or revoked",
         );
     };
+    if crate::oidc::endpoints::client_credentials::is_client_grant(&family) {
+        return bearer_error(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "a client_credentials token has no user to describe",
+        );
+    }
     let identity = match p.current_identity(&family.sub, &family.identity) {
         Ok(Ok(i)) => i,
         Ok(Err(_)) => {
