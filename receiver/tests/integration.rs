@@ -36,6 +36,7 @@ mod oidc_logout;
 mod oidc_openidconnect;
 mod oidc_par;
 mod oidc_passkey;
+mod oidc_pkce;
 mod oidc_rotation;
 mod oidc_tls;
 mod serial_ingest;

@@ -160,11 +160,10 @@ async fn expired_request_uri_is_refused() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("invalid_request_uri"));
     assert!(r.header("location").is_none(), "nothing issued");
-    assert_eq!(
-        op.provider
-            .metric("authorize_errors", "request_uri_expired"),
-        1
-    );
+    // Refused as expired, or as unknown when the minute's purge (its first run at start-up
+    // may come after the clock moved) removed it first: either way counted once.
+    let m = |r| op.provider.metric("authorize_errors", r);
+    assert_eq!(m("request_uri_expired") + m("request_uri_unknown"), 1);
 }
 
 #[tokio::test]

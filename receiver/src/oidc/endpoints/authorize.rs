@@ -51,12 +51,15 @@ pub async fn post_handle(
 struct Redirected {
     error: &'static str,
     description: String,
+    /// Counted in `authorize_errors{reason}` when it is sent back.
+    counted: Option<&'static str>,
 }
 
 fn err(error: &'static str, description: impl Into<String>) -> Redirected {
     Redirected {
         error,
         description: description.into(),
+        counted: None,
     }
 }
 
@@ -120,10 +123,11 @@ fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> 
             "this client must push its authorization requests (POST /par, then request_uri)",
         ));
     }
-    let (mut request, prompt) = match validate(client, &params, redirect_uri) {
-        Ok(x) => x,
-        Err(e) => return back(e),
-    };
+    let (mut request, prompt) =
+        match validate(client, &params, redirect_uri, p.config().require_pkce) {
+            Ok(x) => x,
+            Err(e) => return back(e),
+        };
     let now = p.now();
     request.hint_sub = match hinted_sub(p, &params, now) {
         Ok(h) => h,
@@ -202,7 +206,7 @@ pub(crate) fn check_pushed(
         ));
     }
     let refused = |e: Redirected| OAuthError::new(StatusCode::BAD_REQUEST, e.error, e.description);
-    validate(client, params, redirect_uri).map_err(refused)?;
+    validate(client, params, redirect_uri, p.config().require_pkce).map_err(refused)?;
     hinted_sub(p, params, p.now()).map_err(refused)?;
     Ok(())
 }
@@ -232,10 +236,13 @@ struct Prompt {
     login: bool,
 }
 
+/// Checks every parameter of an authorization request of `client`; `require_pkce` is
+/// the global `[oidc] require_pkce` (the client's own setting overrides it).
 fn validate(
     client: &ClientConfig,
     params: &Params,
     redirect_uri: &str,
+    require_pkce: bool,
 ) -> Result<(AuthRequest, Prompt), Redirected> {
     if params.get("request").is_some() {
         return Err(err(
@@ -287,11 +294,14 @@ fn validate(
                 "code_challenge_method without code_challenge",
             ));
         }
-        (None, None) if client.public => {
-            return Err(err(
-                "invalid_request",
-                "PKCE (code_challenge, S256) is required for this client",
-            ));
+        (None, None) if client.pkce_required(require_pkce) => {
+            return Err(Redirected {
+                counted: Some("pkce_required"),
+                ..err(
+                    "invalid_request",
+                    "PKCE (code_challenge, S256) is required for this client",
+                )
+            });
         }
         (None, None) => {}
     }
@@ -384,6 +394,9 @@ fn redirect_error(
     e: Redirected,
 ) -> Response {
     tracing::info!(error = e.error, description = %e.description, "authorization request refused");
+    if let Some(reason) = e.counted {
+        p.metrics().inc("authorize_errors", reason);
+    }
     let mut q: Vec<(&str, &str)> = vec![("error", e.error), ("error_description", &e.description)];
     if let Some(s) = state {
         q.push(("state", s));
