@@ -41,8 +41,27 @@ async fn run_node(script: &str, envs: &[(&str, String)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs npm ci in tests/interop"]
 async fn openid_client_v6() {
-    let op = Op::start(None).await;
-    let codes = [op.ticket("nina", 300), op.ticket("nina", 300)].join(",");
+    let tmp = Arc::new(tempfile::tempdir().unwrap());
+    let db = tmp.path().join("db");
+    let op = Op::start_custom(
+        tmp,
+        db,
+        Clock::manual(now()),
+        Default::default(),
+        None,
+        |c| {
+            // `app` is also a service (client credentials) for the interop script.
+            c.clients[1].client_credentials_scopes = vec!["orders.read".into()];
+            c.clients[1].client_credentials_audience = vec!["https://orders.inside".into()];
+        },
+    )
+    .await;
+    let codes = [
+        op.ticket("nina", 300),
+        op.ticket("nina", 300),
+        op.ticket("nina", 300),
+    ]
+    .join(",");
     run_node(
         "openid-client.test.mjs",
         &[

@@ -1,5 +1,6 @@
 // openid-client v6 (strict, panva) as the relying party: discovery, authorization URL,
-// scripted login, callback validation including RFC 9207 `iss`, userinfo, refresh, end-session.
+// scripted login, callback validation including RFC 9207 `iss`, userinfo, refresh, end-session;
+// pushed authorization requests (RFC 9126); the client credentials grant with introspection.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
@@ -55,4 +56,67 @@ test('openid-client: code flow, iss, userinfo, refresh, end-session', async () =
   assert.equal(res.status, 303);
   assert.equal(res.headers.get('location'), `${BYE}?state=bye-1`);
   assert.equal(jar.cookies.has('airlock_session'), false);
+});
+
+test('openid-client: pushed authorization request (RFC 9126) drives the code flow', async () => {
+  const config = await client.discovery(new URL(ISSUER), 'app', SECRET, undefined, {
+    execute: [client.allowInsecureRequests],
+  });
+  assert.equal(config.serverMetadata().pushed_authorization_request_endpoint, `${ISSUER}/par`);
+  const verifier = client.randomPKCECodeVerifier();
+  const challenge = await client.calculatePKCECodeChallenge(verifier);
+  const state = client.randomState();
+  const nonce = client.randomNonce();
+  // The library pushes (authenticated as `app`) and expects 201 with request_uri/expires_in.
+  const url = await client.buildAuthorizationUrlWithPAR(config, {
+    redirect_uri: REDIRECT, scope: 'openid email',
+    code_challenge: challenge, code_challenge_method: 'S256', state, nonce,
+  });
+  assert.deepEqual([...url.searchParams.keys()].sort(), ['client_id', 'request_uri']);
+  assert.match(url.searchParams.get('request_uri'), /^urn:ietf:params:oauth:request_uri:[A-Za-z0-9_-]{43,}$/);
+
+  const callback = await scriptedLogin(new Jar(), url, CODES[2]);
+  assert.equal(callback.searchParams.get('iss'), ISSUER);
+  const tokens = await client.authorizationCodeGrant(config, callback, {
+    pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true,
+  });
+  assert.equal(tokens.claims().nonce, nonce);
+  assert.equal(tokens.scope, 'openid email');
+
+  // The request_uri was used: a second /authorize with it is refused.
+  const again = await new Jar().fetch(url);
+  assert.equal(again.status, 400);
+  assert.match(await again.text(), /invalid_request_uri/);
+});
+
+test('openid-client: client credentials grant, introspection, revocation', async () => {
+  const config = await client.discovery(new URL(ISSUER), 'app', SECRET, undefined, {
+    execute: [client.allowInsecureRequests],
+  });
+  assert.ok(config.serverMetadata().grant_types_supported.includes('client_credentials'));
+  const t = await client.clientCredentialsGrant(config, { scope: 'orders.read', resource: 'https://orders.inside' });
+  assert.equal(t.token_type.toLowerCase(), 'bearer');
+  assert.equal(t.scope, 'orders.read');
+  assert.equal(t.refresh_token, undefined);
+  assert.equal(t.id_token, undefined);
+
+  const info = await client.tokenIntrospection(config, t.access_token);
+  assert.equal(info.active, true);
+  assert.equal(info.client_id, 'app');
+  assert.equal(info.sub, 'app');
+  assert.equal(info.scope, 'orders.read');
+  assert.equal(info.aud, 'https://orders.inside');
+  assert.equal(info.token_type, 'Bearer');
+
+  await client.tokenRevocation(config, t.access_token);
+  assert.equal((await client.tokenIntrospection(config, t.access_token)).active, false);
+
+  await assert.rejects(client.clientCredentialsGrant(config, { scope: 'orders.delete' }),
+    (e) => e.error === 'invalid_scope');
+  // A public client is refused the grant.
+  const spa = await client.discovery(new URL(ISSUER), 'spa', undefined, client.None(), {
+    execute: [client.allowInsecureRequests],
+  });
+  await assert.rejects(client.clientCredentialsGrant(spa, { scope: 'orders.read' }),
+    (e) => e.error === 'unauthorized_client');
 });
