@@ -220,6 +220,167 @@ async fn bench_refresh_introspection_logins() {
     );
 }
 
+/// CPU seconds this process (provider and load generator) has used, from /proc/self/stat
+/// (utime + stime, at the usual 100 ticks per second): on a shared machine the rate per
+/// CPU second is the comparable figure, wall-clock rates depend on the neighbours.
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after_name.split(' ').collect();
+    // Fields 14 and 15 of proc(5), counted from after the command name (field 3 is f[0]).
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// `CONNS` keep-alive connections each sending `per_conn` requests `body(i)` to `/token`
+/// with `auth`; every answer must be 200 with an access token. Returns the wall time and
+/// the latencies.
+async fn token_load(
+    base: &str,
+    per_conn: usize,
+    auth: Option<String>,
+    body: impl Fn(usize) -> String + Clone + Send + 'static,
+) -> (Duration, Vec<Duration>) {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONNS {
+        let (base, auth, body) = (base.to_string(), auth.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(&base).await;
+            let mut lat = Vec::with_capacity(per_conn);
+            for i in 0..per_conn {
+                let t0 = Instant::now();
+                let (status, answer) = c.post("/token", auth.as_deref(), &body(i)).await;
+                lat.push(t0.elapsed());
+                assert!(
+                    status == 200 && answer.contains("\"access_token\""),
+                    "{answer}"
+                );
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    (start.elapsed(), lat)
+}
+
+/// Client-credentials grants beside refresh grants, on one provider (sled) and in one run,
+/// so both see the same machine: the refresh grant (ES256, rotation) as in
+/// [`bench_refresh_introspection_logins`], then `grant_type=client_credentials` by a
+/// confidential client (Basic; argon2 once, then the cached secret digest) with ES256 and
+/// with RS256 access tokens. Each client-credentials grant stores its grant family (for
+/// introspection and revocation) and signs one token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly in release"]
+async fn bench_client_credentials() {
+    let tmp = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let db = tmp.path().join("db");
+    let op = Op::start_custom(
+        tmp,
+        db,
+        airlock_receiver::oidc::util::Clock::manual(now()),
+        Default::default(),
+        None,
+        |c| {
+            use airlock_receiver::oidc::config::SigningAlg;
+            for (i, alg) in [(1, SigningAlg::ES256), (2, SigningAlg::RS256)] {
+                c.clients[i].id_token_signed_response_alg = alg;
+                c.clients[i].client_credentials_scopes = vec!["orders.read".into()];
+                c.clients[i].client_credentials_audience = vec!["https://orders.inside".into()];
+            }
+        },
+    )
+    .await;
+    let rounds = std::env::var("AIRLOCK_BENCH_CC_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000usize);
+
+    let mut rts = Vec::new();
+    for i in 0..CONNS {
+        rts.push(grant(&op, i).await.1);
+    }
+    // Each connection rotates its own family: the refresh token of the last answer is the
+    // next request's, so this mode keeps its own loop.
+    let cpu0 = process_cpu_secs();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for rt in rts {
+        let base = op.base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(&base).await;
+            let mut rt = rt;
+            let mut lat = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let t0 = Instant::now();
+                let (status, body) = c
+                    .post(
+                        "/token",
+                        None,
+                        &format!("grant_type=refresh_token&client_id=spa&refresh_token={rt}"),
+                    )
+                    .await;
+                lat.push(t0.elapsed());
+                assert_eq!(status, 200, "{body}");
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                rt = v["refresh_token"].as_str().unwrap().to_string();
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    report(
+        "refresh_token grants (ES256, rotation)",
+        CONNS * rounds,
+        start.elapsed(),
+        lat,
+    );
+    let cpu = process_cpu_secs() - cpu0;
+    println!(
+        "  CPU {cpu:.1} s (provider + load generator) = {:.0} grants per CPU second",
+        (CONNS * rounds) as f64 / cpu
+    );
+
+    for (client, label) in [("app", "ES256"), ("ed", "RS256")] {
+        // One grant first: argon2 verifies the secret once, then its digest is cached (16
+        // first authentications at once would count as attempts and lock the client, D24).
+        let warm = token(
+            &op,
+            Some(basic(client, CONF_SECRET)),
+            "grant_type=client_credentials",
+        )
+        .await;
+        assert_eq!(warm.status, 200, "{}", warm.body);
+        let auth = basic(client, CONF_SECRET).1;
+        let cpu0 = process_cpu_secs();
+        let (wall, lat) = token_load(&op.base, rounds, Some(auth), |_| {
+            "grant_type=client_credentials&scope=orders.read".to_string()
+        })
+        .await;
+        report(
+            &format!("client_credentials grants ({label}, Basic)"),
+            CONNS * rounds,
+            wall,
+            lat,
+        );
+        let cpu = process_cpu_secs() - cpu0;
+        println!(
+            "  CPU {cpu:.1} s (provider + load generator) = {:.0} grants per CPU second",
+            (CONNS * rounds) as f64 / cpu
+        );
+    }
+    assert_eq!(
+        op.provider.metric("client_credentials_grants", "ok"),
+        2 * (CONNS * rounds + 1) as u64
+    );
+}
+
 /// Passkey sign-ins beside transfer-code sign-ins, on one provider: authorize (prompt=login)
 /// -> login page -> WebAuthn options -> signed assertion (the test authenticator, ES256)
 /// -> code -> token, by 4 browsers at once.
