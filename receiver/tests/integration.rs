@@ -28,6 +28,7 @@ mod oidc_bad_input;
 mod oidc_bench;
 mod oidc_client_credentials;
 mod oidc_cookies;
+mod oidc_device;
 mod oidc_flow;
 mod oidc_interop;
 mod oidc_limits;

@@ -165,6 +165,7 @@ macro_rules! contract {
                 ceremonies_are_single_use,
                 pushed_requests_are_single_use_and_bound,
                 security_events_in_order,
+                device_grants_index_and_redeem_once,
             );
         }
     };
@@ -482,6 +483,7 @@ fn code(sid: &str) -> AuthCode {
             max_age: None,
             hint_sub: None,
             acr_values: vec![],
+            device: None,
         },
         sid: sid.into(),
         sub: "u1".into(),
@@ -741,6 +743,102 @@ fn attempts_count_atomically<B: Backend>(b: &B) {
     o.update_attempts("loc:race", &mut |a| a.refund(12))
         .unwrap();
     assert_eq!(o.attempts("loc:race").unwrap().locked_until, 0);
+}
+
+fn device_grant(user_code_hash: &str) -> DeviceGrant {
+    DeviceGrant {
+        client_id: "tv".into(),
+        scope: vec!["openid".into()],
+        user_code_hash: user_code_hash.into(),
+        created_at: 40,
+        expires_at: 100,
+        interval: 5,
+        last_poll: 0,
+        status: DeviceStatus::Pending,
+    }
+}
+
+fn device_grants_index_and_redeem_once<B: Backend>(b: &B) {
+    let o = b.oidc();
+    assert!(o.insert_device("d1", &device_grant("u1")).unwrap());
+    assert!(
+        !o.insert_device("d2", &device_grant("u1")).unwrap(),
+        "a user code names one grant"
+    );
+    assert!(o.device("d2").unwrap().is_none(), "nothing written");
+    let (h, g) = o.device_by_user_code("u1").unwrap().unwrap();
+    assert_eq!((h.as_str(), g.client_id.as_str()), ("d1", "tv"));
+    assert!(o.device_by_user_code("u2").unwrap().is_none());
+    assert_eq!(o.update_device("nope", &mut |_| true).unwrap(), None);
+    // A refusing `f` writes nothing.
+    assert_eq!(
+        o.update_device("d1", &mut |g| {
+            g.interval = 99;
+            false
+        })
+        .unwrap(),
+        Some(false)
+    );
+    assert_eq!(o.device("d1").unwrap().unwrap().interval, 5);
+    let approval = DeviceApproval {
+        sid: "s1".into(),
+        sub: "u1".into(),
+        auth_time: 50,
+        amr: vec!["otp".into()],
+        acr: "a".into(),
+        identity: IdentitySnapshot::default(),
+        approved_at: 60,
+    };
+    assert_eq!(
+        o.update_device("d1", &mut |g| {
+            g.status = DeviceStatus::Approved {
+                approval: Box::new(approval.clone()),
+            };
+            true
+        })
+        .unwrap(),
+        Some(true)
+    );
+    // Eight pollers at once (on PostgreSQL, eight connections): exactly one redeems.
+    let wins: usize = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let o = o.clone();
+                sc.spawn(move || {
+                    o.update_device("d1", &mut |g| match g.status {
+                        DeviceStatus::Approved { .. } => {
+                            g.status = DeviceStatus::Redeemed {
+                                family: format!("fam{i}"),
+                            };
+                            true
+                        }
+                        _ => false,
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| usize::from(h.join().unwrap() == Some(true)))
+            .sum()
+    });
+    assert_eq!(wins, 1);
+    assert!(matches!(
+        o.device("d1").unwrap().unwrap().status,
+        DeviceStatus::Redeemed { .. }
+    ));
+    // Kept an hour past expiry (a late poll hears "expired"), then purged with its index.
+    assert_eq!(
+        o.purge_devices(100 + DEVICE_KEEP_EXPIRED_SECS - 1).unwrap(),
+        0
+    );
+    assert_eq!(o.purge_devices(100 + DEVICE_KEEP_EXPIRED_SECS).unwrap(), 1);
+    assert!(o.device("d1").unwrap().is_none());
+    assert!(o.device_by_user_code("u1").unwrap().is_none());
+    assert!(
+        o.insert_device("d3", &device_grant("u1")).unwrap(),
+        "code free again"
+    );
 }
 
 fn attempts_and_purge<B: Backend>(b: &B) {

@@ -124,6 +124,9 @@ pub struct OidcConfig {
     /// `[oidc.passkeys]`: inside credentials bound to the outside approval.
     #[serde(default)]
     pub passkeys: crate::oidc::passkey::config::PasskeyConfig,
+    /// `[oidc.device]`: the device authorization grant (RFC 8628).
+    #[serde(default)]
+    pub device: crate::oidc::device::DeviceConfig,
 }
 
 /// One static relying party.
@@ -137,6 +140,8 @@ pub struct ClientConfig {
     /// A public client (no secret; PKCE required).
     #[serde(default)]
     pub public: bool,
+    /// Required when the client may use `authorization_code`.
+    #[serde(default)]
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
@@ -163,7 +168,19 @@ pub struct ClientConfig {
     /// A request may name one with `resource` (RFC 8707); otherwise all are used.
     #[serde(default)]
     pub client_credentials_audience: Vec<String>,
+    /// Grant types the client may use (RFC 7591 `grant_types`), from [`GRANT_TYPES`];
+    /// others are refused with `unauthorized_client`. Without `refresh_token` it gets no
+    /// refresh tokens.
+    #[serde(default = "defaults::grant_types")]
+    pub grant_types: Vec<String>,
 }
+
+/// Grant types a client may be allowed (`grant_types`).
+pub const GRANT_TYPES: [&str; 3] = [
+    "authorization_code",
+    "refresh_token",
+    crate::oidc::device::GRANT_TYPE,
+];
 
 /// Scopes the provider knows.
 pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
@@ -223,6 +240,9 @@ mod defaults {
     }
     pub fn backchannel_retry() -> u64 {
         1000
+    }
+    pub fn grant_types() -> Vec<String> {
+        vec!["authorization_code".into(), "refresh_token".into()]
     }
     pub fn scopes() -> Vec<String> {
         super::SUPPORTED_SCOPES
@@ -397,6 +417,7 @@ impl OidcConfig {
         self.passkeys
             .validate()
             .map_err(|e| bad(e.key, e.problem))?;
+        self.device.validate().map_err(|e| bad(e.key, e.problem))?;
         Ok(())
     }
 
@@ -462,10 +483,27 @@ impl ClientConfig {
             }
             (None, true) => {}
         }
-        if self.redirect_uris.is_empty() {
+        if self.grant_types.is_empty() {
+            return Err(bad(
+                at("grant_types"),
+                "at least one grant type is required",
+            ));
+        }
+        for g in &self.grant_types {
+            if !GRANT_TYPES.contains(&g.as_str()) {
+                return Err(bad(
+                    at("grant_types"),
+                    format!(
+                        "unknown grant type {g:?}; known: {}",
+                        GRANT_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
+        if self.redirect_uris.is_empty() && self.allows_grant("authorization_code") {
             return Err(bad(
                 at("redirect_uris"),
-                "at least one redirect URI is required",
+                "at least one redirect URI is required (or leave authorization_code out of grant_types)",
             ));
         }
         for u in &self.redirect_uris {
@@ -583,6 +621,11 @@ impl ClientConfig {
         global || self.require_pushed_authorization_requests
     }
 
+    /// Whether the client may use grant type `grant`.
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
     /// Whether the client may ask for `scope` (`openid` always).
     pub fn allows_scope(&self, scope: &str) -> bool {
         scope == "openid" || self.scopes.iter().any(|s| s == scope)
@@ -698,6 +741,29 @@ mod tests {
         c.validate().unwrap();
         c.key_rotation_delay_secs = 40 * 86_400;
         assert_eq!(c.validate().unwrap_err().key, "key_rotation_interval_days");
+    }
+
+    #[test]
+    fn grant_types_default_to_the_code_flow_and_are_checked() {
+        let c = base();
+        assert!(c.clients[0].allows_grant("authorization_code"));
+        assert!(c.clients[0].allows_grant("refresh_token"));
+        assert!(!c.clients[0].allows_grant(crate::oidc::device::GRANT_TYPE));
+        let mut c = base();
+        c.clients[0].grant_types = vec!["password".into()];
+        assert_eq!(c.validate().unwrap_err().key, "clients[0].grant_types");
+        let mut c = base();
+        c.clients[0].grant_types = vec![];
+        assert_eq!(c.validate().unwrap_err().key, "clients[0].grant_types");
+        // A device-only client needs no redirect URI; a code-flow client does.
+        let mut c = base();
+        c.clients[0].redirect_uris.clear();
+        assert_eq!(c.validate().unwrap_err().key, "clients[0].redirect_uris");
+        c.clients[0].grant_types = vec![crate::oidc::device::GRANT_TYPE.into()];
+        c.validate().unwrap();
+        let mut c = base();
+        c.device.poll_interval_secs = 0;
+        assert_eq!(c.validate().unwrap_err().key, "device.poll_interval_secs");
     }
 
     #[test]

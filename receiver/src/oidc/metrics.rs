@@ -32,6 +32,27 @@ pub const ALWAYS_EXPORTED: &[(&str, &[&str])] = &[
         ],
     ),
     ("backchannel_logouts", &["delivered", "retried", "failed"]),
+    (
+        "device_grants",
+        &["issued", "approved", "denied", "expired", "redeemed"],
+    ),
+    (
+        "device_refusals",
+        &[
+            "invalid_request",
+            "invalid_client",
+            "unauthorized_client",
+            "invalid_scope",
+            "temporarily_unavailable",
+            "slow_down",
+            "invalid_grant",
+            "reused",
+        ],
+    ),
+    (
+        "device_user_code_failures",
+        &["malformed", "wrong", "locked", "expired", "used", "csrf"],
+    ),
 ];
 
 impl OidcMetrics {

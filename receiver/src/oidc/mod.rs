@@ -9,6 +9,7 @@ pub mod backchannel;
 pub mod budget;
 pub mod clients;
 pub mod config;
+pub mod device;
 pub mod directory;
 pub mod endpoints;
 pub mod error;

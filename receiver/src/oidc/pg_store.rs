@@ -17,6 +17,8 @@ use crate::oidc::store::*;
 use crate::store::postgres::PgStore;
 use crate::store::postgres::pool::{Pool, off_runtime};
 
+mod device;
+
 /// The PostgreSQL backend of the provider; shares the pool of the [`PgStore`].
 #[derive(Clone)]
 pub struct PgOidcStore {
@@ -706,6 +708,10 @@ impl OidcStore for PgOidcStore {
                 (
                     "DELETE FROM oidc_pushed_requests WHERE expires_at <= $1",
                     now,
+                ),
+                (
+                    "DELETE FROM oidc_device_grants WHERE expires_at <= $1",
+                    now.saturating_sub(secs(DEVICE_KEEP_EXPIRED_SECS)),
                 ),
             ] {
                 n += tx.execute_typed(sql, &[(&p, Type::INT8)]).map_err(db)?;

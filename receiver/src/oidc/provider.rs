@@ -61,6 +61,8 @@ struct Inner {
     pub code_budget: Budget,
     /// Pushed authorization requests waiting for their `/authorize`, by client address.
     pub push_budget: Budget,
+    /// Device authorizations waiting for their person, by client address.
+    pub device_budget: Budget,
 }
 
 /// Claims of a verified JWT.
@@ -115,6 +117,7 @@ impl Provider {
             pending_budget: Budget::default(),
             code_budget: Budget::default(),
             push_budget: Budget::default(),
+            device_budget: Budget::default(),
         })))
     }
 
@@ -169,6 +172,11 @@ impl Provider {
     /// client_id -> SHA-256 of the secret that last passed argon2.
     pub(crate) fn secret_cache(&self) -> &Mutex<HashMap<String, String>> {
         &self.0.secret_cache
+    }
+
+    /// Device authorizations waiting, by client address (`[oidc.device]` bounds).
+    pub(crate) fn device_budget(&self) -> &Budget {
+        &self.0.device_budget
     }
 
     /// Parks an authorization request for its login page, within the bounds per client
@@ -450,6 +458,7 @@ impl Provider {
     pub fn maintain(&self) -> Result<(), OidcError> {
         let now = self.0.clock.now();
         self.0.code_budget.sweep(now);
+        self.0.device_budget.sweep(now);
         for id in self.0.pending_budget.sweep(now) {
             self.0.store.delete_pending(&id)?;
         }

@@ -19,12 +19,17 @@ pub fn current_session(p: &Provider, headers: &HeaderMap) -> Result<Option<Sessi
         .filter(|s| s.expires_at > now))
 }
 
-/// Issues a code for `request` in `session`; returns the redirect URL.
+/// Issues a code for `request` in `session`; returns the redirect URL. A sign-in for a
+/// device grant gets no code: it continues on the device's approval page (its
+/// `redirect_uri`), which asks the person to approve or deny.
 pub fn issue_code(
     p: &Provider,
     request: &AuthRequest,
     session: &Session,
 ) -> Result<String, OidcError> {
+    if let Some(device) = &request.device {
+        return Ok(with_query(&request.redirect_uri, &[("h", device)]));
+    }
     let code = random_token(32);
     let now = p.now();
     let record = AuthCode {

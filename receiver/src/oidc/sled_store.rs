@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use crate::oidc::error::OidcError;
 use crate::oidc::store::*;
 
+mod device;
+
 /// The sled backend.
 #[derive(Clone)]
 pub struct SledOidcStore {
@@ -28,6 +30,9 @@ pub struct SledOidcStore {
     ceremonies: sled::Tree,
     events: sled::Tree,
     pushed: sled::Tree,
+    /// Device grants by device-code hash, and user-code hash -> device-code hash.
+    devices: sled::Tree,
+    device_users: sled::Tree,
 }
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, OidcError> {
@@ -107,6 +112,8 @@ impl SledOidcStore {
             ceremonies: t("ceremonies")?,
             events: t("security_events")?,
             pushed: t("pushed_requests")?,
+            devices: t("devices")?,
+            device_users: t("device_users")?,
             db,
         })
     }
@@ -514,6 +521,7 @@ impl OidcStore for SledOidcStore {
         }
         n += purge_tree::<Ceremony>(&self.ceremonies, |c| c.expires_at <= now)?;
         n += purge_tree::<PushedRequest>(&self.pushed, |r| r.expires_at <= now)?;
+        n += DeviceStore::purge_devices(self, now)?;
         n += purge_tree::<RefreshToken>(&self.refresh, |r| r.expires_at <= now)?;
         n += purge_tree::<Attempts>(&self.attempts, |a| {
             a.locked_until <= now && a.window_start + 86_400 <= now
@@ -563,6 +571,7 @@ mod tests {
                 max_age: None,
                 hint_sub: None,
                 acr_values: vec![],
+                device: None,
             },
             sid: "s".into(),
             sub: "u".into(),

@@ -57,6 +57,10 @@ pub struct AuthRequest {
     /// `acr_values` of the request, in order of preference.
     #[serde(default)]
     pub acr_values: Vec<String>,
+    /// Set when the sign-in is for a device grant (the hash of its device code): it ends
+    /// on the device's approval page, not in a redirect with a code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// A pushed authorization request (RFC 9126), waiting for its `request_uri` to be used.
@@ -270,9 +274,84 @@ pub struct SecurityEvent {
     pub address: Option<String>,
 }
 
+// ---- Device authorization grants (RFC 8628; see `crate::oidc::device`).
+/// The person's approval, with what the tokens will say about the sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceApproval {
+    pub sid: String,
+    pub sub: String,
+    pub auth_time: u64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    pub identity: IdentitySnapshot,
+    pub approved_at: u64,
+}
+
+/// Where a device grant stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum DeviceStatus {
+    /// Waiting for the person.
+    Pending,
+    Approved {
+        approval: Box<DeviceApproval>,
+    },
+    Denied {
+        at: u64,
+    },
+    /// Tokens were issued (single use): `family` is what that redemption created.
+    Redeemed {
+        family: String,
+    },
+}
+
+/// One device authorization (RFC 8628 § 3.2), keyed by the hash of its device code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceGrant {
+    pub client_id: String,
+    pub scope: Vec<String>,
+    /// SHA-256 of the normalised user code (the store's second key).
+    pub user_code_hash: String,
+    pub created_at: u64,
+    pub expires_at: u64,
+    /// Seconds the device must wait between polls; grows on `slow_down`.
+    pub interval: u64,
+    /// Time of the last poll (0: none yet).
+    pub last_poll: u64,
+    pub status: DeviceStatus,
+}
+
+/// Storage of device grants (a part of [`OidcStore`]); both backends implement it, atomically per call, so that
+/// receivers sharing one database see one grant.
+pub trait DeviceStore {
+    /// Stores a new grant under `device_hash`; false (nothing written) if its user code
+    /// is already taken by another grant (the caller draws another).
+    fn insert_device(&self, device_hash: &str, g: &DeviceGrant) -> Result<bool, OidcError>;
+    fn device(&self, device_hash: &str) -> Result<Option<DeviceGrant>, OidcError>;
+    /// The grant whose user code hashes to `user_code_hash`, with its device hash.
+    fn device_by_user_code(
+        &self,
+        user_code_hash: &str,
+    ) -> Result<Option<(String, DeviceGrant)>, OidcError>;
+    /// Atomically rewrites the grant with `f` if `f` returns true; None if absent. Two
+    /// callers racing (two polls, a poll and an approval, two receivers) are serialised:
+    /// each `f` sees the other's write.
+    fn update_device(
+        &self,
+        device_hash: &str,
+        f: &mut (dyn FnMut(&mut DeviceGrant) -> bool + Send),
+    ) -> Result<Option<bool>, OidcError>;
+    /// Drops grants that expired over [`DEVICE_KEEP_EXPIRED_SECS`] ago (until then an expired code is
+    /// answered `expired_token`, not `invalid_grant`); returns how many.
+    fn purge_devices(&self, now: u64) -> Result<usize, OidcError>;
+}
+
+/// Grants are kept this long after they expire, so a late poll learns "expired".
+pub const DEVICE_KEEP_EXPIRED_SECS: u64 = 3600;
+
 /// Storage contract of the provider. Sled implements it ([`crate::oidc::sled_store`]);
 /// a replicated backend can implement it later. All methods are atomic per call.
-pub trait OidcStore: Send + Sync + 'static {
+pub trait OidcStore: DeviceStore + Send + Sync + 'static {
     fn put_session(&self, secret_hash: &str, s: &Session) -> Result<(), OidcError>;
     fn session_by_secret(&self, secret_hash: &str) -> Result<Option<Session>, OidcError>;
     fn session(&self, sid: &str) -> Result<Option<Session>, OidcError>;

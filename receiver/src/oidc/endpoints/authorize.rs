@@ -112,6 +112,12 @@ fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> 
     }
     let state = params.get("state").map(str::to_string);
     let back = |e: Redirected| redirect_error(p, redirect_uri, state.as_deref(), e);
+    if !client.allows_grant("authorization_code") {
+        return back(err(
+            "unauthorized_client",
+            "this client may not use the authorization code flow (see its grant_types)",
+        ));
+    }
     if !pushed && client.par_required(p.config().require_pushed_authorization_requests) {
         tracing::warn!(
             client_id,
@@ -383,6 +389,7 @@ fn validate(
             .take(8)
             .map(String::from)
             .collect(),
+        device: None,
     };
     Ok((request, prompt))
 }

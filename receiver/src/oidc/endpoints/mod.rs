@@ -9,6 +9,8 @@ use crate::oidc::provider::Provider;
 
 pub mod authorize;
 pub mod client_credentials;
+pub mod device;
+pub mod device_authorization;
 pub mod discovery;
 pub mod end_session;
 pub mod idp_mirror;
@@ -37,6 +39,15 @@ pub fn router(p: Provider) -> Router {
         .route(paths::LOGIN, get(login::show).post(login::submit))
         .route(paths::TOKEN, post(token::handle))
         .route(paths::PAR, post(par::handle))
+        .route(
+            paths::DEVICE_AUTHORIZATION,
+            post(device_authorization::handle),
+        )
+        .route(paths::DEVICE, get(device::show).post(device::submit))
+        .route(
+            paths::DEVICE_CONFIRM,
+            get(device::confirm_page).post(device::decide),
+        )
         .route(
             paths::USERINFO,
             get(userinfo::handle).post(userinfo::handle),

@@ -12,3 +12,8 @@ pub const INTROSPECT: &str = "/introspect";
 pub const END_SESSION: &str = "/logout";
 pub const CSS: &str = "/assets/login.css";
 pub const IDP_MIRROR: &str = "/idp-mirror/";
+pub const DEVICE_AUTHORIZATION: &str = "/device_authorization";
+/// The page where a person types a device's user code (`verification_uri`).
+pub const DEVICE: &str = "/device";
+/// The approve/deny page of one device grant, after the sign-in.
+pub const DEVICE_CONFIRM: &str = "/device/confirm";

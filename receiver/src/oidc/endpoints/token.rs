@@ -1,6 +1,7 @@
 //! The token endpoint: authorization_code (PKCE, single use), refresh_token
-//! (rotation, reuse detection revoking the family) and client_credentials
-//! ([`crate::oidc::endpoints::client_credentials`]).
+//! (rotation, reuse detection revoking the family), client_credentials
+//! ([`crate::oidc::endpoints::client_credentials`]) and the device code grant (its
+//! polling in [`crate::oidc::endpoints::device_authorization`]).
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
@@ -45,10 +46,23 @@ async fn grant(
 ) -> Result<Response, OAuthError> {
     let form = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
     let client = authenticate(p, peer, headers, &form).await?;
+    if let Some(g) = form.get("grant_type")
+        && crate::oidc::config::GRANT_TYPES.contains(&g)
+        && !client.allows_grant(g)
+    {
+        return Err(OAuthError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            format!("this client may not use grant_type {g} (see its grant_types)"),
+        ));
+    }
     match form.get("grant_type") {
         Some("authorization_code") => code_grant(p, &client, &form),
         Some("refresh_token") => refresh_grant(p, &client, &form),
         Some("client_credentials") => client_credentials::grant(p, &client, &form),
+        Some(crate::oidc::device::GRANT_TYPE) => {
+            crate::oidc::endpoints::device_authorization::token_grant(p, &client, &form, respond)
+        }
         Some(other) => Err(OAuthError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -246,7 +260,8 @@ fn denied(d: Denied) -> OAuthError {
     }
 }
 
-/// Mints the tokens of one grant and answers.
+/// Mints the tokens of one grant and answers; a refresh token only for a client that
+/// may use the refresh_token grant.
 fn respond(
     p: &Provider,
     client: &ClientConfig,
@@ -283,7 +298,7 @@ fn respond(
             cfg.id_token_lifetime_secs
         )?);
     }
-    if refresh {
+    if refresh && client.allows_grant("refresh_token") {
         let rt = random_token(32);
         let record = RefreshToken {
             family: family.id.clone(),

@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/0006_transparency.sql"),
     ),
     (
+        7,
+        "device_grants",
+        include_str!("../../../migrations/0007_device_grants.sql"),
+    ),
+    (
         8,
         "pushed_requests",
         include_str!("../../../migrations/0008_pushed_requests.sql"),
