@@ -23,7 +23,7 @@ fn client(toml_text: &str) -> ClientConfig {
 
 /// The test config plus `tv` (public, device + refresh) and `svc` (confidential,
 /// device only); `edit` has the last word.
-fn with_device_clients(c: &mut OidcConfig) {
+pub(crate) fn with_device_clients(c: &mut OidcConfig) {
     c.clients.push(client(&format!(
         r#"
         client_id = "tv"
@@ -60,7 +60,7 @@ async fn start_with(edit: impl FnOnce(&mut OidcConfig)) -> Op {
     .await
 }
 
-async fn start() -> Op {
+pub(crate) async fn start() -> Op {
     start_with(|_| {}).await
 }
 
@@ -104,7 +104,7 @@ fn error_of(r: &Resp) -> String {
 }
 
 /// Types `user_code` on the device page; returns the answer to the POST.
-async fn type_code(op: &Op, b: &mut Browser, user_code: &str) -> Resp {
+pub(crate) async fn type_code(op: &Op, b: &mut Browser, user_code: &str) -> Resp {
     let page = b.get(&format!("{}/device", op.base)).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let form = format!(
@@ -116,7 +116,7 @@ async fn type_code(op: &Op, b: &mut Browser, user_code: &str) -> Resp {
 }
 
 /// The approval page's form answered with `decision`; returns the final page.
-async fn decide(op: &Op, b: &mut Browser, confirm_url: &str, decision: &str) -> Resp {
+pub(crate) async fn decide(op: &Op, b: &mut Browser, confirm_url: &str, decision: &str) -> Resp {
     let page = b.get(confirm_url).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("Allow this device?"), "{}", page.body);

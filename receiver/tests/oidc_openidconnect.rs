@@ -193,3 +193,129 @@ async fn openidconnect_confidential_client_eddsa() {
     )
     .await;
 }
+
+/// The device flow (RFC 8628) as openidconnect drives it: the device endpoint from
+/// discovery (additional metadata, as the crate's own example reads it), the device
+/// authorization request, and the library's polling loop; meanwhile a person types the
+/// code, signs in and approves. The poller's sleep advances the provider's clock by the
+/// interval the library chose, so no test time passes in waiting.
+#[tokio::test]
+async fn openidconnect_device_flow_public_client() {
+    use openidconnect::core::{
+        CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod,
+        CoreDeviceAuthorizationResponse, CoreGrantType, CoreJsonWebKey,
+        CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode,
+        CoreResponseType, CoreSubjectIdentifierType,
+    };
+    use openidconnect::{AdditionalProviderMetadata, DeviceAuthorizationUrl, ProviderMetadata};
+
+    #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+    struct DeviceEndpoint {
+        device_authorization_endpoint: DeviceAuthorizationUrl,
+    }
+    impl AdditionalProviderMetadata for DeviceEndpoint {}
+    type DeviceProviderMetadata = ProviderMetadata<
+        DeviceEndpoint,
+        CoreAuthDisplay,
+        CoreClientAuthMethod,
+        CoreClaimName,
+        CoreClaimType,
+        CoreGrantType,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJweKeyManagementAlgorithm,
+        CoreJsonWebKey,
+        CoreResponseMode,
+        CoreResponseType,
+        CoreSubjectIdentifierType,
+    >;
+
+    let op = crate::oidc_device::start().await;
+    let meta = DeviceProviderMetadata::discover_async(
+        IssuerUrl::new(op.base.clone()).unwrap(),
+        &http_client,
+    )
+    .await
+    .unwrap();
+    let endpoint = meta
+        .additional_metadata()
+        .device_authorization_endpoint
+        .clone();
+    assert_eq!(
+        endpoint.as_str(),
+        format!("{}/device_authorization", op.base)
+    );
+    let client = CoreClient::from_provider_metadata(meta, ClientId::new("tv".into()), None)
+        .set_device_authorization_url(endpoint);
+    let details: CoreDeviceAuthorizationResponse = client
+        .exchange_device_code()
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("offline_access".into()))
+        .request_async(&http_client)
+        .await
+        .unwrap();
+    let user_code = details.user_code().secret().clone();
+    assert_eq!(
+        details.verification_uri().as_str(),
+        format!("{}/device", op.base)
+    );
+    assert_eq!(details.interval(), std::time::Duration::from_secs(5));
+
+    let polls = std::sync::atomic::AtomicU32::new(0);
+    let clock = op.clock.clone();
+    let poll = client
+        .exchange_device_access_token(&details)
+        .unwrap()
+        .request_async(
+            &http_client,
+            |d: std::time::Duration| {
+                polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                clock.advance(d.as_secs());
+                tokio::time::sleep(std::time::Duration::from_millis(20))
+            },
+            None,
+        );
+    let person = async {
+        let mut b = Browser::default();
+        let r = crate::oidc_device::type_code(&op, &mut b, &user_code).await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        let confirm = submit_code(&op, &mut b, r.location(), &op.ticket("olga", 3600)).await;
+        let done = crate::oidc_device::decide(&op, &mut b, &confirm, "approve").await;
+        assert_eq!(done.status, 200, "{}", done.body);
+    };
+    let (tokens, ()) = tokio::join!(poll, person);
+    let tokens = tokens.expect("the library's poll ends with tokens");
+    assert!(
+        polls.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the library polled while the person was approving"
+    );
+    let id_token = tokens.id_token().expect("id_token");
+    let verifier = client
+        .id_token_verifier()
+        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let no_nonce = |n: Option<&Nonce>| match n {
+        None => Ok(()),
+        Some(_) => Err("a device flow ID token has no nonce".to_string()),
+    };
+    let claims = id_token
+        .claims(&verifier, no_nonce)
+        .expect("ID token accepted by openidconnect");
+    assert_eq!(claims.subject().as_str(), Op::sub("olga"));
+    assert!(claims.auth_time().is_some());
+    let rt = tokens
+        .refresh_token()
+        .expect("refresh token (tv may refresh)");
+    let refreshed = client
+        .exchange_refresh_token(rt)
+        .unwrap()
+        .request_async(&http_client)
+        .await
+        .unwrap();
+    assert!(refreshed.access_token().secret().len() > 20);
+    // The device code is spent: the library's next exchange is refused.
+    let again = client
+        .exchange_device_access_token(&details)
+        .unwrap()
+        .request_async(&http_client, |_| async {}, None)
+        .await;
+    assert!(again.is_err());
+}
