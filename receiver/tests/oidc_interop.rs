@@ -62,15 +62,37 @@ async fn openid_client_v6() {
         op.ticket("nina", 300),
     ]
     .join(",");
+    let device = device_provider().await;
+    let device_codes = [device.ticket("dan", 300), device.ticket("dan", 300)].join(",");
     run_node(
         "openid-client.test.mjs",
         &[
             ("AIRLOCK_ISSUER", op.base.clone()),
             ("AIRLOCK_CODES", codes),
             ("AIRLOCK_SECRET", CONF_SECRET.into()),
+            ("AIRLOCK_DEVICE_ISSUER", device.base.clone()),
+            ("AIRLOCK_DEVICE_CODES", device_codes),
         ],
     )
     .await;
+}
+
+/// A provider for the device flow: the library polls in real time, so this one runs on
+/// the system clock (a manual clock that stands still would answer every poll but the
+/// first with slow_down), with a 1 s interval and a public device client `cli`.
+async fn device_provider() -> Op {
+    let tmp = Arc::new(tempfile::tempdir().unwrap());
+    let db = tmp.path().join("db");
+    Op::start_custom(tmp, db, Clock::system(), Arc::default(), None, |c| {
+        c.device.poll_interval_secs = 1;
+        c.clients.push(
+            toml::from_str(
+                "client_id = \"cli\"\npublic = true\ngrant_types = [\"urn:ietf:params:oauth:grant-type:device_code\", \"refresh_token\"]\nscopes = [\"openid\", \"profile\", \"email\", \"offline_access\"]\n",
+            )
+            .unwrap(),
+        );
+    })
+    .await
 }
 
 /// A tiny inside app: `/` sends the browser to the provider, `/cb` redeems the code.
@@ -174,6 +196,9 @@ async fn chromium_login_page() {
     let codes = [op.ticket("Bea", 300), expired, used].join(",");
     let shots = std::env::var("AIRLOCK_SCREENSHOTS")
         .unwrap_or_else(|_| interop_dir().join("screenshots").display().to_string());
+    // The device flow: the sample app's CLI (tests/sample-app/device-cli.mjs) polls in real time.
+    let device = device_provider().await;
+    let device_code = device.ticket("Cleo", 300);
     run_node(
         "browser.test.mjs",
         &[
@@ -181,6 +206,8 @@ async fn chromium_login_page() {
             ("AIRLOCK_APP", me),
             ("AIRLOCK_CODES", codes),
             ("AIRLOCK_SCREENSHOTS", shots),
+            ("AIRLOCK_DEVICE_ISSUER", device.base.clone()),
+            ("AIRLOCK_DEVICE_CODES", device_code),
         ],
     )
     .await;

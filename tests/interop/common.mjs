@@ -45,3 +45,34 @@ export async function scriptedLogin(jar, authorizationUrl, code) {
   assert.equal(res.status, 303, 'login accepted');
   return new URL(res.headers.get('location'));
 }
+
+/**
+ * The person's side of the device flow, scripted: open the (prefilled) device page, send
+ * the code, sign in with `transferCode` on the login page, then press `decision`
+ * (`approve` or `deny`) on the approval page. Returns the final page's text.
+ */
+export async function scriptedDeviceApproval(jar, verificationUriComplete, transferCode, decision = 'approve') {
+  const issuer = new URL(verificationUriComplete).origin;
+  const form = (o) => ({ method: 'POST', body: new URLSearchParams(o), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  let res = await jar.fetch(verificationUriComplete);
+  assert.equal(res.status, 200, 'the device page');
+  let html = await res.text();
+  const userCode = html.match(/name="user_code" value="([^"]*)"/)[1];
+  res = await jar.fetch(new URL('/device', issuer), form({ csrf: hidden(html, 'csrf'), user_code: userCode }));
+  assert.equal(res.status, 303, 'the code is accepted');
+  const next = new URL(res.headers.get('location'), issuer);
+  if (next.pathname === '/login') {
+    res = await jar.fetch(next);
+    html = await res.text();
+    res = await jar.fetch(new URL('/login', issuer), form({ txn: hidden(html, 'txn'), csrf: hidden(html, 'csrf'), method: 'transfer_code', code: transferCode }));
+    assert.equal(res.status, 303, 'login accepted');
+  }
+  const confirm = new URL(res.headers.get('location'), issuer);
+  assert.equal(confirm.pathname, '/device/confirm');
+  res = await jar.fetch(confirm);
+  assert.equal(res.status, 200, 'the approval page');
+  html = await res.text();
+  res = await jar.fetch(new URL('/device/confirm', issuer), form({ h: hidden(html, 'h'), csrf: hidden(html, 'csrf'), decision }));
+  assert.equal(res.status, 200);
+  return res.text();
+}

@@ -1,10 +1,16 @@
 // openid-client v6 (strict, panva) as the relying party: discovery, authorization URL,
 // scripted login, callback validation including RFC 9207 `iss`, userinfo, refresh, end-session;
-// pushed authorization requests (RFC 9126); the client credentials grant with introspection.
+// pushed authorization requests (RFC 9126); the client credentials grant with introspection;
+// the device authorization grant (RFC 8628) against a second provider on the real clock.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
-import { ISSUER, CODES, SECRET, Jar, scriptedLogin } from './common.mjs';
+import { ISSUER, CODES, SECRET, Jar, scriptedLogin, scriptedDeviceApproval } from './common.mjs';
+
+// The device flow polls in real time, so the harness runs it on a provider of its own
+// whose clock is the system's (the main one's stands still); its codes are separate.
+const DEVICE_ISSUER = process.env.AIRLOCK_DEVICE_ISSUER;
+const DEVICE_CODES = (process.env.AIRLOCK_DEVICE_CODES || '').split(',').filter(Boolean);
 
 const REDIRECT = 'http://127.0.0.1:2/cb';
 const BYE = 'http://127.0.0.1:2/bye';
@@ -119,4 +125,50 @@ test('openid-client: client credentials grant, introspection, revocation', async
   });
   await assert.rejects(client.clientCredentialsGrant(spa, { scope: 'orders.read' }),
     (e) => e.error === 'unauthorized_client');
+});
+
+test('openid-client: device authorization grant (RFC 8628)', { skip: !DEVICE_ISSUER && 'AIRLOCK_DEVICE_ISSUER is not set' }, async () => {
+  const options = { execute: [client.allowInsecureRequests] };
+  const config = await client.discovery(new URL(DEVICE_ISSUER), 'cli', undefined, client.None(), options);
+  const meta = config.serverMetadata();
+  assert.equal(meta.device_authorization_endpoint, `${DEVICE_ISSUER}/device_authorization`);
+  assert.ok(meta.grant_types_supported.includes('urn:ietf:params:oauth:grant-type:device_code'));
+
+  const device = await client.initiateDeviceAuthorization(config, { scope: 'openid email offline_access' });
+  assert.match(device.user_code, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
+  assert.equal(device.verification_uri, `${DEVICE_ISSUER}/device`);
+  assert.equal(device.verification_uri_complete, `${DEVICE_ISSUER}/device?user_code=${device.user_code}`);
+  assert.ok(device.device_code.length >= 43);
+  assert.equal(device.interval, 1);
+  // The library polls (authorization_pending until the person is done) while the person
+  // types the code, signs in and approves.
+  const polling = client.pollDeviceAuthorizationGrant(config, device);
+  const page = await scriptedDeviceApproval(new Jar(), device.verification_uri_complete, DEVICE_CODES[0], 'approve');
+  assert.match(page, /Device allowed/);
+  const tokens = await polling;
+  const claims = tokens.claims();
+  assert.equal(claims.aud, 'cli');
+  assert.deepEqual(claims.amr, ['otp']);
+  assert.ok(claims.sub && claims.auth_time && claims.sid);
+  assert.equal(claims.email, 'dan@example.org');
+  assert.equal(tokens.scope, 'openid email offline_access');
+  const info = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
+  assert.equal(info.sub, claims.sub);
+  const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
+  assert.equal(refreshed.claims().sub, claims.sub);
+  // The spent device code: a second poll is invalid_grant.
+  await assert.rejects(client.pollDeviceAuthorizationGrant(config, device), (e) => e.error === 'invalid_grant');
+
+  // A person who denies: the library's poll ends with access_denied.
+  const denied = await client.initiateDeviceAuthorization(config, { scope: 'openid' });
+  const polling2 = client.pollDeviceAuthorizationGrant(config, denied);
+  const page2 = await scriptedDeviceApproval(new Jar(), denied.verification_uri_complete, DEVICE_CODES[1], 'deny');
+  assert.match(page2, /Device denied/);
+  await assert.rejects(polling2, (e) => e.error === 'access_denied');
+
+  // An unknown device code, and a client that may not use the grant.
+  await assert.rejects(client.pollDeviceAuthorizationGrant(config, { device_code: 'no-such-code', interval: 1, expires_in: 30 }),
+    (e) => e.error === 'invalid_grant');
+  const spa = await client.discovery(new URL(DEVICE_ISSUER), 'spa', undefined, client.None(), options);
+  await assert.rejects(client.initiateDeviceAuthorization(spa, { scope: 'openid' }), (e) => e.error === 'unauthorized_client');
 });

@@ -311,10 +311,14 @@ pub async fn confirm_page(
         .iter()
         .map(|s| format!("<li>{}</li>", escape(scope_words(s))))
         .collect();
-    let minutes = p.now().saturating_sub(grant.created_at) / 60;
+    let age = match p.now().saturating_sub(grant.created_at) / 60 {
+        0 => "less than a minute ago".to_string(),
+        1 => "a minute ago".to_string(),
+        m => format!("{m} minutes ago"),
+    };
     let main = format!(
         r#"<h1>Allow this device?</h1>
-<p><span class="client">{client}</span> on a device or command line asks to sign in as <strong>{who}</strong>. It was started {minutes} minute(s) ago.</p>
+<p><span class="client">{client}</span> on a device or command line asks to sign in as <strong>{who}</strong>. This sign-in was started {age}.</p>
 <p>It will get:</p>
 <ul>{items}</ul>
 <p class="hint">Only allow it if you started this sign-in yourself and your device shows the code you typed. If someone sent you the code, deny.</p>
