@@ -666,3 +666,74 @@ async fn ha_a_device_code_from_one_receiver_is_redeemed_through_another() {
     let r = poll(b_op, "tv", &device_code).await;
     assert_eq!(error_of(&r), "invalid_grant");
 }
+
+/// With passkeys on, the device page's sign-in is the login page's: a transfer-code
+/// sign-in goes through the enrolment offer and then to the approval, and a later device
+/// is approved after a passkey-only sign-in, whose amr/acr the tokens carry.
+#[tokio::test]
+async fn passkeys_sign_in_for_a_device_too() {
+    use crate::oidc_passkey as pk;
+    let op = pk::start(with_device_clients).await;
+    pk::provision(&op, "pia", 86_400);
+    // Transfer code -> "create a passkey?" -> created -> the device's approval page.
+    let (device_code, user_code) = tv_grant(&op, "openid").await;
+    let mut b = Browser::default();
+    let r = type_code(&op, &mut b, &user_code).await;
+    let next = submit_code(&op, &mut b, r.location(), &op.ticket("pia", 300)).await;
+    assert_eq!(
+        next, "/passkey/enrol",
+        "the enrolment offer follows a code sign-in"
+    );
+    let mut a = pk::authenticator::SoftAuthenticator::new();
+    let r = pk::enrol(&op, &mut b, &mut a, "office laptop").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let confirm = r.location().to_string();
+    assert!(
+        confirm.starts_with(&format!("{}/device/confirm?h=", op.base)),
+        "{confirm}"
+    );
+    assert_eq!(decide(&op, &mut b, &confirm, "approve").await.status, 200);
+    let r = poll(&op, "tv", &device_code).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Another device, another browser: a passkey alone signs in.
+    let (device_code, user_code) = tv_grant(&op, "openid").await;
+    let mut b = Browser::default();
+    let r = type_code(&op, &mut b, &user_code).await;
+    assert!(r.location().starts_with("/login?txn="), "{}", r.location());
+    let page = b.get(&format!("{}{}", op.base, r.location())).await;
+    assert!(page.body.contains("passkey"), "the passkey is offered");
+    let (txn, csrf) = (hidden(&page.body, "txn"), hidden(&page.body, "csrf"));
+    let o = pk::sign_in_options(&op, &mut b, &txn, &csrf, "pia@example.org").await;
+    assert_eq!(o.status, 200, "{}", o.body);
+    let j = o.json();
+    let resp = a.get(&j["options"], &op.provider.config().issuer);
+    let r = pk::submit(
+        &op,
+        &mut b,
+        &txn,
+        &csrf,
+        j["ceremony"].as_str().unwrap(),
+        &resp,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        r.location()
+            .starts_with(&format!("{}/device/confirm?h=", op.base)),
+        "{}",
+        r.location()
+    );
+    let confirm = r.location().to_string();
+    assert_eq!(decide(&op, &mut b, &confirm, "approve").await.status, 200);
+    let r = poll(&op, "tv", &device_code).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, claims) = verify_jwt(
+        &op,
+        r.json()["id_token"].as_str().unwrap(),
+        Algorithm::ES256,
+    )
+    .await;
+    assert_eq!(claims["acr"], "urn:airlock:acr:passkey");
+    assert_eq!(claims["amr"], serde_json::json!(["hwk", "user", "mfa"]));
+}
