@@ -488,6 +488,13 @@ impl Config {
         if let Some(k) = self.transparency.key_file.as_mut() {
             fix(k);
         }
+        if let Some(ca) = self
+            .oidc
+            .as_mut()
+            .and_then(|o| o.backchannel_ca_file.as_mut())
+        {
+            fix(ca);
+        }
     }
 
     fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {

@@ -24,6 +24,7 @@ mod ha_bench;
 mod ha_failover;
 mod ingest_store;
 mod memory_bound;
+mod oidc_backchannel;
 mod oidc_bad_input;
 mod oidc_bench;
 mod oidc_client_credentials;

@@ -166,6 +166,8 @@ macro_rules! contract {
                 pushed_requests_are_single_use_and_bound,
                 security_events_in_order,
                 device_grants_index_and_redeem_once,
+                logout_outbox_claims_and_bound,
+                logout_outbox_concurrent_claims_are_disjoint,
             );
         }
     };
@@ -1074,4 +1076,128 @@ fn security_events_in_order<B: Backend>(b: &B) {
     assert_eq!(all[0].id, a);
     assert_eq!(o.events(a, 10).unwrap().len(), 1);
     assert_eq!(o.events(0, 1).unwrap().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// The back-channel logout outbox
+
+fn delivery(id: &str, next_attempt_ms: u64) -> LogoutDelivery {
+    LogoutDelivery {
+        id: id.into(),
+        client_id: "app".into(),
+        uri: "https://app.inside.example/bc".into(),
+        sub: "u".into(),
+        sid: format!("sid-{id}"),
+        attempts: 0,
+        next_attempt_ms,
+        created_ms: next_attempt_ms,
+    }
+}
+
+fn ids(v: &[LogoutDelivery]) -> Vec<&str> {
+    v.iter().map(|d| d.id.as_str()).collect()
+}
+
+fn logout_outbox_claims_and_bound<B: Backend>(b: &B) {
+    let s = b.oidc();
+    const FAR: u64 = 1 << 50;
+    assert!(s.enqueue_logout(&delivery("a", 100), 3).unwrap());
+    assert!(s.enqueue_logout(&delivery("b", 200), 3).unwrap());
+    assert!(s.enqueue_logout(&delivery("c", FAR), 3).unwrap());
+    assert!(
+        !s.enqueue_logout(&delivery("x", 100), 3).unwrap(),
+        "a full outbox refuses"
+    );
+    assert_eq!(ids(&s.pending_logouts().unwrap()), ["a", "b", "c"]);
+
+    // Another receiver (a restart, or the next receiver of a cluster) sees them all.
+    let other = b.other_oidc();
+    assert_eq!(
+        other.pending_logouts().unwrap(),
+        s.pending_logouts().unwrap()
+    );
+
+    // Due ones, earliest first, up to the limit; a held one is not handed out again.
+    assert_eq!(ids(&s.claim_logouts("r1", 300, 30_300, 1).unwrap()), ["a"]);
+    assert_eq!(ids(&s.claim_logouts("r1", 300, 30_300, 10).unwrap()), ["b"]);
+    assert!(
+        other
+            .claim_logouts("r2", 300, 30_300, 10)
+            .unwrap()
+            .is_empty()
+    );
+
+    // Only the holder reschedules; that releases the claim.
+    assert!(!other.reschedule_logout("a", "r2", 1, 400).unwrap());
+    assert!(s.reschedule_logout("a", "r1", 1, 400).unwrap());
+    assert!(
+        other
+            .claim_logouts("r2", 399, 30_399, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let again = other.claim_logouts("r2", 450, 30_450, 10).unwrap();
+    assert_eq!(ids(&again), ["a"]);
+    assert_eq!((again[0].attempts, again[0].next_attempt_ms), (1, 400));
+    assert_eq!(again[0], {
+        let mut d = delivery("a", 400);
+        d.attempts = 1;
+        d.created_ms = 100;
+        d
+    });
+
+    // r1 dies holding b: its claim runs out at 30_300, then r2 takes b over.
+    assert!(
+        other
+            .claim_logouts("r2", 30_299, 60_000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(&other.claim_logouts("r2", 30_300, 60_300, 10).unwrap()),
+        ["b"]
+    );
+    assert!(
+        !s.reschedule_logout("b", "r1", 2, 500).unwrap(),
+        "r1 lost it"
+    );
+
+    // Finished deliveries leave; the bound counts what is left.
+    s.finish_logout("a").unwrap();
+    other.finish_logout("b").unwrap();
+    s.finish_logout("nope").unwrap();
+    assert_eq!(ids(&s.pending_logouts().unwrap()), ["c"]);
+    assert!(s.enqueue_logout(&delivery("d", 100), 3).unwrap());
+}
+
+fn logout_outbox_concurrent_claims_are_disjoint<B: Backend>(b: &B) {
+    let s = b.oidc();
+    for i in 0..40 {
+        assert!(
+            s.enqueue_logout(&delivery(&format!("d{i:02}"), 10), 1000)
+                .unwrap()
+        );
+    }
+    let handles = [b.oidc(), b.other_oidc(), b.oidc(), b.other_oidc()];
+    let got: Vec<Vec<String>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = handles
+            .iter()
+            .enumerate()
+            .map(|(n, h)| {
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    for _ in 0..20 {
+                        let c = h.claim_logouts(&format!("r{n}"), 1000, 60_000, 3).unwrap();
+                        mine.extend(c.into_iter().map(|d| d.id));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut all: Vec<String> = got.into_iter().flatten().collect();
+    all.sort();
+    let want: Vec<String> = (0..40).map(|i| format!("d{i:02}")).collect();
+    assert_eq!(all, want, "every delivery claimed exactly once");
 }

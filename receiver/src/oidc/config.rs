@@ -84,6 +84,15 @@ pub struct OidcConfig {
     /// Wait before the first retry; it doubles per retry, up to 60 s.
     #[serde(default = "defaults::backchannel_retry")]
     pub backchannel_logout_first_retry_ms: u64,
+    /// PEM bundle of the inside CA(s) whose certificates `https://` back-channel logout
+    /// URIs must present (the system's roots are never used). Required when any client
+    /// has an `https://` `backchannel_logout_uri`.
+    #[serde(default)]
+    pub backchannel_ca_file: Option<PathBuf>,
+    /// Back-channel logouts that may wait for delivery at once (in the store, shared by
+    /// an HA cluster); a logout beyond it is not sent, and counted as `dropped`.
+    #[serde(default = "defaults::backchannel_outbox")]
+    pub backchannel_outbox_max: u32,
     /// Reverse proxies in front of the provider (addresses or CIDR blocks). Only from
     /// these peers is the client address taken from `Forwarded` / `X-Forwarded-For`;
     /// empty: the TCP peer is the client.
@@ -244,6 +253,9 @@ mod defaults {
     pub fn grant_types() -> Vec<String> {
         vec!["authorization_code".into(), "refresh_token".into()]
     }
+    pub fn backchannel_outbox() -> u32 {
+        10_000
+    }
     pub fn scopes() -> Vec<String> {
         super::SUPPORTED_SCOPES
             .iter()
@@ -399,6 +411,15 @@ impl OidcConfig {
                 ),
             ));
         }
+        if !(1..=1_000_000).contains(&self.backchannel_outbox_max) {
+            return Err(bad(
+                "backchannel_outbox_max",
+                format!(
+                    "must be from 1 to 1000000, got {}",
+                    self.backchannel_outbox_max
+                ),
+            ));
+        }
         for (i, t) in self.trusted_proxies.iter().enumerate() {
             if let Err(e) = Cidr::parse(t) {
                 return Err(bad(format!("trusted_proxies[{i}]"), e));
@@ -413,6 +434,19 @@ impl OidcConfig {
                 ));
             }
             c.validate(i)?;
+            if c.backchannel_logout_uri
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+                && self.backchannel_ca_file.is_none()
+            {
+                return Err(bad(
+                    "backchannel_ca_file",
+                    format!(
+                        "clients[{i}].backchannel_logout_uri is https://: set backchannel_ca_file to the PEM bundle \
+                         of the inside CA that issues the apps' certificates (the system's roots are not used)"
+                    ),
+                ));
+            }
         }
         self.passkeys
             .validate()
@@ -519,13 +553,9 @@ impl ClientConfig {
             check_url(&at("post_logout_redirect_uris"), u)?;
         }
         if let Some(u) = &self.backchannel_logout_uri {
-            if !u.starts_with("http://") {
-                return Err(bad(
-                    at("backchannel_logout_uri"),
-                    "only http:// inside URIs are supported for back-channel logout",
-                ));
-            }
             check_url(&at("backchannel_logout_uri"), u)?;
+            crate::oidc::backchannel::check_uri(u)
+                .map_err(|e| bad(at("backchannel_logout_uri"), e))?;
         }
         self.validate_client_credentials(i)?;
         for s in &self.scopes {
@@ -683,6 +713,31 @@ mod tests {
             c.backchannel_logout_first_retry_ms = ms;
             assert_eq!(c.validate().unwrap_err().key, key, "{attempts} {ms}");
         }
+    }
+
+    #[test]
+    fn an_https_back_channel_needs_the_inside_ca_bundle() {
+        let mut c = base();
+        assert_eq!(c.backchannel_outbox_max, 10_000);
+        c.clients[0].backchannel_logout_uri = Some("https://app.inside.example/bc".into());
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "backchannel_ca_file");
+        assert!(
+            e.problem.contains("clients[0].backchannel_logout_uri"),
+            "{e}"
+        );
+        c.backchannel_ca_file = Some("/etc/airlock/inside-ca.pem".into());
+        c.validate().unwrap();
+        c.clients[0].backchannel_logout_uri = Some("http://127.0.0.1:8080/bc".into());
+        c.validate().unwrap();
+        c.clients[0].backchannel_logout_uri = Some("https://u:p@app/bc".into());
+        assert_eq!(
+            c.validate().unwrap_err().key,
+            "clients[0].backchannel_logout_uri"
+        );
+        let mut c = base();
+        c.backchannel_outbox_max = 0;
+        assert_eq!(c.validate().unwrap_err().key, "backchannel_outbox_max");
     }
 
     #[test]

@@ -31,7 +31,14 @@ pub const ALWAYS_EXPORTED: &[(&str, &[&str])] = &[
             "csrf",
         ],
     ),
-    ("backchannel_logouts", &["delivered", "retried", "failed"]),
+    (
+        "backchannel_logouts",
+        &["delivered", "retried", "failed", "dropped"],
+    ),
+    (
+        "backchannel_logout_failures",
+        crate::oidc::backchannel::DeliveryError::REASONS,
+    ),
     (
         "device_grants",
         &["issued", "approved", "denied", "expired", "redeemed"],
@@ -128,6 +135,10 @@ mod tests {
         let t = OidcMetrics::new().render();
         assert!(t.contains("airlock_oidc_backchannel_logouts_total{reason=\"failed\"} 0\n"));
         assert!(t.contains("airlock_oidc_login_failures_total{reason=\"wrong\"} 0\n"));
+        assert!(t.contains(
+            "airlock_oidc_backchannel_logout_failures_total{reason=\"tls_untrusted\"} 0\n"
+        ));
+        assert!(t.contains("airlock_oidc_backchannel_logouts_total{reason=\"dropped\"} 0\n"));
         assert!(t.contains("airlock_oidc_logins_total{reason=\"passkey\"} 0\n"));
     }
 }

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod listener;
 pub mod login;
 pub mod metrics;
+pub mod outbox;
 pub mod passkey;
 pub mod pg_store;
 pub mod provider;

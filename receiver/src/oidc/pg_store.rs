@@ -57,6 +57,22 @@ fn parse<T: DeserializeOwned>(row: &postgres::Row, col: usize) -> Result<T, Oidc
     Ok(serde_json::from_str(&text)?)
 }
 
+/// A row of `oidc_logout_outbox` (id, client_id, uri, sub, sid, attempts,
+/// next_attempt_ms, created_ms).
+fn outbox_row(r: &postgres::Row) -> Result<LogoutDelivery, OidcError> {
+    let attempts: i64 = r.try_get(5).map_err(db)?;
+    Ok(LogoutDelivery {
+        id: r.try_get(0).map_err(db)?,
+        client_id: r.try_get(1).map_err(db)?,
+        uri: r.try_get(2).map_err(db)?,
+        sub: r.try_get(3).map_err(db)?,
+        sid: r.try_get(4).map_err(db)?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        next_attempt_ms: unsecs(r.try_get(6).map_err(db)?),
+        created_ms: unsecs(r.try_get(7).map_err(db)?),
+    })
+}
+
 /// Advisory lock id serialising first-start key generation across the cluster.
 const KEYS_LOCK: i64 = 0x4149_524c_4b45_5953;
 
@@ -664,6 +680,107 @@ impl OidcStore for PgOidcStore {
             .map_err(db)?
             .iter()
             .map(|r| parse(r, 0))
+            .collect()
+        })
+    }
+
+    fn enqueue_logout(&self, d: &LogoutDelivery, max: usize) -> Result<bool, OidcError> {
+        let (attempts, next, created) = (
+            i64::from(d.attempts),
+            secs(d.next_attempt_ms),
+            secs(d.created_ms),
+        );
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let n = self.exec(
+            "INSERT INTO oidc_logout_outbox \
+             (id, client_id, uri, sub, sid, attempts, next_attempt_ms, created_ms) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE (SELECT count(*) FROM oidc_logout_outbox) < $9",
+            &[
+                (&d.id, Type::TEXT),
+                (&d.client_id, Type::TEXT),
+                (&d.uri, Type::TEXT),
+                (&d.sub, Type::TEXT),
+                (&d.sid, Type::TEXT),
+                (&attempts, Type::INT8),
+                (&next, Type::INT8),
+                (&created, Type::INT8),
+                (&max, Type::INT8),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn claim_logouts(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<LogoutDelivery>, OidcError> {
+        let (now, until) = (secs(now_ms), secs(lease_until_ms));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|c| {
+            c.query_typed(
+                "UPDATE oidc_logout_outbox o SET lease_owner = $1, lease_until_ms = $2 \
+                 FROM (SELECT id FROM oidc_logout_outbox \
+                       WHERE next_attempt_ms <= $3 AND (lease_owner IS NULL OR lease_until_ms <= $3) \
+                       ORDER BY next_attempt_ms LIMIT $4 FOR UPDATE SKIP LOCKED) due \
+                 WHERE o.id = due.id \
+                 RETURNING o.id, o.client_id, o.uri, o.sub, o.sid, o.attempts, o.next_attempt_ms, o.created_ms",
+                &[
+                    (&owner, Type::TEXT),
+                    (&until, Type::INT8),
+                    (&now, Type::INT8),
+                    (&limit, Type::INT8),
+                ],
+            )
+            .map_err(db)?
+            .iter()
+            .map(outbox_row)
+            .collect()
+        })
+    }
+
+    fn reschedule_logout(
+        &self,
+        id: &str,
+        owner: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> Result<bool, OidcError> {
+        let (attempts, next) = (i64::from(attempts), secs(next_attempt_ms));
+        let n = self.exec(
+            "UPDATE oidc_logout_outbox SET attempts = $3, next_attempt_ms = $4, \
+             lease_owner = NULL, lease_until_ms = 0 WHERE id = $1 AND lease_owner = $2",
+            &[
+                (&id, Type::TEXT),
+                (&owner, Type::TEXT),
+                (&attempts, Type::INT8),
+                (&next, Type::INT8),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn finish_logout(&self, id: &str) -> Result<(), OidcError> {
+        self.exec(
+            "DELETE FROM oidc_logout_outbox WHERE id = $1",
+            &[(&id, Type::TEXT)],
+        )?;
+        Ok(())
+    }
+
+    fn pending_logouts(&self) -> Result<Vec<LogoutDelivery>, OidcError> {
+        self.with(|c| {
+            c.query_typed(
+                "SELECT id, client_id, uri, sub, sid, attempts, next_attempt_ms, created_ms \
+                 FROM oidc_logout_outbox ORDER BY created_ms, id COLLATE \"C\"",
+                &[],
+            )
+            .map_err(db)?
+            .iter()
+            .map(outbox_row)
             .collect()
         })
     }

@@ -63,6 +63,8 @@ struct Inner {
     pub push_budget: Budget,
     /// Device authorizations waiting for their person, by client address.
     pub device_budget: Budget,
+    /// Back-channel logout delivery (the worker is [`crate::oidc::outbox`]).
+    pub outbox: backchannel::Outbox,
 }
 
 /// Claims of a verified JWT.
@@ -97,6 +99,8 @@ impl Provider {
         config.validate()?;
         let now = clock.now();
         let keys = KeySet::init(&*store, now)?;
+        let transport = backchannel::Transport::load(config.backchannel_ca_file.as_deref())
+            .map_err(|e| OidcError::Tls(e.to_string()))?;
         let passkeys = match config.passkeys.enabled {
             true => Some(crate::oidc::passkey::rp::RelyingParty::new(
                 &config.issuer,
@@ -118,6 +122,7 @@ impl Provider {
             code_budget: Budget::default(),
             push_budget: Budget::default(),
             device_budget: Budget::default(),
+            outbox: backchannel::Outbox::new(transport, backchannel::IN_FLIGHT),
         })))
     }
 
@@ -167,6 +172,11 @@ impl Provider {
 
     pub(crate) fn metrics(&self) -> &OidcMetrics {
         &self.0.metrics
+    }
+
+    /// The back-channel logout client and its worker's state.
+    pub(crate) fn outbox(&self) -> &backchannel::Outbox {
+        &self.0.outbox
     }
 
     /// client_id -> SHA-256 of the secret that last passed argon2.
@@ -268,6 +278,7 @@ impl Provider {
 
     /// Every minute: [`Provider::maintain`].
     pub(crate) fn spawn_maintenance(&self) {
+        self.spawn_logout_outbox();
         let p = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -475,79 +486,11 @@ impl Provider {
         for fam in self.0.store.families_of_session(sid)? {
             self.0.store.revoke_family(&fam)?;
         }
+        // Queued before the flush: a crash after it still sends the logouts.
+        self.enqueue_logouts(&session)?;
         self.0.store.flush()?;
-        self.notify_logout(&session);
+        self.0.outbox.wake.notify_one();
         Ok(Some(session))
-    }
-
-    /// Spawns one back-channel delivery per client of the session that registered a URI.
-    fn notify_logout(&self, session: &Session) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(sid = %session.sid, "no runtime: back-channel logout not sent");
-            return;
-        };
-        for client_id in &session.clients {
-            let Some(uri) = self
-                .0
-                .config
-                .client(client_id)
-                .and_then(|c| c.backchannel_logout_uri.clone())
-            else {
-                continue;
-            };
-            let p = self.clone();
-            let (client_id, sub, sid) =
-                (client_id.clone(), session.sub.clone(), session.sid.clone());
-            rt.spawn(async move { p.deliver_logout(&client_id, &uri, &sub, &sid).await });
-        }
-    }
-
-    /// Delivers one back-channel logout, retrying transient failures on the configured
-    /// schedule with a freshly signed token each time.
-    async fn deliver_logout(&self, client_id: &str, uri: &str, sub: &str, sid: &str) {
-        let schedule = self.0.config.backchannel_retries();
-        let mut attempt = 1;
-        while let Some(wait) = schedule.delay_before(attempt) {
-            if attempt > 1 {
-                self.0.metrics.inc("backchannel_logouts", "retried");
-            }
-            tokio::time::sleep(wait).await;
-            let Some(client) = self.0.config.client(client_id) else {
-                return;
-            };
-            let now = self.0.clock.now();
-            let token = match tokens::logout_token(
-                &self.0.keys,
-                &self.0.config.issuer,
-                client,
-                sub,
-                sid,
-                now,
-            ) {
-                Ok(t) => t,
-                Err(e) => {
-                    self.0.metrics.inc("backchannel_logouts", "failed");
-                    tracing::warn!(client = %client_id, error = %e, "cannot sign logout token");
-                    return;
-                }
-            };
-            match backchannel::deliver(uri, &token).await {
-                Ok(()) => {
-                    self.0.metrics.inc("backchannel_logouts", "delivered");
-                    tracing::info!(client = %client_id, attempt, "back-channel logout delivered");
-                    return;
-                }
-                Err(e) if e.is_transient() && attempt < schedule.attempts => {
-                    tracing::info!(client = %client_id, %uri, attempt, error = %e, "back-channel logout failed; will retry");
-                }
-                Err(e) => {
-                    self.0.metrics.inc("backchannel_logouts", "failed");
-                    tracing::warn!(client = %client_id, %uri, attempt, error = %e, "back-channel logout failed; not retried: the app keeps this session until it expires");
-                    return;
-                }
-            }
-            attempt += 1;
-        }
     }
 
     /// The identity to put in tokens now, or why not: the directory's view when it

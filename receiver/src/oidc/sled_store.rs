@@ -33,6 +33,15 @@ pub struct SledOidcStore {
     /// Device grants by device-code hash, and user-code hash -> device-code hash.
     devices: sled::Tree,
     device_users: sled::Tree,
+    logout_outbox: sled::Tree,
+}
+
+/// An outbox entry as sled keeps it: the delivery and who holds it until when.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OutboxEntry {
+    delivery: LogoutDelivery,
+    lease_owner: Option<String>,
+    lease_until_ms: u64,
 }
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, OidcError> {
@@ -114,6 +123,7 @@ impl SledOidcStore {
             pushed: t("pushed_requests")?,
             devices: t("devices")?,
             device_users: t("device_users")?,
+            logout_outbox: t("logout_outbox")?,
             db,
         })
     }
@@ -469,6 +479,92 @@ impl OidcStore for SledOidcStore {
             let (_, v) = item?;
             out.push(serde_json::from_slice(&v)?);
         }
+        Ok(out)
+    }
+
+    fn enqueue_logout(&self, d: &LogoutDelivery, max: usize) -> Result<bool, OidcError> {
+        if self.logout_outbox.len() >= max {
+            return Ok(false);
+        }
+        let entry = OutboxEntry {
+            delivery: d.clone(),
+            lease_owner: None,
+            lease_until_ms: 0,
+        };
+        put(&self.logout_outbox, d.id.as_bytes(), &entry)?;
+        Ok(true)
+    }
+
+    fn claim_logouts(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<LogoutDelivery>, OidcError> {
+        let mut due = Vec::new();
+        for item in self.logout_outbox.iter() {
+            let (k, v) = item?;
+            let e: OutboxEntry = serde_json::from_slice(&v)?;
+            let free = e.lease_owner.is_none() || e.lease_until_ms <= now_ms;
+            if free && e.delivery.next_attempt_ms <= now_ms {
+                due.push((e.delivery.next_attempt_ms, k, v));
+            }
+        }
+        due.sort_by_key(|d| d.0);
+        let mut out = Vec::new();
+        for (_, k, old) in due {
+            if out.len() >= limit {
+                break;
+            }
+            let mut e: OutboxEntry = serde_json::from_slice(&old)?;
+            e.lease_owner = Some(owner.to_string());
+            e.lease_until_ms = lease_until_ms;
+            let new = serde_json::to_vec(&e)?;
+            // Lost to another claim or a change since the scan: leave it.
+            if self
+                .logout_outbox
+                .compare_and_swap(&k, Some(old), Some(new))?
+                .is_ok()
+            {
+                out.push(e.delivery);
+            }
+        }
+        Ok(out)
+    }
+
+    fn reschedule_logout(
+        &self,
+        id: &str,
+        owner: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> Result<bool, OidcError> {
+        let r = update(&self.logout_outbox, id.as_bytes(), |e: &mut OutboxEntry| {
+            if e.lease_owner.as_deref() != Some(owner) {
+                return false;
+            }
+            e.delivery.attempts = attempts;
+            e.delivery.next_attempt_ms = next_attempt_ms;
+            e.lease_owner = None;
+            e.lease_until_ms = 0;
+            true
+        })?;
+        Ok(r.unwrap_or(false))
+    }
+
+    fn finish_logout(&self, id: &str) -> Result<(), OidcError> {
+        self.logout_outbox.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    fn pending_logouts(&self) -> Result<Vec<LogoutDelivery>, OidcError> {
+        let mut out = Vec::new();
+        for item in self.logout_outbox.iter() {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice::<OutboxEntry>(&v)?.delivery);
+        }
+        out.sort_by(|a: &LogoutDelivery, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
         Ok(out)
     }
 

@@ -349,6 +349,25 @@ pub trait DeviceStore {
 /// Grants are kept this long after they expire, so a late poll learns "expired".
 pub const DEVICE_KEEP_EXPIRED_SECS: u64 = 3600;
 
+/// A back-channel logout waiting for delivery (the outbox): what a freshly signed logout
+/// token needs, and where its retries stand. Kept in the store so a restart resumes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutDelivery {
+    /// Random, unique.
+    pub id: String,
+    pub client_id: String,
+    /// The app's `backchannel_logout_uri` when the logout happened.
+    pub uri: String,
+    pub sub: String,
+    pub sid: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Unix milliseconds; not tried before.
+    pub next_attempt_ms: u64,
+    /// Unix milliseconds of the logout.
+    pub created_ms: u64,
+}
+
 /// Storage contract of the provider. Sled implements it ([`crate::oidc::sled_store`]);
 /// a replicated backend can implement it later. All methods are atomic per call.
 pub trait OidcStore: DeviceStore + Send + Sync + 'static {
@@ -429,6 +448,33 @@ pub trait OidcStore: DeviceStore + Send + Sync + 'static {
     fn append_event(&self, e: &SecurityEvent) -> Result<u64, OidcError>;
     /// Events with an id above `after`, oldest first, at most `limit`.
     fn events(&self, after: u64, limit: usize) -> Result<Vec<SecurityEvent>, OidcError>;
+
+    /// Adds a back-channel logout to the outbox unless it holds `max` already (false:
+    /// nothing written). With several receivers the bound may be passed by a few.
+    fn enqueue_logout(&self, d: &LogoutDelivery, max: usize) -> Result<bool, OidcError>;
+    /// Claims up to `limit` deliveries due at `now_ms` that no receiver holds (or whose
+    /// holder's claim ran out) for `owner` until `lease_until_ms`, and returns them: one
+    /// receiver at a time tries a delivery, and a dead receiver's claim expires.
+    fn claim_logouts(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<LogoutDelivery>, OidcError>;
+    /// After a failed attempt: the new attempt count and next time; the claim is released.
+    /// False (nothing written) when `owner` no longer holds the delivery.
+    fn reschedule_logout(
+        &self,
+        id: &str,
+        owner: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> Result<bool, OidcError>;
+    /// Removes a delivery (delivered, or given up).
+    fn finish_logout(&self, id: &str) -> Result<(), OidcError>;
+    /// Every delivery waiting, claimed or not, oldest first (diagnostics, tests).
+    fn pending_logouts(&self) -> Result<Vec<LogoutDelivery>, OidcError>;
 
     /// Makes everything written so far durable (after logins and revocations).
     fn flush(&self) -> Result<(), OidcError>;

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "pushed_requests",
         include_str!("../../../migrations/0008_pushed_requests.sql"),
     ),
+    (
+        9,
+        "oidc_logout_outbox",
+        include_str!("../../../migrations/0009_oidc_logout_outbox.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming Airlock's migration lock ("AIRLOCK" in ASCII).
