@@ -151,7 +151,11 @@ impl Provider {
     /// The delivery is over (delivered or given up): out of the outbox.
     async fn finish_logout(&self, d: &LogoutDelivery) {
         let id = d.id.clone();
-        if let Err(e) = self.off(move |p| p.store().finish_logout(&id)).await {
+        let gone = self.off(move |p| {
+            p.store().finish_logout(&id)?;
+            p.store().flush()
+        });
+        if let Err(e) = gone.await {
             tracing::warn!(id = %d.id, error = %e, "cannot remove a finished back-channel logout from the outbox; it may be sent again");
         }
     }
@@ -223,7 +227,13 @@ impl Provider {
         let (id, owner) = (d.id.clone(), self.outbox().owner.clone());
         let next = now_ms().saturating_add(ms(wait));
         match self
-            .off(move |p| p.store().reschedule_logout(&id, &owner, attempt, next))
+            .off(move |p| {
+                // Durable before the next attempt: a receiver killed now resumes with
+                // this count, so restarts do not stretch the schedule.
+                let held = p.store().reschedule_logout(&id, &owner, attempt, next)?;
+                p.store().flush()?;
+                Ok(held)
+            })
             .await
         {
             Ok(true) => {
