@@ -737,3 +737,38 @@ async fn passkeys_sign_in_for_a_device_too() {
     assert_eq!(claims["acr"], "urn:airlock:acr:passkey");
     assert_eq!(claims["amr"], serde_json::json!(["hwk", "user", "mfa"]));
 }
+
+#[tokio::test]
+async fn a_client_without_the_code_flow_is_refused_at_authorize() {
+    let op = start_with(|c| {
+        c.clients.push(client(&format!(
+            r#"
+            client_id = "kiosk"
+            public = true
+            redirect_uris = ["http://127.0.0.1:9/cb"]
+            grant_types = ["{DEVICE}"]
+            "#
+        )))
+    })
+    .await;
+    let p = pkce("kiosk");
+    let a = AuthParams {
+        client: "kiosk",
+        redirect: "http://127.0.0.1:9/cb",
+        scope: "openid",
+        pkce: Some(&p),
+        extra: "",
+    };
+    let r = http("GET", &authorize_url(&op, &a), &[], None).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        query_param(r.location(), "error").as_deref(),
+        Some("unauthorized_client"),
+        "{}",
+        r.location()
+    );
+    // Its device flow works.
+    let r = device_auth(&op, None, "client_id=kiosk").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["expires_in"], 600);
+}
