@@ -175,6 +175,7 @@ pub fn apply_batch(
     tx: &dyn StateTx,
     frames: &[AcceptedFrame],
 ) -> Result<(Vec<Outcome>, Ledger), TxError> {
+    prefetch(tx, frames)?;
     let mut ledger = Ledger::load(tx)?;
     let mut outcomes = Vec::with_capacity(frames.len());
     let mut keys_changed = false;
@@ -187,6 +188,43 @@ pub fn apply_batch(
     }
     ledger.save(tx, keys_changed)?;
     Ok((outcomes, ledger))
+}
+
+/// Reads ahead every key the batch will look up: the ledger, each frame's seq and the user,
+/// ticket or mirror it touches. On PostgreSQL that is one round trip per table for the whole
+/// batch instead of two or three per frame.
+fn prefetch(tx: &dyn StateTx, frames: &[AcceptedFrame]) -> Result<(), TxError> {
+    let ledger = [meta::HEAD, meta::REPLAY, meta::KEYS, meta::GAPS, meta::TREE];
+    tx.prefetch(Table::Meta, &ledger.map(|k| k.to_vec()))?;
+    let mut seqs = Vec::with_capacity(frames.len());
+    let mut users = Vec::with_capacity(frames.len());
+    let mut tickets = Vec::new();
+    let mut mirrors = Vec::new();
+    for f in frames {
+        let env = &f.envelope;
+        seqs.push(seq_key(&env.sender_kid, env.seq));
+        match &env.body {
+            Body::Provision(p) => users.push(local_subject(&p.issuer, &p.subject).into_bytes()),
+            Body::Revoke(r) => users.push(local_subject(&r.issuer, &r.subject).into_bytes()),
+            Body::LoginTicket(t) => {
+                tickets.push(t.locator.to_vec());
+                users.push(local_subject(&t.issuer, &t.subject).into_bytes());
+            }
+            Body::IdpMirror(m) => mirrors.push(m.issuer.as_bytes().to_vec()),
+            Body::KeyAnnounce(_) | Body::KeyRetire(_) | Body::Heartbeat(_) => {}
+        }
+    }
+    for (table, keys) in [
+        (Table::Seqs, seqs),
+        (Table::Users, users),
+        (Table::Tickets, tickets),
+        (Table::Mirrors, mirrors),
+    ] {
+        if !keys.is_empty() {
+            tx.prefetch(table, &keys)?;
+        }
+    }
+    Ok(())
 }
 
 fn apply_one(

@@ -154,6 +154,8 @@ macro_rules! contract {
                 migrations_are_idempotent,
                 code_redeems_once,
                 refresh_rotation_and_reuse,
+                refresh_rotates_in_one_step,
+                prefetched_reads_answer_like_gets,
                 family_revoke_and_indexes,
                 sessions,
                 keys_list,
@@ -560,6 +562,85 @@ fn refresh_rotation_and_reuse<B: Backend>(b: &B) {
     assert!(!o.use_refresh("r1").unwrap());
     assert!(!o.use_refresh("unknown").unwrap());
     assert_eq!(o.refresh("unknown").unwrap(), None);
+}
+
+/// The refresh grant's one-step rotation: of eight concurrent rotations of one token
+/// exactly one happens (old token used, family extended, successor stored); the losers
+/// store nothing; the joined read returns the token with its family.
+fn refresh_rotates_in_one_step<B: Backend>(b: &B) {
+    let o = b.oidc();
+    o.put_family(&family("fr", "sr", "ur")).unwrap();
+    let old = RefreshToken {
+        family: "fr".into(),
+        expires_at: 600,
+        used: false,
+    };
+    o.put_refresh("old", &old).unwrap();
+    let (rt, fam) = o.refresh_and_family("old").unwrap().unwrap();
+    assert_eq!(rt, old);
+    assert_eq!(fam.map(|f| f.id), Some("fr".to_string()));
+    let wins = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for i in 0..8 {
+            let (o, wins) = (o.clone(), &wins);
+            sc.spawn(move || {
+                let next = RefreshToken {
+                    family: "fr".into(),
+                    expires_at: 900,
+                    used: false,
+                };
+                if o.rotate_refresh("old", &format!("next{i}"), &next).unwrap() {
+                    wins.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(
+        wins.load(Ordering::SeqCst),
+        1,
+        "a refresh token rotated twice"
+    );
+    assert!(o.refresh("old").unwrap().unwrap().used);
+    let successors: Vec<_> = (0..8)
+        .filter_map(|i| o.refresh(&format!("next{i}")).unwrap())
+        .collect();
+    assert_eq!(successors.len(), 1, "only the winner's successor is stored");
+    assert!(!successors[0].used);
+    assert_eq!(o.family("fr").unwrap().unwrap().expires_at, 900);
+    // A token whose family is gone reads as a token without a family.
+    o.put_refresh(
+        "orphan",
+        &RefreshToken {
+            family: "gone".into(),
+            ..old.clone()
+        },
+    )
+    .unwrap();
+    let (_, fam) = o.refresh_and_family("orphan").unwrap().unwrap();
+    assert!(fam.is_none());
+    assert!(o.refresh_and_family("unknown").unwrap().is_none());
+}
+
+/// A batch's read-ahead changes no answer: present, absent, and written in the same
+/// transaction (the write wins) read the same as without it.
+fn prefetched_reads_answer_like_gets<B: Backend>(b: &B) {
+    let s = b.store();
+    s.transact(|tx| tx.put(Table::Users, b"present", b"1"))
+        .unwrap();
+    let got = s
+        .transact(|tx| {
+            tx.put(Table::Users, b"written", b"2")?;
+            let keys = [b"present".to_vec(), b"absent".to_vec(), b"written".to_vec()];
+            tx.prefetch(Table::Users, &keys)?;
+            tx.put(Table::Users, b"present", b"3")?;
+            Ok((
+                tx.get(Table::Users, b"present")?,
+                tx.get(Table::Users, b"absent")?,
+                tx.get(Table::Users, b"written")?,
+            ))
+        })
+        .unwrap();
+    assert_eq!(got, (Some(b"3".to_vec()), None, Some(b"2".to_vec())));
 }
 
 fn family(id: &str, sid: &str, sub: &str) -> Family {

@@ -76,6 +76,20 @@ fn outbox_row(r: &postgres::Row) -> Result<LogoutDelivery, OidcError> {
 /// Advisory lock id serialising first-start key generation across the cluster.
 const KEYS_LOCK: i64 = 0x4149_524c_4b45_5953;
 
+/// Flips a refresh token to used; one row changed only for the first caller.
+const USE_REFRESH: &str = "UPDATE oidc_refresh SET used = true WHERE token_hash = $1 AND NOT used";
+
+/// Extends a family's expiry (this runs on every refresh): the column and the record move
+/// together, and never backwards.
+const TOUCH_FAMILY: &str = "UPDATE oidc_families SET expires_at = GREATEST(expires_at, $2), \
+     data = jsonb_set(data::jsonb, '{expires_at}', to_jsonb(GREATEST(expires_at, $2)))::text \
+     WHERE id = $1";
+
+/// Stores a refresh token ($1 hash, $2 family, $3 expiry, $4 used).
+const PUT_REFRESH: &str = "INSERT INTO oidc_refresh (token_hash, family, expires_at, used) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO UPDATE SET family = EXCLUDED.family, \
+     expires_at = EXCLUDED.expires_at, used = EXCLUDED.used";
+
 impl PgOidcStore {
     pub fn new(store: &PgStore) -> Self {
         PgOidcStore { pool: store.pool() }
@@ -334,15 +348,8 @@ impl OidcStore for PgOidcStore {
     }
 
     fn touch_family(&self, id: &str, expires_at: u64) -> Result<(), OidcError> {
-        // One statement (this runs on every refresh): the column and the record move
-        // together, and never backwards.
         let exp = secs(expires_at);
-        self.exec(
-            "UPDATE oidc_families SET expires_at = GREATEST(expires_at, $2), \
-             data = jsonb_set(data::jsonb, '{expires_at}', to_jsonb(GREATEST(expires_at, $2)))::text \
-             WHERE id = $1",
-            &[(&id, Type::TEXT), (&exp, Type::INT8)],
-        )?;
+        self.exec(TOUCH_FAMILY, &[(&id, Type::TEXT), (&exp, Type::INT8)])?;
         Ok(())
     }
 
@@ -374,9 +381,7 @@ impl OidcStore for PgOidcStore {
     fn put_refresh(&self, token_hash: &str, r: &RefreshToken) -> Result<(), OidcError> {
         let exp = secs(r.expires_at);
         self.exec(
-            "INSERT INTO oidc_refresh (token_hash, family, expires_at, used) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (token_hash) DO UPDATE SET family = EXCLUDED.family, \
-             expires_at = EXCLUDED.expires_at, used = EXCLUDED.used",
+            PUT_REFRESH,
             &[
                 (&token_hash, Type::TEXT),
                 (&r.family, Type::TEXT),
@@ -406,12 +411,70 @@ impl OidcStore for PgOidcStore {
         })
     }
 
+    fn refresh_and_family(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(RefreshToken, Option<Family>)>, OidcError> {
+        self.with(|c| {
+            let row = c
+                .query_typed_opt(
+                    "SELECT r.family, r.expires_at, r.used, f.data FROM oidc_refresh r \
+                     LEFT JOIN oidc_families f ON f.id = r.family WHERE r.token_hash = $1",
+                    &[(&token_hash, Type::TEXT)],
+                )
+                .map_err(db)?;
+            let Some(r) = row else {
+                return Ok(None);
+            };
+            let rt = RefreshToken {
+                family: r.try_get(0).map_err(db)?,
+                expires_at: unsecs(r.try_get(1).map_err(db)?),
+                used: r.try_get(2).map_err(db)?,
+            };
+            let family = match r.try_get::<_, Option<String>>(3).map_err(db)? {
+                None => None,
+                Some(_) => Some(parse(&r, 3)?),
+            };
+            Ok(Some((rt, family)))
+        })
+    }
+
     fn use_refresh(&self, token_hash: &str) -> Result<bool, OidcError> {
-        let n = self.exec(
-            "UPDATE oidc_refresh SET used = true WHERE token_hash = $1 AND NOT used",
-            &[(&token_hash, Type::TEXT)],
-        )?;
+        let n = self.exec(USE_REFRESH, &[(&token_hash, Type::TEXT)])?;
         Ok(n == 1)
+    }
+
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        next_hash: &str,
+        next: &RefreshToken,
+    ) -> Result<bool, OidcError> {
+        let exp = secs(next.expires_at);
+        // One statement, so one round trip and one commit. The update's row lock orders
+        // concurrent rotations of one token: the second waits, then finds it used, and its
+        // family update and insert, which depend on `used`, change nothing.
+        let rotated = self.with(|c| {
+            c.query_typed_one(
+                "WITH used AS (UPDATE oidc_refresh SET used = true \
+                   WHERE token_hash = $1 AND NOT used RETURNING family), \
+                 touched AS (UPDATE oidc_families SET expires_at = GREATEST(expires_at, $4), \
+                   data = jsonb_set(data::jsonb, '{expires_at}', to_jsonb(GREATEST(expires_at, $4)))::text \
+                   WHERE id = $3 AND EXISTS (SELECT 1 FROM used)), \
+                 added AS (INSERT INTO oidc_refresh (token_hash, family, expires_at, used) \
+                   SELECT $2, $3, $4, false FROM used) \
+                 SELECT count(*) FROM used",
+                &[
+                    (&old_hash, Type::TEXT),
+                    (&next_hash, Type::TEXT),
+                    (&next.family, Type::TEXT),
+                    (&exp, Type::INT8),
+                ],
+            )
+            .and_then(|r| r.try_get::<_, i64>(0))
+            .map_err(db)
+        })?;
+        Ok(rotated == 1)
     }
 
     fn keys(&self) -> Result<Vec<StoredKey>, OidcError> {

@@ -402,8 +402,37 @@ pub trait OidcStore: DeviceStore + Send + Sync + 'static {
 
     fn put_refresh(&self, token_hash: &str, r: &RefreshToken) -> Result<(), OidcError>;
     fn refresh(&self, token_hash: &str) -> Result<Option<RefreshToken>, OidcError>;
+    /// A refresh token and its family (None when the family is gone), in one read where
+    /// the backend has round trips.
+    fn refresh_and_family(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(RefreshToken, Option<Family>)>, OidcError> {
+        let Some(rt) = self.refresh(token_hash)? else {
+            return Ok(None);
+        };
+        let family = self.family(&rt.family)?;
+        Ok(Some((rt, family)))
+    }
     /// Atomically flips `used`; true only for the call that flipped it.
     fn use_refresh(&self, token_hash: &str) -> Result<bool, OidcError>;
+    /// A refresh token's rotation: flips `used` of `old_hash` (false, and nothing else
+    /// happens, when another call already did: reuse), then extends the family to
+    /// `next.expires_at` and stores `next` under `next_hash`. A backend with transactions
+    /// does all three in one (PostgreSQL: one commit instead of three).
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        next_hash: &str,
+        next: &RefreshToken,
+    ) -> Result<bool, OidcError> {
+        if !self.use_refresh(old_hash)? {
+            return Ok(false);
+        }
+        self.touch_family(&next.family, next.expires_at)?;
+        self.put_refresh(next_hash, next)?;
+        Ok(true)
+    }
 
     fn keys(&self) -> Result<Vec<StoredKey>, OidcError>;
     fn put_key(&self, k: &StoredKey) -> Result<(), OidcError>;

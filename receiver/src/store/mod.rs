@@ -190,6 +190,14 @@ impl From<StoreError> for TxError {
 pub trait StateTx {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
     fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), TxError>;
+
+    /// Reads `keys` of `table` ahead, all in one round trip where the backend has round
+    /// trips (PostgreSQL); a later `get` of any of them is answered from what was read.
+    /// A hint only: the answer of `get` is the same with or without it, and sled, whose
+    /// reads are lookups in its own memory, ignores it.
+    fn prefetch(&self, _table: Table, _keys: &[Vec<u8>]) -> Result<(), TxError> {
+        Ok(())
+    }
 }
 
 /// Typed helpers over any transaction.

@@ -13,7 +13,7 @@ pub mod pool;
 pub mod settings;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -215,6 +215,7 @@ impl PgStore {
         let ptx = PgTx {
             tx: RefCell::new(&mut tx),
             writes: RefCell::new(BTreeMap::new()),
+            read: RefCell::new(HashMap::new()),
             failure: Cell::new(None),
         };
         let out = f(&ptx);
@@ -331,6 +332,9 @@ impl PgStore {
 /// The buffered writes of a transaction: (table position, key) -> (table, value).
 type Writes = BTreeMap<(usize, Vec<u8>), (Table, Vec<u8>)>;
 
+/// Rows read ahead, by (table position, key): the value, or None when absent.
+type ReadAhead = HashMap<(usize, Vec<u8>), Option<Vec<u8>>>;
+
 /// Per table: the table, its keys and its values, in key order.
 type TableWrites = BTreeMap<usize, (Table, Vec<Vec<u8>>, Vec<Vec<u8>>)>;
 
@@ -367,6 +371,9 @@ fn write_all(tx: &mut Transaction<'_>, writes: Writes) -> Result<(), postgres::E
 struct PgTx<'a, 'c> {
     tx: RefCell<&'a mut Transaction<'c>>,
     writes: RefCell<Writes>,
+    /// Rows read ahead by [`StateTx::prefetch`] (None: read and absent). This transaction's
+    /// own writes take precedence; nobody else's can change what it reads (SERIALIZABLE).
+    read: RefCell<ReadAhead>,
     /// Set when the database refused a statement: the transaction is dead, whatever the
     /// closure does with the error.
     failure: Cell<Option<Attempt>>,
@@ -386,8 +393,12 @@ impl PgTx<'_, '_> {
 
 impl StateTx for PgTx<'_, '_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
-        if let Some((_, v)) = self.writes.borrow().get(&(table.position(), key.to_vec())) {
+        let slot = (table.position(), key.to_vec());
+        if let Some((_, v)) = self.writes.borrow().get(&slot) {
             return Ok(Some(v.clone()));
+        }
+        if let Some(v) = self.read.borrow().get(&slot) {
+            return Ok(v.clone());
         }
         let sql = format!("SELECT v FROM {} WHERE k = $1", sql_table(table));
         let row = self
@@ -405,6 +416,38 @@ impl StateTx for PgTx<'_, '_> {
         self.writes
             .borrow_mut()
             .insert((table.position(), key.to_vec()), (table, value.to_vec()));
+        Ok(())
+    }
+
+    fn prefetch(&self, table: Table, keys: &[Vec<u8>]) -> Result<(), TxError> {
+        let pos = table.position();
+        let wanted: Vec<&Vec<u8>> = {
+            let read = self.read.borrow();
+            keys.iter()
+                .filter(|k| !read.contains_key(&(pos, k.to_vec())))
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT k, v FROM {} WHERE k = ANY($1::bytea[])",
+            sql_table(table)
+        );
+        let rows = self
+            .tx
+            .borrow_mut()
+            .query_typed(&sql, &[(&wanted, Type::BYTEA_ARRAY)])
+            .map_err(|e| self.fail(&e))?;
+        let mut read = self.read.borrow_mut();
+        for k in wanted {
+            read.insert((pos, k.clone()), None);
+        }
+        for r in rows {
+            let k: Vec<u8> = r.try_get(0).map_err(|e| self.fail(&e))?;
+            let v: Vec<u8> = r.try_get(1).map_err(|e| self.fail(&e))?;
+            read.insert((pos, k), Some(v));
+        }
         Ok(())
     }
 }

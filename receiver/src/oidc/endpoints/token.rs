@@ -186,10 +186,7 @@ fn refresh_grant(
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
     let hash = hash_secret(token);
     let now = p.now();
-    let Some(rt) = p.store().refresh(&hash)? else {
-        return Err(OAuthError::invalid_grant("unknown refresh token"));
-    };
-    let Some(mut family) = p.store().family(&rt.family)? else {
+    let Some((rt, Some(mut family))) = p.store().refresh_and_family(&hash)? else {
         return Err(OAuthError::invalid_grant("unknown refresh token"));
     };
     if family.client_id != client.client_id {
@@ -205,13 +202,8 @@ fn refresh_grant(
     if rt.expires_at <= now {
         return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
-    if !p.store().use_refresh(&hash)? {
-        p.store().revoke_family(&family.id)?;
-        tracing::warn!(client = %client.client_id, sub = %family.sub, "refresh token reused: family revoked");
-        p.metrics().inc("reuse_detected", "refresh_token");
-        return Err(OAuthError::invalid_grant(
-            "refresh token was already used; all tokens of this grant are revoked",
-        ));
+    if rt.used {
+        return Err(reused(p, client, &family)?);
     }
     let identity = match p.current_identity(&family.sub, &family.identity)? {
         Ok(i) => i,
@@ -238,19 +230,42 @@ fn refresh_grant(
             asked
         }
     };
-    p.store()
-        .touch_family(&family.id, now + p.config().refresh_token_lifetime_secs)?;
+    // One atomic step (one commit on PostgreSQL): the old token is used, the family lives
+    // on, the new token exists. A refused request above leaves the old token usable.
+    let next = random_token(32);
+    let record = RefreshToken {
+        family: family.id.clone(),
+        expires_at: now + p.config().refresh_token_lifetime_secs,
+        used: false,
+    };
+    if !p
+        .store()
+        .rotate_refresh(&hash, &hash_secret(&next), &record)?
+    {
+        return Err(reused(p, client, &family)?);
+    }
     family.identity = identity;
     // The nonce belongs to the first ID token only.
     family.nonce = None;
-    respond(
+    respond_with(
         p,
         client,
         &family,
         &scope,
-        true,
+        Some(next),
         scope.iter().any(|s| s == "openid"),
     )
+}
+
+/// A refresh token presented a second time: the whole family is revoked (RFC 9700 § 4.14.2,
+/// refresh token rotation), since one of the two presenters stole it.
+fn reused(p: &Provider, client: &ClientConfig, family: &Family) -> Result<OAuthError, OAuthError> {
+    p.store().revoke_family(&family.id)?;
+    tracing::warn!(client = %client.client_id, sub = %family.sub, "refresh token reused: family revoked");
+    p.metrics().inc("reuse_detected", "refresh_token");
+    Ok(OAuthError::invalid_grant(
+        "refresh token was already used; all tokens of this grant are revoked",
+    ))
 }
 
 fn denied(d: Denied) -> OAuthError {
@@ -260,14 +275,39 @@ fn denied(d: Denied) -> OAuthError {
     }
 }
 
-/// Mints the tokens of one grant and answers; a refresh token only for a client that
-/// may use the refresh_token grant.
+/// Mints the tokens of one grant and answers; with `refresh`, and only for a client that
+/// may use the refresh_token grant, a new refresh token of the family is stored and sent.
 fn respond(
     p: &Provider,
     client: &ClientConfig,
     family: &Family,
     scope: &[String],
     refresh: bool,
+    with_id: bool,
+) -> Result<Response, OAuthError> {
+    let refresh_token = if refresh && client.allows_grant("refresh_token") {
+        let rt = random_token(32);
+        let record = RefreshToken {
+            family: family.id.clone(),
+            expires_at: p.now() + p.config().refresh_token_lifetime_secs,
+            used: false,
+        };
+        p.store().put_refresh(&hash_secret(&rt), &record)?;
+        Some(rt)
+    } else {
+        None
+    };
+    respond_with(p, client, family, scope, refresh_token, with_id)
+}
+
+/// Mints the access and ID tokens of one grant and answers with them and `refresh_token`
+/// (already stored).
+fn respond_with(
+    p: &Provider,
+    client: &ClientConfig,
+    family: &Family,
+    scope: &[String],
+    refresh_token: Option<String>,
     with_id: bool,
 ) -> Result<Response, OAuthError> {
     let cfg = p.config();
@@ -298,14 +338,7 @@ fn respond(
             cfg.id_token_lifetime_secs
         )?);
     }
-    if refresh && client.allows_grant("refresh_token") {
-        let rt = random_token(32);
-        let record = RefreshToken {
-            family: family.id.clone(),
-            expires_at: now + cfg.refresh_token_lifetime_secs,
-            used: false,
-        };
-        p.store().put_refresh(&hash_secret(&rt), &record)?;
+    if let Some(rt) = refresh_token {
         body["refresh_token"] = json!(rt);
     }
     Ok(no_store_json(body))
