@@ -2,7 +2,7 @@
 //! feed duplicated to both (what a multicast group or a relayed serial feed does). A user
 //! logs in through receiver A; A is SIGKILLed; the user's refresh and userinfo go on
 //! through receiver B; a frame that arrives during the outage is applied once; the log's
-//! hash chain verifies.
+//! hash chain verifies; an authorization request pushed (RFC 9126) to A is used on B, once.
 //!
 //! Runs when `AIRLOCK_TEST_PG_URL` is set (`scripts/pg start DIR PORT` prints one);
 //! otherwise it says on stderr that it was skipped.
@@ -215,8 +215,33 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
     let ui = rt.block_on(userinfo(&base_a, &first.access));
     assert_eq!(ui.status, 200, "userinfo on A: {}", ui.body);
     let sub = ui.json()["sub"].as_str().unwrap().to_owned();
+    // A pushed authorization request, pushed to A, for use after A is gone.
+    let par = pkce("ha-par");
+    let pushed = rt.block_on(http(
+        "POST",
+        &format!("{base_a}/par"),
+        &[],
+        Some(&format!(
+            "client_id=spa&response_type=code&redirect_uri={}&scope=openid&code_challenge={}&code_challenge_method=S256",
+            enc(CB),
+            par.challenge
+        )),
+    ));
+    assert_eq!(pushed.status, 201, "PAR on A: {}", pushed.body);
+    let by_reference = format!(
+        "{base_b}/authorize?client_id=spa&request_uri={}",
+        enc(pushed.json()["request_uri"].as_str().unwrap())
+    );
 
     a.kill();
+
+    // B takes the push A stored (to its login page), once.
+    let r = rt.block_on(Browser::default().get(&by_reference));
+    assert_eq!(r.status, 303, "A's push on B: {}", r.body);
+    assert!(r.location().starts_with("/login?txn="), "{}", r.location());
+    let r = rt.block_on(Browser::default().get(&by_reference));
+    assert_eq!(r.status, 400, "second use: {}", r.body);
+    assert!(r.body.contains("invalid_request_uri"));
 
     // B carries on: the access token from A is valid (shared keys, shared grant) ...
     let ui = rt.block_on(userinfo(&base_b, &first.access));
