@@ -290,6 +290,7 @@ async fn bench_client_credentials() {
                 c.clients[i].id_token_signed_response_alg = alg;
                 c.clients[i].client_credentials_scopes = vec!["orders.read".into()];
                 c.clients[i].client_credentials_audience = vec!["https://orders.inside".into()];
+                c.clients[i].grant_types.push("client_credentials".into());
             }
         },
     )

@@ -28,6 +28,7 @@ async fn start() -> Op {
             assert_eq!(app.client_id, "app");
             app.client_credentials_scopes = vec!["orders.read".into(), "orders.write".into()];
             app.client_credentials_audience = vec![ORDERS.into(), BILLING.into()];
+            app.grant_types.push("client_credentials".into());
         },
     )
     .await

@@ -53,6 +53,7 @@ async fn openid_client_v6() {
             // `app` is also a service (client credentials) for the interop script.
             c.clients[1].client_credentials_scopes = vec!["orders.read".into()];
             c.clients[1].client_credentials_audience = vec!["https://orders.inside".into()];
+            c.clients[1].grant_types.push("client_credentials".into());
         },
     )
     .await;

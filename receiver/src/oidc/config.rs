@@ -170,7 +170,8 @@ pub struct ClientConfig {
     #[serde(default)]
     pub require_pkce: Option<bool>,
     /// Scopes a confidential client may be granted with `client_credentials` (service
-    /// scopes such as `orders.read`, no user scopes); empty: the grant is not allowed.
+    /// scopes such as `orders.read`, no user scopes); needs `client_credentials` in
+    /// `grant_types`.
     #[serde(default)]
     pub client_credentials_scopes: Vec<String>,
     /// `aud` of its client-credentials access tokens: the resource servers they are for.
@@ -185,11 +186,16 @@ pub struct ClientConfig {
 }
 
 /// Grant types a client may be allowed (`grant_types`).
-pub const GRANT_TYPES: [&str; 3] = [
+pub const GRANT_TYPES: [&str; 4] = [
     "authorization_code",
     "refresh_token",
     crate::oidc::device::GRANT_TYPE,
+    CLIENT_CREDENTIALS,
 ];
+
+/// The client credentials grant type; a client lists it in `grant_types` and sets
+/// `client_credentials_scopes` and `client_credentials_audience`.
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 
 /// Scopes the provider knows.
 pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
@@ -580,13 +586,20 @@ impl ClientConfig {
             &self.client_credentials_scopes,
             &self.client_credentials_audience,
         );
-        if scopes.is_empty() && audience.is_empty() {
+        let listed = self.allows_grant(CLIENT_CREDENTIALS);
+        if scopes.is_empty() && audience.is_empty() && !listed {
             return Ok(());
         }
         if self.public {
             return Err(bad(
                 at("client_credentials_scopes"),
                 "a public client cannot use the client_credentials grant (it has no secret); remove the key or make the client confidential",
+            ));
+        }
+        if !listed {
+            return Err(bad(
+                at("grant_types"),
+                "client_credentials_scopes/_audience are set: add \"client_credentials\" to grant_types (or remove them)",
             ));
         }
         if scopes.is_empty() {
@@ -637,7 +650,9 @@ impl ClientConfig {
 
     /// Whether this client may use the `client_credentials` grant.
     pub fn client_credentials_allowed(&self) -> bool {
-        !self.public && !self.client_credentials_scopes.is_empty()
+        !self.public
+            && self.allows_grant(CLIENT_CREDENTIALS)
+            && !self.client_credentials_scopes.is_empty()
     }
 
     /// Whether the client must send PKCE (S256) at `/authorize`: public clients always,
@@ -844,11 +859,12 @@ mod tests {
 
     #[test]
     fn client_credentials_keys_are_checked_and_name_the_key() {
+        const HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$0l3HfRk1xUQUxmkuuVRsuQ";
         let conf = |extra: &str, public: bool| -> OidcConfig {
             let who = if public {
                 "public = true".to_string()
             } else {
-                "client_secret_hash = \"$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$0l3HfRk1xUQUxmkuuVRsuQ\"".to_string()
+                format!("client_secret_hash = \"{HASH}\"")
             };
             toml::from_str(&format!(
                 "issuer = \"http://127.0.0.1:9000\"\nlisten = \"127.0.0.1:9000\"\nallow_plain_http = true\n\
@@ -856,20 +872,15 @@ mod tests {
             ))
             .unwrap()
         };
-        let ok = conf(
-            "client_credentials_scopes = [\"orders.read\"]\nclient_credentials_audience = [\"https://orders.inside\"]",
-            false,
-        );
+        let cc = "grant_types = [\"authorization_code\", \"client_credentials\"]\n";
+        let keys = "client_credentials_scopes = [\"orders.read\"]\nclient_credentials_audience = [\"https://orders.inside\"]";
+        let ok = conf(&format!("{cc}{keys}"), false);
         ok.validate().unwrap();
         assert!(ok.clients[0].client_credentials_allowed());
         assert!(!ok.clients[0].pkce_required(false));
         assert!(ok.clients[0].pkce_required(true));
         for (extra, public, key) in [
-            (
-                "client_credentials_scopes = [\"a\"]\nclient_credentials_audience = [\"x\"]",
-                true,
-                "client_credentials_scopes",
-            ),
+            (keys, true, "client_credentials_scopes"),
             (
                 "client_credentials_scopes = [\"a b\"]\nclient_credentials_audience = [\"x\"]",
                 false,
@@ -890,10 +901,25 @@ mod tests {
                 false,
                 "client_credentials_scopes",
             ),
+            ("", false, "client_credentials_scopes"),
         ] {
-            let e = conf(extra, public).validate().unwrap_err();
+            let e = conf(&format!("{cc}{extra}"), public)
+                .validate()
+                .unwrap_err();
             assert_eq!(e.key, format!("clients[0].{key}"), "{extra}");
         }
+        // The keys without the grant type listed.
+        let e = conf(keys, false).validate().unwrap_err();
+        assert_eq!(e.key, "clients[0].grant_types");
+        // A service-only client needs no redirect URI.
+        let service = conf(
+            &format!("{keys}\ngrant_types = [\"client_credentials\"]"),
+            false,
+        );
+        let mut service = service;
+        service.clients[0].redirect_uris.clear();
+        service.validate().unwrap();
+        assert!(service.clients[0].client_credentials_allowed());
         let public = conf("", true);
         assert!(public.clients[0].pkce_required(false));
         assert!(!public.clients[0].client_credentials_allowed());

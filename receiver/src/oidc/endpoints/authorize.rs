@@ -203,6 +203,13 @@ pub(crate) fn check_pushed(
     client: &ClientConfig,
     params: &Params,
 ) -> Result<(), OAuthError> {
+    if !client.allows_grant("authorization_code") {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this client may not use the authorization code flow (see its grant_types)",
+        ));
+    }
     let Some(redirect_uri) = params.get("redirect_uri") else {
         return Err(OAuthError::invalid_request("redirect_uri is missing"));
     };

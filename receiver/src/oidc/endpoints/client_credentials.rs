@@ -55,7 +55,7 @@ pub(crate) fn grant(
             OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "unauthorized_client",
-                "this client may not use client_credentials: the operator sets client_credentials_scopes and client_credentials_audience for it",
+                "this client may not use client_credentials: the operator lists it in the client's grant_types and sets client_credentials_scopes and client_credentials_audience",
             ),
         ));
     }

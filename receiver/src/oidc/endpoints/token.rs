@@ -49,6 +49,8 @@ async fn grant(
     if let Some(g) = form.get("grant_type")
         && crate::oidc::config::GRANT_TYPES.contains(&g)
         && !client.allows_grant(g)
+        // Refused there with a reason of its own (public client, not configured).
+        && g != crate::oidc::config::CLIENT_CREDENTIALS
     {
         return Err(OAuthError::new(
             axum::http::StatusCode::BAD_REQUEST,
