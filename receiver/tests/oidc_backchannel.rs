@@ -3,7 +3,7 @@
 //! (`oidc.backchannel_ca_file`); a certificate from another CA, or for another name, is
 //! refused and counted and gets nothing. The outbox survives a receiver killed during
 //! the retries (the real binary, on sled, and on PostgreSQL when `AIRLOCK_TEST_PG_URL` is
-//! set). The test app verifies every logout token it gets against the provider's JWKS,
+//! set, where a second receiver shares the outbox and the delivery still arrives once). The test app verifies every logout token it gets against the provider's JWKS,
 //! as a real relying party would, and answers 400 to one that does not verify.
 
 use crate::common;
@@ -158,6 +158,9 @@ struct AppLog {
     calls: Arc<AtomicUsize>,
     /// The issuer whose JWKS the tokens are checked against (set once the provider runs).
     issuer: Arc<Mutex<String>>,
+    /// Further places to fetch that JWKS from when the issuer's address does not answer
+    /// (the other receiver of a cluster; in production, the load balancer's job).
+    jwks_fallback: Arc<Mutex<Vec<String>>>,
 }
 
 impl AppLog {
@@ -171,15 +174,27 @@ impl AppLog {
 
 /// OpenID Connect Back-Channel Logout 1.0 §2.6, as the app checks it: signature by a key
 /// of the issuer's JWKS, iss, aud, iat/exp, typ, the event, a sid, no nonce.
-async fn verify_logout_token(issuer: &str, aud: &str, token: &str) -> Result<Value, String> {
+async fn verify_logout_token(
+    issuer: &str,
+    fallback: &[String],
+    aud: &str,
+    token: &str,
+) -> Result<Value, String> {
     let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
     if header.typ.as_deref() != Some("logout+jwt") {
         return Err(format!("typ {:?}", header.typ));
     }
     let kid = header.kid.clone().ok_or("no kid")?;
-    let jwks = airlock_tests::http::request("GET", &format!("{issuer}/jwks"), &[], None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut jwks = Err("no JWKS source".to_string());
+    for base in std::iter::once(issuer).chain(fallback.iter().map(String::as_str)) {
+        jwks = airlock_tests::http::request("GET", &format!("{base}/jwks"), &[], None)
+            .await
+            .map_err(|e| e.to_string());
+        if jwks.is_ok() {
+            break;
+        }
+    }
+    let jwks = jwks?;
     let jwks: jsonwebtoken::jwk::JwkSet =
         serde_json::from_str(&jwks.body).map_err(|e| e.to_string())?;
     let jwk = jwks.find(&kid).ok_or("kid not in the JWKS")?;
@@ -211,7 +226,8 @@ fn app_router(log: AppLog, aud: &'static str) -> axum::Router {
                 let token = body.strip_prefix("logout_token=").unwrap_or_default();
                 let token = airlock_receiver::oidc::util::url_decode(token).unwrap_or_default();
                 let issuer = log.issuer.lock().unwrap().clone();
-                match verify_logout_token(&issuer, aud, &token).await {
+                let fallback = log.jwks_fallback.lock().unwrap().clone();
+                match verify_logout_token(&issuer, &fallback, aud, &token).await {
                     Ok(claims) => {
                         log.verified.lock().unwrap().push(claims);
                         axum::http::StatusCode::OK
@@ -488,8 +504,10 @@ async fn log_in_and_out(base: &str, code: &str) -> String {
 }
 
 /// The app is down; the receiver tries, fails, is SIGKILLed; the app comes up; the
-/// restarted receiver finds the delivery in its store and delivers it.
-fn restart_during_retries(store_section: &str) {
+/// restarted receiver finds the delivery in its store and delivers it. With `ha` (a
+/// shared PostgreSQL), a second receiver starts beside the restarted one: the delivery
+/// reaches the app once, from one of them.
+fn restart_during_retries(store_section: &str, ha: bool) {
     let pki = Pki::new();
     let ca = pki.ca("inside-ca");
     let (cert, key) = pki.leaf("inside-ca", "app", "IP:127.0.0.1");
@@ -513,6 +531,18 @@ backchannel_logout_uri = "https://127.0.0.1:{app_port}/backchannel"
         ca = ca.display()
     );
     let setup = Setup::with_extra(LinkKind::Udp, &extra);
+    // The second receiver of a cluster: same issuer and keys, its own listener.
+    let port_b = common::free_tcp_port();
+    let setup_b = Setup::with_extra(
+        LinkKind::Udp,
+        &extra.replace(
+            &format!("listen = \"127.0.0.1:{oidc_port}\""),
+            &format!("listen = \"127.0.0.1:{port_b}\""),
+        ),
+    );
+    for f in ["signer.pub", "link.key"] {
+        std::fs::copy(setup.path().join(f), setup_b.path().join(f)).unwrap();
+    }
     let mut receiver = setup.start();
     let mut sender = TestSender::new(&setup.signer, &setup.link);
     let (ticket, code) = login_ticket();
@@ -532,33 +562,63 @@ backchannel_logout_uri = "https://127.0.0.1:{app_port}/backchannel"
     // The app comes up; only a receiver that kept the delivery can reach it now.
     let log = AppLog::default();
     *log.issuer.lock().unwrap() = issuer.clone();
+    *log.jwks_fallback.lock().unwrap() = vec![format!("http://127.0.0.1:{port_b}")];
     let listener = std::net::TcpListener::bind(("127.0.0.1", app_port)).unwrap();
     rt.block_on(serve_https_app(listener, &cert, &key, log.clone(), "spa"));
-    let receiver = setup.start();
+    let (receiver, other) = std::thread::scope(|s| {
+        let a = s.spawn(|| setup.start());
+        let b = ha.then(|| s.spawn(|| setup_b.start()));
+        (a.join().unwrap(), b.map(|b| b.join().unwrap()))
+    });
     let delivered = "airlock_oidc_backchannel_logouts_total{reason=\"delivered\"}";
-    let m = receiver.wait_for("the delivery after the restart", |m| m.get(delivered) == 1);
+    let retried = "airlock_oidc_backchannel_logouts_total{reason=\"retried\"}";
+    let m = match &other {
+        None => receiver.wait_for("the delivery after the restart", |m| m.get(delivered) == 1),
+        Some(b) => {
+            // Either receiver may have claimed it; wait until one has delivered.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no delivery from either receiver"
+                );
+                let (ma, mb) = (receiver.metrics(), b.metrics());
+                if ma.get(delivered) + mb.get(delivered) >= 1 {
+                    break if ma.get(delivered) == 1 { ma } else { mb };
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    };
     assert!(
-        m.get("airlock_oidc_backchannel_logouts_total{reason=\"retried\"}") >= 1,
-        "the restarted receiver counts its attempt as a retry:\n{}",
+        m.get(retried) >= 1,
+        "the receiver that delivered counts its attempt as a retry:\n{}",
         m.raw
     );
+    if let Some(b) = &other {
+        // Several polls of both workers later, still one delivery in all.
+        std::thread::sleep(3 * airlock_receiver::oidc::outbox::POLL);
+        let total = receiver.metrics().get(delivered) + b.metrics().get(delivered);
+        assert_eq!(total, 1, "delivered by one receiver only");
+    }
     let got = log.verified();
     assert_eq!(got.len(), 1, "one verified logout token");
+    assert_eq!(log.calls(), 1, "the app was called once");
     assert_eq!(got[0]["sid"], sid.as_str());
     assert_eq!(got[0]["aud"], "spa");
-    drop(receiver);
+    drop((receiver, other));
 }
 
 #[test]
 fn a_restart_during_retries_still_delivers_on_sled() {
-    restart_during_retries("");
+    restart_during_retries("", false);
 }
 
 #[test]
-fn a_restart_during_retries_still_delivers_on_postgres() {
-    let Some(url) =
-        common::pg_url("oidc_backchannel::a_restart_during_retries_still_delivers_on_postgres")
-    else {
+fn a_restart_during_retries_still_delivers_once_on_postgres_with_two_receivers() {
+    let Some(url) = common::pg_url(
+        "oidc_backchannel::a_restart_during_retries_still_delivers_once_on_postgres_with_two_receivers",
+    ) else {
         return;
     };
     let _pg = common::pg_shared();
@@ -567,9 +627,12 @@ fn a_restart_during_retries_still_delivers_on_postgres() {
     c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     let db_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    restart_during_retries(&format!(
-        "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{db_url}\"\npool_size = 4\n"
-    ));
+    restart_during_retries(
+        &format!(
+            "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{db_url}\"\npool_size = 4\n"
+        ),
+        true,
+    );
     // The outbox row is gone once delivered.
     let left: i64 = c
         .query_one(
