@@ -212,8 +212,13 @@ pub async fn submit(
     let txn = random_token(24);
     match p.park_pending(&address, &txn, &pending) {
         Ok(Ok(())) => see_other(&with_query(paths::LOGIN, &[("txn", &txn)])),
-        Ok(Err(Refused::Key | Refused::Total)) => {
-            p.metrics().inc("authorize_errors", "pending_limit_address");
+        Ok(Err(refused)) => {
+            let reason = match refused {
+                Refused::Key => "pending_limit_address",
+                Refused::Total => "pending_limit_total",
+            };
+            tracing::warn!(%address, reason, "device sign-in refused: too many sign-ins waiting");
+            p.metrics().inc("authorize_errors", reason);
             notice(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Too many sign-ins waiting",
