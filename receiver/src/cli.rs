@@ -70,6 +70,34 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Back up the running receiver's store while it ingests: a consistent snapshot (all
+    /// trees, cut between two ingest batches) streamed from its ops listener, written to DIR
+    /// with a manifest of SHA-256 sums, plus the checkpoint key. Needs the ops token file
+    /// (run as the receiver's user). PostgreSQL stores: use pg_dump (docs/operations.md).
+    Backup {
+        /// The receiver's config file (receiver.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// A new or empty directory for the backup (created mode 0700; it holds private keys).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Restore a backup into the config's data directory, which must be new or empty: checks
+    /// every file's SHA-256, then the frame log's hash chain and signatures, its Merkle tree
+    /// and checkpoints, and the replayed state (audit verify, checkpoint verify, replay);
+    /// refuses and leaves nothing behind when any check fails.
+    Restore {
+        /// The receiver's config file (receiver.toml) naming the data directory to fill.
+        #[arg(long)]
+        config: PathBuf,
+        /// The directory `backup --out` wrote.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The checkpoint public key from the key ceremony to check the backup's checkpoints
+        /// with (default: the checkpoint.pub in the backup).
+        #[arg(long, value_name = "FILE")]
+        checkpoint_key: Option<PathBuf>,
+    },
     /// Inspect and install trusted keys (the inside half of the key ceremony).
     Trust {
         #[command(subcommand)]
@@ -175,6 +203,8 @@ pub enum CliError {
     Ops { addr: String, detail: String },
     #[error(transparent)]
     Status(#[from] crate::status::StatusError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::cmd::BackupError),
     #[error("{0}")]
     Usage(String),
     #[error("cannot start the async runtime: {0}")]
@@ -269,6 +299,16 @@ fn dispatch(cmd: Command) -> Result<String, CliError> {
             let cfg = Config::load(&config)?;
             Ok(crate::status::status(cfg.ops.listen)?.text)
         }
+        Command::Backup { config, out } => Ok(crate::backup::cmd::backup(&config, &out)?),
+        Command::Restore {
+            config,
+            from,
+            checkpoint_key,
+        } => Ok(crate::backup::cmd::restore(
+            &config,
+            &from,
+            checkpoint_key.as_deref(),
+        )?),
         Command::Trust { command } => trust(command),
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;

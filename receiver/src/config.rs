@@ -295,12 +295,16 @@ impl StoreConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpsConfig {
     /// /healthz and /metrics (and the live `gaps`/`users` answers for the CLI).
     #[serde(default = "defaults::ops_listen")]
     pub listen: SocketAddr,
+    /// The token `GET /backup` requires, written (mode 0600) at every start. Default:
+    /// `<data_dir>/ops.token`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -431,6 +435,7 @@ impl Default for OpsConfig {
     fn default() -> Self {
         Self {
             listen: defaults::ops_listen(),
+            token_file: None,
         }
     }
 }
@@ -495,6 +500,9 @@ impl Config {
         {
             fix(ca);
         }
+        if let Some(t) = self.ops.token_file.as_mut() {
+            fix(t);
+        }
     }
 
     fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {
@@ -506,6 +514,14 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(t) = &self.ops.token_file
+            && (t.file_name().is_none() || t.as_os_str().to_string_lossy().ends_with('/'))
+        {
+            return Err(self.invalid(
+                "ops.token_file",
+                "must name a file, e.g. \"/var/lib/airlock-receiver/ops.token\"",
+            ));
+        }
         match (&self.link.udp, &self.link.serial) {
             (Some(_), Some(_)) => {
                 return Err(self.invalid(
@@ -641,6 +657,14 @@ impl Config {
         self.data_dir.join("store.sled")
     }
 
+    /// The ops token file (`GET /backup`).
+    pub fn ops_token_file(&self) -> PathBuf {
+        self.ops
+            .token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("ops.token"))
+    }
+
     /// The checkpoint private key file.
     pub fn checkpoint_key_file(&self) -> PathBuf {
         self.transparency
@@ -701,6 +725,24 @@ link_keys = ["link.key"]
                 .to_string();
             assert!(e.contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn ops_token_file_defaults_to_the_data_dir_and_is_checked() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(
+            c.ops_token_file(),
+            PathBuf::from("/etc/airlock/data/ops.token")
+        );
+        let c = parse(&format!("{MIN}\n[ops]\ntoken_file = \"run/ops.token\"\n")).unwrap();
+        assert_eq!(
+            c.ops_token_file(),
+            PathBuf::from("/etc/airlock/run/ops.token")
+        );
+        let e = parse(&format!("{MIN}\n[ops]\ntoken_file = \"run/\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ops.token_file"), "{e}");
     }
 
     #[test]

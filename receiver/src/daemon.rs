@@ -6,6 +6,8 @@ use airlock_protocol::seal::Freshness;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::backup::IngestGate;
+use crate::backup::export::BackupSource;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::config::StoreBackend;
@@ -48,6 +50,13 @@ pub enum RunError {
     IngestThread,
     #[error("transparency log: {0}")]
     Transparency(#[from] crate::transparency::TransparencyError),
+    #[error(
+        "cannot write the ops token file {path}: {source} (set [ops] token_file to a writable path)"
+    )]
+    Token {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Ends a revoked user's sessions through the provider, off the ingest thread.
@@ -92,7 +101,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                 cfg.store.cache_bytes(),
             )?);
             let db = store.db();
-            run_on(cfg, store, move |oc, directory| {
+            let backup_db = Some(store.db());
+            run_on_with(cfg, store, backup_db, move |oc, directory| {
                 Provider::new(oc, OidcDeps::new(db, directory))
             })
             .await
@@ -104,6 +114,16 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 async fn run_on<S: Store>(
     cfg: Config,
     store: Arc<S>,
+    make_provider: impl FnOnce(OidcConfig, Arc<dyn IdentityDirectory>) -> Result<Provider, OidcError>,
+) -> Result<(), RunError> {
+    run_on_with(cfg, store, None, make_provider).await
+}
+
+/// [`run_on`], with the sled database the ops listener's `GET /backup` exports.
+async fn run_on_with<S: Store>(
+    cfg: Config,
+    store: Arc<S>,
+    backup_db: Option<sled::Db>,
     make_provider: impl FnOnce(OidcConfig, Arc<dyn IdentityDirectory>) -> Result<Provider, OidcError>,
 ) -> Result<(), RunError> {
     let base = BaseTrust::load(&cfg.trust)?;
@@ -151,7 +171,21 @@ async fn run_on<S: Store>(
         ingest.set_checkpointer(c);
     }
     let (tx, rx) = mpsc::channel::<Incoming>(cfg.ingest.queue_frames);
-    let ingest_done = spawn_ingest(ingest, rx, cfg.ingest.max_batch);
+    let gate = Arc::new(IngestGate::new());
+    let backup = match backup_db {
+        Some(db) => {
+            let path = cfg.ops_token_file();
+            let token =
+                crate::backup::export::write_token(&path).map_err(|source| RunError::Token {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            tracing::info!(token_file = %path.display(), "ops token for GET /backup written (mode 0600)");
+            Some(Arc::new(BackupSource::new(db, gate.clone(), &token)))
+        }
+        None => None,
+    };
+    let ingest_done = spawn_ingest(ingest, rx, cfg.ingest.max_batch, gate);
 
     let ops_state = Arc::new(OpsState {
         metrics: metrics.clone(),
@@ -159,6 +193,7 @@ async fn run_on<S: Store>(
         alarm_after_secs: cfg.heartbeat.alarm_after_secs,
         started_ms: now_ms(),
         provider: provider.clone(),
+        backup,
     });
     // The status page's chart: the rejection counters once a minute.
     let sampled = metrics.clone();
@@ -260,6 +295,7 @@ fn spawn_ingest<S: Store>(
     mut ingest: Ingest<S>,
     mut rx: mpsc::Receiver<Incoming>,
     max_batch: usize,
+    gate: Arc<IngestGate>,
 ) -> oneshot::Receiver<Result<(), IngestError>> {
     let (done_tx, done_rx) = oneshot::channel();
     // Two bursts in flight at most: memory stays bounded by the queue plus 2 * max_batch.
@@ -284,7 +320,10 @@ fn spawn_ingest<S: Store>(
         let result = (|| {
             loop {
                 // Wakes at least once a second for the checkpoint time rule.
-                match opened_rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                let next = opened_rx.recv_timeout(std::time::Duration::from_secs(1));
+                // A backup copies the state between two batches.
+                let _held = gate.hold();
+                match next {
                     Ok(opened) => {
                         ingest.process_opened(opened)?;
                     }

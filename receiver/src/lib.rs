@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -59,6 +59,12 @@ pub struct Metrics {
     pub checkpoints_signed: AtomicU64,
     /// Tree size of the latest checkpoint this receiver signed or found at start.
     pub checkpoint_size: AtomicU64,
+    /// Backups streamed to the end through `GET /backup`.
+    pub backups_served: AtomicU64,
+    /// Unix seconds of the last backup served (0: none since start).
+    pub backup_last_unix_secs: AtomicU64,
+    /// How long the last backup held the ingest (microseconds).
+    pub backup_last_pause_us: AtomicU64,
     link: Mutex<LinkStats>,
     /// Rejection counters once a minute over the last hour (for the status page's chart).
     reject_history: Mutex<std::collections::VecDeque<RejectSample>>,
@@ -316,6 +322,24 @@ impl Metrics {
             "airlock_checkpoint_tree_size",
             "Tree size of the latest checkpoint signed (or found at start); compare with airlock_log_entries.",
             g(&self.checkpoint_size),
+        );
+        counter(
+            &mut out,
+            "airlock_backups_served_total",
+            "Online backups streamed to the end through GET /backup (`airlock-receiver backup`).",
+            g(&self.backups_served),
+        );
+        gauge(
+            &mut out,
+            "airlock_backup_last_timestamp_seconds",
+            "Unix time of the last backup served since start (0: none).",
+            g(&self.backup_last_unix_secs),
+        );
+        gauge(
+            &mut out,
+            "airlock_backup_last_ingest_pause_microseconds",
+            "How long the last backup held the ingest to copy the tables it overwrites.",
+            g(&self.backup_last_pause_us),
         );
         gauge(
             &mut out,

@@ -1,8 +1,9 @@
 //! The ops listener: `/healthz` (the store answers, heartbeats arrive), `/metrics`, the
 //! live `/gaps` and `/users` that the CLI reads while the daemon holds the store,
 //! `/checkpoint`: the latest signed checkpoint of the frame log (C2SP signed note, text),
-//! and `POST /keys/rotate` (from loopback only), which `keys rotate` uses while the daemon
-//! holds the store.
+//! `POST /keys/rotate` (from loopback only), which `keys rotate` uses while the daemon
+//! holds the store, and `GET /backup` (loopback only, bearer token from the token file), the
+//! online backup `airlock-receiver backup` takes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct OpsState<S: Store> {
     pub started_ms: u64,
     /// The OpenID provider, whose counters are appended to `/metrics`.
     pub provider: Option<crate::oidc::provider::Provider>,
+    /// The sled store's export for `GET /backup`; None on PostgreSQL (pg_dump backs it up).
+    pub backup: Option<Arc<crate::backup::export::BackupSource>>,
 }
 
 /// Health of the link, judged by heartbeats.
@@ -71,6 +74,7 @@ pub fn router<S: Store>(state: Arc<OpsState<S>>) -> Router {
         .route("/checkpoint", get(checkpoint::<S>))
         .route("/checkpoints", get(checkpoints::<S>))
         .route("/keys/rotate", post(rotate_keys::<S>))
+        .route("/backup", get(backup::<S>))
         .with_state(state)
 }
 
@@ -146,6 +150,124 @@ async fn rotate_keys<S: Store>(
         )
             .into_response(),
     }
+}
+
+/// The chunks a backup's producer thread sends, as an HTTP body.
+struct ChunkStream(tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>);
+
+impl futures_core::Stream for ChunkStream {
+    type Item = Result<Vec<u8>, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// Streams a consistent export of the sled store (see `crate::backup`). Loopback peers with
+/// the token only: the export holds every private key in the store.
+async fn backup<S: Store>(
+    State(s): State<Arc<OpsState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        tracing::warn!(%peer, "backup refused: not from loopback");
+        return (
+            StatusCode::FORBIDDEN,
+            "a backup is served to loopback only: run `airlock-receiver backup` on the receiver host\n",
+        )
+            .into_response();
+    }
+    let Some(src) = s.backup.clone() else {
+        return (
+            StatusCode::CONFLICT,
+            "this receiver's store is PostgreSQL: back it up with `pg_dump --serializable-deferrable` (docs/operations.md, \"Backup and restore\")\n",
+        )
+            .into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !src.authorized(presented) {
+        tracing::warn!(%peer, "backup refused: missing or wrong token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "the backup token is missing or wrong: use the token file this daemon wrote at start ([ops] token_file, default <data_dir>/ops.token; it changes at every start)\n",
+        )
+            .into_response();
+    }
+    let snap_src = src.clone();
+    let snap = match tokio::task::spawn_blocking(move || crate::backup::export::snapshot(&snap_src))
+        .await
+    {
+        Ok(Ok(snap)) => snap,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "backup failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("backup failed: {e}\n"),
+            )
+                .into_response();
+        }
+        Err(_) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "backup failed: the task stopped\n",
+            )
+                .into_response();
+        }
+    };
+    let header_info = snap.header.clone();
+    tracing::info!(
+        log_entries = header_info.log_length,
+        ingest_pause_us = header_info.ingest_pause_us,
+        "backup started"
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let metrics = s.metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let sent =
+            crate::backup::export::stream(&src, snap, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
+        match sent {
+            Ok(sum) => {
+                metrics.backups_served.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .backup_last_unix_secs
+                    .store(now_ms() / 1000, Ordering::Relaxed);
+                metrics
+                    .backup_last_pause_us
+                    .store(header_info.ingest_pause_us, Ordering::Relaxed);
+                tracing::info!(
+                    log_entries = header_info.log_length,
+                    head = %header_info.head_hash,
+                    trees = sum.trees,
+                    rows = sum.rows,
+                    bytes = sum.bytes,
+                    ingest_pause_us = header_info.ingest_pause_us,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "backup served"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, log_entries = header_info.log_length, "backup failed");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(ChunkStream(rx)),
+    )
+        .into_response()
 }
 
 /// How long `/healthz` waits for the store to answer before calling the node unhealthy.

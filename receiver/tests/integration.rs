@@ -18,6 +18,7 @@ mod audit_postgres;
 mod audit_replay;
 mod audit_tools;
 mod audit_verify;
+mod backup_restore;
 mod crash_recovery;
 mod gaps;
 mod ha_bench;

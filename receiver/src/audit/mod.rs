@@ -31,9 +31,9 @@ pub use events::EventsArgs;
 pub use export::ExportArgs;
 pub use reconcile::{ReconcileArgs, ReconcileReport};
 pub use record::EntryRecord;
-pub use replay_cmd::{ReplayArgs, ReplayReport};
+pub use replay_cmd::{ReplayArgs, ReplayReport, replay};
 pub use show::{ShowArgs, ShowReport};
-pub use verify::{VerifyArgs, VerifyReport};
+pub use verify::{VerifyArgs, VerifyReport, failure_line as verify_failure_line, verify};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
