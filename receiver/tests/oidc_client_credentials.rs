@@ -212,3 +212,62 @@ async fn wrong_secret_gets_invalid_client() {
     assert_eq!(op.provider.metric("token_errors", "invalid_client"), 2);
     assert_eq!(op.provider.metric("client_credentials_grants", "ok"), 0);
 }
+
+/// A service's replicas starting together: their first authentications arrive at once,
+/// while the first argon2 verification still runs. None may count as a failed attempt
+/// (the per-client limit is 10 in 15 minutes): every replica gets its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_authenticating_at_once_are_not_locked_out() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    // A production-like cost, so the first verification takes long enough for the other
+    // requests to arrive during it.
+    let params = argon2::Params::new(19 * 1024, 2, 1, None).unwrap();
+    let slow = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(
+            CONF_SECRET.as_bytes(),
+            &SaltString::encode_b64(b"replica-salt").unwrap(),
+        )
+        .unwrap()
+        .to_string();
+    let tmp = Arc::new(tempfile::tempdir().unwrap());
+    let db = tmp.path().join("db");
+    let op = Op::start_custom(
+        tmp,
+        db,
+        Clock::manual(now()),
+        Default::default(),
+        None,
+        |c| {
+            let app = &mut c.clients[1];
+            app.client_secret_hash = Some(slow);
+            app.client_credentials_scopes = vec!["orders.read".into()];
+            app.client_credentials_audience = vec![ORDERS.into()];
+            app.grant_types.push("client_credentials".into());
+        },
+    )
+    .await;
+    let replicas = 24;
+    let mut tasks = Vec::new();
+    for _ in 0..replicas {
+        let base = op.base.clone();
+        tasks.push(tokio::spawn(async move {
+            http(
+                "POST",
+                &format!("{base}/token"),
+                &[basic("app", CONF_SECRET)],
+                Some("grant_type=client_credentials"),
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(op.provider.metric("client_auth", "locked"), 0);
+    assert_eq!(
+        op.provider.metric("client_auth", "argon2"),
+        1,
+        "one verification"
+    );
+}

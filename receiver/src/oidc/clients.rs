@@ -100,12 +100,23 @@ pub async fn authenticate(
         )),
         (Some(phc), Some(secret)) => {
             let digest = hash_secret(&secret);
-            let cached = p
-                .secret_cache()
-                .lock()
-                .ok()
-                .and_then(|c| c.get(&id).cloned());
-            if cached.is_some_and(|c| ct_eq(&c, &digest)) {
+            let known = || {
+                p.secret_cache()
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.get(&id).cloned())
+                    .is_some_and(|c| ct_eq(&c, &digest))
+            };
+            if known() {
+                return Ok(client);
+            }
+            // One first verification per client at a time: replicas of a service starting
+            // together would otherwise each count as an attempt before the first finished,
+            // and the per-client limit would lock the client out with its right secret.
+            // The later ones find the digest cached when their turn comes.
+            let gate = p.client_auth_gate(&id);
+            let _turn = gate.lock().await;
+            if known() {
                 return Ok(client);
             }
             let (per_client, per_address) = limiters(p);

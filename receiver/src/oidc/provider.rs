@@ -49,6 +49,8 @@ struct Inner {
     pub clock: Clock,
     /// client_id -> SHA-256 of the secret that last passed argon2 (argon2 once per client).
     pub secret_cache: Mutex<HashMap<String, String>>,
+    /// client_id -> the turn of its first secret verification (configured clients only).
+    pub client_auth_gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// SHA-256 of an access token -> its verified claims and expiry: resource servers
     /// introspect the same token many times; the signature is checked once.
     pub verified: Mutex<HashMap<[u8; 32], (Claims, u64)>>,
@@ -116,6 +118,7 @@ impl Provider {
             keys,
             clock,
             secret_cache: Mutex::new(HashMap::new()),
+            client_auth_gates: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
             metrics: OidcMetrics::new(),
             pending_budget: Budget::default(),
@@ -177,6 +180,15 @@ impl Provider {
     /// The back-channel logout client and its worker's state.
     pub(crate) fn outbox(&self) -> &backchannel::Outbox {
         &self.0.outbox
+    }
+
+    /// The turn of configured client `client_id`'s secret verification (one at a time).
+    pub(crate) fn client_auth_gate(&self, client_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.0.client_auth_gates.lock() {
+            Ok(mut g) => g.entry(client_id.to_string()).or_default().clone(),
+            // A poisoned map only loses the serialisation, not the limits.
+            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     /// client_id -> SHA-256 of the secret that last passed argon2.
