@@ -556,7 +556,11 @@ backchannel_logout_uri = "https://127.0.0.1:{app_port}/backchannel"
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sid = rt.block_on(log_in_and_out(&issuer, &code));
     let failures = "airlock_oidc_backchannel_logout_failures_total{reason=\"connect\"}";
-    receiver.wait_for("two refused connections", |m| m.get(failures) >= 2);
+    let waiting = "airlock_oidc_backchannel_outbox_deliveries";
+    let m = receiver.wait_for("two refused connections, one delivery waiting", |m| {
+        m.get(failures) >= 2 && m.get(waiting) == 1
+    });
+    assert_eq!(m.get("airlock_oidc_backchannel_outbox_max"), 10_000);
     receiver.kill();
 
     // The app comes up; only a receiver that kept the delivery can reach it now.
@@ -595,6 +599,7 @@ backchannel_logout_uri = "https://127.0.0.1:{app_port}/backchannel"
         "the receiver that delivered counts its attempt as a retry:\n{}",
         m.raw
     );
+    receiver.wait_for("an empty outbox", |m| m.get(waiting) == 0);
     if let Some(b) = &other {
         // Several polls of both workers later, still one delivery in all.
         std::thread::sleep(3 * airlock_receiver::oidc::outbox::POLL);

@@ -1190,6 +1190,7 @@ fn logout_outbox_claims_and_bound<B: Backend>(b: &B) {
         "a full outbox refuses"
     );
     assert_eq!(ids(&s.pending_logouts().unwrap()), ["a", "b", "c"]);
+    assert_eq!(s.count_logouts().unwrap(), 3);
 
     // Another receiver (a restart, or the next receiver of a cluster) sees them all.
     let other = b.other_oidc();
@@ -1248,6 +1249,7 @@ fn logout_outbox_claims_and_bound<B: Backend>(b: &B) {
     other.finish_logout("b").unwrap();
     s.finish_logout("nope").unwrap();
     assert_eq!(ids(&s.pending_logouts().unwrap()), ["c"]);
+    assert_eq!(other.count_logouts().unwrap(), 1);
     assert!(s.enqueue_logout(&delivery("d", 100), 3).unwrap());
 }
 

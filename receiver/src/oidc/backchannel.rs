@@ -214,6 +214,8 @@ pub struct Outbox {
     pub wake: Arc<tokio::sync::Notify>,
     /// Attempts in flight at once.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Deliveries waiting in the whole outbox when the worker last counted (the gauge).
+    pub depth: std::sync::atomic::AtomicU64,
 }
 
 impl Outbox {
@@ -223,6 +225,7 @@ impl Outbox {
             owner: crate::oidc::util::random_token(12),
             wake: Arc::new(tokio::sync::Notify::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(in_flight)),
+            depth: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }

@@ -25,6 +25,9 @@ use crate::oidc::tokens;
 /// receiver of a cluster queued or rescheduled, and claims that ran out.
 pub const POLL: Duration = Duration::from_secs(1);
 
+/// The outbox gauge is recounted at least this often (and after every wake-up).
+pub const RECOUNT: Duration = Duration::from_secs(10);
+
 /// Wall-clock Unix milliseconds.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -100,9 +103,35 @@ impl Provider {
         rt.spawn(async move { p.run_outbox().await });
     }
 
+    /// The outbox gauges, for `/metrics` (no store access: the worker counts).
+    pub(crate) fn outbox_metrics_text(&self) -> String {
+        use std::sync::atomic::Ordering;
+        format!(
+            "# TYPE airlock_oidc_backchannel_outbox_deliveries gauge\n\
+             airlock_oidc_backchannel_outbox_deliveries {}\n\
+             # TYPE airlock_oidc_backchannel_outbox_max gauge\n\
+             airlock_oidc_backchannel_outbox_max {}\n",
+            self.outbox().depth.load(Ordering::Relaxed),
+            self.config().backchannel_outbox_max
+        )
+    }
+
     async fn run_outbox(self) {
         let outbox = self.outbox();
+        let mut recount_at = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= recount_at {
+                match self.off(|p| p.store().count_logouts()).await {
+                    Ok(n) => outbox.depth.store(
+                        u64::try_from(n).unwrap_or(u64::MAX),
+                        std::sync::atomic::Ordering::Relaxed,
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "back-channel logout outbox: cannot count it")
+                    }
+                }
+                recount_at = tokio::time::Instant::now() + RECOUNT;
+            }
             let free = outbox.slots.available_permits();
             if free > 0 {
                 let owner = outbox.owner.clone();
@@ -131,7 +160,10 @@ impl Provider {
                 }
             }
             tokio::select! {
-                _ = outbox.wake.notified() => {}
+                _ = outbox.wake.notified() => {
+                    // Something was queued, finished or is due: the count moved.
+                    recount_at = tokio::time::Instant::now();
+                }
                 _ = tokio::time::sleep(POLL) => {}
             }
         }

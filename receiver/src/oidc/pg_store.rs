@@ -834,6 +834,17 @@ impl OidcStore for PgOidcStore {
         Ok(())
     }
 
+    fn count_logouts(&self) -> Result<usize, OidcError> {
+        self.with(|c| {
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM oidc_logout_outbox", &[])
+                .map_err(db)?
+                .try_get(0)
+                .map_err(db)?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
+    }
+
     fn pending_logouts(&self) -> Result<Vec<LogoutDelivery>, OidcError> {
         self.with(|c| {
             c.query_typed(

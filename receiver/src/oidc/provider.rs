@@ -342,7 +342,9 @@ impl Provider {
 
     /// The provider's counters in the Prometheus text format, for `/metrics`.
     pub fn metrics_text(&self) -> String {
-        self.0.metrics.render()
+        let mut text = self.0.metrics.render();
+        text.push_str(&self.outbox_metrics_text());
+        text
     }
 
     /// Counter value (tests and the ops listener).

@@ -558,6 +558,10 @@ impl OidcStore for SledOidcStore {
         Ok(())
     }
 
+    fn count_logouts(&self) -> Result<usize, OidcError> {
+        Ok(self.logout_outbox.len())
+    }
+
     fn pending_logouts(&self) -> Result<Vec<LogoutDelivery>, OidcError> {
         let mut out = Vec::new();
         for item in self.logout_outbox.iter() {

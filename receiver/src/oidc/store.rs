@@ -504,6 +504,10 @@ pub trait OidcStore: DeviceStore + Send + Sync + 'static {
     fn finish_logout(&self, id: &str) -> Result<(), OidcError>;
     /// Every delivery waiting, claimed or not, oldest first (diagnostics, tests).
     fn pending_logouts(&self) -> Result<Vec<LogoutDelivery>, OidcError>;
+    /// How many deliveries wait, claimed or not (the outbox gauge).
+    fn count_logouts(&self) -> Result<usize, OidcError> {
+        Ok(self.pending_logouts()?.len())
+    }
 
     /// Makes everything written so far durable (after logins and revocations).
     fn flush(&self) -> Result<(), OidcError>;
