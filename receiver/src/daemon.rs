@@ -194,6 +194,7 @@ async fn run_on_with<S: Store>(
         started_ms: now_ms(),
         provider: provider.clone(),
         backup,
+        trust: cfg.trust.clone(),
     });
     // The status page's chart: the rejection counters once a minute.
     let sampled = metrics.clone();

@@ -29,6 +29,8 @@ pub struct OpsState<S: Store> {
     pub provider: Option<crate::oidc::provider::Provider>,
     /// The sled store's export for `GET /backup`; None on PostgreSQL (pg_dump backs it up).
     pub backup: Option<Arc<crate::backup::export::BackupSource>>,
+    /// The configured trust (files), for the status page's signing-key schedule.
+    pub trust: crate::config::TrustConfig,
 }
 
 /// Health of the link, judged by heartbeats.
@@ -372,13 +374,23 @@ async fn status_page<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
         ),
     };
     let store = s.store.clone();
-    let counts = tokio::task::spawn_blocking(move || {
+    let trust = s.trust.clone();
+    let (counts, signers) = tokio::task::spawn_blocking(move || {
         let users = users_from_store(&*store).map(|u| u.len()).unwrap_or(0);
         let gaps = GapReport::from_store(&*store).ok();
-        (users, gaps)
+        let keys: crate::store::records::KeySet = store
+            .get(Table::Meta, meta::KEYS)
+            .ok()
+            .flatten()
+            .and_then(|v| crate::store::decode_json(Table::Meta, meta::KEYS, &v).ok())
+            .unwrap_or_default();
+        let signers = crate::trust_set::BaseTrust::load(&trust)
+            .map(|base| crate::trust_cmd::signer_schedule(&base, &keys))
+            .unwrap_or_default();
+        ((users, gaps), signers)
     })
     .await
-    .unwrap_or((0, None));
+    .unwrap_or(((0, None), Vec::new()));
     let (gap_ranges, missing_seqs) = counts.1.map_or((0, 0), |g| {
         g.signers.values().fold((0u64, 0u64), |(r, m), sg| {
             (
@@ -400,6 +412,7 @@ async fn status_page<S: Store>(State(s): State<Arc<OpsState<S>>>) -> Response {
         users: counts.0,
         store_readable,
         history: s.metrics.reject_history(now),
+        signers,
     };
     (
         [

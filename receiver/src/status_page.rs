@@ -1,6 +1,7 @@
 //! The ops listener's `/status`: one HTML page a person reads at a glance — health, heartbeat
-//! age, frames, open gaps, users, and the frames refused by reason over the last hour as a
-//! bar chart drawn server-side in inline SVG. No script, no external asset.
+//! age, frames, open gaps, users, the frame-signing key schedule (which signer kids are
+//! trusted, from when, until which retirement), and the frames refused by reason over the
+//! last hour as a bar chart drawn server-side in inline SVG. No script, no external asset.
 
 use std::fmt::Write as _;
 
@@ -22,6 +23,22 @@ pub struct StatusView {
     pub users: usize,
     pub store_readable: bool,
     pub history: Vec<RejectSample>,
+    /// The frame-signing keys: configured and announced over the link.
+    pub signers: Vec<SignerRow>,
+}
+
+/// One frame-signing key and when the receiver trusts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerRow {
+    pub kid: String,
+    pub fingerprint: String,
+    /// Why it is trusted: a configured file, or an announcement by another signer.
+    pub source: String,
+    /// From when its signatures count.
+    pub from: String,
+    /// Until when: "until retired", or the retirement or removal that ended it.
+    pub until: String,
+    pub trusted: bool,
 }
 
 fn esc(s: &str) -> String {
@@ -106,6 +123,30 @@ svg{{border:1px solid #ccc;background:#fafafa}}</style></head><body><h1>Airlock 
     for (k, val) in rows {
         let _ = write!(out, "<tr><th>{k}</th><td>{}</td></tr>", esc(&val));
     }
+    out.push_str("</table><h2>Frame signing keys</h2><table>");
+    if v.signers.is_empty() {
+        out.push_str("<tr><td>none</td></tr>");
+    } else {
+        out.push_str(
+            "<tr><th>kid</th><th>fingerprint</th><th>trusted because</th><th>from</th><th>until</th><th>now</th></tr>",
+        );
+    }
+    for r in &v.signers {
+        let (class, now) = if r.trusted {
+            ("ok", "trusted")
+        } else {
+            ("bad", "not trusted")
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{now}</td></tr>",
+            esc(&r.kid),
+            esc(&r.fingerprint),
+            esc(&r.source),
+            esc(&r.from),
+            esc(&r.until)
+        );
+    }
     out.push_str("</table><h2>Frames refused, last hour</h2>");
     // One bar per minute, scaled to the busiest minute.
     let (w, h) = (600u64, 120u64);
@@ -176,8 +217,18 @@ mod tests {
             users: 0,
             store_readable: true,
             history: vec![sample(0, 0), sample(60_000, 4)],
+            signers: vec![SignerRow {
+                kid: "k<1>".into(),
+                fingerprint: "AB CD".into(),
+                source: "configured".into(),
+                from: "the start of the log".into(),
+                until: "retired".into(),
+                trusted: false,
+            }],
         });
         assert!(page.contains("unhealthy: &lt;x&gt;"));
+        assert!(page.contains("<td>k&lt;1&gt;</td>"));
+        assert!(page.contains("<td class=\"bad\">not trusted</td>"));
         assert!(page.contains("<rect "));
         assert!(page.contains("<th>stale</th><td>4</td>"));
         assert!(!page.contains("<script"));

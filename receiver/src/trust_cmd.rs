@@ -10,6 +10,7 @@ use airlock_protocol::keys::{LinkKey, SignerPublicKey, write_public_file, write_
 use thiserror::Error;
 
 use crate::config::Config;
+use crate::status_page::SignerRow;
 use crate::store::records::KeySet;
 use crate::store::records::Provenance;
 use crate::trust_set::{
@@ -162,6 +163,87 @@ pub fn list(cfg: &Config, logged: Option<&KeySet>) -> Result<String, TrustCmdErr
 }
 
 /// The status a listed signer kid gets: retired (and by what), removed, or nothing.
+/// The frame-signing key schedule the status page shows: every configured signer, every
+/// signer announced over the link, and retired kids, with from when and until when each is
+/// trusted.
+pub fn signer_schedule(base: &BaseTrust, logged: &KeySet) -> Vec<SignerRow> {
+    let until = |kid: &str| -> (String, bool) {
+        if base.removed_signers.contains(kid) {
+            ("removed by the operator".to_owned(), false)
+        } else if base.signer_retired(kid, logged) {
+            (
+                format!(
+                    "retired by {}",
+                    retirement(logged.signer_retired_by.get(kid))
+                ),
+                false,
+            )
+        } else if logged.retired_signers.contains(kid) {
+            (
+                "until retired (an earlier retirement was lifted by the operator)".to_owned(),
+                true,
+            )
+        } else {
+            ("until retired (no end date)".to_owned(), true)
+        }
+    };
+    let mut rows = Vec::new();
+    for (path, k) in &base.signers {
+        let (u, trusted) = until(&k.kid);
+        rows.push(SignerRow {
+            kid: k.kid.clone(),
+            fingerprint: k.fingerprint(),
+            source: format!("configured ({})", path.display()),
+            from: "the start of the log".to_owned(),
+            until: u,
+            trusted,
+        });
+    }
+    for (kid, a) in &logged.signers {
+        let fingerprint = hex::decode(&a.public_key)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .and_then(|raw| SignerPublicKey::from_raw(&raw).ok())
+            .map_or_else(|| "?".to_owned(), |k| k.fingerprint());
+        let (mut u, mut trusted) = until(kid);
+        if !base.announcement_rooted(kid, logged) {
+            u = "not trusted: it, or a key on its announcement chain, was removed by the operator"
+                .to_owned();
+            trusted = false;
+        }
+        rows.push(SignerRow {
+            kid: kid.clone(),
+            fingerprint,
+            source: format!(
+                "announced by {} (log entry {})",
+                a.announced_by, a.log_index
+            ),
+            from: if a.not_before == 0 {
+                "its announcement".to_owned()
+            } else {
+                crate::audit::timefmt::format_secs(a.not_before)
+            },
+            until: u,
+            trusted,
+        });
+    }
+    for kid in &logged.retired_signers {
+        if rows.iter().any(|r| &r.kid == kid) {
+            continue;
+        }
+        let (u, _) = until(kid);
+        rows.push(SignerRow {
+            kid: kid.clone(),
+            fingerprint: "?".to_owned(),
+            source: "not installed".to_owned(),
+            from: "-".to_owned(),
+            until: u,
+            trusted: false,
+        });
+    }
+    rows
+}
+
 fn signer_status(base: &BaseTrust, logged: Option<&KeySet>, kid: &str) -> String {
     if base.removed_signers.contains(kid) {
         return "  [removed by the operator]".to_owned();

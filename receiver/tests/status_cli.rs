@@ -112,3 +112,68 @@ fn status_page_shows_the_same_summary_and_the_refusals_of_the_last_hour() {
         std::fs::write(std::path::Path::new(&dir).join("status.html"), &body).unwrap();
     }
 }
+
+#[test]
+fn status_page_shows_the_signing_key_schedule() {
+    use airlock_protocol::keys::SignerKey;
+    use airlock_protocol::message::{Body, KeyAnnounce, KeyRetire};
+    use airlock_protocol::seal::Sealer;
+
+    let setup = Setup::new(LinkKind::Udp);
+    let rx = setup.start();
+    let old_kid = setup.signer.kid().to_owned();
+    let (status, body) = airlock_receiver::ops_client::get(rx.ops, "/status").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<h2>Frame signing keys</h2>"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "<tr><td>{old_kid}</td><td>{}</td>",
+            setup.signer.public().fingerprint()
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains("<td>the start of the log</td><td>until retired (no end date)</td><td class=\"ok\">trusted</td>"),
+        "{body}"
+    );
+
+    // The sender announces a new key and retires its old one.
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    let new_key = SignerKey::generate();
+    let not_before = now() - 60;
+    let announce = tx.next(Body::KeyAnnounce(KeyAnnounce::Signer {
+        kid: new_key.kid().to_owned(),
+        public_key: new_key.public().key.to_bytes(),
+        not_before,
+    }));
+    tx.send_udp(setup.udp_port, &[announce.sealed]);
+    rx.wait_for("the announcement", |m| m.accepted() == 1);
+    let new_sealer = Sealer::new(clone_signer(&new_key), setup.link.clone());
+    let mut env = tx.envelope(1, provision(1), now());
+    env.sender_kid = new_key.kid().to_owned();
+    let by_new = new_sealer.seal(&env).unwrap();
+    let retire = tx.next(Body::KeyRetire(KeyRetire::Signer {
+        kid: old_kid.clone(),
+    }));
+    tx.send_udp(setup.udp_port, &[by_new.sealed, retire.sealed]);
+    rx.wait_for("the new key's frame and the retirement", |m| {
+        m.accepted() == 3
+    });
+
+    let (_, body) = airlock_receiver::ops_client::get(rx.ops, "/status").unwrap();
+    assert!(
+        body.contains(&format!(
+            "<td>retired by KeyRetire seq 2 from signer {old_kid}, log entry 2</td><td class=\"bad\">not trusted</td>"
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "<tr><td>{}</td><td>{}</td><td>announced by {old_kid} (log entry 0)</td><td>{}</td><td>until retired (no end date)</td><td class=\"ok\">trusted</td></tr>",
+            new_key.kid(),
+            new_key.public().fingerprint(),
+            airlock_receiver::audit::timefmt::format_secs(not_before)
+        )),
+        "{body}"
+    );
+}
