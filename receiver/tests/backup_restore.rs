@@ -229,6 +229,16 @@ fn restore_refuses_damaged_or_altered_backups_and_used_targets_and_backup_needs_
     assert!(!wrong.exists(), "a refused backup left {}", wrong.display());
     std::fs::write(&token_file, &token).unwrap();
 
+    // A backup target that is a file, not a directory.
+    let file = setup.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (ok, _, err) = backup_to(&setup, &file);
+    assert!(
+        !ok && err.contains("cannot use") && err.contains("as the backup directory"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+
     // A backup directory that is not empty.
     let used = setup.path().join("used");
     std::fs::create_dir_all(&used).unwrap();

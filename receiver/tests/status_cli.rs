@@ -176,4 +176,7 @@ fn status_page_shows_the_signing_key_schedule() {
         )),
         "{body}"
     );
+    if let Ok(dir) = std::env::var("AIRLOCK_STATUS_PAGE_OUT") {
+        std::fs::write(std::path::Path::new(&dir).join("status-keys.html"), &body).unwrap();
+    }
 }
