@@ -251,12 +251,33 @@ fn restore_refuses_damaged_or_altered_backups_and_used_targets_and_backup_needs_
     assert!(ok, "{err}\n{out}");
     rx.stop();
 
-    // The daemon stopped: it says so.
-    let (ok, _, err) = backup_to(&setup, &setup.path().join("late"));
-    assert!(!ok);
+    // The store held by a process that does not answer on the ops listener: it says so.
+    {
+        let _held = airlock_receiver::store::SledStore::open(&setup.path().join("data/store.sled"))
+            .unwrap();
+        let (ok, _, err) = backup_to(&setup, &setup.path().join("late"));
+        assert!(!ok);
+        assert!(
+            err.contains("did not answer") && err.contains("is `airlock-receiver run"),
+            "{err}"
+        );
+        assert!(!setup.path().join("late").exists());
+    }
+    // The receiver stopped: the backup reads the store itself, with the same manifest.
+    let offline = setup.path().join("offline");
+    let (ok, out, err) = backup_to(&setup, &offline);
+    assert!(ok, "{err}\n{out}");
     assert!(
-        err.contains("did not answer") && err.contains("is `airlock-receiver run"),
-        "{err}"
+        out.contains("read from the store of the stopped receiver"),
+        "{out}"
+    );
+    assert_eq!(
+        manifest(&offline)["log_length"],
+        manifest(&good)["log_length"]
+    );
+    assert_eq!(
+        manifest(&offline)["head_hash"],
+        manifest(&good)["head_hash"]
     );
 
     let target = twin(&setup);
@@ -335,8 +356,12 @@ fn restore_refuses_damaged_or_altered_backups_and_used_targets_and_backup_needs_
     assert_eq!(std::fs::read_to_string(data.join("keep")).unwrap(), "live");
     std::fs::remove_dir_all(&data).unwrap();
 
-    // The good one restores.
+    // The good one restores, and so does the offline one.
     let (ok, out, err) = restore_from(&target, &good);
+    assert!(ok, "{err}\n{out}");
+    assert!(out.contains("frame log:   300 entries"), "{out}");
+    let other = twin(&setup);
+    let (ok, out, err) = restore_from(&other, &offline);
     assert!(ok, "{err}\n{out}");
     assert!(out.contains("frame log:   300 entries"), "{out}");
 }

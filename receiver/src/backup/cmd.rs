@@ -35,11 +35,15 @@ pub enum BackupError {
         "the backup directory {dir} is not empty: give a new or empty directory (a backup never overwrites another)"
     )]
     OutNotEmpty { dir: PathBuf },
+    #[error(
+        "no receiver store at {path}: check data_dir in {config} (a receiver that never ran has nothing to back up)"
+    )]
+    NoStore { path: PathBuf, config: PathBuf },
     #[error("cannot read the ops token {path}: {detail}")]
     Token { path: PathBuf, detail: String },
     #[error(
         "the receiver's ops listener at {addr} did not answer ({detail}): is `airlock-receiver run --config {config}` running? \
-         An online backup needs the running daemon (a stopped receiver's data directory can be copied with `cp -a`)"
+         Start it, or stop it for good: with the receiver stopped, `backup` reads its store itself"
     )]
     Unreachable {
         addr: String,
@@ -203,20 +207,19 @@ pub fn backup(config: &Path, out: &Path) -> Result<String, BackupError> {
     if cfg.store.backend == StoreBackend::Postgres {
         return Err(BackupError::Postgres(PG_BACKUP));
     }
-    let token_path = cfg.ops_token_file();
-    let token = std::fs::read_to_string(&token_path).map_err(|e| BackupError::Token {
-        path: token_path.clone(),
-        detail: match e.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                "{e}: the daemon writes it at every start; is `airlock-receiver run --config {}` running?",
-                config.display()
-            ),
-            std::io::ErrorKind::PermissionDenied => format!(
-                "{e}: only the receiver's user can read it (mode 0600); run the backup as that user, e.g. `sudo -u airlock-receiver airlock-receiver backup ...`"
-            ),
-            _ => e.to_string(),
-        },
-    })?;
+    let store_path = cfg.store_path();
+    if !store_path.join("conf").is_file() {
+        return Err(BackupError::NoStore {
+            path: store_path,
+            config: config.to_owned(),
+        });
+    }
+    // A running daemon holds the store: ask it. A stopped receiver's store is read here.
+    let source = match SledStore::open(&store_path) {
+        Ok(store) => Source::Offline(store),
+        Err(StoreError::Locked { .. }) => Source::Online(read_token(&cfg, config)?),
+        Err(e) => return Err(e.into()),
+    };
     // The checkpoint key is read before anything is written: a backup without it cannot be
     // restored into a receiver that goes on signing checkpoints under the same key.
     let key_files = if cfg.transparency.enabled {
@@ -250,7 +253,10 @@ pub fn backup(config: &Path, out: &Path) -> Result<String, BackupError> {
         dir: out.to_owned(),
         detail: format!("{e} (is it on a read-only file system, or not yours?)"),
     })?;
-    let result = write_backup(&cfg, config, out, token.trim(), key_files);
+    let result = match source {
+        Source::Online(token) => write_backup(&cfg, config, out, token.trim(), key_files),
+        Source::Offline(store) => write_offline(store, out, key_files),
+    };
     if result.is_err() {
         // Leave the directory as it was found: a half backup must not pass for one.
         if let Ok(entries) = std::fs::read_dir(out) {
@@ -263,6 +269,99 @@ pub fn backup(config: &Path, out: &Path) -> Result<String, BackupError> {
         }
     }
     result
+}
+
+/// Where the export comes from.
+enum Source {
+    /// The running daemon's ops listener, with this token.
+    Online(String),
+    /// The store itself: the receiver is stopped.
+    Offline(SledStore),
+}
+
+fn read_token(cfg: &Config, config: &Path) -> Result<String, BackupError> {
+    let token_path = cfg.ops_token_file();
+    std::fs::read_to_string(&token_path).map_err(|e| BackupError::Token {
+        path: token_path.clone(),
+        detail: match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "{e}: the daemon writes it at every start; is `airlock-receiver run --config {}` running?",
+                config.display()
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "{e}: only the receiver's user can read it (mode 0600); run the backup as that user, e.g. `sudo -u airlock-receiver airlock-receiver backup ...`"
+            ),
+            _ => e.to_string(),
+        },
+    })
+}
+
+/// The export of a stopped receiver's store, through the same stream and checks as online.
+fn write_offline(
+    store: SledStore,
+    out: &Path,
+    key_files: Option<(Vec<u8>, Vec<u8>)>,
+) -> Result<String, BackupError> {
+    let src = super::export::BackupSource::new(
+        store.db(),
+        std::sync::Arc::new(super::IngestGate::new()),
+        "",
+    );
+    let failed = |e: super::export::ExportError| BackupError::Stream {
+        detail: e.to_string(),
+    };
+    let snap = super::export::snapshot(&src).map_err(failed)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let producer =
+        std::thread::spawn(move || super::export::stream(&src, snap, |c| tx.send(c).is_ok()));
+    let received = receive(
+        out,
+        ChunkReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        },
+        key_files,
+        false,
+    );
+    let produced = producer.join();
+    drop(store);
+    match (received, produced) {
+        (Err(e), _) => Err(e),
+        (Ok(text), Ok(Ok(_))) => Ok(text),
+        (Ok(_), Ok(Err(e))) => Err(failed(e)),
+        (Ok(_), Err(_)) => Err(BackupError::Stream {
+            detail: "the export thread stopped".into(),
+        }),
+    }
+}
+
+/// Reads the chunks of an in-process export as one byte stream.
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at >= self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let rest = self.chunk.get(self.at..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), rest.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.at += n;
+        Ok(n)
+    }
 }
 
 fn write_backup(
@@ -290,6 +389,16 @@ fn write_backup(
             body: text.trim_end().to_owned(),
         });
     }
+    receive(out, body, key_files, true)
+}
+
+/// Writes the stream's trees, the checkpoint key and the manifest into `out`.
+fn receive(
+    out: &Path,
+    body: impl Read,
+    key_files: Option<(Vec<u8>, Vec<u8>)>,
+    online: bool,
+) -> Result<String, BackupError> {
     let broke = |e: format::FormatError| BackupError::Stream {
         detail: e.to_string(),
     };
@@ -428,7 +537,7 @@ fn write_backup(
         .filter(|f| f.kind == FileKind::Tree)
         .count();
     Ok(format!(
-        "backup written to {}: {} log entries, head {}, latest checkpoint {}; {rows} rows in {trees} trees{}; the ingest was held {} µs\n\
+        "backup written to {}: {} log entries, head {}, latest checkpoint {}; {rows} rows in {trees} trees{}; {}\n\
          keep it like the data directory itself: it holds the OpenID signing keys and the checkpoint key\n",
         out.display(),
         manifest.log_length,
@@ -445,7 +554,11 @@ fn write_backup(
         } else {
             ""
         },
-        manifest.ingest_pause_us,
+        if online {
+            format!("the ingest was held {} µs", manifest.ingest_pause_us)
+        } else {
+            "read from the store of the stopped receiver".to_owned()
+        },
     ))
 }
 
