@@ -1,5 +1,5 @@
 //! PostgreSQL beside sled: ingest frames/s (real binary, UDP in, open, log, apply, commit)
-//! and refresh_token grants/s (in-process provider, loopback HTTP). Ignored by default;
+//! and refresh_token and client_credentials grants/s (in-process provider, loopback HTTP). Ignored by default;
 //! needs `AIRLOCK_TEST_PG_URL`. Run in release:
 //!
 //! ```text
@@ -212,4 +212,89 @@ async fn refresh_grants_per_second_sled_and_postgres() {
     let pg = PgStore::open_url(&url).unwrap();
     let pg_rate = refresh_rate("postgres", Arc::new(PgOidcStore::new(&pg))).await;
     eprintln!("refresh: postgres / sled = {:.2}", pg_rate / sled_rate);
+}
+
+/// Client-credentials grants per second on `store`, as [`refresh_rate`] measures refresh
+/// grants (16 clients, a new connection per request): each grant authenticates `app`
+/// (its secret cached after one argon2), stores the grant family and signs one RS256 token.
+async fn client_credentials_rate(backend: &str, store: Arc<dyn OidcStore>) -> f64 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut cfg = oidc_support::config(port, None);
+    cfg.clients[1].client_credentials_scopes = vec!["orders.read".into()];
+    cfg.clients[1].client_credentials_audience = vec!["https://orders.inside".into()];
+    cfg.clients[1].grant_types.push("client_credentials".into());
+    let provider = Provider::with_store(
+        cfg,
+        store,
+        Arc::new(MemDirectory::default()),
+        Clock::system(),
+    )
+    .unwrap();
+    tokio::spawn(provider.serve_on(listener));
+    let base = format!("http://127.0.0.1:{port}");
+    let auth = oidc_support::basic("app", oidc_support::CONF_SECRET);
+    let body = "grant_type=client_credentials&scope=orders.read";
+    let warm = http(
+        "POST",
+        &format!("{base}/token"),
+        std::slice::from_ref(&auth),
+        Some(body),
+    )
+    .await;
+    assert_eq!(warm.status, 200, "{}", warm.body);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONNS {
+        let (base, auth) = (base.clone(), auth.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(GRANTS_PER_CONN);
+            for _ in 0..GRANTS_PER_CONN {
+                let t = Instant::now();
+                let r = http(
+                    "POST",
+                    &format!("{base}/token"),
+                    std::slice::from_ref(&auth),
+                    Some(body),
+                )
+                .await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let wall = start.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let rate = lat.len() as f64 / wall.as_secs_f64();
+    eprintln!(
+        "client_credentials [{backend}]: {} grants (RS256, {CONNS} clients, one connection per request) in {:.2} s = {rate:.0}/s, p50 {:?}, p99 {:?}",
+        lat.len(),
+        wall.as_secs_f64(),
+        pct(0.50),
+        pct(0.99)
+    );
+    rate
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: needs AIRLOCK_TEST_PG_URL; run with --release -- --ignored --nocapture"]
+async fn client_credentials_grants_per_second_sled_and_postgres() {
+    let _pg = common::pg_shared_async().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sled::open(tmp.path().join("db")).unwrap();
+    let sled_rate =
+        client_credentials_rate("sled", Arc::new(SledOidcStore::open(db).unwrap())).await;
+    let url = tokio::task::block_in_place(|| fresh_schema(&pg_url(), "cc"));
+    let pg = PgStore::open_url(&url).unwrap();
+    let pg_rate = client_credentials_rate("postgres", Arc::new(PgOidcStore::new(&pg))).await;
+    eprintln!(
+        "client_credentials: postgres / sled = {:.2}",
+        pg_rate / sled_rate
+    );
 }
