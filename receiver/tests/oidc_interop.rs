@@ -222,75 +222,134 @@ fn web_client(cb: String) -> ClientConfig {
     .unwrap()
 }
 
-/// Passkeys in Chromium with a virtual authenticator (tests/interop/passkey.test.mjs). The
-/// issuer is `http://localhost:PORT`: browsers refuse IP addresses as WebAuthn rp ids. The
-/// Revoke is applied as the daemon applies an ingested Revoke frame (directory, then
-/// `Provider::revoke_user`), through a control URL the script calls outside the page.
+/// Passkeys in Chromium with a virtual authenticator (tests/interop/passkey.test.mjs),
+/// against the real binaries: `airlock-sender run` seals a Provision and a LoginTicket for
+/// Pia and sends them over loopback UDP to `airlock-receiver run` (ingest and the OpenID
+/// provider in one daemon), which verifies and applies them. Later the script submits a
+/// Revoke with the same sender (`airlock-sender submit`) and waits on the receiver's
+/// `/metrics` until the Revoke has been applied. The issuer is `http://localhost:PORT`:
+/// browsers refuse IP addresses as WebAuthn rp ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs npm ci in tests/interop and the Debian chromium package"]
 async fn chromium_passkeys() {
+    use airlock_tests::deployment::{Deployment, ISSUER, Options};
+    use airlock_tests::ops::metric_sum;
+    use std::time::Duration;
+
     let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let me = format!("http://{}", app_listener.local_addr().unwrap());
-    let tmp = Arc::new(tempfile::tempdir().unwrap());
-    let db = tmp.path().join("db");
-    let cb = format!("{me}/cb");
-    let op = Op::start_custom(tmp, db, Clock::manual(now()), Arc::default(), None, |c| {
-        c.issuer = c.issuer.replace("127.0.0.1", "localhost");
-        c.passkeys.enabled = true;
-        c.clients.push(web_client(cb));
-    })
-    .await;
-    let issuer = op.provider.config().issuer.clone();
-    let sub = Op::sub("Pia");
-    op.dir.users.lock().unwrap().insert(
-        sub.clone(),
-        airlock_receiver::oidc::DirectoryUser {
-            issuer: ISSUER_OUT.into(),
-            subject: "Pia".into(),
-            claims: airlock_protocol::message::Claims {
-                email: Some("Pia@example.org".into()),
-                name: Some("User Pia".into()),
-                ..Default::default()
-            },
-            valid_until: now() + 86_400,
-            provisioned_seq: 3,
-            revoked: false,
-        },
+    let port = airlock_tests::ops::free_tcp_port().unwrap().port();
+    let issuer = format!("http://localhost:{port}");
+    let api = format!("http://127.0.0.1:{port}");
+    let receiver_extra = format!(
+        r#"
+[oidc]
+issuer = "{issuer}"
+listen = "127.0.0.1:{port}"
+allow_plain_http = true
+
+[oidc.passkeys]
+enabled = true
+
+[[oidc.clients]]
+client_id = "web"
+public = true
+redirect_uris = ["{me}/cb"]
+scopes = ["openid", "profile", "email"]
+"#
     );
-    let (dir, provider) = (op.dir.clone(), op.provider.clone());
-    let revoke = move || {
-        let (dir, provider, sub) = (dir.clone(), provider.clone(), sub.clone());
-        async move {
-            dir.users.lock().unwrap().get_mut(&sub).unwrap().revoked = true;
-            tokio::task::spawn_blocking(move || provider.revoke_user(&sub).unwrap())
-                .await
-                .unwrap();
-            "revoked"
-        }
+    let mut d = Deployment::create(&Options {
+        receiver_extra,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    d.start_receiver().await.unwrap();
+    d.start_sender().await.unwrap();
+
+    // Pia is approved outside (Provision) and asks for a transfer code (LoginTicket).
+    let claims = serde_json::json!({
+        "email": "pia@example.org", "email_verified": true, "name": "User Pia",
+    });
+    let record = |kind: &str| {
+        serde_json::json!({
+            "kind": kind, "issuer": ISSUER, "subject": "pia", "claims": claims,
+            "approver": "grace.hopper@example.org", "ticket_ref": "CHG-PIA",
+        })
     };
+    let mut provision = record("provision");
+    provision["valid_until"] = (now() + 86_400).into();
+    let out = d
+        .submit("pia.jsonl", &[provision, record("login_ticket")])
+        .await
+        .unwrap();
+    let code = transfer_code(&out.stdout);
+    let status = d.wait_sender_idle(Duration::from_secs(60)).await.unwrap();
+    let sent = status["sent_through"].as_u64().unwrap();
+    d.wait_no_gaps(sent, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(d.users().await.unwrap().len(), 1, "Pia is provisioned");
+    // The Revoke the script submits through the sender once the passkey has worked.
+    let revoke = d.path().join("revoke-pia.json");
+    std::fs::write(
+        &revoke,
+        serde_json::json!({
+            "kind": "revoke", "issuer": ISSUER, "subject": "pia",
+            "approver": "grace.hopper@example.org", "ticket_ref": "CHG-PIA-LEFT", "reason": "left",
+        })
+        .to_string(),
+    )
+    .unwrap();
+
     let app = axum::Router::new()
         .route("/", axum::routing::get(app_home))
         .route("/cb", axum::routing::get(app_callback))
-        .route("/control/revoke", axum::routing::post(revoke))
         .with_state(App {
             issuer: issuer.clone(),
-            api: op.base.clone(),
+            api,
             me: me.clone(),
         });
     tokio::spawn(async move { axum::serve(app_listener, app).await.unwrap() });
     let shots = std::env::var("AIRLOCK_SCREENSHOTS")
         .unwrap_or_else(|_| interop_dir().join("screenshots").display().to_string());
+    let sender = airlock_tests::supervisor::binary("airlock-sender").unwrap();
     run_node(
         "passkey.test.mjs",
         &[
             ("AIRLOCK_ISSUER", issuer),
             ("AIRLOCK_APP", me.clone()),
-            ("AIRLOCK_CONTROL", format!("{me}/control")),
-            ("AIRLOCK_CODE", op.ticket("Pia", 300)),
+            ("AIRLOCK_CODE", code),
+            ("AIRLOCK_SENDER", sender.display().to_string()),
+            (
+                "AIRLOCK_SENDER_CONFIG",
+                d.sender_config.display().to_string(),
+            ),
+            ("AIRLOCK_REVOKE_RECORD", revoke.display().to_string()),
+            ("AIRLOCK_RECEIVER_OPS", format!("http://{}", d.receiver_ops)),
             ("AIRLOCK_SCREENSHOTS", shots),
         ],
     )
     .await;
-    assert_eq!(op.provider.metric("passkey_sign_ins", "ok"), 1);
-    assert_eq!(op.provider.metric("passkey_refusals", "disabled"), 1);
+    let m = d.receiver_metrics().await.unwrap();
+    let count = |name: &str, reason: &str| metric_sum(&m, name, &[("reason", reason)]);
+    assert_eq!(count("airlock_oidc_passkey_sign_ins_total", "ok"), 1.0);
+    assert_eq!(
+        count("airlock_oidc_passkey_refusals_total", "disabled"),
+        1.0
+    );
+    assert_eq!(
+        count("airlock_oidc_passkeys_disabled_total", "revoked"),
+        1.0
+    );
+}
+
+/// The code in `airlock-sender submit`'s line for a login ticket.
+fn transfer_code(stdout: &str) -> String {
+    let at = stdout
+        .find("transfer code ")
+        .unwrap_or_else(|| panic!("no transfer code in: {stdout}"));
+    stdout[at + "transfer code ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }

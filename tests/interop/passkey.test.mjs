@@ -1,21 +1,48 @@
 // Passkeys in a real browser: headless Chromium (Debian package) via playwright-core, with a
 // DevTools virtual authenticator (CTAP2, internal transport, resident keys, user
 // verification). The person signs in with a transfer code, creates a passkey, signs out,
-// signs in again with the passkey only and lands back in the inside app; then a Revoke
-// reaches the receiver and the next passkey sign-in fails with a page that says why.
+// signs in again with the passkey only and lands back in the inside app; then a Revoke is
+// sent from the sender (`airlock-sender submit`: sealed, sent over loopback UDP, verified and
+// applied by the receiver daemon) and the next passkey sign-in fails with a page that says why.
 // Fails if any page requests a URL off the provider's or the app's origin, or on a CSP
 // violation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 
 const ISSUER = process.env.AIRLOCK_ISSUER;
 const APP = process.env.AIRLOCK_APP;
-const CONTROL = process.env.AIRLOCK_CONTROL;
+const SENDER = process.env.AIRLOCK_SENDER;
+const SENDER_CONFIG = process.env.AIRLOCK_SENDER_CONFIG;
+const REVOKE_RECORD = process.env.AIRLOCK_REVOKE_RECORD;
+const RECEIVER_OPS = process.env.AIRLOCK_RECEIVER_OPS;
 const CODE = process.env.AIRLOCK_CODE;
 const SHOTS = process.env.AIRLOCK_SCREENSHOTS || 'screenshots';
 assert.ok(ISSUER && ISSUER.startsWith('http://localhost:'), 'AIRLOCK_ISSUER: http://localhost:PORT (browsers refuse IP addresses as WebAuthn rp ids)');
+assert.ok(SENDER && SENDER_CONFIG && REVOKE_RECORD && RECEIVER_OPS,
+  'AIRLOCK_SENDER, AIRLOCK_SENDER_CONFIG, AIRLOCK_REVOKE_RECORD, AIRLOCK_RECEIVER_OPS: set by receiver/tests/oidc_interop.rs');
+
+/** A counter of the receiver's /metrics (ops listener); 0 while the series is absent. */
+async function counter(series) {
+  const text = await (await fetch(`${RECEIVER_OPS}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+/** `airlock-sender submit` of the Revoke record, then wait until the receiver applied it. */
+async function revokeThroughTheSender() {
+  const applied = 'airlock_oidc_passkeys_disabled_total{reason="revoked"}';
+  const before = await counter(applied);
+  const out = execFileSync(SENDER, ['submit', REVOKE_RECORD, '--config', SENDER_CONFIG], { encoding: 'utf8' });
+  const deadline = Date.now() + 60000;
+  while ((await counter(applied)) <= before) {
+    assert.ok(Date.now() < deadline, `the receiver did not apply the Revoke within 60 s (submit said: ${out})`);
+    await sleep(200);
+  }
+}
 
 test('chromium: transfer code, create a passkey, sign in with it, refused after a Revoke', async () => {
   fs.mkdirSync(SHOTS, { recursive: true });
@@ -91,9 +118,9 @@ test('chromium: transfer code, create a passkey, sign in with it, refused after 
     await clickPasskey();
     await backAtApp('passkey sign-in');
 
-    // 5. A Revoke arrives; the next passkey sign-in is refused and the page says why.
-    const r = await fetch(`${CONTROL}/revoke`, { method: 'POST' });
-    assert.equal(r.status, 200, 'revoke applied');
+    // 5. A Revoke is sent from the sender; once the receiver has applied it, the next
+    // passkey sign-in is refused and the page says why.
+    await revokeThroughTheSender();
     await context.clearCookies();
     await presence(false);
     await page.goto(APP);
