@@ -17,4 +17,5 @@ mod intake_policy;
 mod measure;
 mod portal_mirror;
 mod serial;
+mod serial_capacity;
 mod udp_loopback;

@@ -57,7 +57,7 @@ impl Default for DecoderConfig {
             max_sessions: 4,
             max_symbols_factor: 4,
             max_pending_bytes: 32 * 1024 * 1024,
-            min_symbol_size: 64,
+            min_symbol_size: super::MIN_SYMBOL_SIZE as u16,
             max_candidates: 4,
         }
     }

@@ -3,7 +3,7 @@
 use raptorq::{Encoder, ObjectTransmissionInformation};
 
 use super::header::DatagramHeader;
-use super::{LinkError, LinkParams, MAX_SOURCE_SYMBOLS, SYMBOL_ALIGN};
+use super::{LinkError, LinkParams, MAX_SOURCE_SYMBOLS, MIN_SYMBOL_SIZE, SYMBOL_ALIGN};
 
 /// Repair symbols for a block of `k` source symbols: `max(min_repair, ceil(k * ratio))`.
 pub fn repair_count(k: usize, ratio: f64, min_repair: u32) -> u32 {
@@ -14,6 +14,19 @@ pub fn repair_count(k: usize, ratio: f64, min_repair: u32) -> u32 {
         0
     };
     scaled.max(min_repair)
+}
+
+/// The symbol size for a block of `len` bytes when symbols may be up to `largest`: as many
+/// symbols as `largest` needs, each only as large as they must be to hold the block
+/// (a multiple of [`SYMBOL_ALIGN`], at least [`MIN_SYMBOL_SIZE`]). A lone 600-byte frame
+/// then travels in three 630-byte datagrams (one source, two repair) instead of three full
+/// ones; every symbol of a block, repair ones included, has this size.
+pub fn block_symbol_size(len: usize, largest: u16) -> u16 {
+    let max = usize::from(largest);
+    let k = len.div_ceil(max).max(1);
+    let even = len.div_ceil(k).next_multiple_of(SYMBOL_ALIGN);
+    let size = even.clamp(MIN_SYMBOL_SIZE.min(max), max);
+    u16::try_from(size).unwrap_or(largest)
 }
 
 /// Turns blocks into datagrams for one sender session.
@@ -50,17 +63,18 @@ impl BlockEncoder {
             len: block.len(),
             max: u32::MAX as usize,
         })?;
-        let symbol_size = usize::from(self.symbol_size);
-        let k = block.len().div_ceil(symbol_size);
+        let largest = usize::from(self.symbol_size);
+        let k = block.len().div_ceil(largest);
         if block.is_empty() || k > MAX_SOURCE_SYMBOLS {
             return Err(LinkError::BlockTooLarge {
                 len: block.len(),
-                max: MAX_SOURCE_SYMBOLS * symbol_size,
+                max: MAX_SOURCE_SYMBOLS * largest,
             });
         }
+        let symbol_size = block_symbol_size(block.len(), self.symbol_size);
         let oti = ObjectTransmissionInformation::new(
             u64::from(block_len),
-            self.symbol_size,
+            symbol_size,
             1,
             1,
             SYMBOL_ALIGN as u8,
@@ -76,7 +90,7 @@ impl BlockEncoder {
                     session_id: self.session_id,
                     block_id,
                     block_len,
-                    symbol_size: self.symbol_size,
+                    symbol_size,
                     payload_id: p.payload_id().serialize(),
                 }
                 .write(p.data())
@@ -88,6 +102,33 @@ impl BlockEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_symbols_are_as_small_as_the_block_allows() {
+        // A lone frame: one source symbol of its own size, rounded to the alignment.
+        assert_eq!(block_symbol_size(600, 1168), 600);
+        assert_eq!(block_symbol_size(601, 1168), 608);
+        // Tiny blocks still use the smallest symbol a receiver accepts by default.
+        assert_eq!(block_symbol_size(10, 1168), 64);
+        // Larger blocks: the same number of symbols as with the largest size, evened out.
+        assert_eq!(block_symbol_size(1169, 1168), 592);
+        assert_eq!(block_symbol_size(16 * 1024, 1168), 1096);
+        assert_eq!(block_symbol_size(2 * 1168, 1168), 1168);
+        // A configured size below the floor is kept as it is.
+        assert_eq!(block_symbol_size(10, 16), 16);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn block_symbols_hold_the_block_in_as_few_symbols(len in 1usize..200_000, largest in 2u16..8192) {
+            let largest = largest / 8 * 8;
+            proptest::prop_assume!(largest >= 8);
+            let t = usize::from(block_symbol_size(len, largest));
+            proptest::prop_assert!(t <= usize::from(largest));
+            proptest::prop_assert_eq!(t % SYMBOL_ALIGN, 0);
+            proptest::prop_assert_eq!(len.div_ceil(t), len.div_ceil(usize::from(largest)));
+        }
+    }
 
     #[test]
     fn repair_count_rule() {

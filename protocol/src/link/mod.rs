@@ -19,11 +19,14 @@ use thiserror::Error;
 
 pub use block::{BlockPacker, unpack_block};
 pub use decoder::{BlockDecoder, DecoderConfig, LinkStats};
-pub use encoder::{BlockEncoder, repair_count};
+pub use encoder::{BlockEncoder, block_symbol_size, repair_count};
 pub use header::{DatagramHeader, HEADER_LEN, OVERHEAD, TRAILER_LEN};
 
 /// RaptorQ symbol alignment; symbol sizes are multiples of it.
 pub const SYMBOL_ALIGN: usize = 8;
+/// The smallest symbol the sender uses for a small block (when its configured size is not
+/// smaller still); a receiver's `min_symbol_size` defaults to it.
+pub const MIN_SYMBOL_SIZE: usize = 64;
 /// The smallest datagram the codec will work with.
 pub const MIN_DATAGRAM: usize = OVERHEAD + 64;
 /// RFC 6330 allows at most 56,403 source symbols in a block.
