@@ -12,7 +12,7 @@ use axum::response::Response;
 
 use crate::oidc::budget::Refused;
 use crate::oidc::config::ClientConfig;
-use crate::oidc::endpoints::{par, paths};
+use crate::oidc::endpoints::{paths, pushed_request};
 use crate::oidc::http::{OAuthError, Params, bad_page, csrf_for_page, see_other, server_page};
 use crate::oidc::provider::Provider;
 use crate::oidc::session::{current_session, issue_code};
@@ -76,7 +76,7 @@ fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> 
     // A pushed request replaces every parameter but client_id (RFC 9126 §4).
     let pushed = params.get("request_uri").is_some();
     let params = match pushed {
-        true => match par::resolve(p, &params) {
+        true => match pushed_request::resolve(p, &params) {
             Ok(x) => x,
             Err(page) => return *page,
         },

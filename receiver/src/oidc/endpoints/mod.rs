@@ -19,6 +19,7 @@ pub mod jwks;
 pub mod login;
 pub mod par;
 pub mod paths;
+pub mod pushed_request;
 pub mod revocation;
 pub mod token;
 pub mod userinfo;
