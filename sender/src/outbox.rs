@@ -781,6 +781,21 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Opens the outbox again in the same process. sled's flusher thread lets go of the
+    /// file lock a moment after the last handle drops (a new process never waits: the old
+    /// one's exit releases it), so an in-process reopen retries briefly on `Locked`.
+    fn reopen(path: &Path) -> Outbox {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Outbox::open(path) {
+                Err(OutboxError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
     use airlock_protocol::message::Body;
     use airlock_protocol::testkit;
 
@@ -826,7 +841,7 @@ mod tests {
                 head: GENESIS
             }
         );
-        let ob = Outbox::open(dir.path()).unwrap();
+        let ob = reopen(dir.path());
         // The same key continues its chain, also after a reopen and a later clock.
         assert_eq!(ob.chain_for("a", t0 + 5_000).unwrap(), (first, None));
         // A new key starts its own chain at the clock's base.
@@ -859,7 +874,7 @@ mod tests {
             assert!(!ob.ingest("b1", &[item("a"), item("b")], 5).unwrap());
             assert_eq!(ob.pending_len(), 2);
         }
-        let ob = Outbox::open(dir.path()).unwrap();
+        let ob = reopen(dir.path());
         let pending = ob.pending_batch(0, 10).unwrap();
         assert_eq!(pending.len(), 2);
         assert_eq!(pending[0].1, item("a"));
@@ -935,7 +950,7 @@ mod tests {
             assert_eq!(ob.pending.len(), 3);
         }
         // After a restart, reading from 0 resumes at the cursor.
-        let ob = Outbox::open(dir.path()).unwrap();
+        let ob = reopen(dir.path());
         let batch = ob.pending_batch(0, 10).unwrap();
         assert_eq!(batch.first().map(|(k, _)| *k), Some(600));
         assert_eq!(batch[0].1, items[600]);
@@ -1025,7 +1040,7 @@ mod tests {
             assert_eq!(ob.state_len(), 1);
         }
         // The rest is folded after a restart, in order: "a" stays removed.
-        let ob = Outbox::open(dir.path()).unwrap();
+        let ob = reopen(dir.path());
         assert_eq!(ob.state_get(&key).unwrap(), None);
         assert_eq!(ob.state_len(), 1);
         assert_eq!(ob.journal.len(), 0);
