@@ -810,6 +810,7 @@ fn restore_into(
         imported
         // The store is closed here: the checks below open it again.
     };
+    crate::store::sled_store::wait_until_closed(staging, std::time::Duration::from_secs(10));
     let source = SourceArgs {
         data_dir: Some(staging.to_owned()),
         pg_url: None,

@@ -31,6 +31,28 @@ impl std::fmt::Debug for SledStore {
 /// memory under ingest grows with the cache (docs/performance.md, "Memory").
 pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Waits until no handle of this process still holds the store's file lock, up to `limit`.
+///
+/// Dropping the last [`SledStore`] does not release the lock at once: sled's background
+/// threads hold the database file a moment longer. A command that closes a store and opens it
+/// again in the same process (restore, then verify) calls this in between. The probe takes and
+/// releases the same `flock` sled takes, on its own file handle, so it leaves nothing behind.
+/// Returns false when the lock is still held at `limit` (another process has the store open).
+pub fn wait_until_closed(path: &Path, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let free = match std::fs::File::open(path.join("db")) {
+            Ok(f) => f.try_lock().is_ok(),
+            // No database file: nothing holds it.
+            Err(_) => true,
+        };
+        if free || std::time::Instant::now() >= deadline {
+            return free;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
