@@ -1,0 +1,6 @@
+//! What `airlock-sender` and `airlock-receiver` share as daemons.
+//!
+//! The protocol core (`airlock-protocol`) holds no sockets and no runtime; the code both
+//! daemons need around it — serving HTTP, cookies, HTML pages, checking config values,
+//! the log format, rendering metrics — lives here once instead of twice. Nothing here
+//! knows about frames, users or tokens.
