@@ -11,8 +11,17 @@ use sha2::{Digest, Sha256};
 
 use crate::limits::{self, LimitError};
 
-/// The envelope version this crate writes and accepts.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// The envelope version this crate writes: maps keyed by field and variant index
+/// (docs/protocol.md § 1). Version 1 named them in text; the index keys take a 600-byte
+/// Provision down by about a third, which is line time on a serial diode.
+pub const ENVELOPE_VERSION: u8 = 2;
+
+/// The oldest envelope version this crate still reads: frames of senders not yet upgraded,
+/// and every frame already in a frame log, must open and replay.
+pub const OLDEST_ENVELOPE_VERSION: u8 = 1;
+
+/// Version 1: text keys (field and variant names). Every later version uses index keys.
+pub const NAMED_KEYS_VERSION: u8 = 1;
 
 /// A 32-byte SHA-256 digest (frame hashes, chain heads).
 pub type Digest32 = [u8; 32];
@@ -20,7 +29,8 @@ pub type Digest32 = [u8; 32];
 /// Every message on the link: who sent it, where it sits in the sender's chain, and what it says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// Envelope version, [`ENVELOPE_VERSION`].
+    /// Envelope version: [`ENVELOPE_VERSION`] when written, [`OLDEST_ENVELOPE_VERSION`] up to
+    /// it when read.
     pub v: u8,
     /// The signer key id; must equal the `kid` of the COSE_Sign1 that carries the envelope.
     pub sender_kid: String,

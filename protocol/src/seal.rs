@@ -23,7 +23,7 @@ use thiserror::Error;
 use crate::codec::{self, CodecError, push_bstr};
 use crate::keys::{LinkKey, SignerKey};
 use crate::limits::MAX_SEALED_FRAME;
-use crate::message::{Digest32, ENVELOPE_VERSION, Envelope};
+use crate::message::{Digest32, ENVELOPE_VERSION, Envelope, OLDEST_ENVELOPE_VERSION};
 use crate::replay::{ReplayError, ReplayState};
 use crate::trust::TrustStore;
 
@@ -106,7 +106,9 @@ pub enum OpenError {
         /// The kid that signed.
         signer: String,
     },
-    #[error("envelope version {v} is not supported (this receiver speaks {ENVELOPE_VERSION})")]
+    #[error(
+        "envelope version {v} is not supported (this receiver reads versions {OLDEST_ENVELOPE_VERSION} to {ENVELOPE_VERSION}): upgrade the receiver before the sender"
+    )]
     /// An envelope version this code does not speak.
     Version {
         /// The version found.
@@ -587,7 +589,7 @@ pub(crate) fn check_envelope(
             signer: signer_kid.to_owned(),
         });
     }
-    if envelope.v != ENVELOPE_VERSION {
+    if !(OLDEST_ENVELOPE_VERSION..=ENVELOPE_VERSION).contains(&envelope.v) {
         return Err(OpenError::Version { v: envelope.v });
     }
     let age = now.saturating_sub(envelope.issued_at);
