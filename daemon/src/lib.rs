@@ -4,3 +4,6 @@
 //! daemons need around it — serving HTTP, cookies, HTML pages, checking config values,
 //! the log format, rendering metrics — lives here once instead of twice. Nothing here
 //! knows about frames, users or tokens.
+
+pub mod cookie;
+pub mod listener;

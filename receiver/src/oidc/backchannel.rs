@@ -25,8 +25,6 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::oidc::util::url_encode;
-
 /// `oidc.backchannel_ca_file` cannot be used; the message names the file and says what
 /// it must hold.
 #[derive(Debug, thiserror::Error)]
@@ -282,7 +280,9 @@ impl Transport {
     /// POSTs the logout token; success is any 2xx answer.
     pub async fn deliver(&self, uri: &str, logout_token: &str) -> Result<(), DeliveryError> {
         let target = Target::parse(uri)?;
-        let body = format!("logout_token={}", url_encode(logout_token));
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("logout_token", logout_token)
+            .finish();
         let request = format!(
             "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
              Content-Length: {}\r\nConnection: close\r\nUser-Agent: airlock-receiver\r\n\r\n{body}",

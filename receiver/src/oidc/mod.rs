@@ -16,7 +16,8 @@ pub mod error;
 pub mod html;
 pub mod http;
 pub mod keys;
-pub mod listener;
+// The accept loop is shared with the other daemon; `listener::Limits` is named from here.
+pub use airlock_daemon::listener;
 pub mod login;
 pub mod metrics;
 pub mod outbox;

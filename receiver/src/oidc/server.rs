@@ -48,10 +48,19 @@ impl Provider {
         tls: Option<RustlsConfig>,
     ) -> std::io::Result<()> {
         let p = self.clone();
-        let on_limit: crate::oidc::listener::OnLimit =
+        let on_limit: airlock_daemon::listener::OnLimit =
             std::sync::Arc::new(move |reason| p.metrics().inc("listener_limits", reason));
         let limits = self.config().listener_limits();
-        crate::oidc::listener::serve(on_limit, listener, self.router(), limits, tls).await
+        let tls = tls.map(axum_server::tls_rustls::RustlsAcceptor::new);
+        airlock_daemon::listener::serve_with(
+            "OpenID provider",
+            on_limit,
+            listener,
+            self.router(),
+            limits,
+            tls,
+        )
+        .await
     }
 }
 

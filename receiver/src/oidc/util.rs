@@ -1,4 +1,4 @@
-//! Small helpers: randomness, hashing of secrets, URL encoding, the clock.
+//! Small helpers: randomness, hashing of secrets, comparing them, query strings, the clock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,60 +24,58 @@ pub fn hash_secret(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-/// Constant-time comparison of two strings.
+/// Constant-time comparison of two strings (the length is not secret).
 pub fn ct_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into()
 }
 
-/// Percent-encodes for a query component (RFC 3986 unreserved kept).
+/// Form-urlencodes one value (RFC 6749 appendix B: a space becomes `+`).
 pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
+/// Decodes one `application/x-www-form-urlencoded` value (`+` is a space), refusing what
+/// a lenient decoder would guess at: a `%` not followed by two hex digits, or bytes that
+/// are not UTF-8 (`form_urlencoded::parse` keeps the first and replaces the second).
 pub fn url_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
+    if !form_encoding_is_strict(s) {
+        return None;
     }
-    String::from_utf8(out).ok()
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
-/// `base?k=v&k2=v2` (or `&` if base already has a query).
+/// Whether form-urlencoded text has only well-formed escapes and decodes to UTF-8. The
+/// separators `&` and `=` are ASCII, so the whole text decodes to UTF-8 exactly when
+/// every key and value does.
+pub fn form_encoding_is_strict(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let escapes = b
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b'%')
+        .all(|(i, _)| {
+            b.get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        });
+    escapes && percent_encoding::percent_decode(b).decode_utf8().is_ok()
+}
+
+/// `base?k=v&k2=v2` (or `&` if base already has a query), the values form-urlencoded as
+/// OAuth's redirects are (RFC 6749 appendix B). `base` is kept byte for byte, not parsed
+/// and re-serialised: a redirect URI is used exactly as the client registered it.
 pub fn with_query(base: &str, params: &[(&str, &str)]) -> String {
-    let mut out = base.to_string();
-    let mut sep = if base.contains('?') { '&' } else { '?' };
-    for (k, v) in params {
-        out.push(sep);
-        out.push_str(k);
-        out.push('=');
-        out.push_str(&url_encode(v));
-        sep = '&';
+    if params.is_empty() {
+        return base.to_string();
     }
-    out
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    format!("{base}{sep}{query}")
 }
 
 /// Unix seconds; tests use a manual clock to move time without sleeping.
@@ -120,13 +118,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_round_trip() {
-        let s = "a b&c=d/é+%";
-        assert_eq!(url_decode(&url_encode(s)).unwrap(), s);
-        assert_eq!(url_decode("a+b%2"), None);
+    fn queries_are_appended_to_the_uri_as_registered() {
         assert_eq!(
-            with_query("http://x/cb?z=1", &[("code", "a b")]),
-            "http://x/cb?z=1&code=a%20b"
+            with_query("http://x/cb?z=1", &[("code", "a b&c")]),
+            "http://x/cb?z=1&code=a+b%26c"
         );
+        assert_eq!(
+            with_query("https://App.example/cb", &[("a", "1"), ("b", "é")]),
+            "https://App.example/cb?a=1&b=%C3%A9"
+        );
+        assert_eq!(with_query("https://x/cb", &[]), "https://x/cb");
+    }
+
+    #[test]
+    fn form_values_round_trip_and_malformed_ones_are_refused() {
+        let s = "a b&c=d/é+%~";
+        assert_eq!(url_encode(s), "a+b%26c%3Dd%2F%C3%A9%2B%25%7E");
+        assert_eq!(url_decode(&url_encode(s)).unwrap(), s);
+        assert_eq!(url_decode("x%20y+z").as_deref(), Some("x y z"));
+        assert_eq!(url_decode("a+b%2"), None);
+        assert_eq!(url_decode("a%zz"), None);
+        assert_eq!(url_decode("%FF"), None);
+        assert!(form_encoding_is_strict("a=%C3%A9&b=1"));
+        assert!(!form_encoding_is_strict("a=%C3&b=1"));
+    }
+
+    #[test]
+    fn ct_eq_compares_whole_strings() {
+        assert!(ct_eq("abc", "abc"));
+        assert!(!ct_eq("abc", "abd"));
+        assert!(!ct_eq("abc", "abcd"));
+        assert!(ct_eq("", ""));
     }
 }

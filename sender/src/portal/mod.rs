@@ -16,7 +16,8 @@ pub mod config;
 pub mod grant;
 pub mod http_client;
 pub mod idp;
-pub mod listener;
+// The accept loop is shared with the other daemon; `listener::Limits` is named from here.
+pub use airlock_daemon::listener;
 pub mod login;
 pub mod mirror;
 pub mod pages;
@@ -99,7 +100,7 @@ pub async fn start(config: &Config) -> Result<Option<PortalHandle>, PortalError>
     let on_limit: listener::OnLimit =
         Arc::new(|reason| tracing::debug!(reason, "portal listener limit reached"));
     let server = tokio::spawn(async move {
-        if let Err(e) = listener::serve(on_limit, listener, router, limits).await {
+        if let Err(e) = listener::serve("portal", on_limit, listener, router, limits).await {
             tracing::error!(error = %e, "portal web server stopped");
         }
     });

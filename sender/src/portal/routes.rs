@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_daemon::cookie::{CookieError, CookieName, cookie};
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -31,13 +32,14 @@ pub const COOKIE: &str = "airlock_portal_login";
 /// it only with `Secure`, `Path=/` and no `Domain`, so no sibling subdomain can plant it.
 pub const COOKIE_HOST: &str = "__Host-airlock_portal_login";
 
+const BINDING: CookieName = CookieName {
+    plain: COOKIE,
+    host: COOKIE_HOST,
+};
+
 /// The binding cookie's name for this portal.
 pub fn cookie_name(portal: &Portal) -> &'static str {
-    if portal.settings.secure_cookies() {
-        COOKIE_HOST
-    } else {
-        COOKIE
-    }
+    BINDING.get(portal.settings.secure_cookies())
 }
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; \
                    frame-ancestors 'none'; base-uri 'none'";
@@ -111,27 +113,12 @@ async fn start_page(State(portal): State<Arc<Portal>>) -> Response {
     html(StatusCode::OK, pages::start(&idps))
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-fn set_cookie(portal: &Portal, value: &str) -> String {
-    let secure = if portal.settings.secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+fn set_cookie(portal: &Portal, value: &str) -> Result<HeaderValue, CookieError> {
+    airlock_daemon::cookie::set_cookie(
         cookie_name(portal),
-        pending::PENDING_TTL.as_secs()
+        value,
+        portal.settings.secure_cookies(),
+        Some(pending::PENDING_TTL.as_secs()),
     )
 }
 
@@ -169,7 +156,7 @@ async fn begin(
     // Reuse this browser's binding (a second tab must not break the first login), but
     // only one this portal minted for a login still in progress: a value planted by
     // someone else is never adopted.
-    let binding = cookie_value(&headers, cookie_name(&portal))
+    let binding = cookie(&headers, cookie_name(&portal))
         .filter(|v| portal.pending.minted(v))
         .map(str::to_string)
         .unwrap_or_else(pending::new_binding);
@@ -191,7 +178,7 @@ async fn begin(
     let h = response.headers_mut();
     if let (Ok(location), Ok(cookie)) = (
         HeaderValue::from_str(started.url.as_str()),
-        HeaderValue::from_str(&set_cookie(&portal, &binding)),
+        set_cookie(&portal, &binding),
     ) {
         h.insert(header::LOCATION, location);
         h.insert(header::SET_COOKIE, cookie);
@@ -255,7 +242,7 @@ async fn callback(
     // Taking the pending login consumes it: whatever happens next, the state is used once.
     let pending = match portal
         .pending
-        .take(state, cookie_value(&headers, cookie_name(&portal)))
+        .take(state, cookie(&headers, cookie_name(&portal)))
     {
         Ok(p) => p,
         Err(e) => {
@@ -379,13 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn cookies_are_found_among_others() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; airlock_portal_login=abc; b=2"),
-        );
-        assert_eq!(cookie_value(&h, COOKIE), Some("abc"));
-        assert_eq!(cookie_value(&h, "c"), None);
+    fn the_https_name_carries_the_host_prefix() {
+        assert!(BINDING.is_consistent());
     }
 }

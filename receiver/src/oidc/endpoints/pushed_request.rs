@@ -6,7 +6,7 @@ use axum::response::Response;
 use crate::oidc::http::{Params, bad_page, server_page};
 use crate::oidc::provider::Provider;
 use crate::oidc::store::PushedTake;
-use crate::oidc::util::{hash_secret, url_encode};
+use crate::oidc::util::hash_secret;
 
 /// What every request_uri of ours starts with (RFC 9126 §2.2).
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
@@ -61,13 +61,10 @@ pub(crate) fn resolve(p: &Provider, params: &Params) -> Result<Params, Box<Respo
             "The sign-in request has expired: start the sign-in again from the application.",
         ));
     }
-    let mut raw = format!("client_id={}", url_encode(client_id));
-    for (k, v) in &record.params {
-        raw.push('&');
-        raw.push_str(&url_encode(k));
-        raw.push('=');
-        raw.push_str(&url_encode(v));
-    }
+    let raw = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", client_id)
+        .extend_pairs(&record.params)
+        .finish();
     Params::parse(&raw).map_err(|e| {
         Box::new(server_page(format!(
             "a pushed request no longer parses: {e}"

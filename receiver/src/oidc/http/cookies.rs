@@ -1,17 +1,17 @@
 //! The provider's cookies: names, reading one, writing one, and the CSRF token.
 //!
 //! Over https (own TLS or a terminating proxy, i.e. an `https://` issuer) the cookies are
-//! named with the `__Host-` prefix: browsers then accept them only with `Secure`, `Path=/`
-//! and no `Domain`, so neither a sibling subdomain nor a plain-http page can plant or
-//! overwrite them. Browsers refuse `__Host-` cookies without `Secure`, so on a plain-http
-//! issuer (the demo's `http://localhost:8443`) the names are unprefixed.
+//! `Secure` and named with the `__Host-` prefix; on a plain-http issuer (the demo's
+//! `http://localhost:8443`) they are unprefixed. The attributes and the reasons are
+//! [`airlock_daemon::cookie`]'s, shared with the sender's portal.
 //!
 //! The CSRF token is minted by the server: a random value and its HMAC under a key
 //! derived from the published signing keys (shared by every receiver of a cluster, see
 //! [`crate::oidc::keys::KeySet::cookie_mac`]). A CSRF cookie whose MAC does not verify
 //! (a value an attacker chose) is neither adopted nor accepted: a fresh one is minted.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use airlock_daemon::cookie::CookieName;
+use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -27,6 +27,15 @@ pub const SESSION_COOKIE_HOST: &str = "__Host-airlock_session";
 /// The CSRF cookie's name over https.
 pub const CSRF_COOKIE_HOST: &str = "__Host-airlock_csrf";
 
+const SESSION: CookieName = CookieName {
+    plain: SESSION_COOKIE,
+    host: SESSION_COOKIE_HOST,
+};
+const CSRF: CookieName = CookieName {
+    plain: CSRF_COOKIE,
+    host: CSRF_COOKIE_HOST,
+};
+
 /// Whether browsers reach the provider over https (own TLS or a terminating proxy).
 pub fn secure(p: &Provider) -> bool {
     p.config().tls() || p.config().issuer.starts_with("https://")
@@ -34,46 +43,27 @@ pub fn secure(p: &Provider) -> bool {
 
 /// The name of the session cookie for this provider.
 pub fn session_cookie(p: &Provider) -> &'static str {
-    if secure(p) {
-        SESSION_COOKIE_HOST
-    } else {
-        SESSION_COOKIE
-    }
+    SESSION.get(secure(p))
 }
 
 /// The name of the CSRF cookie for this provider.
 pub fn csrf_cookie(p: &Provider) -> &'static str {
-    if secure(p) {
-        CSRF_COOKIE_HOST
-    } else {
-        CSRF_COOKIE
-    }
+    CSRF.get(secure(p))
 }
 
 /// The value of cookie `name`.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|line| {
-            line.split(';').find_map(|kv| {
-                let (k, v) = kv.trim().split_once('=')?;
-                (k == name).then(|| v.to_string())
-            })
-        })
+    airlock_daemon::cookie::cookie(headers, name).map(str::to_string)
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, no Domain, Secure over https
 /// (which the `__Host-` names of [`session_cookie`] and [`csrf_cookie`] require).
 pub fn set_cookie(p: &Provider, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
-    let secure = if secure(p) { "; Secure" } else { "" };
-    let age = max_age
-        .map(|a| format!("; Max-Age={a}"))
-        .unwrap_or_default();
-    let v = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{age}");
-    HeaderValue::from_str(&v)
-        .unwrap_or_else(|_| HeaderValue::from_static("airlock_invalid=; Max-Age=0"))
+    airlock_daemon::cookie::set_cookie(name, value, secure(p), max_age).unwrap_or_else(|e| {
+        // Names are constants and values random tokens: only a bug gets here.
+        tracing::error!(error = %e, "cannot set a cookie");
+        HeaderValue::from_static("airlock_invalid=; Max-Age=0")
+    })
 }
 
 /// A fresh CSRF token: `random.mac`, the MAC under the current cookie key.
@@ -139,13 +129,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cookies_are_found() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; airlock_session=xyz; b=2"),
-        );
-        assert_eq!(cookie(&h, "airlock_session").as_deref(), Some("xyz"));
-        assert_eq!(cookie(&h, "nope"), None);
+    fn https_names_carry_the_host_prefix() {
+        assert!(SESSION.is_consistent() && CSRF.is_consistent());
     }
 }

@@ -23,11 +23,11 @@ pub enum ParamError {
 
 impl Params {
     pub fn parse(raw: &str) -> Result<Self, ParamError> {
+        if !crate::oidc::util::form_encoding_is_strict(raw) {
+            return Err(ParamError::Encoding);
+        }
         let mut map = HashMap::new();
-        for pair in raw.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let k = crate::oidc::util::url_decode(k).ok_or(ParamError::Encoding)?;
-            let v = crate::oidc::util::url_decode(v).ok_or(ParamError::Encoding)?;
+        for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
             if v.len() > MAX_VALUE || k.len() > 64 || map.len() >= MAX_PARAMS {
                 return Err(ParamError::TooLarge);
             }
@@ -35,7 +35,8 @@ impl Params {
             if v.is_empty() {
                 continue;
             }
-            if map.insert(k.clone(), v).is_some() {
+            let k = k.into_owned();
+            if map.insert(k.clone(), v.into_owned()).is_some() {
                 return Err(ParamError::Repeated(k));
             }
         }
@@ -65,5 +66,10 @@ mod tests {
         assert_eq!(p.get("a"), Some("x y"));
         assert_eq!(p.get("b"), None);
         assert_eq!(p.get("c"), Some(" "));
+        assert_eq!(Params::parse("a=%E9").unwrap_err(), ParamError::Encoding);
+        assert_eq!(Params::parse("a=1%").unwrap_err(), ParamError::Encoding);
+        let p = Params::parse("&&k&redirect_uri=https%3A%2F%2Fa%2Fcb%3Fx%3D1").unwrap();
+        assert_eq!(p.get("k"), None);
+        assert_eq!(p.get("redirect_uri"), Some("https://a/cb?x=1"));
     }
 }

@@ -1,4 +1,5 @@
-//! The portal's accept loop, bounded against slow and idle clients: at most
+//! The accept loop of both daemons' web listeners (the receiver's OpenID provider, the
+//! sender's portal), bounded against slow and idle clients: at most
 //! `max_connections` connections are served at once (further ones wait in the kernel's
 //! backlog, holding no descriptor of ours, until one ends), a connection must send its
 //! request head within `header_read_timeout_secs` (also when idle between keep-alive
@@ -12,10 +13,11 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
+use axum_server::accept::{Accept, DefaultAcceptor};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 /// Counts what the limits did (`connection_cap`, `header_timeout`, `request_timeout`).
@@ -28,18 +30,42 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The bounds of one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Connections served at once.
     pub max_connections: usize,
+    /// Time a connection has to send its request head.
     pub header_read_timeout: Duration,
+    /// Time a request has to be answered.
     pub request_timeout: Duration,
 }
 
-/// Serves `app` on `listener` within `limits`, until dropped.
+/// Serves `app` over plain TCP on `listener` within `limits`, until dropped. `service`
+/// names the listener in the log ("portal", "OpenID provider").
 pub async fn serve(
+    service: &'static str,
     on_limit: OnLimit,
     listener: TcpListener,
     app: axum::Router,
     limits: Limits,
 ) -> std::io::Result<()> {
+    serve_with::<DefaultAcceptor>(service, on_limit, listener, app, limits, None).await
+}
+
+/// Like [`serve`], each connection first handed to `tls` (a TLS acceptor such as
+/// `axum_server::tls_rustls::RustlsAcceptor`) when one is given.
+pub async fn serve_with<A>(
+    service: &'static str,
+    on_limit: OnLimit,
+    listener: TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    tls: Option<A>,
+) -> std::io::Result<()>
+where
+    A: Accept<TcpStream, ()> + Clone + Send + Sync + 'static,
+    A::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A::Future: Send,
+    A::Service: Send,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = match slots.clone().try_acquire_owned() {
@@ -48,7 +74,7 @@ pub async fn serve(
                 on_limit("connection_cap");
                 tracing::warn!(
                     max = limits.max_connections,
-                    "portal at its connection cap; new connections wait"
+                    "{service} at its connection cap; new connections wait"
                 );
                 match slots.clone().acquire_owned().await {
                     Ok(permit) => permit,
@@ -64,10 +90,16 @@ pub async fn serve(
                 continue;
             }
         };
-        let (app, on_limit) = (app.clone(), on_limit.clone());
+        let (app, on_limit, tls) = (app.clone(), on_limit.clone(), tls.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            connection(on_limit, tcp, peer, app, limits).await;
+            match tls {
+                None => connection(on_limit, tcp, peer, app, limits).await,
+                Some(acceptor) => match acceptor.accept(tcp, ()).await {
+                    Ok((stream, _)) => connection(on_limit, stream, peer, app, limits).await,
+                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                },
+            }
         });
     }
 }
