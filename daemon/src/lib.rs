@@ -6,4 +6,5 @@
 //! knows about frames, users or tokens.
 
 pub mod cookie;
+pub mod html;
 pub mod listener;

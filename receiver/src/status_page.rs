@@ -3,9 +3,9 @@
 //! trusted, from when, until which retirement), and the frames refused by reason over the
 //! last hour as a bar chart drawn server-side in inline SVG. No script, no external asset.
 
-use std::fmt::Write as _;
-
+use airlock_daemon::html::DOCTYPE;
 use airlock_protocol::seal::OpenError;
+use maud::{PreEscaped, html};
 
 use crate::metrics::RejectSample;
 
@@ -41,12 +41,10 @@ pub struct SignerRow {
     pub trusted: bool,
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+/// The page's own style (inline: the ops listener serves no assets).
+const STYLE: &str = "body{font:15px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}\
+td,th{padding:.3em .8em;text-align:left;border-bottom:1px solid #ddd}.ok{color:#0a6b2d}.bad{color:#b00020;font-weight:bold}\
+svg{border:1px solid #ccc;background:#fafafa}";
 
 /// Refusals per minute (the differences of consecutive samples) and per reason over the
 /// whole window.
@@ -76,21 +74,7 @@ fn rejects(history: &[RejectSample]) -> (Vec<u64>, Vec<(&'static str, u64)>) {
 /// The page.
 pub fn render(v: &StatusView) -> String {
     let (per_minute, by_reason) = rejects(&v.history);
-    let mut out = String::with_capacity(8192);
     let state = if v.healthy { "ok" } else { "unhealthy" };
-    let _ = write!(
-        out,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Airlock receiver: {state}</title>\
-<style>body{{font:15px system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}\
-td,th{{padding:.3em .8em;text-align:left;border-bottom:1px solid #ddd}}.ok{{color:#0a6b2d}}.bad{{color:#b00020;font-weight:bold}}\
-svg{{border:1px solid #ccc;background:#fafafa}}</style></head><body><h1>Airlock receiver</h1>"
-    );
-    let class = if v.healthy { "ok" } else { "bad" };
-    let _ = write!(
-        out,
-        "<p class=\"{class}\">{}</p><table>",
-        esc(v.health.trim())
-    );
     let heartbeat = match v.heartbeat_age_secs {
         Some(a) => format!("{a} s ago (alarm after {} s)", v.alarm_after_secs),
         None => format!("none since start-up (alarm after {} s)", v.alarm_after_secs),
@@ -120,64 +104,54 @@ svg{{border:1px solid #ccc;background:#fafafa}}</style></head><body><h1>Airlock 
         ),
         ("Users provisioned", v.users.to_string()),
     ];
-    for (k, val) in rows {
-        let _ = write!(out, "<tr><th>{k}</th><td>{}</td></tr>", esc(&val));
-    }
-    out.push_str("</table><h2>Frame signing keys</h2><table>");
-    if v.signers.is_empty() {
-        out.push_str("<tr><td>none</td></tr>");
-    } else {
-        out.push_str(
-            "<tr><th>kid</th><th>fingerprint</th><th>trusted because</th><th>from</th><th>until</th><th>now</th></tr>",
-        );
-    }
-    for r in &v.signers {
-        let (class, now) = if r.trusted {
-            ("ok", "trusted")
-        } else {
-            ("bad", "not trusted")
-        };
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{now}</td></tr>",
-            esc(&r.kid),
-            esc(&r.fingerprint),
-            esc(&r.source),
-            esc(&r.from),
-            esc(&r.until)
-        );
-    }
-    out.push_str("</table><h2>Frames refused, last hour</h2>");
     // One bar per minute, scaled to the busiest minute.
     let (w, h) = (600u64, 120u64);
     let max = per_minute.iter().copied().max().unwrap_or(0).max(1);
     let n = per_minute.len().max(1) as u64;
     let bar = (w / 60).max(1);
-    let _ = write!(
-        out,
-        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"frames refused per minute\">"
-    );
-    for (i, count) in per_minute.iter().enumerate() {
-        let bh = count * (h - 10) / max;
-        let x = w - (n - i as u64) * bar;
-        let _ = write!(
-            out,
-            "<rect x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{bh}\" fill=\"#b00020\"><title>{count}</title></rect>",
-            h - bh,
-            bar.saturating_sub(1).max(1)
-        );
-    }
-    let _ = write!(
-        out,
-        "<text x=\"4\" y=\"12\" font-size=\"11\">max {max}/min</text></svg><table>"
-    );
-    if by_reason.is_empty() {
-        out.push_str("<tr><td>none</td></tr>");
-    }
-    for (reason, count) in by_reason {
-        let _ = write!(out, "<tr><th>{reason}</th><td>{count}</td></tr>");
-    }
-    out.push_str("</table></body></html>\n");
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "Airlock receiver: " (state) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                h1 { "Airlock receiver" }
+                p class=(if v.healthy { "ok" } else { "bad" }) { (v.health.trim()) }
+                table { @for (k, val) in &rows { tr { th { (k) } td { (val) } } } }
+                h2 { "Frame signing keys" }
+                table {
+                    @if v.signers.is_empty() {
+                        tr { td { "none" } }
+                    } @else {
+                        tr { th { "kid" } th { "fingerprint" } th { "trusted because" } th { "from" } th { "until" } th { "now" } }
+                    }
+                    @for r in &v.signers {
+                        tr {
+                            td { (r.kid) } td { (r.fingerprint) } td { (r.source) } td { (r.from) } td { (r.until) }
+                            @if r.trusted { td class="ok" { "trusted" } } @else { td class="bad" { "not trusted" } }
+                        }
+                    }
+                }
+                h2 { "Frames refused, last hour" }
+                svg width=(w) height=(h) viewBox={ "0 0 " (w) " " (h) } role="img" aria-label="frames refused per minute" {
+                    @for (i, count) in per_minute.iter().enumerate() {
+                        @let bh = count * (h - 10) / max;
+                        rect x=(w - (n - i as u64) * bar) y=(h - bh) width=(bar.saturating_sub(1).max(1)) height=(bh) fill="#b00020" { title { (count) } }
+                    }
+                    text x="4" y="12" font-size="11" { "max " (max) "/min" }
+                }
+                table {
+                    @if by_reason.is_empty() { tr { td { "none" } } }
+                    @for (reason, count) in &by_reason { tr { th { (reason) } td { (count) } } }
+                }
+            }
+        }
+    };
+    let mut out = page.into_string();
+    out.push('\n');
     out
 }
 

@@ -1,32 +1,17 @@
-//! Server-rendered pages: one embedded template, escaped values, strict headers.
+//! Server-rendered pages: maud templates (every value escaped), framed by
+//! [`airlock_daemon::html::document`], with strict headers.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
 
-const PAGE: &str = include_str!("../../assets/page.html");
 pub const CSS: &str = include_str!("../../assets/login.css");
 
 /// No script, no frames, nothing from any other origin.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// HTML-escapes text for element content and quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A full page; `main` must already be escaped HTML.
-pub fn page(status: StatusCode, title: &str, main: &str) -> Response {
+/// A full page around `main`.
+pub fn page(status: StatusCode, title: &str, main: Markup) -> Response {
     page_with_form_target(status, title, main, None)
 }
 
@@ -48,7 +33,7 @@ pub fn origin(url: &str) -> Option<String> {
 pub fn page_with_form_target(
     status: StatusCode,
     title: &str,
-    main: &str,
+    main: Markup,
     form_target: Option<&str>,
 ) -> Response {
     page_with(status, title, main, form_target, false)
@@ -59,16 +44,29 @@ pub fn page_with_form_target(
 pub fn page_with_script(
     status: StatusCode,
     title: &str,
-    main: &str,
+    main: Markup,
     form_target: Option<&str>,
 ) -> Response {
     page_with(status, title, main, form_target, true)
 }
 
+/// The document around a page's `main`.
+fn document(title: &str, main: Markup) -> String {
+    airlock_daemon::html::document(
+        title,
+        "/assets/login.css",
+        html! {
+            main { (main) }
+            footer { "Airlock inside sign-in" }
+        },
+    )
+    .into_string()
+}
+
 fn page_with(
     status: StatusCode,
     title: &str,
-    main: &str,
+    main: Markup,
     form_target: Option<&str>,
     script: bool,
 ) -> Response {
@@ -83,10 +81,7 @@ fn page_with(
             1,
         );
     }
-    let body = PAGE
-        .replacen("{{title}}", &escape(title), 1)
-        .replacen("{{main}}", main, 1);
-    let mut r = (status, body).into_response();
+    let mut r = (status, document(title, main)).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -103,13 +98,23 @@ fn page_with(
 
 /// An error page for requests that cannot be sent back to a client.
 pub fn error_page(status: StatusCode, title: &str, message: &str, code: &str) -> Response {
-    let main = format!(
-        "<h1>{}</h1>\n<p role=\"alert\" class=\"error\">{}</p>\n<p class=\"hint\">Error code: <code>{}</code>. Go back to the application and start the sign-in again; if it keeps failing, give this code to your administrator.</p>",
-        escape(title),
-        escape(message),
-        escape(code)
-    );
-    page(status, title, &main)
+    let main = html! {
+        h1 { (title) }
+        p role="alert" class="error" { (message) }
+        p class="hint" {
+            "Error code: " code { (code) } ". Go back to the application and start the sign-in again; if it keeps failing, give this code to your administrator."
+        }
+    };
+    page(status, title, main)
+}
+
+/// A form-error paragraph (`role="alert"`) if there is a message.
+pub fn alert(id: Option<&str>, class: &str, message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(m) = message {
+            p id=[id] class=(class) role="alert" { (m) }
+        }
+    }
 }
 
 /// The stylesheet (cacheable).
@@ -146,16 +151,25 @@ mod tests {
     }
 
     #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+    fn pages_escape_markup() {
+        let page = document("<t>", html! { p { ("<a href=\"x\">'&'</a>") } });
+        assert!(
+            page.contains("<title>&lt;t&gt; · Airlock</title>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<p>&lt;a href=&quot;x&quot;&gt;'&amp;'&lt;/a&gt;</p>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<main><p>") && page.contains("<footer>Airlock inside sign-in</footer>")
         );
     }
 
     #[test]
     fn assets_have_no_external_urls_or_scripts() {
-        for a in [PAGE, CSS] {
+        let page = document("t", html! {});
+        for a in [page.as_str(), CSS] {
             assert!(!a.contains("http://") && !a.contains("https://") && !a.contains("//cdn"));
             assert!(!a.to_lowercase().contains("<script"));
             assert!(!a.contains("@import") && !a.contains("url("));

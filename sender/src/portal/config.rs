@@ -269,8 +269,8 @@ impl PortalConfig {
     }
 
     /// The listener's bounds against slow and idle clients.
-    pub fn listener_limits(&self) -> super::listener::Limits {
-        super::listener::Limits {
+    pub fn listener_limits(&self) -> airlock_daemon::listener::Limits {
+        airlock_daemon::listener::Limits {
             max_connections: self.max_connections as usize,
             header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),

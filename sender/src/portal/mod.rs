@@ -16,8 +16,6 @@ pub mod config;
 pub mod grant;
 pub mod http_client;
 pub mod idp;
-// The accept loop is shared with the other daemon; `listener::Limits` is named from here.
-pub use airlock_daemon::listener;
 pub mod login;
 pub mod mirror;
 pub mod pages;
@@ -97,10 +95,12 @@ pub async fn start(config: &Config) -> Result<Option<PortalHandle>, PortalError>
     });
     let router = routes::router(portal.clone());
     let limits = portal.settings.listener_limits();
-    let on_limit: listener::OnLimit =
+    let on_limit: airlock_daemon::listener::OnLimit =
         Arc::new(|reason| tracing::debug!(reason, "portal listener limit reached"));
     let server = tokio::spawn(async move {
-        if let Err(e) = listener::serve("portal", on_limit, listener, router, limits).await {
+        if let Err(e) =
+            airlock_daemon::listener::serve("portal", on_limit, listener, router, limits).await
+        {
             tracing::error!(error = %e, "portal web server stopped");
         }
     });

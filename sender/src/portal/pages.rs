@@ -1,70 +1,44 @@
-//! The portal's server-rendered pages. Every dynamic value goes through [`esc`]; the only
-//! asset is the embedded style sheet; there is no script.
+//! The portal's server-rendered pages: maud templates (every value escaped), framed by
+//! [`airlock_daemon::html::document`]; the only asset is the embedded style sheet; there
+//! is no script.
 
-use std::fmt::Write as _;
+use maud::{Markup, html};
 
 use crate::policy::Rejection;
 
 /// The style sheet, embedded in the binary.
 pub const CSS: &str = include_str!("../../assets/portal.css");
 
-/// HTML-escapes text for element content and quoted attributes.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn layout(title: &str, main: &str) -> String {
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · Airlock</title>
-<link rel="stylesheet" href="/assets/portal.css">
-</head>
-<body>
-<header><p class="brand">Airlock</p></header>
-<main>
-<h1>{title}</h1>
-{main}
-</main>
-</body>
-</html>
-"#,
-        title = esc(title)
+fn layout(title: &str, main: Markup) -> String {
+    airlock_daemon::html::document(
+        title,
+        "/assets/portal.css",
+        html! {
+            header { p class="brand" { "Airlock" } }
+            main {
+                h1 { (title) }
+                (main)
+            }
+        },
     )
+    .into_string()
 }
 
 /// A button (link) per configured IdP: (name, display name).
 pub fn start(idps: &[(String, String)]) -> String {
-    let mut list = String::new();
-    for (name, display) in idps {
-        let _ = write!(
-            list,
-            r#"<li><a class="button" href="/login/{}">{}</a></li>"#,
-            esc(name),
-            esc(display)
-        );
-    }
     layout(
         "Get a transfer code",
-        &format!(
-            r#"<p>Sign in with your own organisation's account. If you are allowed in, you get a
-one-time transfer code to type at any inside application's login page.</p>
-<nav aria-label="Sign-in options"><ul class="idps">{list}</ul></nav>"#
-        ),
+        html! {
+            p { "Sign in with your own organisation's account. If you are allowed in, you get a
+        one-time transfer code to type at any inside application's login page." }
+            nav aria-label="Sign-in options" {
+                ul class="idps" {
+                    @for (name, display) in idps {
+                        li { a class="button" href={ "/login/" (name) } { (display) } }
+                    }
+                }
+            }
+        },
     )
 }
 
@@ -75,26 +49,30 @@ pub fn issued(code: &str, expires_at: u64, now: u64, subject: &str, idp_display:
     let iso = crate::timefmt::iso8601(expires_at);
     layout(
         "Your transfer code",
-        &format!(
-            r#"<p>You signed in at {idp} as <strong>{subject}</strong>.</p>
-<section aria-labelledby="code-label" class="code-box">
-<h2 id="code-label">Transfer code</h2>
-<p class="code" id="transfer-code">{code}</p>
-<p>Valid once, until <time id="expires" datetime="{iso}">{when}</time> (about {minutes} minute{s}).</p>
-</section>
-<h2>What to do now</h2>
-<ol>
-<li>Go to any inside application and choose <strong>Log in</strong>.</li>
-<li>Type this code on the Airlock login page. Dashes and capital letters do not matter.</li>
-</ol>
-<p>Do not share this code: whoever types it first is logged in as you. If it expires, come
-back here for a new one.</p>"#,
-            idp = esc(idp_display),
-            subject = esc(subject),
-            // Break lines only between groups, never inside one.
-            code = esc(code).replace('-', "-<wbr>"),
-            s = if minutes == 1 { "" } else { "s" },
-        ),
+        html! {
+            p { "You signed in at " (idp_display) " as " strong { (subject) } "." }
+            section aria-labelledby="code-label" class="code-box" {
+                h2 id="code-label" { "Transfer code" }
+                // Break lines only between groups, never inside one.
+                p class="code" id="transfer-code" {
+                    @for (i, group) in code.split('-').enumerate() {
+                        @if i > 0 { "-" wbr; }
+                        (group)
+                    }
+                }
+                p {
+                    "Valid once, until " time id="expires" datetime=(iso) { (when) }
+                    " (about " (minutes) " minute" @if minutes != 1 { "s" } ")."
+                }
+            }
+            h2 { "What to do now" }
+            ol {
+                li { "Go to any inside application and choose " strong { "Log in" } "." }
+                li { "Type this code on the Airlock login page. Dashes and capital letters do not matter." }
+            }
+            p { "Do not share this code: whoever types it first is logged in as you. If it expires, come
+        back here for a new one." }
+        },
     )
 }
 
@@ -102,19 +80,15 @@ back here for a new one.</p>"#,
 pub fn refused(rejection: &Rejection, help_contact: &str, idp_display: &str) -> String {
     layout(
         "No transfer code for this account",
-        &format!(
-            r#"<p>You signed in at {idp}, but Airlock's policy does not let this account in, so
-no code was made.</p>
-<div role="alert" class="refusal">
-<p>Refused by rule <code id="rule">{rule}</code>: {detail}</p>
-</div>
-<p>If you think you should have access, ask {help}, and tell them the rule named above.</p>
-<p><a href="/">Back to the start</a></p>"#,
-            idp = esc(idp_display),
-            rule = esc(rejection.rule),
-            detail = esc(&rejection.detail),
-            help = esc(help_contact),
-        ),
+        html! {
+            p { "You signed in at " (idp_display) ", but Airlock's policy does not let this account in, so
+        no code was made." }
+            div role="alert" class="refusal" {
+                p { "Refused by rule " code id="rule" { (rejection.rule) } ": " (rejection.detail) }
+            }
+            p { "If you think you should have access, ask " (help_contact) ", and tell them the rule named above." }
+            p { a href="/" { "Back to the start" } }
+        },
     )
 }
 
@@ -122,13 +96,11 @@ no code was made.</p>
 pub fn error(title: &str, what: &str, todo: &str) -> String {
     layout(
         title,
-        &format!(
-            r#"<div role="alert"><p>{}</p></div>
-<p>{}</p>
-<p><a href="/">Back to the start</a></p>"#,
-            esc(what),
-            esc(todo)
-        ),
+        html! {
+            div role="alert" { p { (what) } }
+            p { (todo) }
+            p { a href="/" { "Back to the start" } }
+        },
     )
 }
 
@@ -158,5 +130,10 @@ mod tests {
         assert!(page.contains("<h1>") && page.contains("<main>"));
         assert!(page.contains("about 5 minutes"));
         assert!(!page.contains("<script"));
+        assert!(page.contains(
+            r#"<p class="code" id="transfer-code">7KQ2M-<wbr>X4HDN-<wbr>R8WPA-<wbr>3FZTC-<wbr>9JB6E</p>"#
+        ));
+        assert!(issued("A-B", 1060, 1000, "u", "Corp").contains("about 1 minute)"));
+        assert!(start(&[("a b".into(), "A".into())]).contains(r#"href="/login/a b""#));
     }
 }

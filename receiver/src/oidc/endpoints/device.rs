@@ -6,11 +6,12 @@
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use maud::html;
 
 use crate::oidc::budget::Refused;
 use crate::oidc::device::{self, USER_CODE_LEN};
 use crate::oidc::endpoints::paths;
-use crate::oidc::html::{self, escape};
+use crate::oidc::html;
 use crate::oidc::http::{Params, csrf_for_page, csrf_submitted, see_other, server_page};
 use crate::oidc::login::Limiter;
 use crate::oidc::provider::Provider;
@@ -47,31 +48,26 @@ pub async fn show(
 }
 
 fn code_form(csrf: &str, prefill: &str, failure: Option<&str>, status: StatusCode) -> Response {
-    let (alert, invalid) = match failure {
-        Some(f) => (
-            format!(
-                "<p id=\"code-error\" class=\"error\" role=\"alert\">{}</p>\n",
-                escape(f)
-            ),
-            " aria-invalid=\"true\" aria-describedby=\"code-hint code-error\"",
-        ),
-        None => (String::new(), " aria-describedby=\"code-hint\""),
+    let described = if failure.is_some() {
+        "code-hint code-error"
+    } else {
+        "code-hint"
     };
-    let main = format!(
-        r#"<h1>Connect a device</h1>
-<p>Type the code that your device or command line shows you.</p>
-{alert}<form method="post" action="{action}">
-<input type="hidden" name="csrf" value="{csrf}">
-<label for="user_code">Device code</label>
-<p id="code-hint" class="hint">{USER_CODE_LEN} letters, like <code>BCDF-GHJK</code>. Dashes, spaces and case do not matter.</p>
-<input type="text" id="user_code" name="user_code" value="{prefill}" required autocomplete="off" autocapitalize="characters" spellcheck="false" maxlength="32" autofocus{invalid}>
-<button type="submit">Continue</button>
-</form>"#,
-        action = paths::DEVICE,
-        csrf = escape(csrf),
-        prefill = escape(prefill),
-    );
-    html::page(status, "Connect a device", &main)
+    let main = html! {
+        h1 { "Connect a device" }
+        p { "Type the code that your device or command line shows you." }
+        (html::alert(Some("code-error"), "error", failure))
+        form method="post" action=(paths::DEVICE) {
+            input type="hidden" name="csrf" value=(csrf);
+            label for="user_code" { "Device code" }
+            p id="code-hint" class="hint" {
+                (USER_CODE_LEN) " letters, like " code { "BCDF-GHJK" } ". Dashes, spaces and case do not matter."
+            }
+            input type="text" id="user_code" name="user_code" value=(prefill) required autocomplete="off" autocapitalize="characters" spellcheck="false" maxlength="32" autofocus aria-invalid=[failure.map(|_| "true")] aria-describedby=(described);
+            button type="submit" { "Continue" }
+        }
+    };
+    html::page(status, "Connect a device", main)
 }
 
 /// A plain message page of the device flow.
@@ -311,35 +307,28 @@ pub async fn confirm_page(
         .clone()
         .or_else(|| session.identity.claims.name.clone())
         .unwrap_or_else(|| session.identity.subject.clone());
-    let items: String = grant
-        .scope
-        .iter()
-        .map(|s| format!("<li>{}</li>", escape(scope_words(s))))
-        .collect();
     let age = match p.now().saturating_sub(grant.created_at) / 60 {
         0 => "less than a minute ago".to_string(),
         1 => "a minute ago".to_string(),
         m => format!("{m} minutes ago"),
     };
-    let main = format!(
-        r#"<h1>Allow this device?</h1>
-<p><span class="client">{client}</span> on a device or command line asks to sign in as <strong>{who}</strong>. This sign-in was started {age}.</p>
-<p>It will get:</p>
-<ul>{items}</ul>
-<p class="hint">Only allow it if you started this sign-in yourself and your device shows the code you typed. If someone sent you the code, deny.</p>
-<form method="post" action="{action}">
-<input type="hidden" name="h" value="{h}">
-<input type="hidden" name="csrf" value="{csrf}">
-<button type="submit" name="decision" value="approve">Allow</button>
-<button type="submit" name="decision" value="deny" class="secondary">Deny</button>
-</form>"#,
-        client = escape(&grant.client_id),
-        who = escape(&who),
-        action = paths::DEVICE_CONFIRM,
-        h = escape(&h),
-        csrf = escape(&csrf),
-    );
-    with_cookie(html::page(StatusCode::OK, "Allow this device?", &main), set)
+    let main = html! {
+        h1 { "Allow this device?" }
+        p {
+            span class="client" { (grant.client_id) } " on a device or command line asks to sign in as " strong { (who) } ". This sign-in was started " (age) "."
+        }
+        p { "It will get:" }
+        ul { @for s in &grant.scope { li { (scope_words(s)) } } }
+        p class="hint" { "Only allow it if you started this sign-in yourself and your device shows the code you typed. If someone sent you the code, deny." }
+        form method="post" action=(paths::DEVICE_CONFIRM) {
+            input type="hidden" name="h" value=(h);
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" name="decision" value="approve" { "Allow" }
+            " "
+            button type="submit" name="decision" value="deny" class="secondary" { "Deny" }
+        }
+    };
+    with_cookie(html::page(StatusCode::OK, "Allow this device?", main), set)
 }
 
 /// `POST /device/confirm`: records the decision (once: a grant leaves pending only once).
@@ -409,21 +398,23 @@ pub async fn decide(
     if let Err(e) = p.store().flush() {
         return server_page(e);
     }
-    let client = escape(&grant.client_id);
+    let client = html! { span class="client" { (grant.client_id) } };
     if approve {
         tracing::info!(client = %grant.client_id, sub = %session.sub, sid = %session.sid, "device grant approved");
         p.metrics().inc("device_grants", "approved");
-        let main = format!(
-            "<h1>Device allowed</h1>\n<p role=\"status\"><span class=\"client\">{client}</span> is signed in. Go back to your device: it continues by itself. You can close this page.</p>"
-        );
-        html::page(StatusCode::OK, "Device allowed", &main)
+        let main = html! {
+            h1 { "Device allowed" }
+            p role="status" { (client) " is signed in. Go back to your device: it continues by itself. You can close this page." }
+        };
+        html::page(StatusCode::OK, "Device allowed", main)
     } else {
         tracing::info!(client = %grant.client_id, sub = %session.sub, "device grant denied");
         p.metrics().inc("device_grants", "denied");
         p.device_budget().release(&h);
-        let main = format!(
-            "<h1>Device denied</h1>\n<p role=\"status\"><span class=\"client\">{client}</span> was refused and gets nothing. You can close this page.</p>"
-        );
-        html::page(StatusCode::OK, "Device denied", &main)
+        let main = html! {
+            h1 { "Device denied" }
+            p role="status" { (client) " was refused and gets nothing. You can close this page." }
+        };
+        html::page(StatusCode::OK, "Device denied", main)
     }
 }

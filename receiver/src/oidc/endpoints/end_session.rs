@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use crate::oidc::endpoints::paths;
 use crate::oidc::html;
-use crate::oidc::html::escape;
 use crate::oidc::http::{
     Params, bad_page, csrf_for_page, csrf_submitted, see_other, server_page, session_cookie,
     set_cookie,
@@ -117,7 +116,10 @@ fn end_session(p: &Provider, headers: &HeaderMap, raw: &str, post: bool) -> Resp
         None => html::page(
             StatusCode::OK,
             "Signed out",
-            "<h1>Signed out</h1>\n<p class=\"ok\" role=\"status\">You are signed out of the inside sign-in service. You can close this window.</p>",
+            maud::html! {
+                h1 { "Signed out" }
+                p class="ok" role="status" { "You are signed out of the inside sign-in service. You can close this window." }
+            },
         ),
     };
     r.headers_mut().append(
@@ -140,7 +142,6 @@ fn confirm_page(
     redirect: Option<&str>,
 ) -> Response {
     let (csrf, set) = csrf_for_page(p, headers);
-    let mut hidden = String::new();
     // The client as the hint named it too, so the confirmation may still return to it.
     let fields = [
         ("client_id", client_id),
@@ -150,22 +151,19 @@ fn confirm_page(
         ),
         ("state", params.get("state")),
     ];
-    for (k, v) in fields {
-        if let Some(v) = v {
-            hidden.push_str(&format!(
-                "<input type=\"hidden\" name=\"{k}\" value=\"{}\">\n",
-                escape(v)
-            ));
+    let main = maud::html! {
+        h1 { "Sign out?" }
+        p { "An application asked to sign you out of the inside sign-in service." }
+        form method="post" action=(paths::END_SESSION) {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="confirm" value="yes";
+            @for (k, v) in fields {
+                @if let Some(v) = v { input type="hidden" name=(k) value=(v); }
+            }
+            button type="submit" { "Sign out" }
         }
-    }
-    let main = format!(
-        "<h1>Sign out?</h1>\n<p>An application asked to sign you out of the inside sign-in service.</p>\n\
-         <form method=\"post\" action=\"{action}\">\n<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
-         <input type=\"hidden\" name=\"confirm\" value=\"yes\">\n{hidden}<button type=\"submit\">Sign out</button>\n</form>",
-        action = paths::END_SESSION,
-        csrf = escape(&csrf),
-    );
-    let mut r = html::page_with_form_target(StatusCode::OK, "Sign out", &main, redirect);
+    };
+    let mut r = html::page_with_form_target(StatusCode::OK, "Sign out", main, redirect);
     if let Some(set) = set {
         r.headers_mut().append(header::SET_COOKIE, set);
     }

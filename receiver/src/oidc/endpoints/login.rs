@@ -6,7 +6,9 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::oidc::endpoints::paths;
-use crate::oidc::html::{self, escape};
+use maud::html;
+
+use crate::oidc::html;
 use crate::oidc::http::{
     Params, bad_page, csrf_submitted, see_other, server_page, session_cookie, set_cookie,
 };
@@ -60,44 +62,33 @@ pub(crate) fn form_page(
     failure: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let (alert, invalid) = match failure {
-        Some(f) => (
-            format!(
-                "<p id=\"code-error\" class=\"error\" role=\"alert\">{}</p>\n",
-                escape(f)
-            ),
-            " aria-invalid=\"true\" aria-describedby=\"code-hint code-error\"",
-        ),
-        None => (String::new(), " aria-describedby=\"code-hint\""),
+    let described = if failure.is_some() {
+        "code-hint code-error"
+    } else {
+        "code-hint"
     };
     let passkeys = crate::oidc::passkey::policy::offered(p, &pend.request);
-    let passkey = if passkeys {
-        crate::oidc::passkey::section::section(txn, &pend.csrf)
-    } else {
-        String::new()
+    let main = html! {
+        h1 { "Sign in" }
+        p { "to " span class="client" { (pend.request.client_id) } " with your outside account." }
+        (html::alert(Some("code-error"), "error", failure))
+        @if passkeys { (crate::oidc::passkey::section::section(txn, &pend.csrf)) }
+        form method="post" action=(paths::LOGIN) {
+            input type="hidden" name="txn" value=(txn);
+            input type="hidden" name="csrf" value=(pend.csrf);
+            input type="hidden" name="method" value="transfer_code";
+            label for="code" { "Transfer code" }
+            p id="code-hint" class="hint" {
+                "The 25-character code shown after you signed in outside, like " code { "7KQ2M-X4HDN-R8WPA-3FZTC-9JB6E" } ". Dashes and case do not matter."
+            }
+            input type="text" id="code" name="code" required autocomplete="one-time-code" autocapitalize="characters" spellcheck="false" maxlength="64" autofocus[!passkeys] aria-invalid=[failure.map(|_| "true")] aria-describedby=(described);
+            button type="submit" { "Sign in" }
+        }
     };
-    let autofocus = if passkeys { "" } else { " autofocus" };
-    let main = format!(
-        r#"<h1>Sign in</h1>
-<p>to <span class="client">{client}</span> with your outside account.</p>
-{alert}{passkey}<form method="post" action="{action}">
-<input type="hidden" name="txn" value="{txn}">
-<input type="hidden" name="csrf" value="{csrf}">
-<input type="hidden" name="method" value="transfer_code">
-<label for="code">Transfer code</label>
-<p id="code-hint" class="hint">The 25-character code shown after you signed in outside, like <code>7KQ2M-X4HDN-R8WPA-3FZTC-9JB6E</code>. Dashes and case do not matter.</p>
-<input type="text" id="code" name="code" required autocomplete="one-time-code" autocapitalize="characters" spellcheck="false" maxlength="64"{autofocus}{invalid}>
-<button type="submit">Sign in</button>
-</form>"#,
-        client = escape(&pend.request.client_id),
-        action = paths::LOGIN,
-        txn = escape(txn),
-        csrf = escape(&pend.csrf),
-    );
     if passkeys {
-        html::page_with_script(status, "Sign in", &main, Some(&pend.request.redirect_uri))
+        html::page_with_script(status, "Sign in", main, Some(&pend.request.redirect_uri))
     } else {
-        html::page_with_form_target(status, "Sign in", &main, Some(&pend.request.redirect_uri))
+        html::page_with_form_target(status, "Sign in", main, Some(&pend.request.redirect_uri))
     }
 }
 

@@ -5,7 +5,12 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use crate::oidc::html::{self, escape};
+use maud::html;
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+
+use crate::oidc::html;
 use crate::oidc::http::server_page;
 use crate::oidc::http::{Params, see_other};
 use crate::oidc::passkey::events;
@@ -16,24 +21,16 @@ use crate::oidc::provider::Provider;
 use crate::oidc::session::current_session;
 use crate::oidc::store::{PasskeyRecord, Session};
 
-/// A Unix time as `YYYY-MM-DD HH:MM UTC` (civil-from-days, Howard Hinnant's algorithm).
+const MINUTES: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+
+/// A Unix time as `YYYY-MM-DD HH:MM UTC` (beyond year 9999: `unix N`).
 pub fn utc(t: u64) -> String {
-    let days = i64::try_from(t / 86_400).unwrap_or(0);
-    let secs = t % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600,
-        (secs % 3600) / 60
-    )
+    i64::try_from(t)
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|d| d.format(MINUTES).ok())
+        .unwrap_or_else(|| format!("unix {t}"))
 }
 
 fn state_of(r: &PasskeyRecord, now: u64) -> String {
@@ -56,60 +53,57 @@ fn page(
         Ok(r) => r,
         Err(e) => return server_page(e),
     };
-    let note = note
-        .map(|(m, err)| {
-            let class = if err { "error" } else { "notice" };
-            format!("<p class=\"{class}\" role=\"alert\">{}</p>\n", escape(m))
-        })
-        .unwrap_or_default();
-    let rows: String = recs
-        .iter()
-        .map(|r| {
-            format!(
-                r#"<tr><td>{name}</td><td>{created}</td><td>{used}</td><td>{state}</td><td><form method="post" action="{action}"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="credential" value="{id}"><button type="submit" class="secondary" aria-label="Remove passkey {name}">Remove</button></form></td></tr>
-"#,
-                name = escape(&r.name),
-                created = utc(r.created_at),
-                used = r.last_used.map(utc).unwrap_or_else(|| "never".into()),
-                state = escape(&state_of(r, now)),
-                action = paths::ACCOUNT_REMOVE,
-                csrf = escape(csrf),
-                id = escape(&r.cred_id),
-            )
-        })
-        .collect();
-    let table = if recs.is_empty() {
-        "<p>You have no passkeys. You can create one right after signing in with a transfer code.</p>".to_string()
-    } else {
-        format!(
-            "<table>\n<caption>Your passkeys</caption>\n<thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Created</th><th scope=\"col\">Last used</th><th scope=\"col\">State</th><th scope=\"col\"><span class=\"visually-hidden\">Action</span></th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>"
-        )
-    };
     let who = s
         .identity
         .claims
         .email
         .clone()
         .unwrap_or_else(|| s.identity.subject.clone());
-    let add = if p.passkeys().is_some() && policy::fresh_code_session(p, s, now) {
-        format!(
-            "<p><a href=\"{}\">Create a passkey for this computer</a></p>",
-            paths::ENROL
-        )
-    } else {
-        String::new()
+    let add = p.passkeys().is_some() && policy::fresh_code_session(p, s, now);
+    let mins = p
+        .config()
+        .passkeys
+        .remove_requires_sign_in_within_secs
+        .div_ceil(60);
+    let main = html! {
+        h1 { "Your account" }
+        p { "Signed in as " strong { (who) } " since " (utc(s.auth_time)) "." }
+        @if let Some((m, err)) = note {
+            (html::alert(None, if err { "error" } else { "notice" }, Some(m)))
+        }
+        @if recs.is_empty() {
+            p { "You have no passkeys. You can create one right after signing in with a transfer code." }
+        } @else {
+            table {
+                caption { "Your passkeys" }
+                thead { tr {
+                    th scope="col" { "Name" }
+                    th scope="col" { "Created" }
+                    th scope="col" { "Last used" }
+                    th scope="col" { "State" }
+                    th scope="col" { span class="visually-hidden" { "Action" } }
+                } }
+                tbody {
+                    @for r in &recs {
+                        tr {
+                            td { (r.name) }
+                            td { (utc(r.created_at)) }
+                            td { (r.last_used.map(utc).unwrap_or_else(|| "never".into())) }
+                            td { (state_of(r, now)) }
+                            td { form method="post" action=(paths::ACCOUNT_REMOVE) {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="credential" value=(r.cred_id);
+                                button type="submit" class="secondary" aria-label={ "Remove passkey " (r.name) } { "Remove" }
+                            } }
+                        }
+                    }
+                }
+            }
+        }
+        @if add { p { a href=(paths::ENROL) { "Create a passkey for this computer" } } }
+        p class="hint" { "Removing a passkey needs a sign-in within the last " (mins) " minutes." }
     };
-    let main = format!(
-        "<h1>Your account</h1>\n<p>Signed in as <strong>{who}</strong> since {since}.</p>\n{note}{table}\n{add}<p class=\"hint\">Removing a passkey needs a sign-in within the last {mins} minutes.</p>",
-        who = escape(&who),
-        since = utc(s.auth_time),
-        mins = p
-            .config()
-            .passkeys
-            .remove_requires_sign_in_within_secs
-            .div_ceil(60),
-    );
-    html::page(status, "Your account", &main)
+    html::page(status, "Your account", main)
 }
 
 /// `GET /account`.
@@ -225,5 +219,6 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(super::utc(1_796_342_400 + 3_661), "2026-12-04 01:01 UTC");
+        assert_eq!(super::utc(u64::MAX), format!("unix {}", u64::MAX));
     }
 }

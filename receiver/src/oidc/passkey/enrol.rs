@@ -7,7 +7,9 @@ use axum::response::Response;
 use webauthn_rs_core::proto::Credential;
 
 use crate::oidc::error::OidcError;
-use crate::oidc::html::{self, escape};
+use maud::html;
+
+use crate::oidc::html;
 use crate::oidc::http::server_page;
 use crate::oidc::http::{Params, see_other};
 use crate::oidc::passkey::events;
@@ -121,57 +123,38 @@ fn page(
         .flatten()
         .filter(|x| x.expires_at > now);
     let form_target = parked.as_ref().map(|x| x.request.redirect_uri.clone());
-    let alert = failure
-        .map(|m| {
-            format!(
-                "<p id=\"enrol-error\" class=\"error\" role=\"alert\">{}</p>\n",
-                escape(m)
-            )
-        })
-        .unwrap_or_default();
     let skip_label = if parked.is_some() {
         "Not now, continue to the application"
     } else {
         "Not now, go to my account"
     };
     let can = policy::fresh_code_session(p, session, now);
-    let create = if can {
-        format!(
-            r#"<form id="enrol-form" method="post" action="{action}" data-options="{options}" hidden>
-<input type="hidden" name="csrf" value="{csrf}">
-<input type="hidden" name="ceremony" value="">
-<input type="hidden" name="credential" value="">
-<label for="passkey-name">Name of this passkey</label>
-<p id="name-hint" class="hint">So you can tell your passkeys apart later, e.g. "office laptop".</p>
-<input type="text" class="plain" id="passkey-name" name="name" required maxlength="64" value="This computer" aria-describedby="name-hint">
-<button type="submit" id="enrol-button">Create a passkey</button>
-</form>
-<p id="passkey-status" class="hint" role="status"></p>
-<noscript><p class="hint">Creating a passkey needs JavaScript. You can keep signing in with transfer codes.</p></noscript>"#,
-            action = paths::ENROL,
-            options = paths::ENROL_OPTIONS,
-            csrf = escape(csrf),
-        )
-    } else {
-        format!(
-            "<p class=\"hint\">{}</p>",
-            escape(&Refusal::NotFreshSignIn.message())
-        )
+    let main = html! {
+        h1 { "Create a passkey for this computer?" }
+        p { "Next time, sign in here with your fingerprint, face or PIN instead of fetching a transfer code outside. The passkey works only while your outside approval is valid." }
+        (html::alert(Some("enrol-error"), "error", failure))
+        @if can {
+            form id="enrol-form" method="post" action=(paths::ENROL) data-options=(paths::ENROL_OPTIONS) hidden {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="ceremony" value="";
+                input type="hidden" name="credential" value="";
+                label for="passkey-name" { "Name of this passkey" }
+                p id="name-hint" class="hint" { "So you can tell your passkeys apart later, e.g. \"office laptop\"." }
+                input type="text" class="plain" id="passkey-name" name="name" required maxlength="64" value="This computer" aria-describedby="name-hint";
+                button type="submit" id="enrol-button" { "Create a passkey" }
+            }
+            p id="passkey-status" class="hint" role="status" {}
+            noscript { p class="hint" { "Creating a passkey needs JavaScript. You can keep signing in with transfer codes." } }
+        } @else {
+            p class="hint" { (Refusal::NotFreshSignIn.message()) }
+        }
+        form method="post" action=(paths::ENROL_SKIP) {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" class="secondary" id="skip-button" { (skip_label) }
+        }
+        script src=(paths::SCRIPT) defer {}
     };
-    let main = format!(
-        r#"<h1>Create a passkey for this computer?</h1>
-<p>Next time, sign in here with your fingerprint, face or PIN instead of fetching a transfer code outside. The passkey works only while your outside approval is valid.</p>
-{alert}{create}
-<form method="post" action="{skip}">
-<input type="hidden" name="csrf" value="{csrf}">
-<button type="submit" class="secondary" id="skip-button">{skip_label}</button>
-</form>
-<script src="{script}" defer></script>"#,
-        skip = paths::ENROL_SKIP,
-        csrf = escape(csrf),
-        script = paths::SCRIPT,
-    );
-    html::page_with_script(status, "Create a passkey", &main, form_target.as_deref())
+    html::page_with_script(status, "Create a passkey", main, form_target.as_deref())
 }
 
 /// `GET /passkey/enrol`.

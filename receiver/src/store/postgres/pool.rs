@@ -73,21 +73,46 @@ pub fn off_runtime_local<R>(f: impl FnOnce() -> Result<R, StoreError>) -> Result
     }
 }
 
-type Connect = dyn Fn() -> Result<Client, postgres::Error> + Send + Sync;
+/// What the pool needs of a connection: the PostgreSQL client (or, in the unit tests, a
+/// stand-in whose health the test decides).
+pub trait Pooled: Send + 'static {
+    /// Closed by the server or after an error: never handed out again.
+    fn is_closed(&self) -> bool;
+    /// Whether a round trip within `timeout` still works.
+    fn is_valid(&mut self, timeout: Duration) -> bool;
+}
 
-struct State {
+impl Pooled for Client {
+    fn is_closed(&self) -> bool {
+        Client::is_closed(self)
+    }
+
+    fn is_valid(&mut self, timeout: Duration) -> bool {
+        Client::is_valid(self, timeout).is_ok()
+    }
+}
+
+type Connect<C> = dyn Fn() -> Result<C, postgres::Error> + Send + Sync;
+
+struct State<C> {
     /// Idle connections and when they were returned.
-    idle: Vec<(Client, Instant)>,
+    idle: Vec<(C, Instant)>,
     open: usize,
+    /// Callers waiting for a connection to come back.
+    waiting: usize,
 }
 
 /// At most `size` connections, opened on demand, reused, dropped when broken.
-pub struct Pool {
-    connect: Box<Connect>,
-    state: Mutex<State>,
+pub struct Pool<C: Pooled = Client> {
+    connect: Box<Connect<C>>,
+    state: Mutex<State<C>>,
     freed: Condvar,
     size: usize,
     shown: String,
+    /// How long a caller waits for a free connection ([`WAIT`]).
+    wait: Duration,
+    /// Idle time after which a connection is checked before use ([`CHECK_AFTER`]).
+    check_after: Duration,
 }
 
 /// How long a caller waits for a free connection before giving up.
@@ -97,43 +122,56 @@ const WAIT: Duration = Duration::from_secs(30);
 /// out, so that after a database restart callers get fresh connections, not dead ones.
 const CHECK_AFTER: Duration = Duration::from_secs(1);
 
-impl Pool {
+impl<C: Pooled> Pool<C> {
     pub fn new(
-        connect: impl Fn() -> Result<Client, postgres::Error> + Send + Sync + 'static,
+        connect: impl Fn() -> Result<C, postgres::Error> + Send + Sync + 'static,
         size: usize,
         shown: String,
     ) -> Arc<Self> {
-        Arc::new(Pool {
+        Arc::new(Self::with_timing(connect, size, shown, WAIT, CHECK_AFTER))
+    }
+
+    fn with_timing(
+        connect: impl Fn() -> Result<C, postgres::Error> + Send + Sync + 'static,
+        size: usize,
+        shown: String,
+        wait: Duration,
+        check_after: Duration,
+    ) -> Self {
+        Pool {
             connect: Box::new(connect),
             state: Mutex::new(State {
                 idle: Vec::new(),
                 open: 0,
+                waiting: 0,
             }),
             freed: Condvar::new(),
             size: size.max(1),
             shown,
-        })
+            wait,
+            check_after,
+        }
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State<C>>, StoreError> {
         self.state
             .lock()
             .map_err(|_| StoreError::Io("PostgreSQL pool lock poisoned".into()))
     }
 
     /// A connection, exclusively, until the guard drops.
-    pub fn get(&self) -> Result<Conn<'_>, StoreError> {
+    pub fn get(&self) -> Result<Conn<'_, C>, StoreError> {
         let mut st = self.lock()?;
         loop {
             if let Some((mut c, since)) = st.idle.pop() {
-                if !c.is_closed() && since.elapsed() < CHECK_AFTER {
+                if !c.is_closed() && since.elapsed() < self.check_after {
                     return Ok(Conn {
                         pool: self,
                         client: Some(c),
                     });
                 }
                 drop(st);
-                if !c.is_closed() && c.is_valid(Duration::from_secs(2)).is_ok() {
+                if !c.is_closed() && c.is_valid(Duration::from_secs(2)) {
                     return Ok(Conn {
                         pool: self,
                         client: Some(c),
@@ -161,23 +199,25 @@ impl Pool {
                     }
                 };
             }
+            st.waiting += 1;
             let (guard, timeout) = self
                 .freed
-                .wait_timeout(st, WAIT)
+                .wait_timeout(st, self.wait)
                 .map_err(|_| StoreError::Io("PostgreSQL pool lock poisoned".into()))?;
             st = guard;
+            st.waiting = st.waiting.saturating_sub(1);
             if timeout.timed_out() && st.idle.is_empty() && st.open >= self.size {
                 return Err(StoreError::Io(format!(
                     "no free connection to {} for {}s (pool_size {}): raise [store.postgres] pool_size or check for stuck queries",
                     self.shown,
-                    WAIT.as_secs(),
+                    self.wait.as_secs(),
                     self.size
                 )));
             }
         }
     }
 
-    fn put_back(&self, c: Client) {
+    fn put_back(&self, c: C) {
         match self.lock() {
             Ok(mut st) => {
                 if c.is_closed() {
@@ -194,7 +234,7 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
+impl<C: Pooled> Drop for Pool<C> {
     fn drop(&mut self) {
         if let Ok(mut st) = self.state.lock() {
             for (c, _) in st.idle.drain(..) {
@@ -206,7 +246,7 @@ impl Drop for Pool {
 
 /// Each client owns a runtime, and dropping a runtime inside an async context panics:
 /// drop it on a thread of its own.
-fn drop_client(c: Client) {
+fn drop_client<C: Send + 'static>(c: C) {
     if tokio::runtime::Handle::try_current().is_ok() {
         let _ = std::thread::spawn(move || drop(c)).join();
     } else {
@@ -227,20 +267,20 @@ pub fn connect_error(shown: &str, e: &postgres::Error) -> StoreError {
 }
 
 /// A borrowed connection; returns to the pool on drop (or is discarded if broken).
-pub struct Conn<'a> {
-    pool: &'a Pool,
-    client: Option<Client>,
+pub struct Conn<'a, C: Pooled = Client> {
+    pool: &'a Pool<C>,
+    client: Option<C>,
 }
 
-impl Conn<'_> {
-    pub fn client(&mut self) -> Result<&mut Client, StoreError> {
+impl<C: Pooled> Conn<'_, C> {
+    pub fn client(&mut self) -> Result<&mut C, StoreError> {
         self.client
             .as_mut()
             .ok_or_else(|| StoreError::Io("connection already returned".into()))
     }
 }
 
-impl Drop for Conn<'_> {
+impl<C: Pooled> Drop for Conn<'_, C> {
     fn drop(&mut self) {
         if let Some(c) = self.client.take() {
             self.pool.put_back(c);
@@ -251,7 +291,7 @@ impl Drop for Conn<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// A connect function that always fails at once (nothing listens on port 1), counting
     /// its calls.
@@ -299,6 +339,144 @@ mod tests {
             assert_eq!(calls.load(Ordering::SeqCst), attempt);
         }
         assert_eq!(pool.lock().unwrap().open, 0);
+    }
+
+    /// A stand-in connection: its number (in connect order) and a health the test sets.
+    struct Fake {
+        id: usize,
+        closed: Arc<AtomicBool>,
+        valid: Arc<AtomicBool>,
+    }
+
+    impl Pooled for Fake {
+        fn is_closed(&self) -> bool {
+            self.closed.load(Ordering::SeqCst)
+        }
+        fn is_valid(&mut self, _: Duration) -> bool {
+            self.valid.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A pool of fakes; every fake's `closed` and `valid` flags are kept in `health` by id.
+    struct Fakes {
+        pool: Pool<Fake>,
+        connects: Arc<AtomicUsize>,
+        health: Arc<Mutex<Vec<(Arc<AtomicBool>, Arc<AtomicBool>)>>>,
+    }
+
+    fn fakes(size: usize, wait: Duration, check_after: Duration) -> Fakes {
+        let connects = Arc::new(AtomicUsize::new(0));
+        let health: Arc<Mutex<Vec<(Arc<AtomicBool>, Arc<AtomicBool>)>>> = Arc::default();
+        let (n, h) = (connects.clone(), health.clone());
+        let connect = move || {
+            let id = n.fetch_add(1, Ordering::SeqCst);
+            let (closed, valid) = (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(true)),
+            );
+            h.lock().unwrap().push((closed.clone(), valid.clone()));
+            Ok(Fake { id, closed, valid })
+        };
+        Fakes {
+            pool: Pool::with_timing(connect, size, "fake db".into(), wait, check_after),
+            connects,
+            health,
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(600);
+
+    fn id(c: &mut Conn<'_, Fake>) -> usize {
+        c.client().unwrap().id
+    }
+
+    #[test]
+    fn a_returned_connection_is_handed_out_again() {
+        let f = fakes(2, LONG, LONG);
+        let first = id(&mut f.pool.get().unwrap());
+        let again = id(&mut f.pool.get().unwrap());
+        assert_eq!((first, again), (0, 0));
+        assert_eq!(f.connects.load(Ordering::SeqCst), 1);
+        // Two held at once are two connections; both come back idle.
+        let (mut a, mut b) = (f.pool.get().unwrap(), f.pool.get().unwrap());
+        assert_ne!(id(&mut a), id(&mut b));
+        drop((a, b));
+        let st = f.pool.lock().unwrap();
+        assert_eq!((st.open, st.idle.len()), (2, 2));
+    }
+
+    #[test]
+    fn a_connection_broken_in_use_is_discarded_not_returned() {
+        let f = fakes(1, LONG, LONG);
+        let mut c = f.pool.get().unwrap();
+        assert_eq!(id(&mut c), 0);
+        f.health.lock().unwrap()[0].0.store(true, Ordering::SeqCst);
+        drop(c);
+        {
+            let st = f.pool.lock().unwrap();
+            assert_eq!((st.open, st.idle.len()), (0, 0), "the broken one is gone");
+        }
+        // Its slot is free again: the next caller gets a new connection at once.
+        assert_eq!(id(&mut f.pool.get().unwrap()), 1);
+        assert_eq!(f.connects.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn an_idle_connection_that_died_is_replaced_before_it_is_handed_out() {
+        // Closed while idle (the server restarted): found out without a round trip.
+        let f = fakes(1, LONG, LONG);
+        drop(f.pool.get().unwrap());
+        f.health.lock().unwrap()[0].0.store(true, Ordering::SeqCst);
+        assert_eq!(id(&mut f.pool.get().unwrap()), 1);
+        assert_eq!(f.pool.lock().unwrap().open, 1);
+
+        // Idle past the check and no longer answering: the check finds it out.
+        let f = fakes(1, LONG, Duration::ZERO);
+        drop(f.pool.get().unwrap());
+        f.health.lock().unwrap()[0].1.store(false, Ordering::SeqCst);
+        assert_eq!(id(&mut f.pool.get().unwrap()), 1);
+        // A healthy one passes the same check and is reused.
+        assert_eq!(id(&mut f.pool.get().unwrap()), 1);
+        assert_eq!(f.connects.load(Ordering::SeqCst), 2);
+        assert_eq!(f.pool.lock().unwrap().open, 1);
+    }
+
+    #[test]
+    fn no_more_than_size_connections_and_a_caller_gives_up_naming_the_setting() {
+        let f = fakes(2, Duration::from_millis(50), LONG);
+        let held = (f.pool.get().unwrap(), f.pool.get().unwrap());
+        let Err(e) = f.pool.get() else {
+            panic!("a third connection was handed out from a pool of two");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("pool_size 2") && text.contains("fake db"),
+            "{text}"
+        );
+        assert_eq!(f.connects.load(Ordering::SeqCst), 2);
+        drop(held);
+        assert!(f.pool.get().is_ok());
+    }
+
+    #[test]
+    fn a_caller_waits_for_the_connection_another_returns() {
+        let f = fakes(1, LONG, LONG);
+        let held = f.pool.get().unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| id(&mut f.pool.get().unwrap()));
+            // Return the connection only once the waiter is waiting for it.
+            while f.pool.lock().unwrap().waiting == 0 {
+                std::thread::yield_now();
+            }
+            drop(held);
+            assert_eq!(waiter.join().unwrap(), 0, "the returned connection");
+        });
+        assert_eq!(
+            f.connects.load(Ordering::SeqCst),
+            1,
+            "none opened past the size"
+        );
+        assert_eq!(f.pool.lock().unwrap().waiting, 0);
     }
 
     #[test]
