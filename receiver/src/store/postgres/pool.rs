@@ -357,16 +357,19 @@ mod tests {
         }
     }
 
-    /// A pool of fakes; every fake's `closed` and `valid` flags are kept in `health` by id.
+    /// Each fake's `closed` and `valid` flags, by id.
+    type Health = Arc<Mutex<Vec<(Arc<AtomicBool>, Arc<AtomicBool>)>>>;
+
+    /// A pool of fakes and what the test needs to steer and count them.
     struct Fakes {
         pool: Pool<Fake>,
         connects: Arc<AtomicUsize>,
-        health: Arc<Mutex<Vec<(Arc<AtomicBool>, Arc<AtomicBool>)>>>,
+        health: Health,
     }
 
     fn fakes(size: usize, wait: Duration, check_after: Duration) -> Fakes {
         let connects = Arc::new(AtomicUsize::new(0));
-        let health: Arc<Mutex<Vec<(Arc<AtomicBool>, Arc<AtomicBool>)>>> = Arc::default();
+        let health: Health = Arc::default();
         let (n, h) = (connects.clone(), health.clone());
         let connect = move || {
             let id = n.fetch_add(1, Ordering::SeqCst);
