@@ -473,6 +473,42 @@ impl Checkpoint {
             .iter()
             .find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix(' ')))
     }
+
+    /// The highest seq the receiver had accepted per signer kid when it signed this
+    /// checkpoint ([`SEQ_EXTENSION`] lines; malformed ones are skipped). The signature
+    /// covers these lines, so the sender can trust them as far as it trusts the key.
+    pub fn seen_seqs(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for e in &self.extensions {
+            let Some(rest) = e
+                .strip_prefix(SEQ_EXTENSION)
+                .and_then(|r| r.strip_prefix(' '))
+            else {
+                continue;
+            };
+            let mut parts = rest.split(' ');
+            if let (Some(kid), Some(Ok(seq)), None) = (
+                parts.next(),
+                parts.next().map(str::parse::<u64>),
+                parts.next(),
+            ) && !kid.is_empty()
+            {
+                let v = out.entry(kid.to_owned()).or_insert(0);
+                *v = (*v).max(seq);
+            }
+        }
+        out
+    }
+}
+
+/// The extension line `seq <kid> <highest accepted seq>`: one per signer the receiver has
+/// accepted frames from, so a person carrying the checkpoint out tells the sender which
+/// seqs it must never use again (the sender refuses an outbox older than that).
+pub const SEQ_EXTENSION: &str = "seq";
+
+/// The [`SEQ_EXTENSION`] line of signer `kid` (kids are hex and hold no spaces).
+pub fn seq_extension(kid: &str, seq: u64) -> String {
+    format!("{SEQ_EXTENSION} {kid} {seq}")
 }
 
 fn check_origin(origin: &str, line: usize) -> Result<(), CheckpointError> {
@@ -534,6 +570,27 @@ mod tests {
             root: [7u8; 32],
             extensions: vec!["time 2026-12-03T09:00:00Z".into()],
         }
+    }
+
+    #[test]
+    fn seq_lines_are_signed_and_read_back_per_signer() {
+        let k = key(1);
+        let mut cp = sample();
+        cp.extensions.push(seq_extension("00aa", 10));
+        cp.extensions.push(seq_extension("00bb", 7));
+        cp.extensions.push(seq_extension("00aa", 12));
+        cp.extensions.push("seq broken".into());
+        cp.extensions.push("seq 00cc x".into());
+        let note = cp.sign(&k).unwrap();
+        let vk = VerifierKey::new(&cp.origin, k.verifying_key()).unwrap();
+        let seen = Checkpoint::open(note.as_bytes(), &vk).unwrap().seen_seqs();
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            vec![("00aa".to_owned(), 12), ("00bb".to_owned(), 7)]
+        );
+        // A seq line changed after signing breaks the signature.
+        let altered = note.replacen("seq 00bb 7", "seq 00bb 9", 1);
+        assert!(Checkpoint::open(altered.as_bytes(), &vk).is_err());
     }
 
     #[test]

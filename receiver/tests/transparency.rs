@@ -504,6 +504,11 @@ fn the_daemon_signs_serves_and_exports_checkpoints() {
     let cp = Checkpoint::open(note.as_bytes(), &vk).unwrap();
     assert_eq!(cp.size, 25);
     assert!(cp.extension("time").is_some());
+    // The highest seq accepted per signer, signed with the tree head: what the sender's
+    // witness uses to refuse an outbox older than this.
+    let seen = cp.seen_seqs();
+    assert_eq!(seen.len(), 1, "{note}");
+    assert_eq!(seen.values().next().copied(), Some(tx.chain.seq), "{note}");
 
     // Exported while the daemon holds the store (through the ops listener).
     let out_file = setup.path().join("usb/latest.checkpoint");

@@ -16,7 +16,7 @@ use crate::key_change::KeyChangeError;
 use crate::outbox::{Outbox, OutboxError};
 use crate::spool::{self, Command, SpoolError};
 use crate::submit::SubmitError;
-use crate::{daemon, export, key_change, keygen, status, submit, timefmt, witness};
+use crate::{backup, daemon, export, key_change, keygen, status, submit, timefmt, witness};
 
 /// Airlock's outside half: takes approved identities in, filters them through policy, and
 /// sends them signed and encrypted over a one-way link (UDP or serial) to airlock-receiver.
@@ -81,6 +81,8 @@ pub enum CliError {
     SeqRange { from: u64, to: u64 },
     #[error(transparent)]
     Witness(#[from] crate::witness::WitnessError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +104,34 @@ pub enum Cmd {
         /// The sender's config file (sender.toml).
         #[arg(long)]
         config: PathBuf,
+        /// DANGEROUS: start even though a recorded witness checkpoint says the receiver has
+        /// accepted seqs beyond this outbox's chain (an old outbox restored). Its frames up
+        /// to the seen seq reuse seqs; the receiver refuses them (seq_conflict). Use only
+        /// when told to by docs/operations.md, "Sender backup and restore".
+        #[arg(long)]
+        allow_stale_outbox: bool,
+    },
+    /// Back the outbox up into DIR (new or empty): one file per tree, a manifest with
+    /// SHA-256 sums. While `run` runs, the daemon exports a consistent snapshot itself (via
+    /// a spool command); when it is stopped, the outbox is read directly.
+    Backup {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup directory (must be new or empty; the backup never overwrites).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore the outbox from a backup directory, only into an absent or empty outbox path
+    /// (the daemon stopped). Checks every SHA-256 first, and refuses an outbox older than a
+    /// recorded witness checkpoint says the receiver has accepted (it would reuse seqs).
+    Restore {
+        /// The sender's config file (sender.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup directory written by `airlock-sender backup`.
+        #[arg(long)]
+        from: PathBuf,
     },
     /// Validate records against the policy and queue them for sending. Works while `run` is
     /// running. Inputs are JSON approval records (one object, an array or JSON lines) or a
@@ -255,7 +285,12 @@ fn load(path: &Path) -> Result<Config, ConfigError> {
 fn dispatch(cmd: Cmd) -> Result<ExitCode, CliError> {
     match cmd {
         Cmd::Keygen { out, link_kid } => cmd_keygen(&out, link_kid),
-        Cmd::Run { config } => cmd_run(&load(&config)?),
+        Cmd::Run {
+            config,
+            allow_stale_outbox,
+        } => cmd_run(&load(&config)?, allow_stale_outbox),
+        Cmd::Backup { config, out } => cmd_backup(&load(&config)?, &out),
+        Cmd::Restore { config, from } => cmd_restore(&load(&config)?, &from),
         Cmd::Submit { config, inputs } => cmd_submit(&load(&config)?, inputs),
         Cmd::Resend { config, from, to } => cmd_resend(&load(&config)?, from, to.unwrap_or(from)),
         Cmd::Status { config } => cmd_status(&load(&config)?),
@@ -321,9 +356,50 @@ fn cmd_keygen(out: &Path, link_kid: u32) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_run(config: &Config) -> Result<ExitCode, CliError> {
+fn cmd_run(config: &Config, allow_stale_outbox: bool) -> Result<ExitCode, CliError> {
     let rt = daemon::runtime(config).map_err(CliError::Runtime)?;
-    rt.block_on(daemon::run_until_signal(config))?;
+    rt.block_on(daemon::run_until_signal(config, allow_stale_outbox))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_backup(config: &Config, out: &Path) -> Result<ExitCode, CliError> {
+    let done = backup::backup(config, out, daemon_running(config))?;
+    let m = &done.manifest;
+    println!(
+        "backup written to {}: chain of signer {} through seq {}, {} file(s), {} bytes, in {:.1} s ({}; writers held {} us)",
+        out.display(),
+        if m.chain_kid.is_empty() {
+            "-"
+        } else {
+            &m.chain_kid
+        },
+        m.last_seq(),
+        m.files.len(),
+        m.bytes(),
+        done.took.as_secs_f64(),
+        if done.online {
+            "exported by the running daemon"
+        } else {
+            "read directly, daemon stopped"
+        },
+        m.pause_us
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_restore(config: &Config, from: &Path) -> Result<ExitCode, CliError> {
+    let m = backup::restore(config, from)?;
+    println!(
+        "restored into {}: chain of signer {} through seq {} (backup of {}); start `airlock-sender run`",
+        config.db_dir().display(),
+        if m.chain_kid.is_empty() {
+            "-"
+        } else {
+            &m.chain_kid
+        },
+        m.last_seq(),
+        timefmt::utc(m.created_unix_secs)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -55,6 +55,10 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Portal(#[from] crate::portal::PortalError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
+    #[error(transparent)]
+    Witness(#[from] crate::witness::WitnessError),
     #[error("a daemon task failed: {0}")]
     Task(String),
 }
@@ -94,6 +98,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts everything. `transport` overrides the configured link (tests use a pty pair).
     pub async fn start(config: &Config, transport: Option<Transport>) -> Result<Self, DaemonError> {
+        Self::start_with(config, transport, false).await
+    }
+
+    /// [`Daemon::start`]; `allow_stale_outbox` skips the check that the outbox is not older
+    /// than what a recorded witness checkpoint says the receiver has accepted.
+    pub async fn start_with(
+        config: &Config,
+        transport: Option<Transport>,
+        allow_stale_outbox: bool,
+    ) -> Result<Self, DaemonError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|error| DaemonError::DataDir {
             dir: config.data_dir.clone(),
             error,
@@ -104,6 +118,7 @@ impl Daemon {
             LinkKey::load(&config.keys.link)?,
         );
         let outbox = Outbox::open(&config.db_dir())?;
+        check_not_stale(config, &outbox, sealer.signer_kid(), allow_stale_outbox)?;
         let transport = match transport {
             Some(t) => t,
             None => Transport::open(&config.link).await?,
@@ -210,6 +225,7 @@ fn engine_settings(
         retention_secs: config.outbox.log_retention_days.saturating_mul(86_400),
         spool_dir: config.spool_dir(),
         status_file: config.status_file(),
+        data_dir: config.data_dir.clone(),
         link_done,
         placement,
     }
@@ -232,10 +248,43 @@ async fn start_metrics(
     ))
 }
 
+/// Refuses an outbox whose chain (when it continues under `signer_kid`) is behind what a
+/// recorded witness checkpoint says the receiver has accepted: sealing on it would reuse
+/// seqs. A chain of another signer is not continued (the engine starts a new one above
+/// every seq used before), so it is no danger.
+fn check_not_stale(
+    config: &Config,
+    outbox: &Outbox,
+    signer_kid: &str,
+    allow: bool,
+) -> Result<(), DaemonError> {
+    let kid = outbox.chain_kid()?;
+    if kid != signer_kid {
+        return Ok(());
+    }
+    let last = outbox.chain()?.next_seq.saturating_sub(1);
+    let Some(stale) = crate::witness::check_outbox(&config.data_dir, &kid, last)? else {
+        return Ok(());
+    };
+    if allow {
+        tracing::warn!(
+            signer_kid = kid,
+            outbox_seq = stale.outbox_seq,
+            seen_seq = stale.seen_seq,
+            "--allow-stale-outbox: running on an outbox older than the receiver has seen; frames up to the seen seq reuse seqs and are refused (seq_conflict)"
+        );
+        return Ok(());
+    }
+    Err(crate::backup::BackupError::from(stale).into())
+}
+
 /// Runs until SIGINT or SIGTERM (or a fatal error), then shuts down in order.
-pub async fn run_until_signal(config: &Config) -> Result<(), DaemonError> {
+pub async fn run_until_signal(
+    config: &Config,
+    allow_stale_outbox: bool,
+) -> Result<(), DaemonError> {
     let portal = crate::portal::start(config).await?;
-    let daemon = Daemon::start(config, None).await?;
+    let daemon = Daemon::start_with(config, None, allow_stale_outbox).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| DaemonError::Task(format!("cannot watch SIGTERM: {e}")))?;
     let mut tick = tokio::time::interval(Duration::from_millis(200));

@@ -45,6 +45,8 @@ pub struct EngineSettings {
     pub retention_secs: u64,
     pub spool_dir: PathBuf,
     pub status_file: PathBuf,
+    /// The data directory: backups are staged and recorded there.
+    pub data_dir: PathBuf,
     /// Set by the link task when it has sent its last block; the final "sent through"
     /// mark is persisted after that.
     pub link_done: Arc<AtomicBool>,
@@ -255,6 +257,15 @@ impl Engine {
                 tracing::info!(command = id, from, to, frames = n, "resend done");
                 spool::remove(path)?;
             }
+            Ok(Command::Backup) => {
+                // Removed first: a crash mid-export must not export again at every start.
+                spool::remove(path)?;
+                crate::backup::serve(
+                    self.outbox.clone(),
+                    self.settings.data_dir.clone(),
+                    id.to_owned(),
+                );
+            }
             Err(e) => quarantine(&self.metrics, path, &e),
         }
         Ok(())
@@ -457,6 +468,12 @@ impl Engine {
             self.outbox.state_len(),
             !last,
         );
+        // Written by `backup` (this daemon's or a direct one): the gauge survives restarts.
+        if let Some(b) = crate::backup::last_backup(&self.settings.data_dir) {
+            self.metrics
+                .backup_last_timestamp_seconds
+                .store(b.unix_secs, Relaxed);
+        }
         if let Err(e) = status::write(&self.settings.status_file, &self.status) {
             tracing::warn!(error = %e, "cannot write status file");
         }

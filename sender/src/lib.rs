@@ -16,6 +16,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod committer;

@@ -54,6 +54,7 @@ metrics! {
     last_seq: "gauge", "The last seq sealed.";
     sent_through_seq: "gauge", "Highest seq whose first transmission has left the sender.";
     pacing_bytes_per_second: "gauge", "Configured pacing rate (0 = off).";
+    backup_last_timestamp_seconds: "gauge", "Unix time of the last completed `airlock-sender backup` (0 = none; kept in data_dir/last-backup.json across restarts).";
 }
 
 impl Metrics {

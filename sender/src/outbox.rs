@@ -28,6 +28,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use airlock_protocol::chain::{GENESIS, seq_base};
 use airlock_protocol::message::{Digest32, Provision};
@@ -317,7 +318,51 @@ pub struct Outbox {
     journal: sled::Tree,
     /// The key of the next state journal value (only the commit path writes it).
     journal_next: AtomicU64,
+    /// Held around every write, and by a backup while it copies the trees writes overwrite
+    /// (see [`Outbox::backup_view`]): the backup sees the outbox between two writes.
+    gate: Mutex<()>,
 }
+
+/// A key and its value, as stored.
+pub type Row = (Vec<u8>, Vec<u8>);
+
+/// What a backup copies: the trees the writers overwrite, read while every writer is held,
+/// and the log (append-only), cut at the next seq read under the same hold.
+pub struct BackupView<'a> {
+    /// Tree name and rows, in a fixed order.
+    pub gated: Vec<(&'static str, Vec<Row>)>,
+    pub next_seq: u64,
+    pub head: Digest32,
+    pub chain_kid: String,
+    pub sent_through: u64,
+    /// How long the writers were held (microseconds).
+    pub pause_us: u64,
+    log: &'a sled::Tree,
+}
+
+impl BackupView<'_> {
+    /// The log values whose first seq is below the snapshot's next seq (a commit after the
+    /// hold writes keys at or above it), as stored.
+    pub fn log_rows(&self) -> impl Iterator<Item = Result<Row, OutboxError>> + '_ {
+        self.log.range(..self.next_seq.to_be_bytes()).map(|kv| {
+            kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| OutboxError::Storage {
+                    path: PathBuf::new(),
+                    detail: e.to_string(),
+                })
+        })
+    }
+}
+
+/// The trees of an outbox, in the order a backup writes them (log last).
+pub const TREES: [&str; 6] = [
+    "meta",
+    "pending",
+    "ingested",
+    "state_journal",
+    "state",
+    "log",
+];
 
 const NEXT_SEQ: &[u8] = b"next_seq";
 const HEAD: &[u8] = b"head";
@@ -384,6 +429,7 @@ impl Outbox {
             state: tree("state")?,
             journal,
             journal_next: AtomicU64::new(journal_next),
+            gate: Mutex::new(()),
             db,
             path: path.to_path_buf(),
         })
@@ -394,6 +440,107 @@ impl Outbox {
             path: self.path.clone(),
             detail: e.to_string(),
         }
+    }
+
+    /// Keeps every other writer (and a backup) out until dropped.
+    fn hold(&self) -> MutexGuard<'_, ()> {
+        // The guarded value is (): a panic while held leaves nothing inconsistent behind.
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds the writers, copies the trees they overwrite and reads the chain, then lets
+    /// them go; the log is read afterwards through the view ([`BackupView::log_rows`]).
+    pub fn backup_view(&self) -> Result<BackupView<'_>, OutboxError> {
+        let started = std::time::Instant::now();
+        let guard = self.hold();
+        let waited = started.elapsed();
+        let rows = |t: &sled::Tree| -> Result<Vec<Row>, OutboxError> {
+            t.iter()
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.storage(e))
+        };
+        let gated = vec![
+            ("meta", rows(&self.meta)?),
+            ("pending", rows(&self.pending)?),
+            ("ingested", rows(&self.ingested)?),
+            ("state_journal", rows(&self.journal)?),
+            ("state", rows(&self.state)?),
+        ];
+        drop(guard);
+        let pause = started.elapsed().saturating_sub(waited);
+        // Read from the copy: the live meta may have moved on since the hold.
+        let meta_value = |key: &[u8]| {
+            gated
+                .first()
+                .and_then(|(_, rows)| rows.iter().find(|(k, _)| k == key))
+                .map(|(_, v)| v.as_slice())
+        };
+        let meta_u64 = |key: &[u8]| {
+            meta_value(key)
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .map_or(0, u64::from_be_bytes)
+        };
+        let head = meta_value(HEAD)
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .unwrap_or([0; 32]);
+        let chain_kid = meta_value(CHAIN_KID)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        Ok(BackupView {
+            next_seq: meta_u64(NEXT_SEQ).max(1),
+            head,
+            chain_kid,
+            sent_through: meta_u64(SENT_THROUGH),
+            pause_us: u64::try_from(pause.as_micros()).unwrap_or(u64::MAX),
+            gated,
+            log: &self.log,
+        })
+    }
+
+    /// Writes one row into tree `name` of a new outbox (restore); flush when done.
+    pub fn import_row(&self, name: &str, key: &[u8], value: &[u8]) -> Result<(), OutboxError> {
+        let tree = match name {
+            "meta" => &self.meta,
+            "pending" => &self.pending,
+            "ingested" => &self.ingested,
+            "state_journal" => &self.journal,
+            "state" => &self.state,
+            "log" => &self.log,
+            other => {
+                return Err(OutboxError::Damaged {
+                    key: other.to_owned(),
+                    detail: "not a tree of the outbox".into(),
+                });
+            }
+        };
+        tree.insert(key, value)
+            .map(|_| ())
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Whether the outbox holds nothing at all (a restore writes only into such a one).
+    pub fn is_empty(&self) -> bool {
+        [
+            &self.meta,
+            &self.pending,
+            &self.ingested,
+            &self.journal,
+            &self.state,
+            &self.log,
+        ]
+        .iter()
+        .all(|t| t.is_empty())
+    }
+
+    /// The signer kid the chain belongs to (empty for a new outbox).
+    pub fn chain_kid(&self) -> Result<String, OutboxError> {
+        Ok(self
+            .meta
+            .get(CHAIN_KID)
+            .map_err(|e| self.storage(e))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default())
     }
 
     pub fn flush(&self) -> Result<(), OutboxError> {
@@ -424,6 +571,7 @@ impl Outbox {
         kid: &str,
         now_ms: u64,
     ) -> Result<(ChainState, Option<u64>), OutboxError> {
+        let _held = self.hold();
         let stored = self.meta.get(NEXT_SEQ).map_err(|e| self.storage(e))?;
         let owner = self.meta.get(CHAIN_KID).map_err(|e| self.storage(e))?;
         match (&stored, &owner) {
@@ -484,6 +632,7 @@ impl Outbox {
             .map(|c| encode_pending_chunk(c).map(|v| (v, c.len() as u64)))
             .collect::<Result<_, _>>()
             .map_err(|e| self.storage(e))?;
+        let held = self.hold();
         let result =
             (&self.meta, &self.pending, &self.ingested).transaction(|(meta, pending, ingested)| {
                 if ingested.get(batch_id.as_bytes())?.is_some() {
@@ -498,6 +647,7 @@ impl Outbox {
                 ingested.insert(batch_id.as_bytes(), &now.to_be_bytes())?;
                 Ok::<bool, ConflictableTransactionError<()>>(true)
             });
+        drop(held);
         let fresh = result.map_err(|e: TransactionError<()>| self.storage(format!("{e:?}")))?;
         self.flush()?;
         Ok(fresh)
@@ -581,6 +731,7 @@ impl Outbox {
         if log_value.is_none() && done.is_none() && journal.is_none() {
             return Ok(());
         }
+        let held = self.hold();
         let result = (&self.meta, &self.pending, &self.log, &self.journal).transaction(
             |(meta, pending, log, journal_tree)| {
                 if let Some((seq, value)) = &log_value {
@@ -602,6 +753,7 @@ impl Outbox {
                 Ok::<(), ConflictableTransactionError<()>>(())
             },
         );
+        drop(held);
         result.map_err(|e: TransactionError<()>| self.storage(format!("{e:?}")))?;
         self.flush()
     }
@@ -640,6 +792,7 @@ impl Outbox {
                 key: format!("state_journal/{}", u64_of(Some(k.clone()))),
                 detail,
             })?;
+            let held = self.hold();
             let result = (&self.state, &self.journal).transaction(|(state, journal)| {
                 for (key, value) in &ops {
                     match value {
@@ -650,6 +803,7 @@ impl Outbox {
                 journal.remove(&k)?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
+            drop(held);
             result.map_err(|e: TransactionError<()>| self.storage(format!("{e:?}")))?;
             n += 1;
         }
@@ -713,6 +867,7 @@ impl Outbox {
     /// Removes log values whose entries were all issued before `cutoff` (unix seconds),
     /// never the one holding the newest entry. Returns how many entries went.
     pub fn prune_log(&self, cutoff: u64) -> Result<usize, OutboxError> {
+        let _held = self.hold();
         let newest = self.log_bounds()?.map(|(_, hi)| hi).unwrap_or(0);
         let mut removed = 0;
         for kv in self.log.iter() {
@@ -771,6 +926,7 @@ impl Outbox {
     }
 
     pub fn set_sent_through(&self, seq: u64) -> Result<(), OutboxError> {
+        let _held = self.hold();
         self.meta
             .insert(SENT_THROUGH, &seq.to_be_bytes())
             .map(|_| ())

@@ -54,6 +54,9 @@ pub struct Batch {
 pub enum Command {
     /// Re-encrypt and re-send the stored Sign1 of seqs `from..=to`.
     Resend { from: u64, to: u64 },
+    /// Export the outbox into `<data_dir>/backup-staging/<command id>/` (`airlock-sender
+    /// backup` waits for it and copies it out).
+    Backup,
 }
 
 /// A file waiting in the spool.

@@ -12,6 +12,7 @@
 //! (a consistency proof); the auditor proves it inside with `audit consistency OLD NEW`,
 //! OLD being a checkpoint recorded here.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -209,6 +210,56 @@ pub fn record(
     Ok((Outcome::Recorded(target), cp))
 }
 
+/// The highest seq the receiver had accepted per signer kid, over every recorded
+/// checkpoint (each verified under the pinned key: the `seq` lines are signed). Empty when
+/// nothing was recorded.
+pub fn seen_seqs(data_dir: &Path) -> Result<BTreeMap<String, u64>, WitnessError> {
+    let pin = pin_file(data_dir);
+    if !pin.exists() {
+        return Ok(BTreeMap::new());
+    }
+    let key = load_key(&pin)?;
+    let mut out = BTreeMap::new();
+    for r in recorded(data_dir, &key)? {
+        for (kid, seq) in r.checkpoint.seen_seqs() {
+            let v = out.entry(kid).or_insert(0);
+            *v = (*v).max(seq);
+        }
+    }
+    Ok(out)
+}
+
+/// An outbox whose chain is behind what the receiver has accepted: sealing on it would reuse
+/// seqs, which the receiver refuses (`seq_conflict`) until the chain passes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stale {
+    pub kid: String,
+    /// The outbox's last seq of that signer.
+    pub outbox_seq: u64,
+    /// The highest seq of that signer in a recorded checkpoint.
+    pub seen_seq: u64,
+}
+
+/// Whether an outbox whose chain belongs to `kid` and whose last seq is `last_seq` is older
+/// than the recorded checkpoints say the receiver has seen.
+pub fn check_outbox(
+    data_dir: &Path,
+    kid: &str,
+    last_seq: u64,
+) -> Result<Option<Stale>, WitnessError> {
+    if kid.is_empty() {
+        return Ok(None);
+    }
+    Ok(seen_seqs(data_dir)?
+        .get(kid)
+        .filter(|&&seen| seen > last_seq)
+        .map(|&seen_seq| Stale {
+            kid: kid.to_owned(),
+            outbox_seq: last_seq,
+            seen_seq,
+        }))
+}
+
 /// The recorded checkpoints, for people.
 pub fn list(data_dir: &Path) -> Result<String, WitnessError> {
     let pin = pin_file(data_dir);
@@ -229,6 +280,13 @@ pub fn list(data_dir: &Path) -> Result<String, WitnessError> {
             r.checkpoint.extension("time").unwrap_or("-"),
             r.file.display()
         );
+        for (kid, seq) in r.checkpoint.seen_seqs() {
+            let _ = writeln!(
+                out,
+                "{:>12} signer {kid}: receiver had accepted seq {seq}",
+                ""
+            );
+        }
     }
     let _ = writeln!(
         out,

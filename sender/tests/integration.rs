@@ -10,6 +10,7 @@
 
 mod common;
 
+mod backup_restore;
 mod cli;
 mod config_errors;
 mod crash;

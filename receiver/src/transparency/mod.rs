@@ -257,18 +257,46 @@ pub fn latest_note<S: Store>(store: &S) -> Result<Option<String>, StoreError> {
 }
 
 /// The signed-checkpoint text of `tree` at `now_secs`.
+/// `seen` is the highest accepted seq per signer kid: one `seq` extension line each
+/// ([`airlock_protocol::checkpoint::SEQ_EXTENSION`]), which the sender's witness records
+/// to refuse an outbox older than what this receiver has accepted.
 pub fn sign(
     key: &CheckpointKey,
     tree: &Frontier,
     now_secs: u64,
+    seen: &[(String, u64)],
 ) -> Result<String, TransparencyError> {
+    let mut extensions = vec![format!("{TIME_EXTENSION} {}", format_secs(now_secs))];
+    extensions.extend(
+        seen.iter()
+            .filter(|(kid, seq)| *seq > 0 && !kid.is_empty() && !kid.contains(' '))
+            .map(|(kid, seq)| airlock_protocol::checkpoint::seq_extension(kid, *seq)),
+    );
     let cp = Checkpoint {
         origin: key.name().to_owned(),
         size: tree.size(),
         root: tree.root(),
-        extensions: vec![format!("{TIME_EXTENSION} {}", format_secs(now_secs))],
+        extensions,
     };
     Ok(cp.sign(key.signing())?)
+}
+
+/// The highest accepted seq per signer, from the stored replay state (read after the
+/// commit the checkpoint covers, so at least as high as at its tree size).
+pub fn seen_seqs<S: Store>(store: &S) -> Result<Vec<(String, u64)>, StoreError> {
+    let Some(v) = store.get(Table::Meta, meta::REPLAY)? else {
+        return Ok(Vec::new());
+    };
+    let state =
+        airlock_protocol::replay::ReplayState::from_bytes(&v).map_err(|e| StoreError::Corrupt {
+            table: "meta",
+            key: "replay_state".into(),
+            detail: e.to_string(),
+        })?;
+    Ok(state
+        .kids()
+        .map(|k| (k.to_owned(), state.highest(k)))
+        .collect())
 }
 
 /// When to sign.
@@ -360,7 +388,7 @@ impl Checkpointer {
         tree: &Frontier,
         now_ms: u64,
     ) -> Result<u64, TransparencyError> {
-        let note = sign(&self.key, tree, now_ms / 1000)?;
+        let note = sign(&self.key, tree, now_ms / 1000, &seen_seqs(store)?)?;
         let k = checkpoint_key(tree.size());
         store.transact(|tx| {
             if tx.get(Table::Checkpoints, &k)?.is_none() {
