@@ -181,7 +181,13 @@ async fn run_on_with<S: Store>(
                     source,
                 })?;
             tracing::info!(token_file = %path.display(), "ops token for GET /backup written (mode 0600)");
-            Some(Arc::new(BackupSource::new(db, gate.clone(), &token)))
+            metrics.backup_last_unix_secs.store(
+                crate::backup::export::read_last_backup(&cfg.data_dir),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Some(Arc::new(
+                BackupSource::new(db, gate.clone(), &token).record_in(cfg.data_dir.clone()),
+            ))
         }
         None => None,
     };

@@ -332,7 +332,7 @@ impl Metrics {
         gauge(
             &mut out,
             "airlock_backup_last_timestamp_seconds",
-            "Unix time of the last backup served since start (0: none).",
+            "Unix time of the last completed backup (0: none; kept in <data_dir>/last-backup across restarts).",
             g(&self.backup_last_unix_secs),
         );
         gauge(

@@ -242,6 +242,7 @@ async fn backup<S: Store>(
                 metrics
                     .backup_last_unix_secs
                     .store(now_ms() / 1000, Ordering::Relaxed);
+                src.record_done(now_ms() / 1000);
                 metrics
                     .backup_last_pause_us
                     .store(header_info.ingest_pause_us, Ordering::Relaxed);

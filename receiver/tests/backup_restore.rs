@@ -115,6 +115,17 @@ fn a_backup_under_ingest_restores_a_receiver_that_verifies_and_keeps_its_replay_
     let served = log.lines().find(|l| l.contains("backup served")).unwrap();
     assert!(served.contains("ingest_pause_us"), "{served}");
     eprintln!("daemon: {served}");
+    let backed_up_at = metrics.get("airlock_backup_last_timestamp_seconds");
+    drop(rx);
+    // The time of the last backup survives a restart: the "no recent backup" alert reads it.
+    let rx = setup.start();
+    let metrics = rx.metrics();
+    assert_eq!(
+        metrics.get("airlock_backup_last_timestamp_seconds"),
+        backed_up_at,
+        "{}",
+        metrics.raw
+    );
     drop(rx);
 
     let restored = twin(&setup);

@@ -253,10 +253,22 @@ pub fn backup(config: &Path, out: &Path) -> Result<String, BackupError> {
         dir: out.to_owned(),
         detail: format!("{e} (is it on a read-only file system, or not yours?)"),
     })?;
+    let offline = matches!(source, Source::Offline(_));
     let result = match source {
         Source::Online(token) => write_backup(&cfg, config, out, token.trim(), key_files),
         Source::Offline(store) => write_offline(store, out, key_files),
     };
+    // The daemon records the backups it serves; a stopped receiver's is recorded here.
+    if offline
+        && result.is_ok()
+        && let Err(e) =
+            super::export::write_last_backup(&cfg.data_dir, crate::clock::now_ms() / 1000)
+    {
+        eprintln!(
+            "note: cannot record the backup time in {}: {e}",
+            cfg.data_dir.display()
+        );
+    }
     if result.is_err() {
         // Leave the directory as it was found: a half backup must not pass for one.
         if let Ok(entries) = std::fs::read_dir(out) {

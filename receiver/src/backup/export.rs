@@ -31,11 +31,34 @@ pub enum ExportError {
     ClientGone,
 }
 
+/// The file in the data directory that keeps the time of the last backup (Unix seconds,
+/// text), so `airlock_backup_last_timestamp_seconds` survives a restart.
+pub const LAST_BACKUP_FILE: &str = "last-backup";
+
+/// The time of the last backup recorded in `data_dir` (0: none, or unreadable: the alert
+/// then fires, the safe side).
+pub fn read_last_backup(data_dir: &Path) -> u64 {
+    std::fs::read_to_string(data_dir.join(LAST_BACKUP_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records a finished backup at `unix_secs` (write, then rename: never half a number).
+pub fn write_last_backup(data_dir: &Path, unix_secs: u64) -> std::io::Result<()> {
+    let path = data_dir.join(LAST_BACKUP_FILE);
+    let tmp = data_dir.join(format!(".{LAST_BACKUP_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{unix_secs}\n"))?;
+    std::fs::rename(&tmp, &path)
+}
+
 /// What the ops listener needs to serve `GET /backup`.
 pub struct BackupSource {
     db: sled::Db,
     gate: Arc<IngestGate>,
     token_digest: [u8; 32],
+    /// Where a finished backup is recorded ([`LAST_BACKUP_FILE`]).
+    record_dir: Option<std::path::PathBuf>,
 }
 
 impl BackupSource {
@@ -44,6 +67,23 @@ impl BackupSource {
             db,
             gate,
             token_digest: Sha256::digest(token.trim().as_bytes()).into(),
+            record_dir: None,
+        }
+    }
+
+    /// Records each finished backup in `data_dir` ([`LAST_BACKUP_FILE`]).
+    pub fn record_in(mut self, data_dir: std::path::PathBuf) -> Self {
+        self.record_dir = Some(data_dir);
+        self
+    }
+
+    /// Records a backup streamed to the end at `unix_secs` (a failure is logged: the gauge
+    /// in memory is still right until the next restart).
+    pub fn record_done(&self, unix_secs: u64) {
+        if let Some(dir) = &self.record_dir
+            && let Err(e) = write_last_backup(dir, unix_secs)
+        {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot record the backup time");
         }
     }
 
