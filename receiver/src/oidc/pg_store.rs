@@ -15,7 +15,7 @@ use crate::oidc::error::OidcError;
 use crate::oidc::keys::KeySet;
 use crate::oidc::store::*;
 use crate::store::postgres::PgStore;
-use crate::store::postgres::pool::{Pool, off_runtime};
+use crate::store::postgres::pool::{Pool, PreparedError, off_runtime};
 
 mod device;
 
@@ -85,6 +85,23 @@ const TOUCH_FAMILY: &str = "UPDATE oidc_families SET expires_at = GREATEST(expir
      data = jsonb_set(data::jsonb, '{expires_at}', to_jsonb(GREATEST(expires_at, $2)))::text \
      WHERE id = $1";
 
+/// A refresh token ($1 hash) and its family's record (NULL when the family is gone).
+const REFRESH_AND_FAMILY: &str = "SELECT r.family, r.expires_at, r.used, f.data FROM oidc_refresh r \
+     LEFT JOIN oidc_families f ON f.id = r.family WHERE r.token_hash = $1";
+
+/// A refresh token's rotation in one statement, so one round trip and one commit: flips
+/// `used` of $1, and only if that happened extends family $3 to $4 and stores $2. The
+/// update's row lock orders concurrent rotations of one token: the second waits, then
+/// finds it used, and its family update and insert, which depend on `used`, change nothing.
+const ROTATE_REFRESH: &str = "WITH used AS (UPDATE oidc_refresh SET used = true \
+       WHERE token_hash = $1 AND NOT used RETURNING family), \
+     touched AS (UPDATE oidc_families SET expires_at = GREATEST(expires_at, $4), \
+       data = jsonb_set(data::jsonb, '{expires_at}', to_jsonb(GREATEST(expires_at, $4)))::text \
+       WHERE id = $3 AND EXISTS (SELECT 1 FROM used)), \
+     added AS (INSERT INTO oidc_refresh (token_hash, family, expires_at, used) \
+       SELECT $2, $3, $4, false FROM used) \
+     SELECT count(*) FROM used";
+
 /// Stores a refresh token ($1 hash, $2 family, $3 expiry, $4 used).
 const PUT_REFRESH: &str = "INSERT INTO oidc_refresh (token_hash, family, expires_at, used) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO UPDATE SET family = EXCLUDED.family, \
@@ -103,6 +120,30 @@ impl PgOidcStore {
         off_runtime(|| {
             let mut conn = self.pool.get().map_err(st)?;
             f(conn.client().map_err(st)?)
+        })
+    }
+
+    /// Runs `f` with `sql` prepared on a pooled connection (parsed and planned once per
+    /// connection): for the statements every token request runs.
+    fn with_prepared<R: Send>(
+        &self,
+        sql: &'static str,
+        types: &[Type],
+        f: impl FnOnce(&mut postgres::Client, &postgres::Statement) -> Result<R, OidcError> + Send,
+    ) -> Result<R, OidcError> {
+        off_runtime(|| {
+            let mut conn = self.pool.get().map_err(st)?;
+            let (client, statement) = conn.prepared(sql, types).map_err(|e| match e {
+                PreparedError::Store(e) => st(e),
+                PreparedError::Db(e) => db(e),
+            })?;
+            let result = f(client, &statement);
+            if result.is_err() {
+                // A statement can go stale (a migration changed a table it reads): after
+                // any failure the connection prepares afresh.
+                conn.forget_prepared();
+            }
+            result
         })
     }
 
@@ -415,14 +456,8 @@ impl OidcStore for PgOidcStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<(RefreshToken, Option<Family>)>, OidcError> {
-        self.with(|c| {
-            let row = c
-                .query_typed_opt(
-                    "SELECT r.family, r.expires_at, r.used, f.data FROM oidc_refresh r \
-                     LEFT JOIN oidc_families f ON f.id = r.family WHERE r.token_hash = $1",
-                    &[(&token_hash, Type::TEXT)],
-                )
-                .map_err(db)?;
+        self.with_prepared(REFRESH_AND_FAMILY, &[Type::TEXT], |c, statement| {
+            let row = c.query_opt(statement, &[&token_hash]).map_err(db)?;
             let Some(r) = row else {
                 return Ok(None);
             };
@@ -451,29 +486,15 @@ impl OidcStore for PgOidcStore {
         next: &RefreshToken,
     ) -> Result<bool, OidcError> {
         let exp = secs(next.expires_at);
-        // One statement, so one round trip and one commit. The update's row lock orders
-        // concurrent rotations of one token: the second waits, then finds it used, and its
-        // family update and insert, which depend on `used`, change nothing.
-        let rotated = self.with(|c| {
-            c.query_typed_one(
-                "WITH used AS (UPDATE oidc_refresh SET used = true \
-                   WHERE token_hash = $1 AND NOT used RETURNING family), \
-                 touched AS (UPDATE oidc_families SET expires_at = GREATEST(expires_at, $4), \
-                   data = jsonb_set(data::jsonb, '{expires_at}', to_jsonb(GREATEST(expires_at, $4)))::text \
-                   WHERE id = $3 AND EXISTS (SELECT 1 FROM used)), \
-                 added AS (INSERT INTO oidc_refresh (token_hash, family, expires_at, used) \
-                   SELECT $2, $3, $4, false FROM used) \
-                 SELECT count(*) FROM used",
-                &[
-                    (&old_hash, Type::TEXT),
-                    (&next_hash, Type::TEXT),
-                    (&next.family, Type::TEXT),
-                    (&exp, Type::INT8),
-                ],
-            )
-            .and_then(|r| r.try_get::<_, i64>(0))
-            .map_err(db)
-        })?;
+        let rotated = self.with_prepared(
+            ROTATE_REFRESH,
+            &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8],
+            |c, statement| {
+                c.query_one(statement, &[&old_hash, &next_hash, &next.family, &exp])
+                    .and_then(|r| r.try_get::<_, i64>(0))
+                    .map_err(db)
+            },
+        )?;
         Ok(rotated == 1)
     }
 

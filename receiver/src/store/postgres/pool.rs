@@ -7,10 +7,12 @@
 //! [`off_runtime`]: on a multi-threaded runtime the worker is handed over to blocking work
 //! (`block_in_place`, which also leaves the runtime context); elsewhere the call runs as is.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use postgres::Client;
+use postgres::types::Type;
+use postgres::{Client, Statement};
 
 use crate::store::StoreError;
 
@@ -94,9 +96,13 @@ impl Pooled for Client {
 
 type Connect<C> = dyn Fn() -> Result<C, postgres::Error> + Send + Sync;
 
+/// Statements prepared on one connection, by their text: a hot statement is parsed and
+/// planned once per connection instead of once per call.
+type Prepared = HashMap<&'static str, Statement>;
+
 struct State<C> {
-    /// Idle connections and when they were returned.
-    idle: Vec<(C, Instant)>,
+    /// Idle connections, their prepared statements and when they were returned.
+    idle: Vec<(C, Prepared, Instant)>,
     open: usize,
     /// Callers waiting for a connection to come back.
     waiting: usize,
@@ -163,11 +169,12 @@ impl<C: Pooled> Pool<C> {
     pub fn get(&self) -> Result<Conn<'_, C>, StoreError> {
         let mut st = self.lock()?;
         loop {
-            if let Some((mut c, since)) = st.idle.pop() {
+            if let Some((mut c, prepared, since)) = st.idle.pop() {
                 if !c.is_closed() && since.elapsed() < self.check_after {
                     return Ok(Conn {
                         pool: self,
                         client: Some(c),
+                        prepared,
                     });
                 }
                 drop(st);
@@ -175,6 +182,7 @@ impl<C: Pooled> Pool<C> {
                     return Ok(Conn {
                         pool: self,
                         client: Some(c),
+                        prepared,
                     });
                 }
                 drop_client(c);
@@ -189,6 +197,7 @@ impl<C: Pooled> Pool<C> {
                     Ok(c) => Ok(Conn {
                         pool: self,
                         client: Some(c),
+                        prepared: Prepared::new(),
                     }),
                     Err(e) => {
                         if let Ok(mut st) = self.lock() {
@@ -217,7 +226,7 @@ impl<C: Pooled> Pool<C> {
         }
     }
 
-    fn put_back(&self, c: C) {
+    fn put_back(&self, c: C, prepared: Prepared) {
         match self.lock() {
             Ok(mut st) => {
                 if c.is_closed() {
@@ -225,7 +234,7 @@ impl<C: Pooled> Pool<C> {
                     drop(st);
                     drop_client(c);
                 } else {
-                    st.idle.push((c, Instant::now()));
+                    st.idle.push((c, prepared, Instant::now()));
                 }
             }
             Err(_) => drop_client(c),
@@ -237,7 +246,7 @@ impl<C: Pooled> Pool<C> {
 impl<C: Pooled> Drop for Pool<C> {
     fn drop(&mut self) {
         if let Ok(mut st) = self.state.lock() {
-            for (c, _) in st.idle.drain(..) {
+            for (c, _, _) in st.idle.drain(..) {
                 drop_client(c);
             }
         }
@@ -270,6 +279,7 @@ pub fn connect_error(shown: &str, e: &postgres::Error) -> StoreError {
 pub struct Conn<'a, C: Pooled = Client> {
     pool: &'a Pool<C>,
     client: Option<C>,
+    prepared: Prepared,
 }
 
 impl<C: Pooled> Conn<'_, C> {
@@ -280,10 +290,49 @@ impl<C: Pooled> Conn<'_, C> {
     }
 }
 
+impl Conn<'_, Client> {
+    /// The client and `sql` prepared on it: prepared (one round trip) the first time this
+    /// connection runs it, from the connection's cache after that. The cache lives and dies
+    /// with the connection, so a reconnect prepares again.
+    pub fn prepared(
+        &mut self,
+        sql: &'static str,
+        types: &[Type],
+    ) -> Result<(&mut Client, Statement), PreparedError> {
+        let client = self.client.as_mut().ok_or_else(|| {
+            PreparedError::Store(StoreError::Io("connection already returned".into()))
+        })?;
+        let statement = match self.prepared.get(sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = client
+                    .prepare_typed(sql, types)
+                    .map_err(PreparedError::Db)?;
+                self.prepared.insert(sql, s.clone());
+                s
+            }
+        };
+        Ok((client, statement))
+    }
+
+    /// Drops this connection's prepared statements (they are prepared again on next use).
+    pub fn forget_prepared(&mut self) {
+        self.prepared.clear();
+    }
+}
+
+/// Why [`Conn::prepared`] failed.
+#[derive(Debug)]
+pub enum PreparedError {
+    Store(StoreError),
+    /// The database refused or failed the preparation.
+    Db(postgres::Error),
+}
+
 impl<C: Pooled> Drop for Conn<'_, C> {
     fn drop(&mut self) {
         if let Some(c) = self.client.take() {
-            self.pool.put_back(c);
+            self.pool.put_back(c, std::mem::take(&mut self.prepared));
         }
     }
 }
