@@ -394,3 +394,63 @@ fn backup_of_a_postgresql_store_refuses_with_the_pg_dump_guidance() {
     let (ok, _, err) = restore_from(&setup, &out);
     assert!(!ok && err.contains("pg_dump"), "{err}");
 }
+
+/// Runs `script` with `sh -c` in a private mount namespace (`unshare -m`): $1 the target
+/// directory, $2 the receiver binary, $3 its config. Fails when the namespace cannot be made:
+/// tests run as root, so only a real read-only or full file system makes a write fail.
+fn in_mount_namespace(script: &str, dir: &Path, config: &Path) -> String {
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(dir)
+        .arg(env!("CARGO_BIN_EXE_airlock-receiver"))
+        .arg(config)
+        .output()
+        .expect("unshare(1) is needed to make a full or read-only file system as root");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("mounted"), "no mount namespace: {all}");
+    all
+}
+
+#[test]
+fn a_backup_to_a_full_or_read_only_file_system_fails_cleanly_and_the_receiver_goes_on() {
+    let setup = Setup::new(LinkKind::Udp);
+    let mut rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    let frames: Vec<Vec<u8>> = (1..=300u64).map(|i| tx.next(provision(i)).sealed).collect();
+    send_windowed(&rx, setup.udp_port, &mut tx, &frames, 2_000);
+    let full = setup.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    // 16 KiB: the stream of 300 users does not fit.
+    let all = in_mount_namespace(
+        r#"mount -t tmpfs -o size=16k tmpfs "$1" && echo mounted || exit 90
+"$2" backup --config "$3" --out "$1/b"; echo "rc=$?"; echo "left:[$(ls -A "$1")]""#,
+        &full,
+        &setup.config,
+    );
+    assert!(all.contains("rc=1"), "{all}");
+    assert!(all.contains("No space left on device"), "{all}");
+    assert!(all.contains("left:[]"), "{all}");
+    let ro = setup.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let all = in_mount_namespace(
+        r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && echo mounted || exit 90
+"$2" backup --config "$3" --out "$1/b"; echo "rc=$?""#,
+        &ro,
+        &setup.config,
+    );
+    assert!(all.contains("rc=1"), "{all}");
+    assert!(all.contains("Read-only file system"), "{all}");
+    // The daemon is untouched: it goes on accepting, and a backup to a good place works.
+    let more: Vec<Vec<u8>> = (301..=310u64)
+        .map(|i| tx.next(provision(i)).sealed)
+        .collect();
+    send_windowed(&rx, setup.udp_port, &mut tx, &more, 2_000);
+    rx.wait_for("310 frames", |m| m.accepted() == 310);
+    let (ok, _, err) = backup_to(&setup, &setup.path().join("good"));
+    assert!(ok, "{err}");
+    rx.stop();
+}
