@@ -5,6 +5,7 @@
 //! the log format, rendering metrics — lives here once instead of twice. Nothing here
 //! knows about frames, users or tokens.
 
+pub mod config_check;
 pub mod cookie;
 pub mod html;
 pub mod listener;

@@ -6,29 +6,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+pub use airlock_daemon::config_check::ConfigError;
+use airlock_daemon::config_check::{self, Key, KeyProblem};
 use serde::Deserialize;
-use thiserror::Error;
 
 use crate::link::source_filter::{IpNet, SourceFilter};
 use crate::oidc::config::OidcConfig;
-
-/// Loading or checking the config failed.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {file}: {source}")]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {file}: {detail}")]
-    Parse { file: PathBuf, detail: String },
-    #[error("config file {file}: key `{key}`: {problem}")]
-    Invalid {
-        file: PathBuf,
-        key: String,
-        problem: String,
-    },
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -452,23 +435,17 @@ impl Default for IngestConfig {
 impl Config {
     /// Reads, parses, resolves relative paths and validates.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.to_owned(),
-            source,
-        })?;
+        let text = config_check::read(file)?;
         Self::parse(&text, file)
     }
 
     /// Parses `text` as if read from `file`.
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.to_owned(),
-            detail: e.to_string(),
-        })?;
+        let mut cfg: Config = config_check::parse_toml(text, file)?;
         cfg.source = file.to_owned();
         let base = file.parent().map(Path::to_owned).unwrap_or_default();
         cfg.resolve_paths(&base);
-        cfg.validate()?;
+        cfg.validate().map_err(|p| p.in_file(file))?;
         Ok(cfg)
     }
 
@@ -505,125 +482,51 @@ impl Config {
         }
     }
 
-    fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.source.clone(),
-            key: key.to_owned(),
-            problem: problem.into(),
-        }
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), KeyProblem> {
         if let Some(t) = &self.ops.token_file
             && (t.file_name().is_none() || t.as_os_str().to_string_lossy().ends_with('/'))
         {
-            return Err(self.invalid(
+            return Err(KeyProblem::new(
                 "ops.token_file",
                 "must name a file, e.g. \"/var/lib/airlock-receiver/ops.token\"",
             ));
         }
-        match (&self.link.udp, &self.link.serial) {
-            (Some(_), Some(_)) => {
-                return Err(self.invalid(
-                    "link",
-                    "configure either [link.udp] or [link.serial], not both",
-                ));
-            }
-            (None, None) => {
-                return Err(self.invalid(
-                    "link",
-                    "no link configured: add [link.udp] with `listen = \"0.0.0.0:47000\"` or [link.serial] with `device` and `baud`",
-                ));
-            }
-            _ => {}
-        }
-        if let Some(udp) = &self.link.udp {
-            if let Err((key, problem)) = udp.multicast_join() {
-                return Err(self.invalid(key, problem));
-            }
-            if udp.receive_buffer_bytes < 64 * 1024 {
-                return Err(self.invalid("link.udp.receive_buffer_bytes", "must be at least 65536"));
-            }
-            if let Err(e) = udp.source_filter() {
-                return Err(self.invalid("link.udp.allowed_sources", e));
-            }
-        }
-        if let Some(s) = &self.link.serial
-            && s.baud == 0
-        {
-            return Err(self.invalid("link.serial.baud", "must be greater than 0, e.g. 115200"));
-        }
-        if !(64..=65_507).contains(&self.link.datagram_size) {
-            return Err(self.invalid("link.datagram_size", "must be between 64 and 65507 bytes"));
-        }
-        if self.link.max_pending_blocks == 0 || self.link.max_pending_blocks > 100_000 {
-            return Err(self.invalid("link.max_pending_blocks", "must be between 1 and 100000"));
-        }
-        if self.link.max_block_bytes < 1024 || self.link.max_block_bytes > 64 * 1024 * 1024 {
-            return Err(self.invalid("link.max_block_bytes", "must be between 1024 and 67108864"));
-        }
-        if self.link.max_pending_bytes < self.link.max_block_bytes.saturating_mul(2)
-            || self.link.max_pending_bytes > 4 * 1024 * 1024 * 1024
-        {
-            return Err(self.invalid(
-                "link.max_pending_bytes",
-                "must be at least twice link.max_block_bytes and at most 4294967296",
-            ));
-        }
-        if self.link.min_symbol_size < 64 || !self.link.min_symbol_size.is_multiple_of(8) {
-            return Err(self.invalid(
-                "link.min_symbol_size",
-                "must be a multiple of 8, at least 64 (the sender's smallest symbol)",
-            ));
-        }
+        self.validate_link()?;
         if self.trust.signers.is_empty() && self.trust.dir.is_none() {
-            return Err(self.invalid(
+            return Err(KeyProblem::missing(
                 "trust.signers",
                 "no signer key configured: list the sender's public key file(s) or set trust.dir",
             ));
         }
         if self.trust.link_keys.is_empty() && self.trust.dir.is_none() {
-            return Err(self.invalid(
+            return Err(KeyProblem::missing(
                 "trust.link_keys",
                 "no link key configured: list the link key file(s) or set trust.dir",
             ));
         }
-        if self.freshness.max_age_secs == 0 {
-            return Err(self.invalid("freshness.max_age_secs", "must be greater than 0"));
-        }
-        if self.heartbeat.alarm_after_secs == 0 {
-            return Err(self.invalid("heartbeat.alarm_after_secs", "must be greater than 0"));
-        }
-        if self.ingest.max_batch == 0 || self.ingest.max_batch > 100_000 {
-            return Err(self.invalid("ingest.max_batch", "must be between 1 and 100000"));
-        }
-        if self.ingest.queue_frames == 0 {
-            return Err(self.invalid("ingest.queue_frames", "must be greater than 0"));
-        }
-        let cache = self.store.cache_mib;
-        if !(StoreConfig::MIN_CACHE_MIB..=StoreConfig::MAX_CACHE_MIB).contains(&cache) {
-            return Err(self.invalid(
-                "store.cache_mib",
-                format!(
-                    "{cache} MiB is outside {}..={}: the receiver needs a page cache of at least {} MiB",
-                    StoreConfig::MIN_CACHE_MIB,
-                    StoreConfig::MAX_CACHE_MIB,
-                    StoreConfig::MIN_CACHE_MIB
-                ),
-            ));
-        }
+        Key::new("freshness.max_age_secs").at_least(self.freshness.max_age_secs, 1)?;
+        Key::new("heartbeat.alarm_after_secs").at_least(self.heartbeat.alarm_after_secs, 1)?;
+        Key::new("ingest.max_batch").range(self.ingest.max_batch, 1..=100_000)?;
+        Key::new("ingest.queue_frames").at_least(self.ingest.queue_frames, 1)?;
+        let min_cache = StoreConfig::MIN_CACHE_MIB;
+        Key::new("store.cache_mib")
+            .unit("MiB")
+            .why(&format!(
+                "the receiver needs a page cache of at least {min_cache} MiB"
+            ))
+            .range(self.store.cache_mib, min_cache..=StoreConfig::MAX_CACHE_MIB)?;
         match (self.store.backend, &self.store.postgres) {
             (StoreBackend::Postgres, None) => {
-                return Err(self.invalid(
+                return Err(KeyProblem::missing(
                     "store.postgres",
                     "backend = \"postgres\" needs a [store.postgres] table with `url` (or `host`, `user`, `dbname`)",
                 ));
             }
-            (StoreBackend::Postgres, Some(pg)) => pg
-                .validate()
-                .map_err(|e| self.invalid(&format!("store.postgres.{}", e.key), e.problem))?,
+            (StoreBackend::Postgres, Some(pg)) => {
+                pg.validate().map_err(|p| p.under("store.postgres"))?
+            }
             (StoreBackend::Sled, Some(_)) => {
-                return Err(self.invalid(
+                return Err(KeyProblem::new(
                     "store.postgres",
                     "is set but store.backend is \"sled\": set backend = \"postgres\" or remove [store.postgres]",
                 ));
@@ -631,23 +534,77 @@ impl Config {
             (StoreBackend::Sled, None) => {}
         }
         let t = &self.transparency;
-        if t.every_entries == 0 {
-            return Err(self.invalid(
-                "transparency.every_entries",
-                "must be at least 1 (a checkpoint every N entries)",
-            ));
-        }
-        if t.every_secs == 0 {
-            return Err(self.invalid("transparency.every_secs", "must be at least 1"));
-        }
+        Key::new("transparency.every_entries")
+            .why("a checkpoint every N entries")
+            .at_least(t.every_entries, 1)?;
+        Key::new("transparency.every_secs").at_least(t.every_secs, 1)?;
         if let Some(o) = &t.origin
             && let Err(e) = airlock_protocol::checkpoint::check_key_name(o)
         {
-            return Err(self.invalid("transparency.origin", e.to_string()));
+            return Err(KeyProblem::new("transparency.origin", e.to_string()));
         }
         if let Some(oidc) = &self.oidc {
-            oidc.validate()
-                .map_err(|e| self.invalid(&format!("oidc.{}", e.key), e.problem))?;
+            oidc.validate().map_err(|p| p.under("oidc"))?;
+        }
+        Ok(())
+    }
+
+    fn validate_link(&self) -> Result<(), KeyProblem> {
+        let link = &self.link;
+        match (&link.udp, &link.serial) {
+            (Some(_), Some(_)) => {
+                return Err(KeyProblem::new(
+                    "link",
+                    "configure either [link.udp] or [link.serial], not both",
+                ));
+            }
+            (None, None) => {
+                return Err(KeyProblem::missing(
+                    "link",
+                    "no link configured: add [link.udp] with `listen = \"0.0.0.0:47000\"` or [link.serial] with `device` and `baud`",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(udp) = &link.udp {
+            udp.multicast_join()
+                .map_err(|(key, problem)| KeyProblem::new(key, problem))?;
+            Key::new("link.udp.receive_buffer_bytes")
+                .unit("bytes")
+                .at_least(udp.receive_buffer_bytes, 64 * 1024)?;
+            udp.source_filter()
+                .map_err(|e| KeyProblem::new("link.udp.allowed_sources", e))?;
+        }
+        if let Some(s) = &link.serial {
+            Key::new("link.serial.baud")
+                .why("e.g. 115200")
+                .at_least(s.baud, 1)?;
+        }
+        Key::new("link.datagram_size")
+            .unit("bytes")
+            .range(link.datagram_size, 64..=65_507)?;
+        Key::new("link.max_pending_blocks").range(link.max_pending_blocks, 1..=100_000)?;
+        Key::new("link.max_block_bytes")
+            .unit("bytes")
+            .range(link.max_block_bytes, 1024..=64 * 1024 * 1024)?;
+        Key::new("link.max_pending_bytes")
+            .unit("bytes")
+            .why("at least twice link.max_block_bytes")
+            .range(
+                link.max_pending_bytes,
+                link.max_block_bytes.saturating_mul(2)..=4 * 1024 * 1024 * 1024,
+            )?;
+        Key::new("link.min_symbol_size")
+            .why("the sender's smallest symbol")
+            .at_least(link.min_symbol_size, 64)?;
+        if !link.min_symbol_size.is_multiple_of(8) {
+            return Err(KeyProblem::new(
+                "link.min_symbol_size",
+                format!(
+                    "must be a multiple of 8 (the sender's symbols are), got {}",
+                    link.min_symbol_size
+                ),
+            ));
         }
         Ok(())
     }

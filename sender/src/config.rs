@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use crate::config_error::ConfigError;
+pub use airlock_daemon::config_check::ConfigError;
+use airlock_daemon::config_check::{self, Key, KeyProblem};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -297,33 +298,51 @@ pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
 /// Smallest and largest datagram the link codec is configured with.
 pub const MTU_RANGE: (usize, usize) = (airlock_protocol::link::MIN_DATAGRAM, 65_507);
 
-/// One line: where (line number and the line's text) and what toml says is wrong.
-fn parse_message(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim().replace('\n', " ");
-    let Some(span) = e.span() else {
-        return message;
-    };
-    let before = text.get(..span.start).unwrap_or("");
-    let line_no = before.matches('\n').count() + 1;
-    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-    // The table the line belongs to, since toml's message names only the key.
-    let table = text
-        .lines()
-        .take(line_no.saturating_sub(1))
-        .filter(|l| l.trim_start().starts_with('['))
-        .last()
-        .map(|t| format!(" in {}", t.trim()))
-        .unwrap_or_default();
-    format!("line {line_no} (`{line}`){table}: {message}")
+fn check_udp(udp: &UdpConfig) -> Result<(), KeyProblem> {
+    let multicast = udp.target.ip().is_multicast();
+    if udp.target.port() == 0 {
+        return Err(KeyProblem::new("link.udp.target", "port must not be 0"));
+    }
+    if !multicast && (udp.multicast_ttl.is_some() || udp.multicast_interface.is_some()) {
+        return Err(KeyProblem::new(
+            "link.udp.multicast_ttl",
+            format!(
+                "multicast_ttl/multicast_interface need a multicast target (224.0.0.0/4 or ff00::/8), got {}",
+                udp.target
+            ),
+        ));
+    }
+    if udp.target.is_ipv6() && udp.multicast_interface.is_some() {
+        return Err(KeyProblem::new(
+            "link.udp.multicast_interface",
+            format!(
+                "is an IPv4 address and cannot select the interface for the IPv6 group {}: remove it (the route to the group picks the interface) or use an IPv4 group",
+                udp.target
+            ),
+        ));
+    }
+    if let Some(ttl) = udp.multicast_ttl {
+        Key::new("link.udp.multicast_ttl").range(ttl, 1..=255)?;
+    }
+    Ok(())
+}
+
+fn check_serial(serial: &SerialConfig) -> Result<(), KeyProblem> {
+    if serial.device.is_empty() {
+        return Err(KeyProblem::missing(
+            "link.serial.device",
+            "name a device, e.g. \"/dev/ttyS0\"",
+        ));
+    }
+    Key::new("link.serial.baud").range(serial.baud, 300..=4_000_000)?;
+    Key::new("link.serial.data_bits").range(serial.data_bits, 5..=8)?;
+    Key::new("link.serial.stop_bits").range(serial.stop_bits, 1..=2)
 }
 
 impl Config {
     /// Reads, parses and checks a config file. Relative paths inside are relative to its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: path.to_path_buf(),
-            source,
-        })?;
+        let text = config_check::read(path)?;
         let mut config = Self::parse(&text, path)?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         config.resolve_paths(base);
@@ -332,12 +351,9 @@ impl Config {
 
     /// Parses and checks config text; `file` is only used in messages.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.to_path_buf(),
-            message: parse_message(text, &e),
-        })?;
+        let mut config: Config = config_check::parse_toml(text, file)?;
         config.source_file = file.to_path_buf();
-        config.check()?;
+        config.check().map_err(|p| p.in_file(&config.source_file))?;
         Ok(config)
     }
 
@@ -355,33 +371,25 @@ impl Config {
         }
     }
 
-    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.source_file.clone(),
-            key: key.to_string(),
-            message: message.into(),
-        }
-    }
-
     /// Value checks serde cannot express.
-    fn check(&self) -> Result<(), ConfigError> {
+    fn check(&self) -> Result<(), KeyProblem> {
         self.check_link()?;
         self.check_send()?;
         self.check_policy()?;
         self.check_trusted_issuers()
     }
 
-    fn check_link(&self) -> Result<(), ConfigError> {
+    fn check_link(&self) -> Result<(), KeyProblem> {
         let link = &self.link;
         match (&link.udp, &link.serial) {
             (Some(_), Some(_)) => {
-                return Err(self.invalid(
+                return Err(KeyProblem::new(
                     "link",
                     "set exactly one of [link.udp] or [link.serial], not both",
                 ));
             }
             (None, None) => {
-                return Err(self.invalid(
+                return Err(KeyProblem::missing(
                     "link",
                     "set one of [link.udp] (target = \"host:port\") or [link.serial] (device, baud)",
                 ));
@@ -389,214 +397,82 @@ impl Config {
             _ => {}
         }
         if let Some(udp) = &link.udp {
-            self.check_udp(udp)?;
+            check_udp(udp)?;
         }
         if let Some(serial) = &link.serial {
-            self.check_serial(serial)?;
+            check_serial(serial)?;
         }
         let (lo, hi) = MTU_RANGE;
-        if link.mtu < lo || link.mtu > hi {
-            return Err(self.invalid(
-                "link.mtu",
-                format!("must be between {lo} and {hi} bytes, got {}", link.mtu),
-            ));
-        }
+        Key::new("link.mtu")
+            .unit("bytes")
+            .range(link.mtu, lo..=hi)?;
         // A frame larger than a block travels alone, so blocks need not hold the largest frame;
         // the receiver's reassembly bound (128 KiB by default) must hold a block plus one frame.
-        if link.max_block_bytes < link.mtu || link.max_block_bytes > MAX_BLOCK_BYTES {
-            return Err(self.invalid(
-                "link.max_block_bytes",
-                format!(
-                    "must be between link.mtu ({}) and {MAX_BLOCK_BYTES} bytes, got {}",
-                    link.mtu, link.max_block_bytes
-                ),
-            ));
-        }
-        if link.linger_ms > 10_000 {
-            return Err(self.invalid(
-                "link.linger_ms",
-                format!("must be at most 10000 ms, got {}", link.linger_ms),
-            ));
-        }
+        Key::new("link.max_block_bytes")
+            .unit("bytes")
+            .why("a block holds at least one datagram (link.mtu)")
+            .range(link.max_block_bytes, link.mtu..=MAX_BLOCK_BYTES)?;
+        Key::new("link.linger_ms")
+            .unit("ms")
+            .at_most(link.linger_ms, 10_000)?;
         let fec = &self.fec;
-        if !(fec.repair_ratio.is_finite() && (0.0..=4.0).contains(&fec.repair_ratio)) {
-            return Err(self.invalid(
-                "fec.repair_ratio",
-                format!("must be a number from 0.0 to 4.0, got {}", fec.repair_ratio),
-            ));
-        }
-        if fec.min_repair > 1000 {
-            return Err(self.invalid(
-                "fec.min_repair",
-                format!("must be at most 1000, got {}", fec.min_repair),
-            ));
-        }
-        Ok(())
+        Key::new("fec.repair_ratio").range(fec.repair_ratio, 0.0..=4.0)?;
+        Key::new("fec.min_repair").at_most(fec.min_repair, 1000)
     }
 
-    fn check_udp(&self, udp: &UdpConfig) -> Result<(), ConfigError> {
-        let multicast = udp.target.ip().is_multicast();
-        if udp.target.port() == 0 {
-            return Err(self.invalid("link.udp.target", "port must not be 0"));
-        }
-        if !multicast && (udp.multicast_ttl.is_some() || udp.multicast_interface.is_some()) {
-            return Err(self.invalid(
-                "link.udp.multicast_ttl",
-                format!(
-                    "multicast_ttl/multicast_interface need a multicast target (224.0.0.0/4 or ff00::/8), got {}",
-                    udp.target
-                ),
-            ));
-        }
-        if udp.target.is_ipv6() && udp.multicast_interface.is_some() {
-            return Err(self.invalid(
-                "link.udp.multicast_interface",
-                format!(
-                    "is an IPv4 address and cannot select the interface for the IPv6 group {}: remove it (the route to the group picks the interface) or use an IPv4 group",
-                    udp.target
-                ),
-            ));
-        }
-        if let Some(ttl) = udp.multicast_ttl
-            && !(1..=255).contains(&ttl)
-        {
-            return Err(self.invalid(
-                "link.udp.multicast_ttl",
-                format!("must be from 1 to 255, got {ttl}"),
-            ));
-        }
-        Ok(())
-    }
-
-    fn check_serial(&self, serial: &SerialConfig) -> Result<(), ConfigError> {
-        if serial.device.is_empty() {
-            return Err(self.invalid(
-                "link.serial.device",
-                "must name a device, e.g. \"/dev/ttyS0\"",
-            ));
-        }
-        if !(300..=4_000_000).contains(&serial.baud) {
-            return Err(self.invalid(
-                "link.serial.baud",
-                format!("must be from 300 to 4000000, got {}", serial.baud),
-            ));
-        }
-        if !(5..=8).contains(&serial.data_bits) {
-            return Err(self.invalid(
-                "link.serial.data_bits",
-                format!("must be 5, 6, 7 or 8, got {}", serial.data_bits),
-            ));
-        }
-        if !(1..=2).contains(&serial.stop_bits) {
-            return Err(self.invalid(
-                "link.serial.stop_bits",
-                format!("must be 1 or 2, got {}", serial.stop_bits),
-            ));
-        }
-        Ok(())
-    }
-
-    fn check_send(&self) -> Result<(), ConfigError> {
+    fn check_send(&self) -> Result<(), KeyProblem> {
         let s = &self.send;
-        if !(1..=10).contains(&s.repetitions) {
-            return Err(self.invalid(
-                "send.repetitions",
-                format!("must be from 1 to 10, got {}", s.repetitions),
-            ));
-        }
-        if s.repetition_spacing_ms > 600_000 {
-            return Err(self.invalid(
-                "send.repetition_spacing_ms",
-                format!(
-                    "must be at most 600000 (10 minutes), got {}",
-                    s.repetition_spacing_ms
-                ),
-            ));
-        }
-        if !(1..=3600).contains(&s.heartbeat_secs) {
-            return Err(self.invalid(
-                "send.heartbeat_secs",
-                format!("must be from 1 to 3600, got {}", s.heartbeat_secs),
-            ));
-        }
-        if s.carousel_secs != 0 && s.carousel_secs < 10 {
-            return Err(self.invalid(
-                "send.carousel_secs",
-                format!("must be 0 (off) or at least 10, got {}", s.carousel_secs),
-            ));
-        }
-        if s.pacing_bytes_per_sec != 0 && s.pacing_bytes_per_sec < 100 {
-            return Err(self.invalid(
-                "send.pacing_bytes_per_sec",
-                format!(
-                    "must be 0 (off) or at least 100, got {}",
-                    s.pacing_bytes_per_sec
-                ),
-            ));
-        }
-        if self.outbox.log_retention_days == 0 {
-            return Err(self.invalid(
-                "outbox.log_retention_days",
-                "must be at least 1: auditors reconcile against this log",
-            ));
-        }
-        Ok(())
+        Key::new("send.repetitions").range(s.repetitions, 1..=10)?;
+        Key::new("send.repetition_spacing_ms")
+            .unit("ms (10 minutes)")
+            .at_most(s.repetition_spacing_ms, 600_000)?;
+        Key::new("send.heartbeat_secs").range(s.heartbeat_secs, 1..=3600)?;
+        Key::new("send.carousel_secs").off_or_at_least(s.carousel_secs, 10)?;
+        Key::new("send.pacing_bytes_per_sec").off_or_at_least(s.pacing_bytes_per_sec, 100)?;
+        Key::new("outbox.log_retention_days")
+            .why("auditors reconcile against this log")
+            .at_least(self.outbox.log_retention_days, 1)
     }
 
-    fn check_policy(&self) -> Result<(), ConfigError> {
+    fn check_policy(&self) -> Result<(), KeyProblem> {
         let p = &self.policy;
         let max_name = airlock_protocol::limits::MAX_KID;
         for (i, name) in p.claim_allow_list.iter().enumerate() {
             let key = format!("policy.claim_allow_list[{i}]");
             if name.is_empty() || name.len() > max_name {
-                return Err(self.invalid(
-                    &key,
+                return Err(KeyProblem::new(
+                    key,
                     format!("claim names are 1 to {max_name} bytes, got {name:?}"),
                 ));
             }
             if crate::intake::claims::REGISTERED_CLAIMS.contains(&name.as_str()) {
-                return Err(self.invalid(
-                    &key,
+                return Err(KeyProblem::new(
+                    key,
                     format!("{name:?} is a token-protocol claim and never crosses; remove it"),
                 ));
             }
         }
-        if !(1..=3650).contains(&p.max_validity_days) {
-            return Err(self.invalid(
-                "policy.max_validity_days",
-                format!("must be from 1 to 3650, got {}", p.max_validity_days),
-            ));
-        }
-        if !(30..=86_400).contains(&p.ticket_ttl_secs) {
-            return Err(self.invalid(
-                "policy.ticket_ttl_secs",
-                format!("must be from 30 to 86400, got {}", p.ticket_ttl_secs),
-            ));
-        }
-        if !(256..=1_048_576).contains(&p.max_record_bytes) {
-            return Err(self.invalid(
-                "policy.max_record_bytes",
-                format!("must be from 256 to 1048576, got {}", p.max_record_bytes),
-            ));
-        }
+        Key::new("policy.max_validity_days").range(p.max_validity_days, 1..=3650)?;
+        Key::new("policy.ticket_ttl_secs").range(p.ticket_ttl_secs, 30..=86_400)?;
+        Key::new("policy.max_record_bytes").range(p.max_record_bytes, 256..=1_048_576)?;
         let mut seen = BTreeSet::new();
         for (i, rule) in p.issuers.iter().enumerate() {
             if rule.issuer.is_empty() || rule.issuer.len() > airlock_protocol::limits::MAX_TEXT {
-                return Err(self.invalid(
-                    &format!("policy.issuers[{i}].issuer"),
+                return Err(KeyProblem::new(
+                    format!("policy.issuers[{i}].issuer"),
                     "must be the issuer URL exactly as in its tokens (1 to 512 bytes)",
                 ));
             }
             if !seen.insert(rule.issuer.as_str()) {
-                return Err(self.invalid(
-                    &format!("policy.issuers[{i}].issuer"),
+                return Err(KeyProblem::new(
+                    format!("policy.issuers[{i}].issuer"),
                     format!("{:?} is listed twice; merge the two entries", rule.issuer),
                 ));
             }
             for (j, d) in rule.email_domains.iter().enumerate() {
                 if d.is_empty() || d.contains('@') {
-                    return Err(self.invalid(
-                        &format!("policy.issuers[{i}].email_domains[{j}]"),
+                    return Err(KeyProblem::new(
+                        format!("policy.issuers[{i}].email_domains[{j}]"),
                         format!("must be a bare domain such as \"example.com\", got {d:?}"),
                     ));
                 }
@@ -605,13 +481,13 @@ impl Config {
         Ok(())
     }
 
-    fn check_trusted_issuers(&self) -> Result<(), ConfigError> {
+    fn check_trusted_issuers(&self) -> Result<(), KeyProblem> {
         let mut seen = BTreeSet::new();
         for (i, t) in self.trusted_issuers.iter().enumerate() {
             let key = format!("trusted_issuers[{i}].issuer");
             if !self.policy.issuers.iter().any(|p| p.issuer == t.issuer) {
-                return Err(self.invalid(
-                    &key,
+                return Err(KeyProblem::new(
+                    key,
                     format!(
                         "{:?} has no [[policy.issuers]] entry; add one, or its tokens could never pass policy",
                         t.issuer
@@ -619,20 +495,18 @@ impl Config {
                 ));
             }
             if !seen.insert(t.issuer.as_str()) {
-                return Err(self.invalid(&key, format!("{:?} is listed twice", t.issuer)));
+                return Err(KeyProblem::new(
+                    key,
+                    format!("{:?} is listed twice", t.issuer),
+                ));
             }
             if t.audience.is_empty() {
-                return Err(self.invalid(
-                    &format!("trusted_issuers[{i}].audience"),
-                    "must be the client id the tokens are issued to",
+                return Err(KeyProblem::missing(
+                    format!("trusted_issuers[{i}].audience"),
+                    "set the client id the tokens are issued to",
                 ));
             }
-            if t.leeway_secs > 600 {
-                return Err(self.invalid(
-                    &format!("trusted_issuers[{i}].leeway_secs"),
-                    format!("must be at most 600, got {}", t.leeway_secs),
-                ));
-            }
+            Key::new(format!("trusted_issuers[{i}].leeway_secs")).at_most(t.leeway_secs, 600)?;
         }
         Ok(())
     }

@@ -21,7 +21,6 @@ pub mod cli;
 pub mod clock;
 pub mod committer;
 pub mod config;
-pub mod config_error;
 pub mod cores;
 pub mod daemon;
 pub mod engine;

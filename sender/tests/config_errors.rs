@@ -125,7 +125,7 @@ fn link_values_are_range_checked() {
     let udp = "[link.udp]\ntarget = \"127.0.0.1:7400\"";
     expect_error(
         &replace(udp, &format!("[link]\nmtu = 20\n{udp}")),
-        &["key `link.mtu`", "between"],
+        &["key `link.mtu`", "to 65507 bytes, got 20"],
     );
     expect_error(
         &replace(udp, &format!("[link]\nmax_block_bytes = 10000000\n{udp}")),

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use airlock_daemon::config_check::{Key, KeyProblem};
 use serde::Deserialize;
 
 use crate::oidc::http::client_addr::Cidr;
@@ -270,21 +271,6 @@ mod defaults {
     }
 }
 
-/// A setting of the `[oidc]` section that cannot work; the message names the key.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("oidc.{key}: {problem}")]
-pub struct OidcConfigError {
-    pub key: String,
-    pub problem: String,
-}
-
-fn bad(key: impl Into<String>, problem: impl Into<String>) -> OidcConfigError {
-    OidcConfigError {
-        key: key.into(),
-        problem: problem.into(),
-    }
-}
-
 impl OidcConfig {
     /// How long an old signing key stays published after its successor starts signing:
     /// until every token it signed has expired, plus five minutes of clock skew.
@@ -300,7 +286,7 @@ impl OidcConfig {
     }
 
     /// Checks everything serde cannot: URLs, pairs of settings, duplicate clients.
-    pub fn validate(&self) -> Result<(), OidcConfigError> {
+    pub fn validate(&self) -> Result<(), KeyProblem> {
         check_url("issuer", &self.issuer)?;
         let authority = self
             .issuer
@@ -308,23 +294,26 @@ impl OidcConfig {
             .map(|(_, a)| a)
             .unwrap_or_default();
         if authority.contains('/') || authority.contains('?') || authority.contains('#') {
-            return Err(bad(
+            return Err(KeyProblem::new(
                 "issuer",
                 "must be scheme://host[:port] with no path, query or fragment",
             ));
         }
         if self.tls_cert.is_some() && !self.issuer.starts_with("https://") {
-            return Err(bad(
+            return Err(KeyProblem::new(
                 "issuer",
                 "must start with https:// when tls_cert is set",
             ));
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
-                return Err(bad("tls_cert", "set both tls_cert and tls_key, or neither"));
+                return Err(KeyProblem::new(
+                    "tls_cert",
+                    "set both tls_cert and tls_key, or neither",
+                ));
             }
             (None, None) if !self.allow_plain_http => {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     "tls_cert",
                     "no TLS certificate configured: set tls_cert and tls_key, or allow_plain_http = true for loopback tests",
                 ));
@@ -345,29 +334,25 @@ impl OidcConfig {
             ),
             ("lockout_secs", self.lockout_secs),
         ] {
-            if v == 0 {
-                return Err(bad(key, "must be greater than 0"));
-            }
+            Key::new(key).unit("seconds").at_least(v, 1)?;
         }
-        if self.code_lifetime_secs > 600 {
-            return Err(bad(
-                "code_lifetime_secs",
-                "authorization codes must live at most 600 s",
-            ));
-        }
-        if self.max_client_auth_failures_per_client == 0
-            || self.max_client_auth_failures_per_address == 0
-        {
-            return Err(bad(
+        Key::new("code_lifetime_secs")
+            .unit("seconds")
+            .why("authorization codes are short-lived")
+            .at_most(self.code_lifetime_secs, 600)?;
+        for (key, v) in [
+            (
                 "max_client_auth_failures_per_client",
-                "client authentication limits must be at least 1",
-            ));
-        }
-        if self.max_attempts_per_locator == 0 || self.max_attempts_per_address == 0 {
-            return Err(bad(
-                "max_attempts_per_locator",
-                "attempt limits must be at least 1",
-            ));
+                self.max_client_auth_failures_per_client,
+            ),
+            (
+                "max_client_auth_failures_per_address",
+                self.max_client_auth_failures_per_address,
+            ),
+            ("max_attempts_per_locator", self.max_attempts_per_locator),
+            ("max_attempts_per_address", self.max_attempts_per_address),
+        ] {
+            Key::new(key).at_least(v, 1)?;
         }
         for (key, v) in [
             ("max_pending_per_address", self.max_pending_per_address),
@@ -375,66 +360,42 @@ impl OidcConfig {
             ("max_codes_per_session", self.max_codes_per_session),
             ("max_connections", self.max_connections),
         ] {
-            if v == 0 {
-                return Err(bad(key, "must be at least 1"));
-            }
+            Key::new(key).at_least(v, 1)?;
         }
         for (key, v) in [
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("request_timeout_secs", self.request_timeout_secs),
         ] {
-            if !(1..=600).contains(&v) {
-                return Err(bad(key, format!("must be from 1 to 600 seconds, got {v}")));
-            }
+            Key::new(key).unit("seconds").range(v, 1..=600)?;
         }
         let interval = u64::from(self.key_rotation_interval_days).saturating_mul(86_400);
         let cycle = self
             .key_rotation_delay_secs
             .saturating_add(self.key_overlap_secs());
         if self.key_rotation_interval_days > 0 && interval <= cycle {
-            return Err(bad(
+            return Err(KeyProblem::new(
                 "key_rotation_interval_days",
                 format!(
                     "must be longer than key_rotation_delay_secs plus the longest token lifetime ({cycle} s), or 0 for no scheduled rotation"
                 ),
             ));
         }
-        if !(1..=20).contains(&self.backchannel_logout_attempts) {
-            return Err(bad(
-                "backchannel_logout_attempts",
-                format!(
-                    "must be from 1 (no retries) to 20, got {}",
-                    self.backchannel_logout_attempts
-                ),
-            ));
-        }
-        if !(10..=60_000).contains(&self.backchannel_logout_first_retry_ms) {
-            return Err(bad(
-                "backchannel_logout_first_retry_ms",
-                format!(
-                    "must be from 10 to 60000, got {}",
-                    self.backchannel_logout_first_retry_ms
-                ),
-            ));
-        }
-        if !(1..=1_000_000).contains(&self.backchannel_outbox_max) {
-            return Err(bad(
-                "backchannel_outbox_max",
-                format!(
-                    "must be from 1 to 1000000, got {}",
-                    self.backchannel_outbox_max
-                ),
-            ));
-        }
+        Key::new("backchannel_logout_attempts")
+            .why("1 is no retries")
+            .range(self.backchannel_logout_attempts, 1..=20)?;
+        Key::new("backchannel_logout_first_retry_ms")
+            .unit("ms")
+            .range(self.backchannel_logout_first_retry_ms, 10..=60_000)?;
+        Key::new("backchannel_outbox_max").range(self.backchannel_outbox_max, 1..=1_000_000)?;
         for (i, t) in self.trusted_proxies.iter().enumerate() {
             if let Err(e) = Cidr::parse(t) {
-                return Err(bad(format!("trusted_proxies[{i}]"), e));
+                return Err(KeyProblem::new(format!("trusted_proxies[{i}]"), e));
             }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             if !seen.insert(c.client_id.as_str()) {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     format!("clients[{i}].client_id"),
                     format!("duplicate client_id {:?}", c.client_id),
                 ));
@@ -445,7 +406,7 @@ impl OidcConfig {
                 .is_some_and(|u| u.starts_with("https://"))
                 && self.backchannel_ca_file.is_none()
             {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     "backchannel_ca_file",
                     format!(
                         "clients[{i}].backchannel_logout_uri is https://: set backchannel_ca_file to the PEM bundle \
@@ -454,10 +415,8 @@ impl OidcConfig {
                 ));
             }
         }
-        self.passkeys
-            .validate()
-            .map_err(|e| bad(e.key, e.problem))?;
-        self.device.validate().map_err(|e| bad(e.key, e.problem))?;
+        self.passkeys.validate()?;
+        self.device.validate()?;
         Ok(())
     }
 
@@ -492,20 +451,23 @@ impl OidcConfig {
 }
 
 impl ClientConfig {
-    fn validate(&self, i: usize) -> Result<(), OidcConfigError> {
+    fn validate(&self, i: usize) -> Result<(), KeyProblem> {
         let at = |k: &str| format!("clients[{i}].{k}");
         if self.client_id.is_empty() || self.client_id.len() > 200 {
-            return Err(bad(at("client_id"), "must be 1 to 200 characters"));
+            return Err(KeyProblem::new(
+                at("client_id"),
+                "must be 1 to 200 characters",
+            ));
         }
         match (&self.client_secret_hash, self.public) {
             (Some(_), true) => {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     at("public"),
                     "a public client has no client_secret_hash",
                 ));
             }
             (None, false) => {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     at("client_secret_hash"),
                     "set an argon2id hash (`airlock-receiver hash-secret`) or public = true",
                 ));
@@ -515,7 +477,7 @@ impl ClientConfig {
                     .map(|p| p.algorithm.as_str() != "argon2id")
                     .unwrap_or(true)
                 {
-                    return Err(bad(
+                    return Err(KeyProblem::new(
                         at("client_secret_hash"),
                         "must be an argon2id PHC string ($argon2id$...)",
                     ));
@@ -524,14 +486,14 @@ impl ClientConfig {
             (None, true) => {}
         }
         if self.grant_types.is_empty() {
-            return Err(bad(
+            return Err(KeyProblem::new(
                 at("grant_types"),
                 "at least one grant type is required",
             ));
         }
         for g in &self.grant_types {
             if !GRANT_TYPES.contains(&g.as_str()) {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     at("grant_types"),
                     format!(
                         "unknown grant type {g:?}; known: {}",
@@ -541,7 +503,7 @@ impl ClientConfig {
             }
         }
         if self.redirect_uris.is_empty() && self.allows_grant("authorization_code") {
-            return Err(bad(
+            return Err(KeyProblem::new(
                 at("redirect_uris"),
                 "at least one redirect URI is required (or leave authorization_code out of grant_types)",
             ));
@@ -549,7 +511,7 @@ impl ClientConfig {
         for u in &self.redirect_uris {
             check_url(&at("redirect_uris"), u)?;
             if u.contains('#') {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     at("redirect_uris"),
                     format!("{u:?} must not contain a fragment"),
                 ));
@@ -561,12 +523,12 @@ impl ClientConfig {
         if let Some(u) = &self.backchannel_logout_uri {
             check_url(&at("backchannel_logout_uri"), u)?;
             crate::oidc::backchannel::check_uri(u)
-                .map_err(|e| bad(at("backchannel_logout_uri"), e))?;
+                .map_err(|e| KeyProblem::new(at("backchannel_logout_uri"), e))?;
         }
         self.validate_client_credentials(i)?;
         for s in &self.scopes {
             if !SUPPORTED_SCOPES.contains(&s.as_str()) {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     at("scopes"),
                     format!(
                         "unknown scope {s:?}; known: {}",
@@ -580,7 +542,7 @@ impl ClientConfig {
 
     /// The `client_credentials_*` keys: only for confidential clients, scope tokens as
     /// RFC 6749 §3.3 allows them and no user scope, an audience for every grant.
-    fn validate_client_credentials(&self, i: usize) -> Result<(), OidcConfigError> {
+    fn validate_client_credentials(&self, i: usize) -> Result<(), KeyProblem> {
         let at = |k: &str| format!("clients[{i}].{k}");
         let (scopes, audience) = (
             &self.client_credentials_scopes,
@@ -591,19 +553,19 @@ impl ClientConfig {
             return Ok(());
         }
         if self.public {
-            return Err(bad(
+            return Err(KeyProblem::new(
                 at("client_credentials_scopes"),
                 "a public client cannot use the client_credentials grant (it has no secret); remove the key or make the client confidential",
             ));
         }
         if !listed {
-            return Err(bad(
+            return Err(KeyProblem::new(
                 at("grant_types"),
                 "client_credentials_scopes/_audience are set: add \"client_credentials\" to grant_types (or remove them)",
             ));
         }
         if scopes.is_empty() {
-            return Err(bad(
+            return Err(KeyProblem::new(
                 at("client_credentials_scopes"),
                 "set the scopes the client may be granted along with client_credentials_audience",
             ));
@@ -614,7 +576,7 @@ impl ClientConfig {
                 && s.bytes()
                     .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
             if !token_ok {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     at("client_credentials_scopes"),
                     format!(
                         "{s:?} is not a scope token (1 to 128 printable ASCII characters, no space, quote or backslash)"
@@ -622,14 +584,14 @@ impl ClientConfig {
                 ));
             }
             if SUPPORTED_SCOPES.contains(&s.as_str()) {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     at("client_credentials_scopes"),
                     format!("{s:?} is a user scope; a client_credentials token carries no user"),
                 ));
             }
         }
         if audience.is_empty() {
-            return Err(bad(
+            return Err(KeyProblem::new(
                 at("client_credentials_audience"),
                 "name at least one resource server (its URI or id) the tokens are for",
             ));
@@ -639,7 +601,7 @@ impl ClientConfig {
                 || a.len() > 512
                 || a.chars().any(|c| c.is_whitespace() || c.is_control())
             {
-                return Err(bad(
+                return Err(KeyProblem::new(
                     at("client_credentials_audience"),
                     format!("{a:?} must be 1 to 512 characters without spaces"),
                 ));
@@ -677,14 +639,17 @@ impl ClientConfig {
     }
 }
 
-fn check_url(key: &str, u: &str) -> Result<(), OidcConfigError> {
+fn check_url(key: &str, u: &str) -> Result<(), KeyProblem> {
     let ok = (u.starts_with("https://") || u.starts_with("http://"))
         && u.len() <= 2000
         && !u.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(())
     } else {
-        Err(bad(key, format!("{u:?} is not an absolute http(s) URL")))
+        Err(KeyProblem::new(
+            key,
+            format!("{u:?} is not an absolute http(s) URL"),
+        ))
     }
 }
 

@@ -8,6 +8,7 @@
 //! short by design (8 letters, about 34.6 bits) and protected by its lifetime and the
 //! failure limit per client address, not by its length.
 
+use airlock_daemon::config_check::{Key, KeyProblem};
 use serde::Deserialize;
 
 /// The grant type of the token request (RFC 8628 § 3.4).
@@ -52,60 +53,21 @@ impl Default for DeviceConfig {
     }
 }
 
-/// A bad `[oidc.device]` value: the key (below `device.`) and what is allowed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceConfigError {
-    pub key: String,
-    pub problem: String,
-}
-
 impl DeviceConfig {
-    pub fn validate(&self) -> Result<(), DeviceConfigError> {
-        let bad = |key: &str, problem: String| {
-            Err(DeviceConfigError {
-                key: format!("device.{key}"),
-                problem,
-            })
-        };
-        if !(60..=1800).contains(&self.code_lifetime_secs) {
-            return bad(
-                "code_lifetime_secs",
-                format!(
-                    "must be from 60 to 1800 seconds, got {}",
-                    self.code_lifetime_secs
-                ),
-            );
-        }
-        if !(1..=60).contains(&self.poll_interval_secs) {
-            return bad(
-                "poll_interval_secs",
-                format!(
-                    "must be from 1 to 60 seconds, got {}",
-                    self.poll_interval_secs
-                ),
-            );
-        }
-        for (k, v) in [
-            ("max_pending_per_address", self.max_pending_per_address),
-            ("max_pending_total", self.max_pending_total),
-            (
-                "max_user_code_failures_per_address",
-                self.max_user_code_failures_per_address,
-            ),
-        ] {
-            if v == 0 {
-                return bad(k, "must be at least 1".into());
-            }
-        }
-        if self.max_user_code_failures_per_address > 1000 {
-            return bad(
-                "max_user_code_failures_per_address",
-                format!(
-                    "must be at most 1000 (it bounds guessing of 8-letter codes), got {}",
-                    self.max_user_code_failures_per_address
-                ),
-            );
-        }
+    /// Checks every key; the error names the one at fault (below `oidc.`).
+    pub fn validate(&self) -> Result<(), KeyProblem> {
+        let key = |k: &str| Key::new(format!("device.{k}"));
+        key("code_lifetime_secs")
+            .unit("seconds")
+            .range(self.code_lifetime_secs, 60..=1800)?;
+        key("poll_interval_secs")
+            .unit("seconds")
+            .range(self.poll_interval_secs, 1..=60)?;
+        key("max_pending_per_address").at_least(self.max_pending_per_address, 1)?;
+        key("max_pending_total").at_least(self.max_pending_total, 1)?;
+        key("max_user_code_failures_per_address")
+            .why("it bounds guessing of 8-letter codes")
+            .range(self.max_user_code_failures_per_address, 1..=1000)?;
         Ok(())
     }
 }

@@ -1,14 +1,14 @@
 //! Errors of the OpenID provider layer.
 
-use crate::oidc::config::OidcConfigError;
 use crate::oidc::directory::DirectoryError;
+use airlock_daemon::config_check::KeyProblem;
 
 /// Everything that can go wrong inside the provider (not protocol errors a client
 /// caused: those are [`crate::oidc::http::OAuthError`] answers).
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
     #[error("invalid [oidc] configuration: {0}")]
-    Config(#[from] OidcConfigError),
+    Config(#[from] KeyProblem),
     #[error("OIDC store: {0}")]
     Store(String),
     #[error(transparent)]

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config_error::ConfigError;
+use airlock_daemon::config_check::{ConfigError, Key, KeyProblem};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,72 +126,43 @@ pub const CALLBACK_PATH: &str = "/callback";
 impl PortalConfig {
     /// Value checks serde cannot express; `file` names the config file in errors.
     pub fn check(&self, file: &Path) -> Result<(), ConfigError> {
-        let bad = |key: String, message: String| ConfigError::Invalid {
-            file: file.to_path_buf(),
-            key,
-            message,
-        };
-        if self.max_connections == 0 {
-            return Err(bad(
-                "portal.max_connections".into(),
-                "must be at least 1".into(),
-            ));
-        }
+        self.check_keys()
+            .map_err(|p| p.under("portal").in_file(file))
+    }
+
+    fn check_keys(&self) -> Result<(), KeyProblem> {
+        Key::new("max_connections").at_least(self.max_connections, 1)?;
         for (key, v) in [
-            (
-                "portal.header_read_timeout_secs",
-                self.header_read_timeout_secs,
-            ),
-            ("portal.request_timeout_secs", self.request_timeout_secs),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
         ] {
-            if !(1..=600).contains(&v) {
-                return Err(bad(
-                    key.into(),
-                    format!("must be from 1 to 600 seconds, got {v}"),
-                ));
-            }
+            Key::new(key).unit("seconds").range(v, 1..=600)?;
         }
         if self.help_contact.trim().is_empty() {
-            return Err(bad(
-                "portal.help_contact".into(),
-                "name who refused users should ask, e.g. \"the identity team (idm@example.com)\""
-                    .into(),
+            return Err(KeyProblem::new(
+                "help_contact",
+                "name who refused users should ask, e.g. \"the identity team (idm@example.com)\"",
             ));
         }
-        for (key, value, lo, hi) in [
-            ("portal.refresh_secs", self.refresh_secs, 5, 86_400),
-            ("portal.mirror_secs", self.mirror_secs, 60, 7 * 86_400),
-            (
-                "portal.durable_timeout_secs",
-                self.durable_timeout_secs,
-                1,
-                300,
-            ),
-            (
-                "portal.max_token_age_secs",
-                self.max_token_age_secs,
-                30,
-                3600,
-            ),
-        ] {
-            if !(lo..=hi).contains(&value) {
-                return Err(bad(
-                    key.into(),
-                    format!("must be from {lo} to {hi}, got {value}"),
-                ));
-            }
-        }
+        Key::new("refresh_secs").range(self.refresh_secs, 5..=86_400)?;
+        Key::new("mirror_secs").range(self.mirror_secs, 60..=7 * 86_400)?;
+        Key::new("durable_timeout_secs").range(self.durable_timeout_secs, 1..=300)?;
+        Key::new("max_token_age_secs").range(self.max_token_age_secs, 30..=3600)?;
         if self.idps.is_empty() {
-            return Err(bad(
-                "portal.idps".into(),
-                "configure at least one [[portal.idps]] (issuer, client_id, redirect_url)".into(),
+            return Err(KeyProblem::missing(
+                "idps",
+                "configure at least one [[portal.idps]] (issuer, client_id, redirect_url)",
             ));
         }
         for (i, idp) in self.idps.iter().enumerate() {
-            let key = |k: &str| format!("portal.idps[{i}].{k}");
-            self.check_idp(idp).map_err(|(k, m)| bad(key(k), m))?;
+            let key = |k: &str| format!("idps[{i}].{k}");
+            self.check_idp(idp)
+                .map_err(|(k, m)| KeyProblem::new(key(k), m))?;
             if self.idps[..i].iter().any(|o| o.name == idp.name) {
-                return Err(bad(key("name"), format!("{:?} is used twice", idp.name)));
+                return Err(KeyProblem::new(
+                    key("name"),
+                    format!("{:?} is used twice", idp.name),
+                ));
             }
         }
         Ok(())
@@ -299,18 +270,23 @@ impl IdpConfig {
         } else {
             path.clone()
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+        let key = format!("portal.idps[{}].client_secret_file", self.name);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::KeyFile {
             file: config_file.to_path_buf(),
-            key: format!("portal.idps[{}].client_secret_file", self.name),
-            message: format!("cannot read {}: {e}", path.display()),
+            key: key.clone(),
+            path: path.clone(),
+            source,
         })?;
         let secret = text.trim().to_string();
         if secret.is_empty() {
-            return Err(ConfigError::Invalid {
-                file: config_file.to_path_buf(),
-                key: format!("portal.idps[{}].client_secret_file", self.name),
-                message: format!("{} is empty", path.display()),
-            });
+            return Err(KeyProblem::new(
+                key,
+                format!(
+                    "{} is empty: put the client secret the IdP issued into it",
+                    path.display()
+                ),
+            )
+            .in_file(config_file));
         }
         Ok(Some(secret))
     }

@@ -1,5 +1,6 @@
 //! The `[oidc.passkeys]` section: whether passkeys are offered and the policy they obey.
 
+use airlock_daemon::config_check::{Key, KeyProblem};
 use serde::Deserialize;
 
 /// User verification asked of the authenticator (WebAuthn `userVerification`).
@@ -67,29 +68,15 @@ impl Default for PasskeyConfig {
     }
 }
 
-/// A key of `[oidc.passkeys]` that cannot work (the caller prefixes the section).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PasskeyConfigError {
-    pub key: String,
-    pub problem: String,
-}
-
-fn bad(key: &str, problem: impl Into<String>) -> PasskeyConfigError {
-    PasskeyConfigError {
-        key: format!("passkeys.{key}"),
-        problem: problem.into(),
-    }
+/// A key of `[oidc.passkeys]` that cannot work (the caller prefixes `oidc.`).
+fn bad(key: &str, problem: impl Into<String>) -> KeyProblem {
+    KeyProblem::new(format!("passkeys.{key}"), problem)
 }
 
 impl PasskeyConfig {
     /// Checks every key; the error names the one at fault.
-    pub fn validate(&self) -> Result<(), PasskeyConfigError> {
-        if !(1..=100).contains(&self.max_per_user) {
-            return Err(bad(
-                "max_per_user",
-                format!("must be from 1 to 100, got {}", self.max_per_user),
-            ));
-        }
+    pub fn validate(&self) -> Result<(), KeyProblem> {
+        Key::new("passkeys.max_per_user").range(self.max_per_user, 1..=100)?;
         for (key, v, max) in [
             (
                 "lifetime_cap_secs",
@@ -109,19 +96,14 @@ impl PasskeyConfig {
             ),
             ("ceremony_timeout_secs", self.ceremony_timeout_secs, 600),
         ] {
-            if v == 0 || v > max {
-                return Err(bad(
-                    key,
-                    format!("must be from 1 to {max} seconds, got {v}"),
-                ));
-            }
+            Key::new(format!("passkeys.{key}"))
+                .unit("seconds")
+                .range(v, 1..=max)?;
         }
-        if self.ceremony_timeout_secs < 30 {
-            return Err(bad(
-                "ceremony_timeout_secs",
-                "must be at least 30 seconds: people need time to find and touch their authenticator",
-            ));
-        }
+        Key::new("passkeys.ceremony_timeout_secs")
+            .unit("seconds")
+            .why("people need time to find and touch their authenticator")
+            .at_least(self.ceremony_timeout_secs, 30)?;
         if self.ticket_only_lifetime_secs > self.lifetime_cap_secs {
             return Err(bad(
                 "ticket_only_lifetime_secs",

@@ -12,8 +12,8 @@ use webauthn_rs_core::proto::{
     UserVerificationPolicy,
 };
 
-use crate::oidc::config::OidcConfigError;
 use crate::oidc::passkey::config::{AttestationPreference, PasskeyConfig, UserVerification};
+use airlock_daemon::config_check::KeyProblem;
 
 /// Largest WebAuthn response accepted (a passkey response is well under 2 KiB; an
 /// attestation with a certificate chain a few KiB).
@@ -159,16 +159,14 @@ fn json_err(e: serde_json::Error) -> Refusal {
 }
 
 impl RelyingParty {
-    pub fn new(issuer: &str, cfg: &PasskeyConfig) -> Result<Self, OidcConfigError> {
-        let url = url::Url::parse(issuer).map_err(|e| OidcConfigError {
-            key: "issuer".into(),
-            problem: format!("not a URL ({e})"),
-        })?;
+    pub fn new(issuer: &str, cfg: &PasskeyConfig) -> Result<Self, KeyProblem> {
+        let url = url::Url::parse(issuer)
+            .map_err(|e| KeyProblem::new("oidc.issuer", format!("not a URL ({e})")))?;
         let Some(host) = url.host_str().map(str::to_string) else {
-            return Err(OidcConfigError {
-                key: "issuer".into(),
-                problem: "has no host: passkeys need one as their relying-party id".into(),
-            });
+            return Err(KeyProblem::new(
+                "oidc.issuer",
+                "has no host: passkeys need one as their relying-party id",
+            ));
         };
         if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
             tracing::warn!(

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_daemon::config_check::{Key, KeyProblem};
 use serde::Deserialize;
 
 use crate::store::StoreError;
@@ -59,17 +60,8 @@ pub enum TlsMode {
 }
 
 /// A problem in `[store.postgres]`: the key (below `store.postgres.`) and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingsProblem {
-    pub key: &'static str,
-    pub problem: String,
-}
-
-fn problem(key: &'static str, p: impl Into<String>) -> SettingsProblem {
-    SettingsProblem {
-        key,
-        problem: p.into(),
-    }
+fn problem(key: &'static str, p: impl Into<String>) -> KeyProblem {
+    KeyProblem::new(key, p)
 }
 
 impl PostgresConfig {
@@ -101,7 +93,7 @@ impl PostgresConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), SettingsProblem> {
+    pub fn validate(&self) -> Result<(), KeyProblem> {
         match (&self.url, &self.host) {
             (Some(_), Some(_)) => {
                 return Err(problem(
@@ -133,12 +125,10 @@ impl PostgresConfig {
                 ));
             }
         }
-        if self.pool_size < 2 || self.pool_size > 1000 {
-            return Err(problem("pool_size", "must be between 2 and 1000"));
-        }
-        if self.connect_timeout_secs == 0 {
-            return Err(problem("connect_timeout_secs", "must be greater than 0"));
-        }
+        Key::new("pool_size").range(self.pool_size, 2..=1000)?;
+        Key::new("connect_timeout_secs")
+            .unit("seconds")
+            .at_least(self.connect_timeout_secs, 1)?;
         if self.tls == TlsMode::Require && self.ca_file.is_none() {
             return Err(problem(
                 "ca_file",
