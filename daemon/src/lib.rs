@@ -9,3 +9,4 @@ pub mod config_check;
 pub mod cookie;
 pub mod html;
 pub mod listener;
+pub mod metrics_text;

@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use crate::apply::{AcceptedFrame, Applied, Ledger, Outcome, apply_batch};
 use crate::frame_log::Verdict;
-use crate::metrics::{Metrics, RateLimiter};
+use crate::metrics::{FrameRejection, Metrics, RateLimiter};
 use crate::store::records::{GapState, KeySet};
 use crate::store::{SeqRecord, Store, StoreError, Table, seq_key};
 use crate::trust_set::{BaseTrust, TrustError};
@@ -497,7 +497,7 @@ impl<S: Store> Ingest<S> {
     /// Counts a refused frame under its reason label and logs it (rate-limited) with the
     /// same word: the one place both happen.
     fn refuse(&mut self, inc: &Incoming, e: &OpenError) {
-        self.metrics.reject(e.reason());
+        self.metrics.reject(FrameRejection::from(e));
         if self.limiter.allow(inc.received_at_ms) {
             let digest = Sha256::digest(&inc.sealed);
             tracing::warn!(
@@ -537,7 +537,7 @@ impl<S: Store> Ingest<S> {
                 }
                 Outcome::Replay => {
                     report.rejected += 1;
-                    self.metrics.reject("replay");
+                    self.metrics.reject(FrameRejection::Replay);
                 }
             }
         }

@@ -3,58 +3,63 @@
 //! The endpoint answers every request with the metrics (GET /metrics or any path) and
 //! closes the connection; there is nothing else to serve, so no HTTP framework is needed.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use airlock_daemon::metrics_text::{Exposition, Kind, Metric};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 macro_rules! metrics {
-    ($($name:ident : $kind:literal, $help:literal;)*) => {
+    ($($name:ident : $kind:ident, $help:literal;)*) => {
         /// Every metric the sender exports; names are `airlock_sender_<field>`.
         #[derive(Debug, Default)]
         pub struct Metrics { $(pub $name: AtomicU64,)* }
 
         impl Metrics {
+            /// One row per metric: name, type, help and the value now.
+            pub fn table(&self) -> Vec<Metric<'static>> {
+                vec![$(Metric {
+                    name: concat!("airlock_sender_", stringify!($name)),
+                    kind: Kind::$kind,
+                    help: Some($help),
+                    value: self.$name.load(Relaxed),
+                },)*]
+            }
+
             /// Prometheus text exposition format 0.0.4.
             pub fn render(&self) -> String {
-                let mut out = String::new();
-                $(
-                    let name = concat!("airlock_sender_", stringify!($name));
-                    let _ = writeln!(out, "# HELP {name} {}", $help);
-                    let _ = writeln!(out, "# TYPE {name} {}", $kind);
-                    let _ = writeln!(out, "{name} {}", self.$name.load(Relaxed));
-                )*
-                out
+                let mut out = Exposition::with_capacity(4096);
+                out.metrics(&self.table());
+                out.finish()
             }
         }
     };
 }
 
 metrics! {
-    records_ingested_total: "counter", "Accepted records moved from the spool into the outbox.";
-    frames_sealed_total: "counter", "Frames signed, logged and handed to the link (new seqs).";
-    provision_frames_total: "counter", "Provision frames sealed (carousel included).";
-    revoke_frames_total: "counter", "Revoke frames sealed.";
-    ticket_frames_total: "counter", "LoginTicket frames sealed.";
-    heartbeat_frames_total: "counter", "Heartbeat frames sealed.";
-    carousel_frames_total: "counter", "Provision frames re-sealed by the carousel.";
-    expired_dropped_total: "counter", "Queued records dropped unsent because they expired while waiting.";
-    frames_resent_total: "counter", "Logged frames re-encrypted and sent again (resend command or restart).";
-    frame_repeats_total: "counter", "Extra repetitions of frames sent.";
-    blocks_sent_total: "counter", "Blocks FEC-encoded and sent.";
-    datagrams_sent_total: "counter", "Datagrams written to the link.";
-    bytes_sent_total: "counter", "Bytes written to the link (after COBS on serial).";
-    send_errors_total: "counter", "Datagrams the link refused to send.";
-    spool_errors_total: "counter", "Spool files that could not be read (moved aside as .damaged).";
-    storage_errors_total: "counter", "Outbox storage failures.";
-    pending_records: "gauge", "Accepted records waiting to be sealed.";
-    last_seq: "gauge", "The last seq sealed.";
-    sent_through_seq: "gauge", "Highest seq whose first transmission has left the sender.";
-    pacing_bytes_per_second: "gauge", "Configured pacing rate (0 = off).";
-    backup_last_timestamp_seconds: "gauge", "Unix time of the last completed `airlock-sender backup` (0 = none; kept in data_dir/last-backup.json across restarts).";
+    records_ingested_total: Counter, "Accepted records moved from the spool into the outbox.";
+    frames_sealed_total: Counter, "Frames signed, logged and handed to the link (new seqs).";
+    provision_frames_total: Counter, "Provision frames sealed (carousel included).";
+    revoke_frames_total: Counter, "Revoke frames sealed.";
+    ticket_frames_total: Counter, "LoginTicket frames sealed.";
+    heartbeat_frames_total: Counter, "Heartbeat frames sealed.";
+    carousel_frames_total: Counter, "Provision frames re-sealed by the carousel.";
+    expired_dropped_total: Counter, "Queued records dropped unsent because they expired while waiting.";
+    frames_resent_total: Counter, "Logged frames re-encrypted and sent again (resend command or restart).";
+    frame_repeats_total: Counter, "Extra repetitions of frames sent.";
+    blocks_sent_total: Counter, "Blocks FEC-encoded and sent.";
+    datagrams_sent_total: Counter, "Datagrams written to the link.";
+    bytes_sent_total: Counter, "Bytes written to the link (after COBS on serial).";
+    send_errors_total: Counter, "Datagrams the link refused to send.";
+    spool_errors_total: Counter, "Spool files that could not be read (moved aside as .damaged).";
+    storage_errors_total: Counter, "Outbox storage failures.";
+    pending_records: Gauge, "Accepted records waiting to be sealed.";
+    last_seq: Gauge, "The last seq sealed.";
+    sent_through_seq: Gauge, "Highest seq whose first transmission has left the sender.";
+    pacing_bytes_per_second: Gauge, "Configured pacing rate (0 = off).";
+    backup_last_timestamp_seconds: Gauge, "Unix time of the last completed `airlock-sender backup` (0 = none; kept in data_dir/last-backup.json across restarts).";
 }
 
 impl Metrics {

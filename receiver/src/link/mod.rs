@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::config::LinkConfig;
 use crate::ingest::Incoming;
-use crate::metrics::{Metrics, RateLimiter};
+use crate::metrics::{LinkRefusal, Metrics, RateLimiter};
 
 #[derive(Debug, Error)]
 pub enum LinkIoError {
@@ -84,7 +84,7 @@ impl LinkIngress {
             self.refuse(
                 bytes,
                 source,
-                "oversize_datagram",
+                LinkRefusal::OversizeDatagram,
                 "datagram larger than link.datagram_size",
             );
             return Ok(());
@@ -109,17 +109,17 @@ impl LinkIngress {
                         .map_err(|_| LinkIoError::IngestGone)?;
                 }
             }
-            Err(e) => self.refuse(bytes, source, e.reason(), &e.to_string()),
+            Err(e) => self.refuse(bytes, source, LinkRefusal::from(&e), &e.to_string()),
         }
         Ok(())
     }
 
-    /// Counts a refused datagram under `reason` (one of [`crate::metrics::LINK_REASONS`])
-    /// and logs it, rate-limited, with the same word and the datagram's source and SHA-256
+    /// Counts a refused datagram under `reason` and logs it, rate-limited, with the same word and the datagram's source and SHA-256
     /// prefix. Every link refusal goes through here, so the metric label and the log line
     /// cannot disagree.
-    pub fn refuse(&mut self, bytes: &[u8], source: &str, reason: &'static str, detail: &str) {
-        self.metrics.link_error(reason);
+    pub fn refuse(&mut self, bytes: &[u8], source: &str, why: LinkRefusal, detail: &str) {
+        self.metrics.link_error(why);
+        let reason = why.label();
         if self.limiter.allow(now_ms()) {
             let digest = Sha256::digest(bytes);
             tracing::warn!(
@@ -198,8 +198,8 @@ mod tests {
         for d in &datagrams {
             ingress.datagram(d, "192.0.2.1:9").await.unwrap();
         }
-        ingress.refuse(b"x", "192.0.2.9:9", "source_not_allowed", "test");
-        ingress.refuse(&[], "/dev/null", "cobs", "test");
+        ingress.refuse(b"x", "192.0.2.9:9", LinkRefusal::SourceNotAllowed, "test");
+        ingress.refuse(&[], "/dev/null", LinkRefusal::Cobs, "test");
 
         let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
         let logged: Vec<&str> = text

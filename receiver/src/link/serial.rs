@@ -8,6 +8,7 @@ use tokio_serial::SerialPortBuilderExt;
 
 use super::{LinkIngress, LinkIoError};
 use crate::config::SerialConfig;
+use crate::metrics::LinkRefusal;
 
 /// Opens the device as configured.
 pub fn open(cfg: &SerialConfig) -> Result<tokio_serial::SerialStream, LinkIoError> {
@@ -54,7 +55,9 @@ pub async fn run(
                     for item in deframer.push(buf.get(..n).unwrap_or_default()) {
                         match item {
                             Ok(datagram) => ingress.datagram(&datagram, &source).await?,
-                            Err(e) => ingress.refuse(&[], &source, "cobs", &e.to_string()),
+                            Err(e) => {
+                                ingress.refuse(&[], &source, LinkRefusal::Cobs, &e.to_string())
+                            }
                         }
                     }
                 }
@@ -62,7 +65,7 @@ pub async fn run(
                     ingress.refuse(
                         &[],
                         &source,
-                        "serial_io",
+                        LinkRefusal::SerialIo,
                         &format!("serial read failed: {e}; reopening"),
                     );
                     break;

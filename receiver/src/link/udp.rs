@@ -9,6 +9,7 @@ use tokio::net::UdpSocket;
 use super::source_filter::SourceFilter;
 use super::{LinkIngress, LinkIoError};
 use crate::config::{Ipv6Interface, MulticastJoin, UdpConfig};
+use crate::metrics::LinkRefusal;
 
 /// Binds the socket as configured; warns when the kernel grants less buffer than asked.
 pub fn bind(cfg: &UdpConfig) -> Result<UdpSocket, LinkIoError> {
@@ -100,7 +101,7 @@ pub async fn run(
                     ingress.refuse(
                         bytes,
                         &from.to_string(),
-                        "source_not_allowed",
+                        LinkRefusal::SourceNotAllowed,
                         "source is not in link.udp.allowed_sources",
                     );
                 }

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use crate::oidc::config::ClientConfig;
 use crate::oidc::http::{OAuthError, Params};
 use crate::oidc::login::{CLIENT_AUTH_SLOTS, Limiter, verify_argon2_in};
+use crate::oidc::metrics::Counter;
 use crate::oidc::provider::Provider;
 use crate::oidc::util::{ct_eq, hash_secret, url_decode};
 
@@ -159,14 +160,14 @@ fn limiters(p: &Provider) -> (Limiter<'_>, Limiter<'_>) {
 }
 
 fn locked(p: &Provider, minutes: u64) -> OAuthError {
-    p.metrics().inc("client_auth", "locked");
+    p.metrics().inc(Counter::ClientAuth, "locked");
     OAuthError::invalid_client(format!(
         "too many failed client authentications (for this client or from this address): try again in {minutes} minutes"
     ))
 }
 
 async fn verify(p: &Provider, phc: String, secret: String) -> Result<bool, OAuthError> {
-    p.metrics().inc("client_auth", "argon2");
+    p.metrics().inc(Counter::ClientAuth, "argon2");
     verify_argon2_in(&CLIENT_AUTH_SLOTS, phc, secret)
         .await
         .map_err(OAuthError::server)

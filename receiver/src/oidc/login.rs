@@ -302,8 +302,8 @@ mod reason_tests {
             LoginFailure::UserRevoked,
             LoginFailure::OtherUser,
         ];
-        let (_, exported) = crate::oidc::metrics::ALWAYS_EXPORTED
-            .iter()
+        let (_, exported) = crate::oidc::metrics::always_exported()
+            .into_iter()
             .find(|(name, _)| *name == "login_failures")
             .unwrap();
         for f in failures {

@@ -15,8 +15,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use airlock_daemon::metrics_text::{Exposition, Metric};
+
 use crate::oidc::backchannel::LEASE;
 use crate::oidc::error::OidcError;
+use crate::oidc::metrics::BackchannelOutcome;
 use crate::oidc::provider::Provider;
 use crate::oidc::store::{LogoutDelivery, Session};
 use crate::oidc::tokens;
@@ -68,7 +71,7 @@ impl Provider {
             if self.store().enqueue_logout(&d, max)? {
                 tracing::debug!(client = %client_id, sid = %session.sid, id = %d.id, "back-channel logout queued");
             } else {
-                self.metrics().inc("backchannel_logouts", "dropped");
+                self.metrics().backchannel(BackchannelOutcome::Dropped);
                 tracing::error!(
                     client = %client_id,
                     sid = %session.sid,
@@ -106,14 +109,22 @@ impl Provider {
     /// The outbox gauges, for `/metrics` (no store access: the worker counts).
     pub(crate) fn outbox_metrics_text(&self) -> String {
         use std::sync::atomic::Ordering;
-        format!(
-            "# TYPE airlock_oidc_backchannel_outbox_deliveries gauge\n\
-             airlock_oidc_backchannel_outbox_deliveries {}\n\
-             # TYPE airlock_oidc_backchannel_outbox_max gauge\n\
-             airlock_oidc_backchannel_outbox_max {}\n",
-            self.outbox().depth.load(Ordering::Relaxed),
-            self.config().backchannel_outbox_max
-        )
+        let gauge = |name, value| Metric {
+            help: None,
+            ..Metric::gauge(name, "", value)
+        };
+        let mut out = Exposition::default();
+        out.metrics(&[
+            gauge(
+                "airlock_oidc_backchannel_outbox_deliveries",
+                self.outbox().depth.load(Ordering::Relaxed),
+            ),
+            gauge(
+                "airlock_oidc_backchannel_outbox_max",
+                u64::from(self.config().backchannel_outbox_max),
+            ),
+        ]);
+        out.finish()
     }
 
     async fn run_outbox(self) {
@@ -198,14 +209,14 @@ impl Provider {
         let schedule = self.config().backchannel_retries();
         let attempt = d.attempts.saturating_add(1);
         if attempt > 1 {
-            self.metrics().inc("backchannel_logouts", "retried");
+            self.metrics().backchannel(BackchannelOutcome::Retried);
         }
         let Some((client, uri)) = self
             .config()
             .client(&d.client_id)
             .and_then(|c| c.backchannel_logout_uri.clone().map(|u| (c.clone(), u)))
         else {
-            self.metrics().inc("backchannel_logouts", "failed");
+            self.metrics().backchannel(BackchannelOutcome::Failed);
             tracing::warn!(client = %d.client_id, sid = %d.sid, "back-channel logout given up: the client no longer has a backchannel_logout_uri in the config");
             self.finish_logout(&d).await;
             return;
@@ -223,7 +234,7 @@ impl Provider {
         ) {
             Ok(t) => t,
             Err(e) => {
-                self.metrics().inc("backchannel_logouts", "failed");
+                self.metrics().backchannel(BackchannelOutcome::Failed);
                 tracing::warn!(client = %d.client_id, error = %e, "back-channel logout given up: cannot sign the logout token");
                 self.finish_logout(&d).await;
                 return;
@@ -231,7 +242,7 @@ impl Provider {
         };
         let e = match self.outbox().transport.deliver(&uri, &token).await {
             Ok(()) => {
-                self.metrics().inc("backchannel_logouts", "delivered");
+                self.metrics().backchannel(BackchannelOutcome::Delivered);
                 tracing::info!(client = %d.client_id, sid = %d.sid, %uri, attempt, "back-channel logout delivered");
                 self.finish_logout(&d).await;
                 return;
@@ -239,13 +250,13 @@ impl Provider {
             Err(e) => e,
         };
         let reason = e.reason();
-        self.metrics().inc("backchannel_logout_failures", reason);
+        self.metrics().backchannel_failure(&e);
         let wait = match e.is_transient() {
             true => schedule.delay_before(attempt.saturating_add(1)),
             false => None,
         };
         let Some(wait) = wait else {
-            self.metrics().inc("backchannel_logouts", "failed");
+            self.metrics().backchannel(BackchannelOutcome::Failed);
             let why = if e.is_transient() {
                 "no attempts left"
             } else {

@@ -10,6 +10,7 @@ use crate::oidc::config::OidcConfig;
 use crate::oidc::directory::IdentityDirectory;
 use crate::oidc::error::OidcError;
 use crate::oidc::keys::KeySet;
+use crate::oidc::metrics::Counter;
 use crate::oidc::metrics::OidcMetrics;
 use crate::oidc::sled_store::SledOidcStore;
 use crate::oidc::store::{IdentitySnapshot, OidcStore, Session};
@@ -397,7 +398,7 @@ impl Provider {
                     detail: Some(format!("{why}: {n} passkey(s)")),
                     address: None,
                 })?;
-            self.metrics().inc("passkeys_disabled", why);
+            self.metrics().inc(Counter::PasskeysDisabled, why);
         }
         Ok(n)
     }
@@ -471,7 +472,7 @@ impl Provider {
         })?;
         if let Some(kids) = &rotated {
             store.flush()?;
-            self.0.metrics.inc("key_rotations", "scheduled");
+            self.0.metrics.inc(Counter::KeyRotations, "scheduled");
             tracing::info!(?kids, "scheduled signing key rotation started");
         }
         Ok(rotated)

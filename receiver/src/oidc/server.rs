@@ -6,6 +6,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use crate::oidc::config::OidcConfig;
 use crate::oidc::endpoints;
 use crate::oidc::error::OidcError;
+use crate::oidc::metrics::Counter;
 use crate::oidc::provider::{OidcDeps, Provider};
 
 impl Provider {
@@ -49,7 +50,7 @@ impl Provider {
     ) -> std::io::Result<()> {
         let p = self.clone();
         let on_limit: airlock_daemon::listener::OnLimit =
-            std::sync::Arc::new(move |reason| p.metrics().inc("listener_limits", reason));
+            std::sync::Arc::new(move |reason| p.metrics().inc(Counter::ListenerLimits, reason));
         let limits = self.config().listener_limits();
         let tls = tls.map(axum_server::tls_rustls::RustlsAcceptor::new);
         airlock_daemon::listener::serve_with(

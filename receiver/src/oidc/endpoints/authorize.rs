@@ -14,6 +14,7 @@ use crate::oidc::budget::Refused;
 use crate::oidc::config::ClientConfig;
 use crate::oidc::endpoints::{paths, pushed_request};
 use crate::oidc::http::{OAuthError, Params, bad_page, csrf_for_page, see_other, server_page};
+use crate::oidc::metrics::Counter;
 use crate::oidc::provider::Provider;
 use crate::oidc::session::{current_session, issue_code};
 use crate::oidc::store::{AuthRequest, PendingRequest, Session};
@@ -90,7 +91,7 @@ fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> 
     };
     let Some(client) = p.config().client(client_id) else {
         tracing::warn!(client_id, "authorization request from unknown client");
-        p.metrics().inc("authorize_errors", "unknown_client");
+        p.metrics().inc(Counter::AuthorizeErrors, "unknown_client");
         return bad_page(
             "The application that sent you here is not registered with this sign-in service.",
             "invalid_client",
@@ -104,7 +105,8 @@ fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> 
     };
     if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
         tracing::warn!(client_id, redirect_uri, "redirect_uri mismatch");
-        p.metrics().inc("authorize_errors", "redirect_uri_mismatch");
+        p.metrics()
+            .inc(Counter::AuthorizeErrors, "redirect_uri_mismatch");
         return bad_page(
             "The application asked to return to an address it has not registered.",
             "invalid_request",
@@ -123,7 +125,7 @@ fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> 
             client_id,
             "plain authorization request from a client that must push"
         );
-        p.metrics().inc("authorize_errors", "par_required");
+        p.metrics().inc(Counter::AuthorizeErrors, "par_required");
         return back(err(
             "invalid_request",
             "this client must push its authorization requests (POST /par, then request_uri)",
@@ -167,7 +169,7 @@ fn authorize(p: &Provider, peer: SocketAddr, headers: &HeaderMap, raw: &str) -> 
     };
     match usable {
         Some(s) if !p.admit_code(&s.sid) => {
-            p.metrics().inc("authorize_errors", "code_limit");
+            p.metrics().inc(Counter::AuthorizeErrors, "code_limit");
             back(err(
                 "temporarily_unavailable",
                 format!(
@@ -409,7 +411,7 @@ fn redirect_error(
 ) -> Response {
     tracing::info!(error = e.error, description = %e.description, "authorization request refused");
     if let Some(reason) = e.counted {
-        p.metrics().inc("authorize_errors", reason);
+        p.metrics().inc(Counter::AuthorizeErrors, reason);
     }
     let mut q: Vec<(&str, &str)> = vec![("error", e.error), ("error_description", &e.description)];
     if let Some(s) = state {
@@ -439,7 +441,8 @@ fn start_login(
         Ok(Ok(())) => {}
         Ok(Err(Refused::Key)) => {
             tracing::warn!(%address, "too many authorization requests waiting from one address");
-            p.metrics().inc("authorize_errors", "pending_limit_address");
+            p.metrics()
+                .inc(Counter::AuthorizeErrors, "pending_limit_address");
             return Err(err(
                 "temporarily_unavailable",
                 format!(
@@ -451,7 +454,8 @@ fn start_login(
         }
         Ok(Err(Refused::Total)) => {
             tracing::warn!("too many authorization requests waiting in all");
-            p.metrics().inc("authorize_errors", "pending_limit_total");
+            p.metrics()
+                .inc(Counter::AuthorizeErrors, "pending_limit_total");
             return Err(err(
                 "temporarily_unavailable",
                 "the sign-in service has too many sign-ins waiting; try again in a few minutes",

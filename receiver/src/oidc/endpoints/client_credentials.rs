@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::oidc::config::ClientConfig;
 use crate::oidc::http::{OAuthError, Params, no_store_json};
+use crate::oidc::metrics::Counter;
 use crate::oidc::provider::Provider;
 use crate::oidc::store::{Family, IdentitySnapshot};
 use crate::oidc::tokens;
@@ -27,7 +28,7 @@ pub fn is_client_grant(f: &Family) -> bool {
 /// Refused with `error`, counted in `client_credentials_refusals{reason}`.
 fn refuse(p: &Provider, reason: &'static str, e: OAuthError) -> OAuthError {
     tracing::info!(reason, error = e.error, description = %e.description, "client_credentials refused");
-    p.metrics().inc("client_credentials_refusals", reason);
+    p.metrics().inc(Counter::ClientCredentialsRefusals, reason);
     e
 }
 
@@ -125,7 +126,7 @@ pub(crate) fn grant(
     };
     p.store().put_family(&family)?;
     let token = access_token(p, client, &family, &audience, now, lifetime)?;
-    p.metrics().inc("client_credentials_grants", "ok");
+    p.metrics().inc(Counter::ClientCredentialsGrants, "ok");
     Ok(no_store_json(json!({
         "access_token": token,
         "token_type": "Bearer",

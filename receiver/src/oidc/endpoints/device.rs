@@ -14,6 +14,7 @@ use crate::oidc::endpoints::paths;
 use crate::oidc::html;
 use crate::oidc::http::{Params, csrf_for_page, csrf_submitted, see_other, server_page};
 use crate::oidc::login::Limiter;
+use crate::oidc::metrics::{Counter, DeviceGrantEvent, UserCodeFailure};
 use crate::oidc::provider::Provider;
 use crate::oidc::session::current_session;
 use crate::oidc::store::{
@@ -95,7 +96,7 @@ fn used() -> Response {
 
 fn csrf_refused(p: &Provider, peer: std::net::IpAddr) -> Response {
     tracing::warn!(peer = %peer, "device form CSRF check failed");
-    p.metrics().inc("device_user_code_failures", "csrf");
+    p.metrics().user_code_refused(UserCodeFailure::Csrf);
     html::error_page(
         StatusCode::FORBIDDEN,
         "Form rejected",
@@ -129,7 +130,7 @@ pub async fn submit(
         Ok(c) => c,
         // A code that cannot be one is no guess: it costs no attempt.
         Err(e) => {
-            p.metrics().inc("device_user_code_failures", "malformed");
+            p.metrics().user_code_refused(UserCodeFailure::Malformed);
             return again(
                 &format!("That is not a device code: {e}."),
                 StatusCode::BAD_REQUEST,
@@ -148,7 +149,7 @@ pub async fn submit(
         Ok(None) => {}
         Ok(Some(minutes)) => {
             tracing::warn!(%address, "device page locked for this address after wrong codes");
-            p.metrics().inc("device_user_code_failures", "locked");
+            p.metrics().user_code_refused(UserCodeFailure::Locked);
             return again(
                 &format!(
                     "Too many wrong codes from your computer. Try again in {minutes} minutes."
@@ -162,7 +163,7 @@ pub async fn submit(
         Ok(Some(x)) => x,
         Ok(None) => {
             tracing::info!(%address, "wrong device user code");
-            p.metrics().inc("device_user_code_failures", "wrong");
+            p.metrics().user_code_refused(UserCodeFailure::Wrong);
             return again(
                 "That code is not right. Check it against the one your device shows and try again.",
                 StatusCode::UNAUTHORIZED,
@@ -174,11 +175,11 @@ pub async fn submit(
         return server_page(e);
     }
     if grant.expires_at <= now {
-        p.metrics().inc("device_user_code_failures", "expired");
+        p.metrics().user_code_refused(UserCodeFailure::Expired);
         return expired();
     }
     if grant.status != DeviceStatus::Pending {
-        p.metrics().inc("device_user_code_failures", "used");
+        p.metrics().user_code_refused(UserCodeFailure::Used);
         return used();
     }
     let confirm = format!("{}{}", c.issuer, paths::DEVICE_CONFIRM);
@@ -214,7 +215,7 @@ pub async fn submit(
                 Refused::Total => "pending_limit_total",
             };
             tracing::warn!(%address, reason, "device sign-in refused: too many sign-ins waiting");
-            p.metrics().inc("authorize_errors", reason);
+            p.metrics().inc(Counter::AuthorizeErrors, reason);
             notice(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Too many sign-ins waiting",
@@ -401,7 +402,7 @@ pub async fn decide(
     let client = html! { span class="client" { (grant.client_id) } };
     if approve {
         tracing::info!(client = %grant.client_id, sub = %session.sub, sid = %session.sid, "device grant approved");
-        p.metrics().inc("device_grants", "approved");
+        p.metrics().device_grant(DeviceGrantEvent::Approved);
         let main = html! {
             h1 { "Device allowed" }
             p role="status" { (client) " is signed in. Go back to your device: it continues by itself. You can close this page." }
@@ -409,7 +410,7 @@ pub async fn decide(
         html::page(StatusCode::OK, "Device allowed", main)
     } else {
         tracing::info!(client = %grant.client_id, sub = %session.sub, "device grant denied");
-        p.metrics().inc("device_grants", "denied");
+        p.metrics().device_grant(DeviceGrantEvent::Denied);
         p.device_budget().release(&h);
         let main = html! {
             h1 { "Device denied" }

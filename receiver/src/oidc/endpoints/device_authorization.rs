@@ -12,6 +12,7 @@ use crate::oidc::config::ClientConfig;
 use crate::oidc::device::{self, GRANT_TYPE, SLOW_DOWN_STEP};
 use crate::oidc::endpoints::paths;
 use crate::oidc::http::{OAuthError, Params, no_store_json};
+use crate::oidc::metrics::{Counter, DeviceGrantEvent};
 use crate::oidc::provider::{Denied, Provider};
 use crate::oidc::store::{DeviceApproval, DeviceGrant, DeviceStatus, Family};
 use crate::oidc::util::{hash_secret, random_token, with_query};
@@ -33,7 +34,7 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => {
             tracing::info!(error = e.error, description = %e.description, "device authorization refused");
-            p.metrics().inc("device_refusals", e.error);
+            p.metrics().inc(Counter::DeviceRefusals, e.error);
             e.into_response()
         }
     }
@@ -127,7 +128,7 @@ async fn authorize(
     let shown = device::display_user_code(&user_code);
     let verification_uri = format!("{}{}", p.config().issuer, paths::DEVICE);
     tracing::info!(client = %client.client_id, scope = %scope.join(" "), %address, expires_at, "device authorization issued");
-    p.metrics().inc("device_grants", "issued");
+    p.metrics().device_grant(DeviceGrantEvent::Issued);
     Ok(no_store_json(json!({
         "device_code": device_code,
         "user_code": shown,
@@ -237,7 +238,7 @@ pub(crate) fn token_grant(
         }
     })?;
     let refuse = |reason: &'static str, e: OAuthError| {
-        p.metrics().inc("device_refusals", reason);
+        p.metrics().inc(Counter::DeviceRefusals, reason);
         tracing::info!(client = %client.client_id, reason, "device code poll refused");
         e
     };
@@ -254,7 +255,7 @@ pub(crate) fn token_grant(
             OAuthError::invalid_grant("the device code was issued to another client"),
         )),
         Poll::Expired => {
-            p.metrics().inc("device_grants", "expired");
+            p.metrics().device_grant(DeviceGrantEvent::Expired);
             p.device_budget().release(&hash);
             Err(bad(
                 "expired_token",
@@ -279,7 +280,7 @@ pub(crate) fn token_grant(
         Poll::Reused(family) => {
             p.store().revoke_family(&family)?;
             tracing::warn!(client = %client.client_id, "device code redeemed twice: its tokens are revoked");
-            p.metrics().inc("reuse_detected", "device_code");
+            p.metrics().inc(Counter::ReuseDetected, "device_code");
             Err(refuse(
                 "reused",
                 OAuthError::invalid_grant(
@@ -350,7 +351,7 @@ fn redeem(
         ));
     }
     tracing::info!(client = %client.client_id, sub = %family.sub, sid = %family.sid, "device grant redeemed");
-    p.metrics().inc("device_grants", "redeemed");
+    p.metrics().device_grant(DeviceGrantEvent::Redeemed);
     let with_id = family.scope.iter().any(|s| s == "openid");
     mint(p, client, &family, &family.scope, true, with_id)
 }

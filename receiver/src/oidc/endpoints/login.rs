@@ -13,6 +13,7 @@ use crate::oidc::http::{
     Params, bad_page, csrf_submitted, see_other, server_page, session_cookie, set_cookie,
 };
 use crate::oidc::login::{self, Authenticated, Limiter, LoginFailure};
+use crate::oidc::metrics::LoginRefusal;
 use crate::oidc::provider::Provider;
 use crate::oidc::session::issue_code;
 use crate::oidc::store::{PendingRequest, Session};
@@ -114,7 +115,7 @@ pub async fn submit(
         && form.get("csrf").is_some_and(|f| ct_eq(f, &pend.csrf));
     if !csrf_ok {
         tracing::warn!(peer = %peer.ip(), "login form CSRF check failed");
-        p.metrics().inc("login_failures", "csrf");
+        p.metrics().login_refused(LoginRefusal::Csrf);
         return html::error_page(
             StatusCode::FORBIDDEN,
             "Sign-in form rejected",
@@ -152,7 +153,7 @@ pub async fn submit(
         Err(e) => server_page(e),
         Ok(Err(failure)) => {
             tracing::info!(peer = %ip, reason = failure.reason(), "login failed");
-            p.metrics().inc("login_failures", failure.reason());
+            p.metrics().login_refused(LoginRefusal::from(&failure));
             let status = match failure {
                 LoginFailure::LockedAddress { .. } | LoginFailure::LockedCode { .. } => {
                     StatusCode::TOO_MANY_REQUESTS
@@ -200,7 +201,7 @@ pub(crate) fn finish(
     match stored {
         Ok(url) => {
             tracing::info!(sub = %session.sub, sid = %session.sid, client = %pend.request.client_id, "login succeeded");
-            p.metrics().inc("logins", auth.method.label());
+            p.metrics().login(auth.method);
             let mut r = see_other(&url);
             r.headers_mut().append(
                 header::SET_COOKIE,

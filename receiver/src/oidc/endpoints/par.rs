@@ -14,6 +14,7 @@ use crate::oidc::clients::authenticate;
 use crate::oidc::endpoints::authorize;
 use crate::oidc::endpoints::pushed_request::REQUEST_URI_PREFIX;
 use crate::oidc::http::{OAuthError, Params, no_store_json};
+use crate::oidc::metrics::Counter;
 use crate::oidc::provider::Provider;
 use crate::oidc::store::PushedRequest;
 use crate::oidc::util::{hash_secret, random_token};
@@ -47,11 +48,11 @@ pub async fn handle(
 ) -> Response {
     match push(&p, peer.ip(), &headers, &body).await {
         Ok(r) => {
-            p.metrics().inc("par_requests", "ok");
+            p.metrics().inc(Counter::ParRequests, "ok");
             r
         }
         Err(e) => {
-            p.metrics().inc("par_errors", e.error);
+            p.metrics().inc(Counter::ParErrors, e.error);
             e.into_response()
         }
     }

@@ -4,6 +4,7 @@
 use axum::response::Response;
 
 use crate::oidc::http::{Params, bad_page, server_page};
+use crate::oidc::metrics::Counter;
 use crate::oidc::provider::Provider;
 use crate::oidc::store::PushedTake;
 use crate::oidc::util::hash_secret;
@@ -17,7 +18,7 @@ pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 pub(crate) fn resolve(p: &Provider, params: &Params) -> Result<Params, Box<Response>> {
     let refuse = |reason: &'static str, message: &str| {
         tracing::info!(reason, "pushed authorization request refused");
-        p.metrics().inc("authorize_errors", reason);
+        p.metrics().inc(Counter::AuthorizeErrors, reason);
         Box::new(bad_page(message, "invalid_request_uri"))
     };
     let Some(client_id) = params.get("client_id") else {

@@ -15,6 +15,7 @@ use crate::oidc::clients::authenticate;
 use crate::oidc::config::ClientConfig;
 use crate::oidc::endpoints::client_credentials;
 use crate::oidc::http::{OAuthError, Params, no_store_json};
+use crate::oidc::metrics::Counter;
 use crate::oidc::provider::{Denied, Provider};
 use crate::oidc::store::{CodeRedeem, Family, RefreshToken};
 use crate::oidc::tokens::{self, Grant};
@@ -28,11 +29,11 @@ pub async fn handle(
 ) -> Response {
     match grant(&p, peer.ip(), &headers, &body).await {
         Ok(r) => {
-            p.metrics().inc("token_responses", "ok");
+            p.metrics().inc(Counter::TokenResponses, "ok");
             r
         }
         Err(e) => {
-            p.metrics().inc("token_errors", e.error);
+            p.metrics().inc(Counter::TokenErrors, e.error);
             e.into_response()
         }
     }
@@ -89,7 +90,8 @@ fn code_grant(p: &Provider, client: &ClientConfig, form: &Params) -> Result<Resp
             {
                 p.store().revoke_family(f)?;
                 tracing::warn!(client = %client.client_id, sub = %c.sub, "authorization code reused: its tokens are revoked");
-                p.metrics().inc("reuse_detected", "authorization_code");
+                p.metrics()
+                    .inc(Counter::ReuseDetected, "authorization_code");
             }
             return Err(OAuthError::invalid_grant(
                 "authorization code was already used; its tokens are revoked",
@@ -264,7 +266,7 @@ fn refresh_grant(
 fn reused(p: &Provider, client: &ClientConfig, family: &Family) -> Result<OAuthError, OAuthError> {
     p.store().revoke_family(&family.id)?;
     tracing::warn!(client = %client.client_id, sub = %family.sub, "refresh token reused: family revoked");
-    p.metrics().inc("reuse_detected", "refresh_token");
+    p.metrics().inc(Counter::ReuseDetected, "refresh_token");
     Ok(OAuthError::invalid_grant(
         "refresh token was already used; all tokens of this grant are revoked",
     ))

@@ -13,6 +13,7 @@ use time::macros::format_description;
 use crate::oidc::html;
 use crate::oidc::http::server_page;
 use crate::oidc::http::{Params, see_other};
+use crate::oidc::metrics::Counter;
 use crate::oidc::passkey::events;
 use crate::oidc::passkey::paths;
 use crate::oidc::passkey::policy;
@@ -152,7 +153,7 @@ pub async fn remove(
     let now = p.now();
     let window = p.config().passkeys.remove_requires_sign_in_within_secs;
     if now.saturating_sub(session.auth_time) > window {
-        p.metrics().inc("passkey_refusals", "stale_sign_in");
+        p.metrics().inc(Counter::PasskeyRefusals, "stale_sign_in");
         let m = format!(
             "Removing a passkey needs a sign-in within the last {} minutes; yours is older. Sign out, sign in again through your application, then come back here.",
             window.div_ceil(60)
@@ -195,7 +196,7 @@ pub async fn remove(
     });
     match removed {
         Ok(true) => {
-            p.metrics().inc("passkey_removals", "ok");
+            p.metrics().inc(Counter::PasskeyRemovals, "ok");
             let m = format!(
                 "Passkey \"{name}\" removed. Also delete it from your device or password manager."
             );

@@ -12,6 +12,7 @@ use maud::html;
 use crate::oidc::html;
 use crate::oidc::http::server_page;
 use crate::oidc::http::{Params, see_other};
+use crate::oidc::metrics::Counter;
 use crate::oidc::passkey::events;
 use crate::oidc::passkey::paths;
 use crate::oidc::passkey::policy;
@@ -332,7 +333,7 @@ pub async fn finish(
             if let Err(e) = events::record(&p, e).and_then(|_| p.store().flush()) {
                 return server_page(e);
             }
-            p.metrics().inc("passkey_enrolments", "ok");
+            p.metrics().inc(Counter::PasskeyEnrolments, "ok");
             continue_to(&p, &session)
         }
         Ok(Err(r)) => {
@@ -423,6 +424,6 @@ pub async fn skip(State(p): State<Provider>, headers: HeaderMap, body: String) -
     if !ok {
         return policy::csrf_rejected(&p);
     }
-    p.metrics().inc("passkey_enrolments", "skipped");
+    p.metrics().inc(Counter::PasskeyEnrolments, "skipped");
     continue_to(&p, &session)
 }

@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use crate::oidc::directory::DirectoryUser;
 use crate::oidc::http::Params;
 use crate::oidc::login::LoginMethod;
+use crate::oidc::metrics::Counter;
 use crate::oidc::passkey::events;
 use crate::oidc::passkey::rp::Refusal;
 use crate::oidc::provider::Provider;
@@ -109,7 +110,7 @@ pub fn with_csrf_cookie(
 
 /// The page for a form whose CSRF token does not match this browser (counted).
 pub fn csrf_rejected(p: &Provider) -> axum::response::Response {
-    p.metrics().inc("passkey_refusals", "csrf");
+    p.metrics().inc(Counter::PasskeyRefusals, "csrf");
     crate::oidc::html::error_page(
         axum::http::StatusCode::FORBIDDEN,
         "Form rejected",
@@ -128,7 +129,7 @@ pub fn refused(
     cred: Option<&str>,
     addr: &str,
 ) {
-    p.metrics().inc("passkey_refusals", r.reason());
+    p.metrics().inc(Counter::PasskeyRefusals, r.reason());
     tracing::info!(what, reason = r.reason(), sub = ?sub, address = addr, "passkey attempt refused");
     let mut e = events::Event::new("passkey_refused", p.now())
         .detail(&format!("{what}: {}", r.reason()))

@@ -10,6 +10,7 @@ use crate::oidc::endpoints::login::{self as login_page, expired_page};
 use crate::oidc::http::Params;
 use crate::oidc::http::server_page;
 use crate::oidc::login::{Authenticated, LoginMethod};
+use crate::oidc::metrics::Counter;
 use crate::oidc::passkey::events;
 use crate::oidc::passkey::policy;
 use crate::oidc::passkey::rp::{self, Refusal, b64};
@@ -268,7 +269,7 @@ fn check(
         },
         None => rec.identity.clone(),
     };
-    p.metrics().inc("passkey_sign_ins", "ok");
+    p.metrics().inc(Counter::PasskeySignIns, "ok");
     Ok(Ok(Accepted {
         verified: result.user_verified(),
         rec,
