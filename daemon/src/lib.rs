@@ -9,4 +9,5 @@ pub mod config_check;
 pub mod cookie;
 pub mod html;
 pub mod listener;
+pub mod log_format;
 pub mod metrics_text;

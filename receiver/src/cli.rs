@@ -4,7 +4,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use airlock_daemon::log_format::{self, LogFormat};
+use clap::{Parser, Subcommand};
 use thiserror::Error;
 
 use crate::audit::{self, AuditCommand, AuditError};
@@ -22,17 +23,11 @@ use crate::trust_cmd::{self, RemoveTarget, TrustCmdError};
     about = "Airlock's inside half: ingest over the diode, frame log, identity store, OpenID provider"
 )]
 pub struct Cli {
-    /// Log format on stderr.
+    /// Log format on stderr (filter with RUST_LOG, default "info").
     #[arg(long, value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,7 +209,7 @@ pub enum CliError {
 /// Parses the command line, runs the command, and maps the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    log_format::init(cli.log_format);
     if let Command::Status { config } = &cli.command {
         return status(config);
     }
@@ -249,18 +244,6 @@ fn status(config: &Path) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -491,26 +474,34 @@ mod tests {
 
     use super::*;
 
-    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            if id != "help" && id != "version" && arg.get_help().is_none() && !arg.is_hide_set() {
-                out.push(format!("{path} --{id}"));
-            }
-        }
-        for sub in cmd.get_subcommands() {
-            if sub.get_about().is_none() {
-                out.push(format!("{path} {}", sub.get_name()));
-            }
-            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
-        }
-    }
-
     #[test]
     fn every_flag_and_command_has_help_text() {
-        Cli::command().debug_assert();
-        let mut missing = Vec::new();
-        undocumented(&Cli::command(), "airlock-receiver", &mut missing);
-        assert!(missing.is_empty(), "no help text: {missing:?}");
+        airlock_tests::cli_help::assert_every_flag_and_command_has_help_text(Cli::command());
+    }
+
+    /// The same words as the sender's `--log-format` (one type in airlock-daemon).
+    #[test]
+    fn log_format_is_the_shared_flag() {
+        let c = Cli::try_parse_from([
+            "airlock-receiver",
+            "--log-format",
+            "json",
+            "status",
+            "--config",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(
+            Cli::try_parse_from([
+                "airlock-receiver",
+                "--log-format",
+                "yaml",
+                "status",
+                "--config",
+                "x"
+            ])
+            .is_err()
+        );
     }
 }

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use airlock_daemon::log_format::{self, LogFormat};
 use airlock_protocol::keys::KeyError;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use thiserror::Error;
 
 use crate::clock::unix_now;
@@ -31,15 +32,6 @@ pub struct Cli {
     pub log_json: bool,
     #[command(subcommand)]
     pub command: Cmd,
-}
-
-/// How the daemon logs on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Why a command failed; printed as `error: ...` with exit code 2.
@@ -256,25 +248,13 @@ pub fn main() -> ExitCode {
     } else {
         cli.log_format
     };
-    init_logging(format);
+    log_format::init(format);
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -597,27 +577,9 @@ mod tests {
 
     use super::*;
 
-    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            if id != "help" && id != "version" && arg.get_help().is_none() && !arg.is_hide_set() {
-                out.push(format!("{path} --{id}"));
-            }
-        }
-        for sub in cmd.get_subcommands() {
-            if sub.get_about().is_none() {
-                out.push(format!("{path} {}", sub.get_name()));
-            }
-            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
-        }
-    }
-
     #[test]
     fn every_flag_and_command_has_help_text() {
-        Cli::command().debug_assert();
-        let mut missing = Vec::new();
-        undocumented(&Cli::command(), "airlock-sender", &mut missing);
-        assert!(missing.is_empty(), "no help text: {missing:?}");
+        airlock_tests::cli_help::assert_every_flag_and_command_has_help_text(Cli::command());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`supervisor`]: starts, waits for, SIGKILLs and restarts the real binaries.
 //! - [`datagram`]: reads and forges link datagrams.
 //! - [`http`]: the tests' one HTTP/1.1 client.
+//! - [`cli_help`]: the check that every flag and subcommand of a daemon has help text.
 //! - [`gate`]: keeps the end-to-end tests of different modules from running side by side.
 #![allow(
     clippy::unwrap_used,
@@ -18,6 +19,7 @@
     reason = "test support: a broken fixture (namespace, pty, child process) should stop the test loudly"
 )]
 
+pub mod cli_help;
 pub mod datagram;
 pub mod deployment;
 pub mod gate;
