@@ -162,21 +162,45 @@ async fn refresh_rate(backend: &str, store: Arc<dyn OidcStore>) -> f64 {
         let code = ticket(&dir, &format!("bench-{i}"));
         tokens.push(login(&base, &code).await);
     }
+    grants_per_second("refresh", backend, "ES256", tokens, move |rt: String| {
+        let base = base.clone();
+        async move {
+            let body = format!(
+                "grant_type=refresh_token&client_id=spa&refresh_token={}",
+                enc(&rt)
+            );
+            let r = http("POST", &format!("{base}/token"), &[], Some(&body)).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json()["refresh_token"].as_str().unwrap().to_owned()
+        }
+    })
+    .await
+}
+
+/// `CONNS` clients at once, each making `GRANTS_PER_CONN` grants one after the other:
+/// `grant` makes one from the client's state (its refresh token, say) and returns the next
+/// state. Prints the rate and p50/p99 as `<kind> [<backend>]`; returns the rate.
+async fn grants_per_second<S, F, Fut>(
+    kind: &str,
+    backend: &str,
+    alg: &str,
+    clients: Vec<S>,
+    grant: F,
+) -> f64
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = S> + Send,
+{
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for mut rt in tokens {
-        let base = base.clone();
+    for mut state in clients {
+        let grant = grant.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(GRANTS_PER_CONN);
             for _ in 0..GRANTS_PER_CONN {
                 let t = Instant::now();
-                let body = format!(
-                    "grant_type=refresh_token&client_id=spa&refresh_token={}",
-                    enc(&rt)
-                );
-                let r = http("POST", &format!("{base}/token"), &[], Some(&body)).await;
-                assert_eq!(r.status, 200, "{}", r.body);
-                rt = r.json()["refresh_token"].as_str().unwrap().to_owned();
+                state = grant(state).await;
                 lat.push(t.elapsed());
             }
             lat
@@ -191,7 +215,7 @@ async fn refresh_rate(backend: &str, store: Arc<dyn OidcStore>) -> f64 {
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     let rate = lat.len() as f64 / wall.as_secs_f64();
     eprintln!(
-        "refresh [{backend}]: {} grants (ES256, {CONNS} clients, one connection per request) in {:.2} s = {rate:.0}/s, p50 {:?}, p99 {:?}",
+        "{kind} [{backend}]: {} grants ({alg}, {CONNS} clients, one connection per request) in {:.2} s = {rate:.0}/s, p50 {:?}, p99 {:?}",
         lat.len(),
         wall.as_secs_f64(),
         pct(0.50),
@@ -243,43 +267,21 @@ async fn client_credentials_rate(backend: &str, store: Arc<dyn OidcStore>) -> f6
     )
     .await;
     assert_eq!(warm.status, 200, "{}", warm.body);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONNS {
+    let clients = vec![(); CONNS];
+    grants_per_second("client_credentials", backend, "RS256", clients, move |()| {
         let (base, auth) = (base.clone(), auth.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(GRANTS_PER_CONN);
-            for _ in 0..GRANTS_PER_CONN {
-                let t = Instant::now();
-                let r = http(
-                    "POST",
-                    &format!("{base}/token"),
-                    std::slice::from_ref(&auth),
-                    Some(body),
-                )
-                .await;
-                assert_eq!(r.status, 200, "{}", r.body);
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    let wall = start.elapsed();
-    lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    let rate = lat.len() as f64 / wall.as_secs_f64();
-    eprintln!(
-        "client_credentials [{backend}]: {} grants (RS256, {CONNS} clients, one connection per request) in {:.2} s = {rate:.0}/s, p50 {:?}, p99 {:?}",
-        lat.len(),
-        wall.as_secs_f64(),
-        pct(0.50),
-        pct(0.99)
-    );
-    rate
+        async move {
+            let r = http(
+                "POST",
+                &format!("{base}/token"),
+                std::slice::from_ref(&auth),
+                Some(body),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

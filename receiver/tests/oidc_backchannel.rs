@@ -269,64 +269,7 @@ async fn https_app(cert: &Path, key: &Path, aud: &'static str) -> (String, AppLo
 }
 
 // ---------------------------------------------------------------------------------------
-// In-process provider
-
-/// A provider whose app `app` has back-channel URI `bc`, trusting `ca`, retrying fast.
-async fn op_trusting(bc: &str, ca: &Path, attempts: u32) -> Op {
-    let tmp = Arc::new(tempfile::tempdir().unwrap());
-    let db = tmp.path().join("db");
-    let ca = ca.to_path_buf();
-    Op::start_custom(
-        tmp,
-        db,
-        Clock::manual(now()),
-        Arc::new(MemDirectory::default()),
-        Some(bc),
-        move |c| {
-            c.backchannel_ca_file = Some(ca);
-            c.backchannel_logout_attempts = attempts;
-            c.backchannel_logout_first_retry_ms = 20;
-        },
-    )
-    .await
-}
-
-/// Signs `subject` in to the confidential `app`; returns the token response.
-async fn app_login(op: &Op, b: &mut Browser, subject: &str) -> Value {
-    let cb = "http://127.0.0.1:2/cb";
-    let a = AuthParams {
-        client: "app",
-        redirect: cb,
-        scope: "openid",
-        pkce: None,
-        extra: "",
-    };
-    let back = login(op, b, &a, &op.ticket(subject, 300)).await;
-    let code = query_param(&back, "code").unwrap();
-    let r = token(
-        op,
-        Some(basic("app", CONF_SECRET)),
-        &format!(
-            "grant_type=authorization_code&code={}&redirect_uri={}",
-            enc(&code),
-            enc(cb)
-        ),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()
-}
-
-/// Polls until `done` (a wait with a generous bound, not a timing assertion).
-async fn eventually(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..1500 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("not reached in 30 s: {what}");
-}
+// In-process provider (oidc_support::op_with_backchannel)
 
 #[tokio::test]
 async fn https_back_channel_logout_reaches_an_app_the_inside_ca_vouches_for() {
@@ -335,10 +278,10 @@ async fn https_back_channel_logout_reaches_an_app_the_inside_ca_vouches_for() {
     let (cert, key) = pki.leaf("inside-ca", "app", "IP:127.0.0.1,DNS:localhost");
     let (bc, app) = https_app(&cert, &key, "app").await;
     assert!(bc.starts_with("https://127.0.0.1:"));
-    let op = op_trusting(&bc, &ca, 3).await;
+    let op = op_with_backchannel(&bc, 3, Some(&ca)).await;
     *app.issuer.lock().unwrap() = op.base.clone();
     let mut b = Browser::default();
-    let t = app_login(&op, &mut b, "tia").await;
+    let t = app_login(&op, &mut b, "tia", "openid").await;
     let (_, id) = verify_jwt(
         &op,
         t["id_token"].as_str().unwrap(),
@@ -378,10 +321,10 @@ async fn a_certificate_the_inside_ca_did_not_issue_for_that_host_is_refused_and_
         ((other_cert, other_key), "tls_name"),
     ] {
         let (bc, app) = https_app(&cert, &key, "app").await;
-        let op = op_trusting(&bc, &ca, 5).await;
+        let op = op_with_backchannel(&bc, 5, Some(&ca)).await;
         *app.issuer.lock().unwrap() = op.base.clone();
         let mut b = Browser::default();
-        app_login(&op, &mut b, "ron").await;
+        app_login(&op, &mut b, "ron", "openid").await;
         op.provider.revoke_user(&Op::sub("ron")).unwrap();
         let m = &op.provider;
         eventually("given up", || {

@@ -119,39 +119,12 @@ async fn bench_refresh_introspection_logins() {
     for i in 0..CONNS {
         grants.push(grant(&op, i).await);
     }
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for (_, rt) in grants.clone() {
-        let base = op.base.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut c = Conn::open(&base).await;
-            let mut rt = rt;
-            let mut lat = Vec::with_capacity(per_conn);
-            for _ in 0..per_conn {
-                let t0 = Instant::now();
-                let (status, body) = c
-                    .post(
-                        "/token",
-                        None,
-                        &format!("grant_type=refresh_token&client_id=spa&refresh_token={rt}"),
-                    )
-                    .await;
-                lat.push(t0.elapsed());
-                assert_eq!(status, 200, "{body}");
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                rt = v["refresh_token"].as_str().unwrap().to_string();
-            }
-            lat
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
+    let rts = grants.iter().map(|(_, rt)| rt.clone()).collect();
+    let (wall, lat) = refresh_load(&op.base, rts, per_conn).await;
     report(
         "refresh_token grants (ES256, rotation)",
         CONNS * per_conn,
-        start.elapsed(),
+        wall,
         lat,
     );
 
@@ -267,6 +240,41 @@ async fn token_load(
     (start.elapsed(), lat)
 }
 
+/// One keep-alive connection per refresh token in `rts`, each rotating its own family
+/// `rounds` times: the refresh token of an answer is the next request's. Returns the wall
+/// time and the latencies.
+async fn refresh_load(base: &str, rts: Vec<String>, rounds: usize) -> (Duration, Vec<Duration>) {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut rt in rts {
+        let base = base.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(&base).await;
+            let mut lat = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let t0 = Instant::now();
+                let (status, body) = c
+                    .post(
+                        "/token",
+                        None,
+                        &format!("grant_type=refresh_token&client_id=spa&refresh_token={rt}"),
+                    )
+                    .await;
+                lat.push(t0.elapsed());
+                assert_eq!(status, 200, "{body}");
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                rt = v["refresh_token"].as_str().unwrap().to_string();
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    (start.elapsed(), lat)
+}
+
 /// Client-credentials grants beside refresh grants, on one provider (sled) and in one run,
 /// so both see the same machine: the refresh grant (ES256, rotation) as in
 /// [`bench_refresh_introspection_logins`], then `grant_type=client_credentials` by a
@@ -304,42 +312,12 @@ async fn bench_client_credentials() {
     for i in 0..CONNS {
         rts.push(grant(&op, i).await.1);
     }
-    // Each connection rotates its own family: the refresh token of the last answer is the
-    // next request's, so this mode keeps its own loop.
     let cpu0 = process_cpu_secs();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for rt in rts {
-        let base = op.base.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut c = Conn::open(&base).await;
-            let mut rt = rt;
-            let mut lat = Vec::with_capacity(rounds);
-            for _ in 0..rounds {
-                let t0 = Instant::now();
-                let (status, body) = c
-                    .post(
-                        "/token",
-                        None,
-                        &format!("grant_type=refresh_token&client_id=spa&refresh_token={rt}"),
-                    )
-                    .await;
-                lat.push(t0.elapsed());
-                assert_eq!(status, 200, "{body}");
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                rt = v["refresh_token"].as_str().unwrap().to_string();
-            }
-            lat
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
+    let (wall, lat) = refresh_load(&op.base, rts, rounds).await;
     report(
         "refresh_token grants (ES256, rotation)",
         CONNS * rounds,
-        start.elapsed(),
+        wall,
         lat,
     );
     let cpu = process_cpu_secs() - cpu0;

@@ -8,8 +8,6 @@ use axum::routing::post;
 use jsonwebtoken::Algorithm;
 use oidc_support::*;
 
-const APP_CB: &str = "http://127.0.0.1:2/cb";
-
 /// Serves an inside app on a loopback port; returns its back-channel logout URI.
 async fn serve_app(app: axum::Router) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -46,30 +44,6 @@ async fn backchannel_receiver() -> (
     (url, got, rx)
 }
 
-async fn app_login(op: &Op, b: &mut Browser, subject: &str) -> serde_json::Value {
-    let a = AuthParams {
-        client: "app",
-        redirect: APP_CB,
-        scope: "openid offline_access",
-        pkce: None,
-        extra: "",
-    };
-    let cb = login(op, b, &a, &op.ticket(subject, 300)).await;
-    let code = query_param(&cb, "code").unwrap();
-    let r = token(
-        op,
-        Some(basic("app", CONF_SECRET)),
-        &format!(
-            "grant_type=authorization_code&code={}&redirect_uri={}",
-            enc(&code),
-            enc(APP_CB)
-        ),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()
-}
-
 /// A `prompt=none` request of `spa`: answers a code while the browser's session lives.
 fn silent_spa(p: &Pkce) -> AuthParams<'_> {
     AuthParams {
@@ -92,7 +66,7 @@ async fn rp_initiated_logout_ends_session_and_calls_back_channel() {
     let (bc, got, mut rx) = backchannel_receiver().await;
     let op = Op::start(Some(&bc)).await;
     let mut b = Browser::default();
-    let t = app_login(&op, &mut b, "lou").await;
+    let t = app_login(&op, &mut b, "lou", "openid offline_access").await;
     let id_token = t["id_token"].as_str().unwrap();
     let (_, id) = verify_jwt(&op, id_token, Algorithm::RS256).await;
 
@@ -163,7 +137,7 @@ async fn revoked_user_loses_sessions_and_tokens() {
     let (bc, got, mut rx) = backchannel_receiver().await;
     let op = Op::start(Some(&bc)).await;
     let mut b = Browser::default();
-    let t = app_login(&op, &mut b, "rita").await;
+    let t = app_login(&op, &mut b, "rita", "openid offline_access").await;
     let sub = Op::sub("rita");
     assert_eq!(op.provider.revoke_user(&sub).unwrap(), 1);
     wait(&mut rx).await;
@@ -193,7 +167,7 @@ async fn revoked_user_loses_sessions_and_tokens() {
 async fn revocation_endpoint_and_expired_approval() {
     let op = Op::start(None).await;
     let mut b = Browser::default();
-    let t = app_login(&op, &mut b, "val").await;
+    let t = app_login(&op, &mut b, "val", "openid offline_access").await;
     // A provisioned user whose approval expires: refresh stops working.
     op.dir.users.lock().unwrap().insert(
         Op::sub("val"),
@@ -234,7 +208,7 @@ async fn revocation_endpoint_and_expired_approval() {
     );
 
     // RFC 7009: revoking a token ends its grant; unknown tokens answer 200 too.
-    let t3 = app_login(&op, &mut Browser::default(), "wes").await;
+    let t3 = app_login(&op, &mut Browser::default(), "wes", "openid offline_access").await;
     let rv = http(
         "POST",
         &format!("{}/revoke", op.base),
@@ -264,7 +238,7 @@ async fn revocation_endpoint_and_expired_approval() {
 async fn logout_without_hint_asks_first() {
     let op = Op::start(None).await;
     let mut b = Browser::default();
-    app_login(&op, &mut b, "hal").await;
+    app_login(&op, &mut b, "hal", "openid offline_access").await;
     let url = format!(
         "{}/logout?client_id=app&post_logout_redirect_uri={}&state=s9",
         op.base,
@@ -318,12 +292,12 @@ async fn logout_without_hint_asks_first() {
 async fn logout_with_a_foreign_or_old_hint_asks_and_never_half_logs_out() {
     let op = Op::start(None).await;
     let mut other = Browser::default();
-    let foreign = app_login(&op, &mut other, "oscar").await["id_token"]
+    let foreign = app_login(&op, &mut other, "oscar", "openid offline_access").await["id_token"]
         .as_str()
         .unwrap()
         .to_string();
     let mut b = Browser::default();
-    let old = app_login(&op, &mut b, "hal").await["id_token"]
+    let old = app_login(&op, &mut b, "hal", "openid offline_access").await["id_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -332,7 +306,7 @@ async fn logout_with_a_foreign_or_old_hint_asks_and_never_half_logs_out() {
         .get(&format!("{}/logout?id_token_hint={old}", op.base))
         .await;
     assert!(r.body.contains("Signed out"), "{}", r.body);
-    app_login(&op, &mut b, "hal").await;
+    app_login(&op, &mut b, "hal", "openid offline_access").await;
     let p = pkce("q");
     let a = silent_spa(&p);
     for hint in [&foreign, &old] {
@@ -400,45 +374,18 @@ async fn flaky_backchannel(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<u16>>>)
     (url, answered)
 }
 
-/// Starts a provider whose back-channel retries come 20 ms apart (doubling).
-async fn op_with_fast_retries(bc: &str, attempts: u32) -> Op {
-    let tmp = Arc::new(tempfile::tempdir().unwrap());
-    let db = tmp.path().join("db");
-    let dir = Arc::new(MemDirectory::default());
-    Op::start_custom(
-        tmp,
-        db,
-        airlock_receiver::oidc::util::Clock::manual(now()),
-        dir,
-        Some(bc),
-        |c| {
-            c.backchannel_logout_attempts = attempts;
-            c.backchannel_logout_first_retry_ms = 20;
-        },
-    )
-    .await
-}
-
-/// Polls until `done` or 10 s pass.
-async fn eventually(done: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("condition not reached in 10 s");
-}
-
 #[tokio::test]
 async fn a_failed_back_channel_logout_is_retried_until_it_arrives() {
     let (bc, answered) = flaky_backchannel(vec![503, 502]).await;
-    let op = op_with_fast_retries(&bc, 5).await;
+    let op = op_with_backchannel(&bc, 5, None).await;
     let mut b = Browser::default();
-    app_login(&op, &mut b, "ret").await;
+    app_login(&op, &mut b, "ret", "openid offline_access").await;
     assert_eq!(op.provider.revoke_user(&Op::sub("ret")).unwrap(), 1);
     let m = &op.provider;
-    eventually(|| m.metric("backchannel_logouts", "delivered") == 1).await;
+    eventually("delivered", || {
+        m.metric("backchannel_logouts", "delivered") == 1
+    })
+    .await;
     assert_eq!(*answered.lock().unwrap(), [503, 502, 200]);
     assert_eq!(m.metric("backchannel_logouts", "retried"), 2);
     assert_eq!(m.metric("backchannel_logouts", "failed"), 0);
@@ -448,24 +395,24 @@ async fn a_failed_back_channel_logout_is_retried_until_it_arrives() {
 async fn a_refused_or_never_arriving_back_channel_logout_ends_as_failed() {
     // The app refuses the token (400): trying again cannot help.
     let (bc, answered) = flaky_backchannel(vec![400]).await;
-    let op = op_with_fast_retries(&bc, 5).await;
+    let op = op_with_backchannel(&bc, 5, None).await;
     let mut b = Browser::default();
-    app_login(&op, &mut b, "ref").await;
+    app_login(&op, &mut b, "ref", "openid offline_access").await;
     op.provider.revoke_user(&Op::sub("ref")).unwrap();
     let m = &op.provider;
-    eventually(|| m.metric("backchannel_logouts", "failed") == 1).await;
+    eventually("failed", || m.metric("backchannel_logouts", "failed") == 1).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(*answered.lock().unwrap(), [400], "not retried");
     assert_eq!(m.metric("backchannel_logouts", "retried"), 0);
 
     // The app is down for longer than the schedule: three attempts, then failed.
     let (bc, answered) = flaky_backchannel(vec![503; 10]).await;
-    let op = op_with_fast_retries(&bc, 3).await;
+    let op = op_with_backchannel(&bc, 3, None).await;
     let mut b = Browser::default();
-    app_login(&op, &mut b, "dwn").await;
+    app_login(&op, &mut b, "dwn", "openid offline_access").await;
     op.provider.revoke_user(&Op::sub("dwn")).unwrap();
     let m = &op.provider;
-    eventually(|| m.metric("backchannel_logouts", "failed") == 1).await;
+    eventually("failed", || m.metric("backchannel_logouts", "failed") == 1).await;
     assert_eq!(*answered.lock().unwrap(), [503, 503, 503]);
     assert_eq!(m.metric("backchannel_logouts", "retried"), 2);
     assert_eq!(m.metric("backchannel_logouts", "delivered"), 0);

@@ -124,6 +124,46 @@ impl Log {
         (out.status.success(), r)
     }
 
+    /// The checkpoint of tree size `size` stored in the data dir `data` (a copy of the log).
+    fn stored_checkpoint(&self, data: &Path, size: u64) -> transparency::StoredCheckpoint {
+        let store = SledStore::open(&data.join("store.sled")).unwrap();
+        let stored = transparency::list_checkpoints(&store, Some(&self.verifier)).unwrap();
+        stored
+            .into_iter()
+            .find_map(|c| c.ok().filter(|c| c.checkpoint.size == size))
+            .unwrap()
+    }
+
+    /// `audit consistency <old> <trusted> --json` on `data`.
+    fn consistency_json_args<'a>(&'a self, old: &'a Path, data: &'a Path) -> Vec<&'a str> {
+        vec![
+            "consistency",
+            path(old),
+            path(&self.trusted),
+            "--data-dir",
+            path(data),
+            "--checkpoint-key",
+            path(&self.key_pub),
+            "--json",
+        ]
+    }
+
+    /// `audit inclusion <index> --index --checkpoint <trusted> --json` on `data`.
+    fn inclusion_json_args<'a>(&'a self, index: &'a str, data: &'a Path) -> Vec<&'a str> {
+        vec![
+            "inclusion",
+            index,
+            "--index",
+            "--checkpoint",
+            path(&self.trusted),
+            "--data-dir",
+            path(data),
+            "--checkpoint-key",
+            path(&self.key_pub),
+            "--json",
+        ]
+    }
+
     fn run(&self, args: &[&str]) -> (bool, String, String) {
         let out = audit(args);
         let (o, e) = (
@@ -269,24 +309,9 @@ fn consistency_and_inclusion_proofs_from_the_stored_log() {
 
     // Between a checkpoint the auditor holds and the whole log.
     let old = tempfile::NamedTempFile::new().unwrap();
-    let store = SledStore::open(&data.join("store.sled")).unwrap();
-    let stored = transparency::list_checkpoints(&store, Some(&log.verifier)).unwrap();
-    drop(store);
-    let early = stored
-        .iter()
-        .find_map(|c| c.as_ref().ok().filter(|c| c.checkpoint.size == 42))
-        .unwrap();
+    let early = log.stored_checkpoint(&data, 42);
     std::fs::write(old.path(), &early.note).unwrap();
-    let (ok, out, err) = log.run(&[
-        "consistency",
-        path(old.path()),
-        path(&log.trusted),
-        "--data-dir",
-        path(&data),
-        "--checkpoint-key",
-        key,
-        "--json",
-    ]);
+    let (ok, out, err) = log.run(&log.consistency_json_args(old.path(), &data));
     assert!(ok, "{out}{err}");
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["old_size"], 42);
@@ -337,18 +362,7 @@ fn consistency_and_inclusion_proofs_from_the_stored_log() {
         out.contains("OK: the entry is in the log under this checkpoint"),
         "{out}"
     );
-    let (ok, out, err) = log.run(&[
-        "inclusion",
-        "77",
-        "--index",
-        "--checkpoint",
-        path(&log.trusted),
-        "--data-dir",
-        path(&data),
-        "--checkpoint-key",
-        key,
-        "--json",
-    ]);
+    let (ok, out, err) = log.run(&log.inclusion_json_args("77", &data));
     assert!(ok, "{out}{err}");
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     let proof: Vec<[u8; 32]> = r["proof"].as_array().unwrap().iter().map(b64).collect();
@@ -713,16 +727,8 @@ fn a_third_party_signed_note_library_verifies_our_checkpoints_and_proofs() {
     let log = log_with_checkpoints(7, 20);
     let data = log.f.copy("interop");
     let dir = log.f.dir.path();
-    let store = SledStore::open(&data.join("store.sled")).unwrap();
-    let stored = transparency::list_checkpoints(&store, Some(&log.verifier)).unwrap();
-    drop(store);
-    let old_note = &stored
-        .iter()
-        .find_map(|c| c.as_ref().ok().filter(|c| c.checkpoint.size == 42))
-        .unwrap()
-        .note;
     let old = dir.join("old.checkpoint");
-    std::fs::write(&old, old_note).unwrap();
+    std::fs::write(&old, log.stored_checkpoint(&data, 42).note).unwrap();
     let json = |args: &[&str], name: &str| {
         let out = audit(args);
         assert!(
@@ -734,35 +740,8 @@ fn a_third_party_signed_note_library_verifies_our_checkpoints_and_proofs() {
         std::fs::write(&p, &out.stdout).unwrap();
         p
     };
-    let key = path(&log.key_pub);
-    let consistency = json(
-        &[
-            "consistency",
-            path(&old),
-            path(&log.trusted),
-            "--data-dir",
-            path(&data),
-            "--checkpoint-key",
-            key,
-            "--json",
-        ],
-        "consistency.json",
-    );
-    let inclusion = json(
-        &[
-            "inclusion",
-            "77",
-            "--index",
-            "--checkpoint",
-            path(&log.trusted),
-            "--data-dir",
-            path(&data),
-            "--checkpoint-key",
-            key,
-            "--json",
-        ],
-        "inclusion.json",
-    );
+    let consistency = json(&log.consistency_json_args(&old, &data), "consistency.json");
+    let inclusion = json(&log.inclusion_json_args("77", &data), "inclusion.json");
     let note = std::fs::read_to_string(&log.trusted).unwrap();
     let cp = Checkpoint::open(note.as_bytes(), &log.verifier).unwrap();
     let altered = dir.join("altered.checkpoint");

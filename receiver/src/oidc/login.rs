@@ -308,6 +308,9 @@ mod reason_tests {
             .unwrap();
         for f in failures {
             assert!(exported.contains(&f.reason()), "{}", f.reason());
+            // The metric's enum says the same word as the log line.
+            let counted = crate::oidc::metrics::LoginRefusal::from(&f);
+            assert_eq!(counted.label(), f.reason());
         }
     }
 }

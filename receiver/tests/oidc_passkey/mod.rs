@@ -192,19 +192,7 @@ pub async fn submit(
 
 /// Redeems the code of a callback at the token endpoint (client `app`); returns the JSON.
 pub async fn redeem(op: &Op, callback: &str) -> Value {
-    let code = query_param(callback, "code").expect("code");
-    let r = token(
-        op,
-        Some(basic("app", CONF_SECRET)),
-        &format!(
-            "grant_type=authorization_code&code={}&redirect_uri={}",
-            enc(&code),
-            enc(CB)
-        ),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()
+    redeem_app_code(op, callback, CB).await
 }
 
 async fn id_token(op: &Op, callback: &str) -> Value {

@@ -400,3 +400,70 @@ pub async fn introspect(op: &Op, tok: &str) -> Value {
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()
 }
+
+/// The confidential `app`'s registered redirect URI.
+pub const APP_CB: &str = "http://127.0.0.1:2/cb";
+
+/// Signs `subject` in to the confidential `app` asking for `scope`; returns the token
+/// response.
+pub async fn app_login(op: &Op, b: &mut Browser, subject: &str, scope: &str) -> Value {
+    let a = AuthParams {
+        client: "app",
+        redirect: APP_CB,
+        scope,
+        pkce: None,
+        extra: "",
+    };
+    let back = login(op, b, &a, &op.ticket(subject, 300)).await;
+    redeem_app_code(op, &back, APP_CB).await
+}
+
+/// Redeems the code of `callback` for the confidential `app`, which asked with `redirect`;
+/// returns the token response.
+pub async fn redeem_app_code(op: &Op, callback: &str, redirect: &str) -> Value {
+    let code = query_param(callback, "code").expect("a code in the callback");
+    let r = token(
+        op,
+        Some(basic("app", CONF_SECRET)),
+        &format!(
+            "grant_type=authorization_code&code={}&redirect_uri={}",
+            enc(&code),
+            enc(redirect)
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+/// A provider whose `app` has the back-channel logout URI `bc`, tried `attempts` times
+/// with retries 20 ms apart (doubling); `ca` is the bundle an https URI is checked with.
+pub async fn op_with_backchannel(bc: &str, attempts: u32, ca: Option<&std::path::Path>) -> Op {
+    let tmp = Arc::new(tempfile::tempdir().unwrap());
+    let db = tmp.path().join("db");
+    let ca = ca.map(std::path::Path::to_path_buf);
+    Op::start_custom(
+        tmp,
+        db,
+        Clock::manual(now()),
+        Arc::new(MemDirectory::default()),
+        Some(bc),
+        move |c| {
+            c.backchannel_ca_file = ca;
+            c.backchannel_logout_attempts = attempts;
+            c.backchannel_logout_first_retry_ms = 20;
+        },
+    )
+    .await
+}
+
+/// Polls until `done` (a wait with a generous bound, not a timing assertion).
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..1500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("not reached in 30 s: {what}");
+}

@@ -6,7 +6,7 @@
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::json;
 
 use crate::oidc::budget::Refused;
@@ -46,16 +46,9 @@ pub async fn handle(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    match push(&p, peer.ip(), &headers, &body).await {
-        Ok(r) => {
-            p.metrics().inc(Counter::ParRequests, "ok");
-            r
-        }
-        Err(e) => {
-            p.metrics().inc(Counter::ParErrors, e.error);
-            e.into_response()
-        }
-    }
+    let result = push(&p, peer.ip(), &headers, &body).await;
+    p.metrics()
+        .answer(Counter::ParRequests, Counter::ParErrors, result)
 }
 
 async fn push(

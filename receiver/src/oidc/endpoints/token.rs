@@ -5,7 +5,7 @@
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
@@ -27,16 +27,9 @@ pub async fn handle(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    match grant(&p, peer.ip(), &headers, &body).await {
-        Ok(r) => {
-            p.metrics().inc(Counter::TokenResponses, "ok");
-            r
-        }
-        Err(e) => {
-            p.metrics().inc(Counter::TokenErrors, e.error);
-            e.into_response()
-        }
-    }
+    let result = grant(&p, peer.ip(), &headers, &body).await;
+    p.metrics()
+        .answer(Counter::TokenResponses, Counter::TokenErrors, result)
 }
 
 async fn grant(
