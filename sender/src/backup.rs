@@ -20,13 +20,16 @@
 //! accepted ([`crate::witness::check_outbox`]): its chain would reuse seqs.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use airlock_daemon::backup_files::{
+    HashedFile, absent_or_empty, create_private_dir, create_private_file, put_kv, read_kv,
+    sha256_file, tree_file, valid_file_name,
+};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::config::Config;
@@ -42,8 +45,6 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const KIND: &str = "airlock-sender-outbox";
 /// The file in the data directory that remembers the last backup (survives restarts).
 pub const LAST_BACKUP_FILE: &str = "last-backup.json";
-/// A key or value larger than this is refused as corrupt.
-const MAX_FIELD: usize = 256 << 20;
 /// A manifest larger than this is refused.
 const MAX_MANIFEST: u64 = 1 << 20;
 /// Rows between two progress lines on stderr.
@@ -205,163 +206,36 @@ fn record_last_backup(data_dir: &Path, out: &Path, m: &Manifest) -> Result<(), B
     std::fs::rename(&tmp, &path).map_err(err)
 }
 
-fn tree_file(tree: &str) -> String {
-    format!("tree-{tree}.kv")
-}
+/// A tree file of the backup being written: hashed and counted as it goes.
+struct OutFile(HashedFile);
 
-/// A file name from a manifest is used only when it is a plain name.
-fn valid_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-fn put_kv(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-    out.extend_from_slice(value);
-}
-
-/// Fills `buf`; false at a clean end of input before the first byte.
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        let rest = buf.get_mut(got..).unwrap_or_default();
-        match r.read(rest) {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the file ends inside a row: it was cut short",
-                ));
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+fn write_error(path: &Path, e: std::io::Error) -> BackupError {
+    BackupError::Write {
+        path: path.to_owned(),
+        detail: e.to_string(),
     }
-    Ok(true)
-}
-
-fn field(r: &mut impl Read, first: bool) -> std::io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    if !fill(r, &mut len)? {
-        if first {
-            return Ok(None);
-        }
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the file ends inside a row: it was cut short",
-        ));
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FIELD {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("a field of {len} bytes (at most {MAX_FIELD}): the file is corrupt"),
-        ));
-    }
-    let mut v = vec![0u8; len];
-    if !v.is_empty() && !fill(r, &mut v)? {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the file ends inside a row: it was cut short",
-        ));
-    }
-    Ok(Some(v))
-}
-
-/// The next row of a tree file; None at its end.
-fn read_kv(r: &mut impl Read) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
-    let Some(key) = field(r, true)? else {
-        return Ok(None);
-    };
-    let value = field(r, false)?.unwrap_or_default();
-    Ok(Some((key, value)))
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        b.mode(0o700);
-    }
-    b.create(dir)
-}
-
-fn create_private_file(path: &Path) -> std::io::Result<File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        o.mode(0o600);
-    }
-    o.open(path)
-}
-
-/// Whether `dir` is absent or an empty directory.
-fn absent_or_empty(dir: &Path) -> std::io::Result<bool> {
-    match std::fs::read_dir(dir) {
-        Ok(mut it) => Ok(it.next().is_none()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(e),
-    }
-}
-
-/// A file being written: hashed and counted as it goes.
-struct OutFile {
-    path: PathBuf,
-    w: BufWriter<File>,
-    hash: Sha256,
-    bytes: u64,
-    rows: u64,
 }
 
 impl OutFile {
     fn create(path: PathBuf) -> Result<Self, BackupError> {
-        let f = create_private_file(&path).map_err(|e| BackupError::Write {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        Ok(Self {
-            path,
-            w: BufWriter::with_capacity(256 * 1024, f),
-            hash: Sha256::new(),
-            bytes: 0,
-            rows: 0,
-        })
+        HashedFile::create(path.clone())
+            .map(Self)
+            .map_err(|e| write_error(&path, e))
     }
 
     fn write(&mut self, b: &[u8]) -> Result<(), BackupError> {
-        self.hash.update(b);
-        self.bytes += b.len() as u64;
-        self.w.write_all(b).map_err(|e| BackupError::Write {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        })
+        self.0.write(b).map_err(|e| write_error(self.0.path(), e))
     }
 
     fn finish(self, tree: &str) -> Result<ManifestFile, BackupError> {
-        let path = self.path.clone();
-        let err = |e: std::io::Error| BackupError::Write {
-            path: path.clone(),
-            detail: e.to_string(),
-        };
-        let f = self.w.into_inner().map_err(|e| err(e.into_error()))?;
-        f.sync_all().map_err(err)?;
+        let path = self.0.path().to_owned();
+        let w = self.0.finish().map_err(|e| write_error(&path, e))?;
         Ok(ManifestFile {
-            name: tree_file(tree),
+            name: w.name,
             tree: tree.to_owned(),
-            rows: self.rows,
-            bytes: self.bytes,
-            sha256: hex::encode(self.hash.finalize()),
+            rows: w.rows,
+            bytes: w.bytes,
+            sha256: w.sha256,
         })
     }
 }
@@ -400,7 +274,7 @@ pub fn write_trees(
         buf.clear();
         put_kv(k, v, &mut buf);
         f.write(&buf)?;
-        f.rows += 1;
+        f.0.count_row();
         rows_done += 1;
         if rows_done.is_multiple_of(PROGRESS_EVERY) {
             progress(rows_done);
@@ -687,7 +561,7 @@ fn copy_staged(staged: &Path, out: &Path) -> Result<Manifest, BackupError> {
             }
             w.write(buf.get(..n).unwrap_or_default())?;
         }
-        w.rows = f.rows;
+        w.0.set_rows(f.rows);
         let written = w.finish(&f.tree)?;
         if written.sha256 != f.sha256 {
             return Err(BackupError::Checksum {
@@ -700,22 +574,6 @@ fn copy_staged(staged: &Path, out: &Path) -> Result<Manifest, BackupError> {
     }
     write_manifest(out, &m)?;
     Ok(m)
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = BufReader::with_capacity(256 * 1024, File::open(path)?);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let got = f.read(&mut buf)?;
-        if got == 0 {
-            break;
-        }
-        h.update(buf.get(..got).unwrap_or_default());
-        n += got as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
 }
 
 /// Checks a backup directory: the manifest, every file's size and SHA-256, and the
@@ -856,38 +714,4 @@ fn import(staging: &Path, from: &Path, m: &Manifest) -> Result<(), BackupError> 
     // files, not the path), and the lock goes with this process: `run` starts afterwards.
     drop(ob);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_read_back_and_a_cut_file_is_refused() {
-        let mut b = Vec::new();
-        put_kv(b"k", b"value", &mut b);
-        put_kv(b"", b"", &mut b);
-        let mut r = &b[..];
-        assert_eq!(
-            read_kv(&mut r).unwrap(),
-            Some((b"k".to_vec(), b"value".to_vec()))
-        );
-        assert_eq!(read_kv(&mut r).unwrap(), Some((vec![], vec![])));
-        assert_eq!(read_kv(&mut r).unwrap(), None);
-        for cut in 1..14 {
-            let mut r = &b[..cut];
-            let first = read_kv(&mut r);
-            let second = read_kv(&mut r);
-            assert!(
-                first.is_err() || second.is_err(),
-                "cut at {cut} taken as whole"
-            );
-        }
-    }
-
-    #[test]
-    fn manifest_names_are_plain() {
-        assert!(valid_file_name("tree-log.kv"));
-        assert!(!valid_file_name("../x") && !valid_file_name(".x") && !valid_file_name("a/b"));
-    }
 }

@@ -1,10 +1,12 @@
 //! `airlock-receiver backup` and `restore`.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use airlock_daemon::backup_files::{
+    HashedFile, absent_or_empty, create_private_dir, create_private_file, sha256_file,
+};
 use thiserror::Error;
 
 use super::format::{
@@ -96,109 +98,39 @@ pub enum BackupError {
     Audit(#[from] AuditError),
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = BufReader::with_capacity(256 * 1024, File::open(path)?);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let got = f.read(&mut buf)?;
-        if got == 0 {
-            break;
-        }
-        h.update(buf.get(..got).unwrap_or_default());
-        n += got as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
-}
+/// A file of the backup being written: hashed and counted as it goes.
+struct OutFile(HashedFile);
 
-/// Whether `dir` is absent or an empty directory.
-fn absent_or_empty(dir: &Path) -> Result<bool, std::io::Error> {
-    match std::fs::read_dir(dir) {
-        Ok(mut it) => Ok(it.next().is_none()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(e),
+fn write_error(path: &Path, e: std::io::Error) -> BackupError {
+    BackupError::Write {
+        path: path.to_owned(),
+        detail: e.to_string(),
     }
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        b.mode(0o700);
-    }
-    b.create(dir)
-}
-
-fn create_private_file(path: &Path) -> std::io::Result<File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        o.mode(0o600);
-    }
-    o.open(path)
-}
-
-/// A file being written into the backup: hashed and counted as it goes.
-struct OutFile {
-    path: PathBuf,
-    w: BufWriter<File>,
-    hash: Sha256,
-    bytes: u64,
-    rows: u64,
 }
 
 impl OutFile {
     fn create(path: PathBuf) -> Result<Self, BackupError> {
-        let f = create_private_file(&path).map_err(|e| BackupError::Write {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        Ok(Self {
-            path,
-            w: BufWriter::with_capacity(256 * 1024, f),
-            hash: Sha256::new(),
-            bytes: 0,
-            rows: 0,
-        })
+        HashedFile::create(path.clone())
+            .map(Self)
+            .map_err(|e| write_error(&path, e))
     }
 
     fn write(&mut self, b: &[u8]) -> Result<(), BackupError> {
-        self.hash.update(b);
-        self.bytes += b.len() as u64;
-        self.w.write_all(b).map_err(|e| BackupError::Write {
-            path: self.path.clone(),
-            detail: e.to_string(),
-        })
+        self.0.write(b).map_err(|e| write_error(self.0.path(), e))
     }
 
     fn finish(self, kind: FileKind, tree: Option<String>) -> Result<ManifestFile, BackupError> {
-        let path = self.path.clone();
-        let err = |e: std::io::Error| BackupError::Write {
-            path: path.clone(),
-            detail: e.to_string(),
-        };
-        let f = self.w.into_inner().map_err(|e| err(e.into_error()))?;
-        f.sync_all().map_err(err)?;
+        let path = self.0.path().to_owned();
+        let w = self.0.finish().map_err(|e| write_error(&path, e))?;
         Ok(ManifestFile {
-            name: file_name(&self.path),
+            name: w.name,
             kind,
             tree,
-            rows: self.rows,
-            bytes: self.bytes,
-            sha256: hex::encode(self.hash.finalize()),
+            rows: w.rows,
+            bytes: w.bytes,
+            sha256: w.sha256,
         })
     }
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// `backup --config F --out DIR`.
@@ -464,7 +396,7 @@ fn receive(
                 row.clear();
                 format::put_kv(&k, &v, &mut row);
                 f.write(&row)?;
-                f.rows += 1;
+                f.0.count_row();
                 rows += 1;
                 if tree == Table::Log.name() {
                     log_rows += 1;

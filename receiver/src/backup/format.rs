@@ -8,6 +8,8 @@
 
 use std::io::Read;
 
+// The tree files' row codec and names are the sender's too: one implementation for both.
+pub use airlock_daemon::backup_files::{MAX_FIELD, put_kv, tree_file, valid_file_name};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -17,8 +19,6 @@ pub const MAGIC: &[u8; 16] = b"airlock-backup\x00\x01";
 pub const FORMAT_VERSION: u32 = 1;
 /// The manifest's file name in the backup directory.
 pub const MANIFEST: &str = "manifest.json";
-/// A key or a value larger than this is refused as corrupt (sled values are far smaller).
-pub const MAX_FIELD: usize = 256 << 20;
 /// The header, at most.
 const MAX_HEADER: usize = 1 << 20;
 
@@ -65,11 +65,6 @@ pub fn valid_tree_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// The file of a tree in the backup directory.
-pub fn tree_file(tree: &str) -> String {
-    format!("tree-{tree}.kv")
-}
-
 pub fn put_header(h: &StreamHeader, out: &mut Vec<u8>) -> Result<(), FormatError> {
     let json = serde_json::to_vec(h).map_err(|e| FormatError::Bad(e.to_string()))?;
     out.push(b'H');
@@ -92,14 +87,6 @@ pub fn put_row(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
 pub fn put_end(rows: u64, out: &mut Vec<u8>) {
     out.push(b'E');
     out.extend_from_slice(&rows.to_be_bytes());
-}
-
-/// A row as a tree file holds it.
-pub fn put_kv(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-    out.extend_from_slice(value);
 }
 
 /// Fills `buf`; false at a clean end of input before the first byte.
@@ -275,16 +262,6 @@ pub enum FileKind {
     CheckpointKey,
     /// Its public half.
     CheckpointPublicKey,
-}
-
-/// A file name from a manifest is used only when it is a plain name.
-pub fn valid_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 #[cfg(test)]
