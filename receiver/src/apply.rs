@@ -329,6 +329,7 @@ fn provision(tx: &dyn StateTx, p: &Provision, at: &Provenance) -> Result<bool, T
         revoked: false,
         last: at.clone(),
         applied_frames: old.map_or(0, |u| u.applied_frames) + 1,
+        ticket_only: false,
     };
     tx.put_json(Table::Users, sub.as_bytes(), &user)?;
     Ok(true)
@@ -368,6 +369,7 @@ fn revoke(
             revoked: true,
             last: at.clone(),
             applied_frames: 1,
+            ticket_only: false,
         },
     };
     tx.put_json(Table::Users, sub.as_bytes(), &user)?;
@@ -388,6 +390,8 @@ fn revoke(
 
 /// A ticket is stored once (a re-sent ticket never resets `used`); it also creates or
 /// refreshes the user's claims, but never lifts a revocation (that takes a Provision).
+/// A user it creates is marked ticket-only (their `valid_until` is the code's expiry, no
+/// approval window); a ticket never changes that mark, only a Provision clears it.
 fn login_ticket(tx: &dyn StateTx, t: &LoginTicket, at: &Provenance) -> Result<bool, TxError> {
     let mut changed = false;
     if !tx.contains(Table::Tickets, &t.locator)? {
@@ -433,6 +437,7 @@ fn login_ticket(tx: &dyn StateTx, t: &LoginTicket, at: &Provenance) -> Result<bo
             revoked: false,
             last: at.clone(),
             applied_frames: 1,
+            ticket_only: true,
         },
     };
     tx.put_json(Table::Users, sub.as_bytes(), &user)?;

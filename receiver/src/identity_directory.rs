@@ -65,6 +65,7 @@ impl<S: Store> IdentityDirectory for StoreDirectory<S> {
             valid_until: u.valid_until,
             provisioned_seq: u.provisioned_seq,
             revoked: u.revoked,
+            provisioned: !u.ticket_only,
         }))
     }
 

@@ -74,7 +74,12 @@ pub fn render_users(users: &[UserRecord]) -> String {
         "local sub", "status", "valid until", "provenance", "email"
     );
     for u in users {
-        let status = if u.revoked { "revoked" } else { "active" };
+        // A ticket-only person's "valid until" is their last transfer code's expiry.
+        let status = match (u.revoked, u.ticket_only) {
+            (true, _) => "revoked",
+            (false, true) => "ticket",
+            (false, false) => "active",
+        };
         let _ = writeln!(
             out,
             "{:<32}  {:<8}  {:<20}  {:<12}  {:<30}  {} / {}",
@@ -114,6 +119,7 @@ mod tests {
                 log_index: 0,
             },
             applied_frames: 1,
+            ticket_only: false,
         };
         let text = render_users(&[u]);
         assert!(text.contains("2027-01-15T08:00:00Z"), "{text}");

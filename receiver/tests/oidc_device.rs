@@ -645,6 +645,7 @@ async fn ha_a_device_code_from_one_receiver_is_redeemed_through_another() {
             clock: clock.clone(),
             dir: dir.clone(),
             db_path: std::path::PathBuf::new(),
+            feed: None,
             _tmp: Arc::new(tempfile::tempdir().unwrap()),
         });
     }

@@ -8,42 +8,6 @@ use axum::routing::post;
 use jsonwebtoken::Algorithm;
 use oidc_support::*;
 
-/// Serves an inside app on a loopback port; returns its back-channel logout URI.
-async fn serve_app(app: axum::Router) -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/backchannel", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    url
-}
-
-/// A tiny inside app that records back-channel logout tokens.
-async fn backchannel_receiver() -> (
-    String,
-    Arc<Mutex<Vec<String>>>,
-    tokio::sync::mpsc::Receiver<()>,
-) {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let g = got.clone();
-    let app = axum::Router::new().route(
-        "/backchannel",
-        post(move |body: String| {
-            let g = g.clone();
-            let tx = tx.clone();
-            async move {
-                let token = body.strip_prefix("logout_token=").unwrap_or("").to_string();
-                g.lock()
-                    .unwrap()
-                    .push(airlock_receiver::oidc::util::url_decode(&token).unwrap());
-                let _ = tx.send(()).await;
-                "ok"
-            }
-        }),
-    );
-    let url = serve_app(app).await;
-    (url, got, rx)
-}
-
 /// A `prompt=none` request of `spa`: answers a code while the browser's session lives.
 fn silent_spa(p: &Pkce) -> AuthParams<'_> {
     AuthParams {
@@ -53,12 +17,6 @@ fn silent_spa(p: &Pkce) -> AuthParams<'_> {
         pkce: Some(p),
         extra: "&prompt=none",
     }
-}
-
-async fn wait(rx: &mut tokio::sync::mpsc::Receiver<()>) {
-    tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
-        .await
-        .expect("back-channel call arrives");
 }
 
 #[tokio::test]
@@ -178,6 +136,7 @@ async fn revocation_endpoint_and_expired_approval() {
             valid_until: op.clock.now() + 10,
             provisioned_seq: 7,
             revoked: false,
+            provisioned: true,
         },
     );
     let rt = t["refresh_token"].as_str().unwrap();

@@ -164,6 +164,7 @@ macro_rules! contract {
                 late_families_are_born_revoked,
                 passkeys_insert_once_and_index,
                 passkey_updates_are_atomic,
+                live_subjects_hold_a_session_or_a_working_passkey,
                 ceremonies_are_single_use,
                 pushed_requests_are_single_use_and_bound,
                 security_events_in_order,
@@ -1029,6 +1030,30 @@ fn passkeys_insert_once_and_index<B: Backend>(b: &B) {
     assert_eq!(o.passkeys_of("u").unwrap().len(), 1);
     // Another receiver on the same database sees the passkey enrolled here.
     assert_eq!(b.oidc().passkey("c2").unwrap().unwrap().sub, "u");
+}
+
+fn live_subjects_hold_a_session_or_a_working_passkey<B: Backend>(b: &B) {
+    let o = b.oidc();
+    assert!(o.live_subjects().unwrap().is_empty());
+    o.put_session("sec1", &session("sid1", "zed", 50)).unwrap();
+    o.put_session("sec2", &session("sid2", "zed", 50)).unwrap();
+    o.put_session("sec3", &session("sid3", "amy", 50)).unwrap();
+    assert!(o.insert_passkey(&passkey("c1", "amy", 1)).unwrap());
+    assert!(o.insert_passkey(&passkey("c2", "bob", 1)).unwrap());
+    assert!(o.insert_passkey(&passkey("c3", "off", 1)).unwrap());
+    o.update_passkey("c3", &mut |r| {
+        r.disabled = Some("expired".into());
+        true
+    })
+    .unwrap();
+    assert_eq!(
+        o.live_subjects().unwrap(),
+        ["amy", "bob", "zed"],
+        "each once, in order"
+    );
+    o.delete_session("sid3").unwrap();
+    assert!(o.delete_passkey("bob", "c2").unwrap());
+    assert_eq!(b.other_oidc().live_subjects().unwrap(), ["amy", "zed"]);
 }
 
 fn passkey_updates_are_atomic<B: Backend>(b: &B) {

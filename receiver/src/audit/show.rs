@@ -185,7 +185,12 @@ pub fn render(r: &ShowReport) -> String {
             u.local_sub,
             u.issuer,
             u.subject,
-            if u.revoked { "REVOKED" } else { "active" },
+            match (u.revoked, u.ticket_only) {
+                (true, _) => "REVOKED",
+                (false, true) =>
+                    "active, ticket-only (no Provision: valid until is its last code's expiry)",
+                (false, false) => "active",
+            },
             if u.valid_until == 0 {
                 "(never provisioned)".to_owned()
             } else {

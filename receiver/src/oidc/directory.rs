@@ -12,7 +12,7 @@ use airlock_protocol::message::Claims;
 #[error("identity directory: {0}")]
 pub struct DirectoryError(pub String);
 
-/// A provisioned user, keyed by the local `sub`
+/// A user the link brought in (by a Provision, or by a LoginTicket alone), keyed by the local `sub`
 /// (`airlock_protocol::message::local_subject(issuer, subject)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryUser {
@@ -28,6 +28,10 @@ pub struct DirectoryUser {
     pub provisioned_seq: u64,
     /// True once a Revoke frame was applied for this identity.
     pub revoked: bool,
+    /// True when a Provision admitted the person. False for someone known only from
+    /// LoginTickets: their `valid_until` is then the last transfer code's expiry, which
+    /// bounds that code, not their sessions (there is no approval window to expire).
+    pub provisioned: bool,
 }
 
 /// A just-in-time login ticket, found by the locator of its transfer code.
@@ -48,8 +52,9 @@ pub struct DirectoryTicket {
 
 /// Read access to users and tickets, plus the single-use consumption of tickets.
 pub trait IdentityDirectory: Send + Sync + 'static {
-    /// The user with this local `sub`, if provisioned (revoked users are returned with
-    /// `revoked = true`, not hidden, so the provider can say why a login fails).
+    /// The user with this local `sub`, if the link brought them in (revoked users are
+    /// returned with `revoked = true`, not hidden, so the provider can say why a login
+    /// fails; people known only from tickets with `provisioned = false`).
     fn user(&self, local_sub: &str) -> Result<Option<DirectoryUser>, DirectoryError>;
 
     /// The ticket with this locator, if any (used and expired ones included).

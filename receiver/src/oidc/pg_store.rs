@@ -307,6 +307,21 @@ impl OidcStore for PgOidcStore {
         })
     }
 
+    fn live_subjects(&self) -> Result<Vec<String>, OidcError> {
+        self.with(|c| {
+            c.query(
+                "SELECT sub FROM (SELECT sub FROM oidc_sessions \
+                 UNION SELECT sub FROM oidc_passkeys WHERE (data::jsonb ->> 'disabled') IS NULL) s \
+                 ORDER BY sub COLLATE \"C\"",
+                &[],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| r.try_get(0).map_err(db))
+            .collect()
+        })
+    }
+
     fn put_pending(&self, id: &str, p: &PendingRequest) -> Result<(), OidcError> {
         let data = json(p)?;
         let exp = secs(p.expires_at);

@@ -357,18 +357,48 @@ impl Provider {
     /// revokes every grant (refresh and access tokens) and notifies inside apps.
     /// Returns the number of sessions ended.
     pub fn revoke_user(&self, local_sub: &str) -> Result<usize, OidcError> {
-        let sessions = self.0.store.sessions_of(local_sub)?;
+        let (n, disabled) = self.withdraw(local_sub, crate::oidc::store::OFF_REVOKED)?;
+        tracing::info!(sub = %local_sub, sessions = n, passkeys = disabled, "user revoked: sessions ended, tokens revoked, passkeys switched off");
+        Ok(n)
+    }
+
+    /// Ends everything `sub` holds: sessions (with back-channel logout), grants, and
+    /// passkeys (switched off saying `why`). Returns (sessions ended, passkeys switched off).
+    fn withdraw(&self, sub: &str, why: &str) -> Result<(usize, usize), OidcError> {
+        let sessions = self.0.store.sessions_of(sub)?;
         let n = sessions.len();
         for s in sessions {
             self.end_session(&s.sid)?;
         }
-        for fam in self.0.store.families_of_sub(local_sub)? {
+        for fam in self.0.store.families_of_sub(sub)? {
             self.0.store.revoke_family(&fam)?;
         }
-        let disabled = self.disable_passkeys(local_sub, "revoked")?;
+        let disabled = self.disable_passkeys(sub, why)?;
         self.0.store.flush()?;
-        tracing::info!(sub = %local_sub, sessions = n, passkeys = disabled, "user revoked: sessions ended, tokens revoked, passkeys switched off");
-        Ok(n)
+        Ok((n, disabled))
+    }
+
+    /// Ends what lapsed approvals no longer cover: for every person holding a session or
+    /// a working passkey whose Provision's `valid_until` has passed, the sessions end (with
+    /// back-channel logout), their grants are revoked and the passkeys are switched off
+    /// (`expired`, one `passkeys_disabled` event). A revoked person found here (a Revoke
+    /// whose hook did not run, e.g. a crash in between) is withdrawn as `revoked`. People
+    /// known only from LoginTickets are left alone: their `valid_until` is a transfer
+    /// code's expiry, not an approval. Returns how many people were withdrawn.
+    pub fn withdraw_lapsed(&self) -> Result<usize, OidcError> {
+        let now = self.now();
+        let mut people = 0;
+        for sub in self.0.store.live_subjects()? {
+            let why = match self.0.directory.user(&sub)? {
+                Some(u) if u.revoked => crate::oidc::store::OFF_REVOKED,
+                Some(u) if u.provisioned && u.valid_until <= now => crate::oidc::store::OFF_EXPIRED,
+                _ => continue,
+            };
+            let (sessions, passkeys) = self.withdraw(&sub, why)?;
+            people += 1;
+            tracing::info!(sub = %sub, why, sessions, passkeys, "approval no longer holds: sessions ended, tokens revoked, passkeys switched off");
+        }
+        Ok(people)
     }
 
     /// Switches off every passkey of `sub` (they stay listed, saying why) and writes one
@@ -478,9 +508,10 @@ impl Provider {
         Ok(rotated)
     }
 
-    /// One round of maintenance (what the minute's tick runs): drops expired state,
-    /// starts a scheduled key rotation when due, and picks up key changes (publishing new
-    /// keys, retiring old ones).
+    /// One round of maintenance (what the minute's tick runs): drops expired state, ends
+    /// what lapsed approvals no longer cover ([`Provider::withdraw_lapsed`]), starts a
+    /// scheduled key rotation when due, and picks up key changes (publishing new keys,
+    /// retiring old ones).
     pub fn maintain(&self) -> Result<(), OidcError> {
         let now = self.0.clock.now();
         self.0.code_budget.sweep(now);
@@ -489,6 +520,11 @@ impl Provider {
             self.0.store.delete_pending(&id)?;
         }
         self.0.store.purge_expired(now)?;
+        // Key maintenance must not wait on the directory: a failing sweep is retried at
+        // the next tick, and until then the expiry checks at each use still refuse.
+        if let Err(e) = self.withdraw_lapsed() {
+            tracing::warn!(error = %e, "could not withdraw lapsed approvals; retried at the next maintenance");
+        }
         self.rotate_keys_if_due()?;
         self.0.keys.reload(&*self.0.store, now)
     }
@@ -518,7 +554,9 @@ impl Provider {
         let now = self.0.clock.now();
         match self.0.directory.user(sub)? {
             Some(u) if u.revoked => Ok(Err(Denied::Revoked)),
-            Some(u) if u.valid_until <= now => Ok(Err(Denied::Expired)),
+            // A ticket-only person's `valid_until` is their transfer code's expiry: it
+            // bounds the code, while the session and its grants keep their own lifetimes.
+            Some(u) if u.provisioned && u.valid_until <= now => Ok(Err(Denied::Expired)),
             Some(u) => Ok(Ok(IdentitySnapshot {
                 issuer: u.issuer,
                 subject: u.subject,

@@ -193,6 +193,25 @@ impl OidcStore for SledOidcStore {
         Ok(out)
     }
 
+    fn live_subjects(&self) -> Result<Vec<String>, OidcError> {
+        let mut subs = std::collections::BTreeSet::new();
+        for item in self.sub_sessions.iter() {
+            let (k, _) = item?;
+            if let Some(sub) = k.split(|b| *b == 0).next() {
+                subs.insert(String::from_utf8_lossy(sub).into_owned());
+            }
+        }
+        // A scan of the passkeys themselves: the index does not know which are switched off.
+        for item in self.passkeys.iter() {
+            let (_, v) = item?;
+            let p: PasskeyRecord = serde_json::from_slice(&v)?;
+            if p.disabled.is_none() {
+                subs.insert(p.sub);
+            }
+        }
+        Ok(subs.into_iter().collect())
+    }
+
     fn put_pending(&self, id: &str, p: &PendingRequest) -> Result<(), OidcError> {
         put(&self.pending, id.as_bytes(), p)
     }

@@ -198,6 +198,11 @@ impl Attempts {
 }
 
 // ---- Passkeys: credentials, ceremonies in flight, the security event log.
+/// [`PasskeyRecord::disabled`] of passkeys a Revoke frame switched off.
+pub const OFF_REVOKED: &str = "revoked";
+/// [`PasskeyRecord::disabled`] of passkeys switched off when their person's approval lapsed.
+pub const OFF_EXPIRED: &str = "expired";
+
 /// One enrolled passkey of one user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PasskeyRecord {
@@ -215,7 +220,8 @@ pub struct PasskeyRecord {
     pub last_used: Option<u64>,
     /// The passkey stops working after this time (the configured lifetime cap).
     pub expires_at: u64,
-    /// Set when the passkey was switched off (e.g. `revoked`): it no longer signs in.
+    /// Set when the passkey was switched off ([`OFF_REVOKED`], [`OFF_EXPIRED`]): it no
+    /// longer signs in.
     pub disabled: Option<String>,
     /// Backup eligibility as registered (a change is refused: WebAuthn §6.1.3).
     pub backup_eligible: bool,
@@ -380,6 +386,9 @@ pub trait OidcStore: DeviceStore + Send + Sync + 'static {
     /// session stored later (a redemption racing the logout) is stored revoked.
     fn delete_session(&self, sid: &str) -> Result<Option<Session>, OidcError>;
     fn sessions_of(&self, sub: &str) -> Result<Vec<Session>, OidcError>;
+    /// Every local `sub` that holds a session or a passkey not switched off, each once,
+    /// in byte order: whom the maintenance checks for a lapsed approval.
+    fn live_subjects(&self) -> Result<Vec<String>, OidcError>;
 
     fn put_pending(&self, id: &str, p: &PendingRequest) -> Result<(), OidcError>;
     fn pending(&self, id: &str) -> Result<Option<PendingRequest>, OidcError>;

@@ -47,6 +47,12 @@ pub struct UserRecord {
     pub last: Provenance,
     /// How many frames changed this record: with the log, proves each was applied once.
     pub applied_frames: u64,
+    /// Created by a LoginTicket and admitted by no Provision since: `valid_until` is then
+    /// the last ticket's code expiry, not an approval window. Written only when true, so a
+    /// provisioned user's record reads as it did before this mark existed; a record
+    /// written before it counts as provisioned.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ticket_only: bool,
 }
 
 /// A just-in-time login ticket.
@@ -200,6 +206,26 @@ pub type GapState = BTreeMap<String, SignerGaps>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ticket_only_mark_is_written_only_when_set() {
+        let old = r#"{"local_sub":"s","issuer":"i","subject":"u","claims":{},"approval":{"approver":"a","approved_at":1,"ticket_ref":"t"},"valid_until":5,"provisioned_seq":1,"revoked":false,"last":{"signer_kid":"k","seq":1,"issued_at":1,"log_index":0},"applied_frames":1}"#;
+        let mut u: UserRecord = serde_json::from_str(old).unwrap();
+        assert!(
+            !u.ticket_only,
+            "a record from before the mark counts as provisioned"
+        );
+        let bytes = serde_json::to_vec(&u).unwrap();
+        assert_eq!(
+            bytes,
+            old.as_bytes(),
+            "a provisioned user's bytes are unchanged"
+        );
+        u.ticket_only = true;
+        let text = serde_json::to_string(&u).unwrap();
+        assert!(text.ends_with(r#""ticket_only":true}"#), "{text}");
+        assert_eq!(serde_json::from_str::<UserRecord>(&text).unwrap(), u);
+    }
 
     #[test]
     fn gaps_open_and_close() {

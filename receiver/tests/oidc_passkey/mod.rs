@@ -17,20 +17,138 @@ use crate::oidc_support::*;
 
 const CB: &str = "http://127.0.0.1:2/cb";
 
+/// Where the provider reads its people and keeps its state: the test double on sled, the
+/// receiver's real directory (frames applied to a sled store, read through
+/// `StoreDirectory`), or both on PostgreSQL (a schema of its own on `AIRLOCK_TEST_PG_URL`;
+/// the test holds [`pg_turn`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Dir {
+    Mem,
+    Store,
+    Pg,
+}
+
+/// The shared turn on the test PostgreSQL, or None (the test is skipped, said on stderr).
+pub async fn pg_turn(test: &str) -> Option<tokio::sync::RwLockReadGuard<'static, ()>> {
+    crate::common::pg_url(test)?;
+    Some(crate::common::pg_shared_async().await)
+}
+
+/// A fresh schema on the test database; the URL that uses it.
+fn pg_schema() -> String {
+    let u = std::env::var("AIRLOCK_TEST_PG_URL").unwrap();
+    let schema = format!("passkeys_{:x}", rand::random::<u64>() >> 16);
+    // The synchronous client runs its own runtime: not inside the test's.
+    std::thread::spawn(move || {
+        let mut c = ::postgres::Client::connect(&u, ::postgres::NoTls).unwrap();
+        c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+        let sep = if u.contains('?') { '&' } else { '?' };
+        format!("{u}{sep}options=-c%20search_path%3D{schema}")
+    })
+    .join()
+    .unwrap()
+}
+
+/// A provider whose store and directory are on PostgreSQL (the HA backend).
+async fn start_pg(bc: Option<&str>, edit: impl FnOnce(&mut OidcConfig)) -> Op {
+    use airlock_receiver::oidc::Provider;
+    use airlock_receiver::oidc::pg_store::PgOidcStore;
+    use airlock_receiver::store::postgres::PgStore;
+    let db_url = pg_schema();
+    let clock = Clock::manual(now());
+    let store = Arc::new(PgStore::open_url(&db_url).unwrap());
+    let oidc = PgOidcStore::new(&store);
+    oidc.init_keys_once(clock.now()).unwrap();
+    let feed = FrameFeed::on(store);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut cfg = config(port, bc);
+    cfg.passkeys.enabled = true;
+    edit(&mut cfg);
+    let provider =
+        Provider::with_store(cfg, Arc::new(oidc), feed.directory.clone(), clock.clone()).unwrap();
+    tokio::spawn(provider.clone().serve_on(listener));
+    let tmp = Arc::new(tempfile::tempdir().unwrap());
+    Op {
+        base: format!("http://127.0.0.1:{port}"),
+        provider,
+        clock,
+        dir: Arc::new(MemDirectory::default()),
+        feed: Some(feed),
+        db_path: std::path::PathBuf::from(db_url),
+        _tmp: tmp,
+    }
+}
+
 pub async fn start(edit: impl FnOnce(&mut OidcConfig)) -> Op {
+    start_on(Dir::Mem, None, edit).await
+}
+
+/// A provider with passkeys on, reading `dir`, with the back-channel logout of client
+/// `app` at `bc`.
+pub async fn start_on(dir: Dir, bc: Option<&str>, edit: impl FnOnce(&mut OidcConfig)) -> Op {
     let tmp = Arc::new(tempfile::tempdir().unwrap());
     let clock = Clock::manual(now());
-    let dir = Arc::new(MemDirectory::default());
+    let feed = match dir {
+        Dir::Mem => None,
+        Dir::Store => Some(FrameFeed::sled(&tmp.path().join("store"))),
+        Dir::Pg => return start_pg(bc, edit).await,
+    };
     let db_path = tmp.path().join("db");
-    Op::start_custom(tmp, db_path, clock, dir, None, |c| {
+    let mem = Arc::new(MemDirectory::default());
+    Op::start_fed(tmp, db_path, clock, mem, feed, bc, |c| {
         c.passkeys.enabled = true;
         edit(c)
     })
     .await
 }
 
+/// A Revoke for `subject` reaches the directory, and the daemon's hook runs.
+pub fn revoke(op: &Op, subject: &str) {
+    match &op.feed {
+        Some(feed) => feed.apply(
+            airlock_protocol::message::Body::Revoke(airlock_protocol::message::Revoke {
+                issuer: ISSUER_OUT.into(),
+                subject: subject.into(),
+                approval: test_approval(op.clock.now()),
+                reason: "left the project".into(),
+            }),
+            op.clock.now(),
+        ),
+        None => {
+            op.dir
+                .users
+                .lock()
+                .unwrap()
+                .get_mut(&Op::sub(subject))
+                .unwrap()
+                .revoked = true
+        }
+    }
+    op.provider.revoke_user(&Op::sub(subject)).unwrap();
+}
+
 /// A Provision for `subject`, valid for `secs`.
 pub fn provision(op: &Op, subject: &str, secs: u64) {
+    if let Some(feed) = &op.feed {
+        let now = op.clock.now();
+        feed.apply(
+            airlock_protocol::message::Body::Provision(airlock_protocol::message::Provision {
+                issuer: ISSUER_OUT.into(),
+                subject: subject.into(),
+                claims: Claims {
+                    email: Some(format!("{subject}@example.org")),
+                    email_verified: Some(true),
+                    name: Some(format!("User {subject}")),
+                    ..Claims::default()
+                },
+                approval: test_approval(now),
+                valid_until: now + secs,
+            }),
+            now,
+        );
+        return;
+    }
     op.dir.users.lock().unwrap().insert(
         Op::sub(subject),
         DirectoryUser {
@@ -45,6 +163,7 @@ pub fn provision(op: &Op, subject: &str, secs: u64) {
             valid_until: op.clock.now() + secs,
             provisioned_seq: 7,
             revoked: false,
+            provisioned: true,
         },
     );
 }
@@ -237,7 +356,10 @@ async fn enrol_after_code_sign_in_then_sign_in_with_the_passkey_only() {
     assert_eq!(id["acr"], "urn:airlock:acr:passkey");
     assert_eq!(id["amr"], serde_json::json!(["hwk", "user", "mfa"]));
     assert_eq!(id["auth_time"].as_u64().unwrap(), op.clock.now());
-    assert_eq!(id["airlock_seq"], 7, "claims of the Provision");
+    assert_eq!(
+        id["airlock_seq"], 42,
+        "claims of the directory's latest frame (the LoginTicket of the code sign-in)"
+    );
     assert_eq!(op.provider.metric("logins", "passkey"), 1);
 
     // By name as well; prompt=login moves auth_time.
@@ -283,6 +405,40 @@ async fn enrol_after_code_sign_in_then_sign_in_with_the_passkey_only() {
         text.contains("passkey_enrolled sub=") && text.contains("office laptop from 127.0.0.1"),
         "{text}"
     );
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-receiver"));
+    cmd.args(["audit", "events", "--json", "--data-dir"])
+        .arg(copy.path());
+    check_json_export(
+        cmd,
+        &Op::sub("alice"),
+        &a.cred_b64(),
+        &["passkey_enrolled", "passkey_sign_in", "passkey_sign_in"],
+    );
+}
+
+/// `audit events --json`: one JSON object per line, in id order, of these `kinds`, all of
+/// `sub`, the ones naming a credential naming `cred`; the first is the enrolment.
+pub fn check_json_export(mut cmd: std::process::Command, sub: &str, cred: &str, kinds: &[&str]) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let got: Vec<&str> = lines.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(got, kinds, "{lines:?}");
+    let ids: Vec<u64> = lines.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    for e in &lines {
+        assert_eq!(e["sub"], sub, "{e}");
+        assert!(e["credential"].is_null() || e["credential"] == cred, "{e}");
+        assert!(e["at"].as_u64().unwrap() > 0, "{e}");
+    }
+    assert_eq!(lines[0]["detail"], "office laptop");
 }
 
 #[tokio::test]
@@ -372,16 +528,18 @@ async fn backup_eligibility_change_is_refused() {
 
 #[tokio::test]
 async fn revoked_user_is_refused_and_the_page_says_why() {
-    let op = start(|_| {}).await;
+    revoked_user_is_refused(Dir::Mem).await
+}
+
+#[tokio::test]
+async fn revoked_user_is_refused_through_the_store_directory() {
+    revoked_user_is_refused(Dir::Store).await
+}
+
+async fn revoked_user_is_refused(dir: Dir) {
+    let op = start_on(dir, None, |_| {}).await;
     let mut a = enrolled(&op, "rita").await;
-    op.dir
-        .users
-        .lock()
-        .unwrap()
-        .get_mut(&Op::sub("rita"))
-        .unwrap()
-        .revoked = true;
-    op.provider.revoke_user(&Op::sub("rita")).unwrap();
+    revoke(&op, "rita");
     let rec = &op.provider.passkeys_of(&Op::sub("rita")).unwrap()[0];
     assert_eq!(rec.disabled.as_deref(), Some("revoked"));
     let mut b = Browser::default();
@@ -404,18 +562,31 @@ async fn revoked_user_is_refused_and_the_page_says_why() {
 
 #[tokio::test]
 async fn expired_approval_is_refused() {
-    let op = start(|_| {}).await;
+    expired_approval(Dir::Mem).await
+}
+
+#[tokio::test]
+async fn expired_approval_through_the_store_directory() {
+    expired_approval(Dir::Store).await
+}
+
+/// Past a Provision's `valid_until` the passkey is refused at once; the maintenance tick
+/// then ends the person's sessions (back-channel logout), revokes their grants and switches
+/// the passkeys off. A ticket-only person past their transfer code's expiry is left alone.
+async fn expired_approval(dir: Dir) {
+    let (bc, got, mut rx) = backchannel_receiver().await;
+    let op = start_on(dir, Some(bc.as_str()), |_| {}).await;
     let mut a = enrolled(&op, "eve").await;
-    op.dir
-        .users
-        .lock()
-        .unwrap()
-        .get_mut(&Op::sub("eve"))
-        .unwrap()
-        .valid_until = op.clock.now() + 10;
-    op.clock.advance(11);
     let mut b = Browser::default();
     let r = passkey_sign_in(&op, &mut b, &mut a, "").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let tokens = redeem(&op, r.location()).await;
+    let mut tb = Browser::default();
+    assert!(code_sign_in(&op, &mut tb, "tom").await.starts_with(CB));
+    // The approval is renewed for 400 s only, then lapses (past tom's code expiry too).
+    provision(&op, "eve", 400);
+    op.clock.advance(401);
+    let r = passkey_sign_in(&op, &mut Browser::default(), &mut a, "").await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(
         r.body
@@ -423,17 +594,114 @@ async fn expired_approval_is_refused() {
         "{}",
         r.body
     );
-    assert!(!b.cookies.contains_key("airlock_session"));
     assert_eq!(
         op.provider.metric("passkey_refusals", "approval_expired"),
         1
     );
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "nothing ended before the tick"
+    );
+
+    op.provider.maintain().unwrap();
+    // Two sessions of eve (the code sign-in that enrolled, the passkey sign-in), both
+    // with a code for `app`: two back-channel logouts, both for eve.
+    wait(&mut rx).await;
+    wait(&mut rx).await;
+    let logouts = got.lock().unwrap().clone();
+    assert_eq!(logouts.len(), 2, "{logouts:?}");
+    for lt in &logouts {
+        let (_, claims) = verify_jwt(&op, lt, jsonwebtoken::Algorithm::RS256).await;
+        assert_eq!(claims["sub"], Op::sub("eve"));
+    }
+    let rec = &op.provider.passkeys_of(&Op::sub("eve")).unwrap()[0];
+    assert_eq!(rec.disabled.as_deref(), Some("expired"));
+    assert_eq!(op.provider.metric("passkeys_disabled", "expired"), 1);
+    assert!(
+        events(&op)
+            .iter()
+            .any(|e| e == "passkeys_disabled expired: 1 passkey(s)"),
+        "{:?}",
+        events(&op)
+    );
+    // Eve's session is gone: the app's next request lands on the login page.
+    let r = b.get(&authorize_url(&op, &app(""))).await;
+    assert!(r.location().starts_with("/login?txn="), "{}", r.location());
+    let rt = tokens["refresh_token"].as_str();
+    if let Some(rt) = rt {
+        let r = token(
+            &op,
+            Some(basic("app", CONF_SECRET)),
+            &format!("grant_type=refresh_token&refresh_token={}", enc(rt)),
+        )
+        .await;
+        assert_eq!(r.json()["error"], "invalid_grant");
+    }
+    // Tom (ticket-only) keeps his session past his code's expiry.
+    let r = tb.get(&authorize_url(&op, &app(""))).await;
+    assert!(r.location().starts_with(CB), "{}", r.location());
+    assert_eq!(redeem(&op, r.location()).await["token_type"], "Bearer");
+
+    // Another tick changes nothing; a renewed approval does not switch the passkey on
+    // again, and the page says why and what to do.
+    op.provider.maintain().unwrap();
+    assert_eq!(op.provider.metric("passkeys_disabled", "expired"), 1);
+    provision(&op, "eve", 86_400);
+    let r = passkey_sign_in(&op, &mut Browser::default(), &mut a, "").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body
+            .contains("switched off when your approval to enter this network expired"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        op.provider.metric("passkey_refusals", "disabled_expired"),
+        1
+    );
+    assert_eq!(got.lock().unwrap().len(), 2, "tom got no logout");
+    if let Dir::Pg = dir {
+        // The auditor's export straight from the cluster's database.
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airlock-receiver"));
+        cmd.args([
+            "audit",
+            "events",
+            "--json",
+            "--user",
+            &Op::sub("eve"),
+            "--pg-url",
+        ])
+        .arg(&op.db_path);
+        check_json_export(
+            cmd,
+            &Op::sub("eve"),
+            &a.cred_b64(),
+            &[
+                "passkey_enrolled",
+                "passkey_sign_in",
+                "passkey_refused",
+                "passkeys_disabled",
+                "passkey_refused",
+            ],
+        );
+    }
 }
 
 #[tokio::test]
 async fn passkey_lifetime_cap_and_ticket_only_users() {
+    ticket_only_users(Dir::Mem).await
+}
+
+/// In the receiver a LoginTicket writes a user record too: the directory must still tell
+/// a ticket-only person from a provisioned one.
+#[tokio::test]
+async fn ticket_only_users_through_the_store_directory() {
+    ticket_only_users(Dir::Store).await
+}
+
+async fn ticket_only_users(dir: Dir) {
     // A LoginTicket-only person (no Provision) gets no offer unless the config allows it.
-    let op = start(|_| {}).await;
+    let op = start_on(dir, None, |_| {}).await;
     let mut b = Browser::default();
     assert!(code_sign_in(&op, &mut b, "tina").await.starts_with(CB));
     let page = b.get(&format!("{}/passkey/enrol", op.base)).await;
@@ -446,8 +714,21 @@ async fn passkey_lifetime_cap_and_ticket_only_users() {
     .await;
     assert_eq!(o.status, 403, "{}", o.body);
     assert_eq!(o.json()["error"], "not_eligible");
+    assert!(
+        op.provider
+            .passkeys_of(&Op::sub("tina"))
+            .unwrap()
+            .is_empty()
+    );
+    // A provisioned person on the same receiver is offered one, for the lifetime cap.
+    enrolled(&op, "pia").await;
+    let rec = &op.provider.passkeys_of(&Op::sub("pia")).unwrap()[0];
+    assert_eq!(
+        rec.expires_at,
+        op.clock.now() + op.provider.config().passkeys.lifetime_cap_secs
+    );
 
-    let op = start(|c| {
+    let op = start_on(dir, None, |c| {
         c.passkeys.allow_ticket_only_users = true;
         c.passkeys.ticket_only_lifetime_secs = 3600;
     })
@@ -458,9 +739,15 @@ async fn passkey_lifetime_cap_and_ticket_only_users() {
     assert_eq!(enrol(&op, &mut b, &mut a, "kiosk").await.status, 303);
     let rec = &op.provider.passkeys_of(&Op::sub("tina")).unwrap()[0];
     assert_eq!(rec.expires_at, op.clock.now() + 3600);
+    // Long after the transfer code's 300 s: the passkey follows its own lifetime, and the
+    // app gets working tokens.
+    op.clock.advance(1800);
     let r = passkey_sign_in(&op, &mut Browser::default(), &mut a, "").await;
     assert_eq!(r.status, 303, "{}", r.body);
-    op.clock.advance(3601);
+    let id = id_token(&op, r.location()).await;
+    assert_eq!(id["sub"], Op::sub("tina"));
+    assert_eq!(id["acr"], "urn:airlock:acr:passkey");
+    op.clock.advance(1801);
     let r = passkey_sign_in(&op, &mut Browser::default(), &mut a, "").await;
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.body.contains("end of its allowed lifetime"));
@@ -469,7 +756,11 @@ async fn passkey_lifetime_cap_and_ticket_only_users() {
 
 #[tokio::test]
 async fn acr_values_naming_the_transfer_code_forces_it() {
-    let op = start(|_| {}).await;
+    acr_values_force_the_transfer_code(Dir::Mem).await
+}
+
+async fn acr_values_force_the_transfer_code(dir: Dir) {
+    let op = start_on(dir, None, |_| {}).await;
     let d = Browser::default()
         .get(&format!("{}/.well-known/openid-configuration", op.base))
         .await
@@ -900,6 +1191,7 @@ async fn two_receivers_on_one_postgres_enrol_on_a_sign_in_on_b() {
             provider,
             clock: clock.clone(),
             dir: dir.clone(),
+            feed: None,
             db_path: tmp.path().join("unused"),
             _tmp: tmp.clone(),
         });
@@ -944,4 +1236,99 @@ async fn max_age_sends_a_passkey_session_back_to_the_login_page_and_moves_auth_t
         id_token(&op, r.location()).await["auth_time"],
         op.clock.now()
     );
+}
+
+#[tokio::test]
+async fn max_per_user_reached_stops_the_offer_and_refuses_enrolment() {
+    let op = start(|c| c.passkeys.max_per_user = 1).await;
+    enrolled(&op, "molly").await;
+    // The next transfer-code sign-in goes straight to the app: no offer.
+    let mut b = Browser::default();
+    let next = code_sign_in(&op, &mut b, "molly").await;
+    assert!(next.starts_with(CB), "{next}");
+    // Asking anyway: refused with a message saying what to do, counted, logged.
+    let page = b.get(&format!("{}/passkey/enrol", op.base)).await;
+    let csrf = hidden(&page.body, "csrf");
+    let o = post(
+        &op,
+        &mut b,
+        "/passkey/enrol/options",
+        &format!("csrf={csrf}&name=second"),
+    )
+    .await;
+    assert_eq!(o.status, 403, "{}", o.body);
+    assert_eq!(o.json()["error"], "too_many");
+    assert!(
+        o.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("Remove one on your account page"),
+        "{}",
+        o.body
+    );
+    // The form posted without options: the page says the same.
+    let r = post(
+        &op,
+        &mut b,
+        "/passkey/enrol",
+        &format!("csrf={csrf}&ceremony=x&credential=%7B%7D"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body
+            .contains("You already have the maximum number of passkeys"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("role=\"alert\""), "{}", r.body);
+    assert_eq!(op.provider.metric("passkey_refusals", "too_many"), 2);
+    assert_eq!(op.provider.passkeys_of(&Op::sub("molly")).unwrap().len(), 1);
+    let refused: Vec<String> = events(&op)
+        .into_iter()
+        .filter(|e| e.starts_with("passkey_refused"))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "passkey_refused enrol options: too_many",
+            "passkey_refused enrol: too_many"
+        ]
+    );
+}
+
+// The scenarios above on PostgreSQL: the provider's store and the directory (frames
+// applied by the ingest's state machine) both in the HA backend.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_only_users_on_postgres() {
+    let Some(_pg) = pg_turn("ticket_only_users_on_postgres").await else {
+        return;
+    };
+    ticket_only_users(Dir::Pg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_user_is_refused_on_postgres() {
+    let Some(_pg) = pg_turn("revoked_user_is_refused_on_postgres").await else {
+        return;
+    };
+    revoked_user_is_refused(Dir::Pg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_approval_on_postgres() {
+    let Some(_pg) = pg_turn("expired_approval_on_postgres").await else {
+        return;
+    };
+    expired_approval(Dir::Pg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acr_values_naming_the_transfer_code_forces_it_on_postgres() {
+    let Some(_pg) = pg_turn("acr_values_naming_the_transfer_code_forces_it_on_postgres").await
+    else {
+        return;
+    };
+    acr_values_force_the_transfer_code(Dir::Pg).await
 }

@@ -63,6 +63,35 @@ impl IdentityDirectory for MemDirectory {
     }
 }
 
+impl MemDirectory {
+    /// Files a ticket and, as the ingest does (`apply.rs`, `login_ticket`), creates or
+    /// refreshes its person: a new one is known from the ticket only (`provisioned =
+    /// false`, `valid_until` = the code's expiry); a known one gets the ticket's claims
+    /// and seq and keeps its revocation and its provisioned mark.
+    pub fn file_ticket(&self, locator: [u8; 16], ticket: DirectoryTicket) {
+        let sub = local_subject(&ticket.issuer, &ticket.subject);
+        let mut users = self.users.lock().unwrap();
+        let user = users.entry(sub).or_insert_with(|| DirectoryUser {
+            issuer: ticket.issuer.clone(),
+            subject: ticket.subject.clone(),
+            claims: ticket.claims.clone(),
+            valid_until: ticket.expires_at,
+            provisioned_seq: ticket.seq,
+            revoked: false,
+            provisioned: false,
+        });
+        user.claims = ticket.claims.clone();
+        user.valid_until = user.valid_until.max(ticket.expires_at);
+        user.provisioned_seq = ticket.seq;
+        drop(users);
+        let previous = self.tickets.lock().unwrap().insert(locator, ticket);
+        assert!(
+            previous.is_none(),
+            "2^25 locators: a collision in a test run is a bug"
+        );
+    }
+}
+
 /// Cheap argon2id (tests only): the provider reads the cost from the PHC string.
 pub fn argon2_hash(secret: &str) -> String {
     use argon2::password_hash::{PasswordHasher, SaltString};
@@ -79,8 +108,72 @@ pub struct Op {
     pub provider: Provider,
     pub clock: Clock,
     pub dir: Arc<MemDirectory>,
+    /// When set, the provider reads the real directory of this feed (frames applied to a
+    /// store) and [`Op::ticket`] files its tickets there; `dir` is then unused.
+    pub feed: Option<Arc<FrameFeed>>,
+    /// The provider's sled database (on PostgreSQL: the database URL, for `--pg-url`).
     pub db_path: std::path::PathBuf,
     pub _tmp: Arc<tempfile::TempDir>,
+}
+
+/// Frames applied to a real store by the ingest's state machine (`apply_batch`, signed by
+/// a sender key), read back through the real [`StoreDirectory`]: the receiver's directory
+/// without the link.
+///
+/// [`StoreDirectory`]: airlock_receiver::identity_directory::StoreDirectory
+pub struct FrameFeed {
+    chain: Mutex<airlock_tests::peer::Chain>,
+    apply: Box<dyn Fn(&airlock_receiver::apply::AcceptedFrame) + Send + Sync>,
+    pub directory: Arc<dyn IdentityDirectory>,
+}
+
+impl FrameFeed {
+    pub fn on<S: airlock_receiver::store::Store>(store: Arc<S>) -> Arc<FrameFeed> {
+        use airlock_protocol::keys::{LinkKey, SignerKey};
+        let sealer =
+            airlock_protocol::seal::Sealer::new(SignerKey::generate(), LinkKey::generate(7));
+        let directory = Arc::new(airlock_receiver::identity_directory::StoreDirectory::new(
+            store.clone(),
+        ));
+        Arc::new(FrameFeed {
+            chain: Mutex::new(airlock_tests::peer::Chain::new(sealer)),
+            apply: Box::new(move |f| {
+                store
+                    .transact(|t| airlock_receiver::apply::apply_batch(t, std::slice::from_ref(f)))
+                    .unwrap();
+            }),
+            directory,
+        })
+    }
+
+    /// A sled store in `path`.
+    pub fn sled(path: &std::path::Path) -> Arc<FrameFeed> {
+        Self::on(Arc::new(
+            airlock_receiver::store::SledStore::open(path).unwrap(),
+        ))
+    }
+
+    /// Signs `body` as the sender's next frame and applies it.
+    pub fn apply(&self, body: airlock_protocol::message::Body, issued_at: u64) {
+        let (env, signed) = self
+            .chain
+            .lock()
+            .unwrap()
+            .sign_next(body, issued_at)
+            .unwrap();
+        let frame =
+            airlock_receiver::apply::AcceptedFrame::new(env, signed.sign1, issued_at * 1000);
+        (self.apply)(&frame);
+    }
+}
+
+/// The approval every test frame carries.
+pub fn test_approval(at: u64) -> airlock_protocol::message::Approval {
+    airlock_protocol::message::Approval {
+        approver: "approver@example.org".into(),
+        approved_at: at,
+        ticket_ref: "CHG-1".into(),
+    }
 }
 
 pub const CONF_SECRET: &str = "s3cret-of-the-confidential-app";
@@ -152,12 +245,29 @@ impl Op {
         bc: Option<&str>,
         edit: impl FnOnce(&mut OidcConfig),
     ) -> Op {
+        Self::start_fed(tmp, db_path, clock, dir, None, bc, edit).await
+    }
+
+    /// Like [`Op::start_custom`]; with a `feed`, the provider reads its real directory.
+    pub async fn start_fed(
+        tmp: Arc<tempfile::TempDir>,
+        db_path: std::path::PathBuf,
+        clock: Clock,
+        dir: Arc<MemDirectory>,
+        feed: Option<Arc<FrameFeed>>,
+        bc: Option<&str>,
+        edit: impl FnOnce(&mut OidcConfig),
+    ) -> Op {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let db = sled::open(&db_path).unwrap();
+        let directory: Arc<dyn IdentityDirectory> = match &feed {
+            Some(f) => f.directory.clone(),
+            None => dir.clone(),
+        };
         let deps = OidcDeps {
             db,
-            directory: dir.clone(),
+            directory,
             clock: clock.clone(),
         };
         let mut cfg = config(port, bc);
@@ -169,6 +279,7 @@ impl Op {
             provider,
             clock,
             dir,
+            feed,
             db_path,
             _tmp: tmp,
         }
@@ -177,31 +288,41 @@ impl Op {
     /// Files a LoginTicket for (issuer, subject); returns the transfer code as shown.
     pub fn ticket(&self, subject: &str, ttl: u64) -> String {
         let code = TransferCode::generate(&mut rand::thread_rng());
+        let claims = Claims {
+            email: Some(format!("{subject}@example.org")),
+            email_verified: Some(true),
+            name: Some(format!("User {subject}")),
+            groups: vec!["staff".into()],
+            ..Claims::default()
+        };
+        if let Some(feed) = &self.feed {
+            let now = self.clock.now();
+            feed.apply(
+                airlock_protocol::message::Body::LoginTicket(
+                    airlock_protocol::message::LoginTicket {
+                        locator: code.locator(),
+                        code_hash: argon2_hash(&code.secret()),
+                        issuer: ISSUER_OUT.into(),
+                        subject: subject.into(),
+                        claims,
+                        approval: test_approval(now),
+                        expires_at: now + ttl,
+                    },
+                ),
+                now,
+            );
+            return code.display();
+        }
         let ticket = DirectoryTicket {
             code_hash: argon2_hash(&code.secret()),
             issuer: ISSUER_OUT.into(),
             subject: subject.into(),
-            claims: Claims {
-                email: Some(format!("{subject}@example.org")),
-                email_verified: Some(true),
-                name: Some(format!("User {subject}")),
-                groups: vec!["staff".into()],
-                ..Claims::default()
-            },
+            claims,
             expires_at: self.clock.now() + ttl,
             seq: 42,
             used: false,
         };
-        let previous = self
-            .dir
-            .tickets
-            .lock()
-            .unwrap()
-            .insert(code.locator(), ticket);
-        assert!(
-            previous.is_none(),
-            "2^25 locators: a collision in a test run is a bug"
-        );
+        self.dir.file_ticket(code.locator(), ticket);
         code.display()
     }
 
@@ -466,4 +587,47 @@ pub async fn eventually(what: &str, done: impl Fn() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("not reached in 30 s: {what}");
+}
+
+/// Serves an inside app on a loopback port; returns its back-channel logout URI.
+pub async fn serve_app(app: axum::Router) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    url
+}
+
+/// A tiny inside app that records back-channel logout tokens.
+pub async fn backchannel_receiver() -> (
+    String,
+    Arc<Mutex<Vec<String>>>,
+    tokio::sync::mpsc::Receiver<()>,
+) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/backchannel",
+        axum::routing::post(move |body: String| {
+            let g = g.clone();
+            let tx = tx.clone();
+            async move {
+                let token = body.strip_prefix("logout_token=").unwrap_or("").to_string();
+                g.lock()
+                    .unwrap()
+                    .push(airlock_receiver::oidc::util::url_decode(&token).unwrap());
+                let _ = tx.send(()).await;
+                "ok"
+            }
+        }),
+    );
+    let url = serve_app(app).await;
+    (url, got, rx)
+}
+
+/// Waits for the next back-channel logout call to arrive.
+pub async fn wait(rx: &mut tokio::sync::mpsc::Receiver<()>) {
+    tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+        .await
+        .expect("back-channel call arrives");
 }

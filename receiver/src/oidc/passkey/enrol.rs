@@ -384,7 +384,7 @@ fn enrol(
         Err(r) => return Ok(Err(r)),
     };
     let cfg = &p.config().passkeys;
-    let provisioned = p.directory().user(&session.sub)?.is_some();
+    let provisioned = policy::provisioned(p.directory().user(&session.sub)?.as_ref());
     let lifetime = if provisioned {
         cfg.lifetime_cap_secs
     } else {

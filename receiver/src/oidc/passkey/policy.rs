@@ -37,21 +37,32 @@ pub fn csrf_ok(p: &Provider, headers: &HeaderMap, form: &Params, expected: Optio
         && expected.is_none_or(|e| form.get("csrf").is_some_and(|f| ct_eq(f, e)))
 }
 
-/// Why the person may not hold or use a passkey now, from the directory's view.
+/// Why the person may not hold or use a passkey now, from the directory's view. A
+/// provisioned person stands while their approval is valid; a person known only from
+/// LoginTickets only where `allow_ticket_only_users` says so, and then their passkey's own
+/// lifetime (`ticket_only_lifetime_secs`) bounds it: the ticket's `valid_until` is the
+/// expiry of one transfer code, not an approval.
 pub fn standing(p: &Provider, user: Option<&DirectoryUser>, now: u64) -> Result<(), Refusal> {
     match user {
         Some(u) if u.revoked => Err(Refusal::Revoked),
-        Some(u) if u.valid_until <= now => Err(Refusal::ApprovalExpired),
-        Some(_) => Ok(()),
-        None if p.config().passkeys.allow_ticket_only_users => Ok(()),
-        None => Err(Refusal::NotEligible),
+        Some(u) if u.provisioned && u.valid_until <= now => Err(Refusal::ApprovalExpired),
+        Some(u) if u.provisioned => Ok(()),
+        _ if p.config().passkeys.allow_ticket_only_users => Ok(()),
+        _ => Err(Refusal::NotEligible),
     }
+}
+
+/// Whether `user` was admitted by a Provision (and so gets `lifetime_cap_secs`).
+pub fn provisioned(user: Option<&DirectoryUser>) -> bool {
+    user.is_some_and(|u| u.provisioned)
 }
 
 /// Whether a passkey may be used now (besides the person's standing).
 pub fn usable(rec: &PasskeyRecord, now: u64) -> Result<(), Refusal> {
-    if rec.disabled.is_some() {
-        return Err(Refusal::Disabled);
+    match rec.disabled.as_deref() {
+        Some(crate::oidc::store::OFF_EXPIRED) => return Err(Refusal::DisabledAtExpiry),
+        Some(_) => return Err(Refusal::Disabled),
+        None => {}
     }
     if rec.expires_at <= now {
         return Err(Refusal::PasskeyExpired);

@@ -54,6 +54,8 @@ pub enum Refusal {
     PasskeyExpired,
     #[error("the passkey was switched off")]
     Disabled,
+    #[error("the passkey was switched off when the person's outside approval expired")]
+    DisabledAtExpiry,
     #[error("a passkey can only be created right after a sign-in with a transfer code")]
     NotFreshSignIn,
     #[error("the person already has the maximum number of passkeys")]
@@ -88,6 +90,7 @@ impl Refusal {
             Refusal::ApprovalExpired => "approval_expired",
             Refusal::PasskeyExpired => "passkey_expired",
             Refusal::Disabled => "disabled",
+            Refusal::DisabledAtExpiry => "disabled_expired",
             Refusal::NotFreshSignIn => "not_fresh_sign_in",
             Refusal::TooMany => "too_many",
             Refusal::AlreadyRegistered => "already_registered",
@@ -104,6 +107,7 @@ impl Refusal {
             Refusal::ApprovalExpired => "Your approval to enter this network has expired, so your passkeys no longer work. Ask your administrator outside to renew it, or sign in outside for a new transfer code.".into(),
             Refusal::PasskeyExpired => "This passkey has reached the end of its allowed lifetime. Sign in with a transfer code from outside, then create a new passkey.".into(),
             Refusal::Disabled => "This passkey was switched off because your access was withdrawn outside. If you should still have access, ask your administrator to approve you again; then sign in with a new transfer code and create a new passkey.".into(),
+            Refusal::DisabledAtExpiry => "This passkey was switched off when your approval to enter this network expired. Ask your administrator outside to renew the approval; then sign in with a new transfer code and create a new passkey.".into(),
             Refusal::CounterRegression => "This passkey was refused because it looks copied (its counter went backwards). Sign in with a transfer code, remove the passkey on your account page and tell your administrator.".into(),
             Refusal::UnknownCredential => "This passkey is not registered here (it may have been removed). Sign in with a transfer code instead.".into(),
             Refusal::NotFreshSignIn => "A passkey can only be created within a few minutes of signing in with a transfer code. Sign in with a new transfer code from outside and try again.".into(),

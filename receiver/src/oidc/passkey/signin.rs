@@ -159,9 +159,10 @@ pub async fn finish(
         Ok(Err((r, sub, cred))) => {
             policy::refused(&p, "sign-in", &r, sub.as_deref(), cred.as_deref(), &addr);
             let status = match r {
-                Refusal::Revoked | Refusal::ApprovalExpired | Refusal::Disabled => {
-                    StatusCode::FORBIDDEN
-                }
+                Refusal::Revoked
+                | Refusal::ApprovalExpired
+                | Refusal::Disabled
+                | Refusal::DisabledAtExpiry => StatusCode::FORBIDDEN,
                 _ => StatusCode::UNAUTHORIZED,
             };
             login_page::form_page(&p, &txn, &pend, Some(&r.message()), status)
