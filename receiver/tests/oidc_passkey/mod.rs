@@ -850,7 +850,11 @@ async fn account_page_lists_and_removes_with_a_fresh_sign_in() {
 /// passkey unchanged.
 #[tokio::test]
 async fn bad_sign_in_responses_are_refused_counted_and_change_nothing() {
-    let op = start(|_| {}).await;
+    bad_sign_in_responses(Dir::Mem).await
+}
+
+async fn bad_sign_in_responses(dir: Dir) {
+    let op = start_on(dir, None, |_| {}).await;
     let mut a = enrolled(&op, "bob").await;
     let mut other = enrolled(&op, "mallory").await;
     let before = op.provider.passkeys_of(&Op::sub("bob")).unwrap();
@@ -1011,7 +1015,11 @@ async fn bad_sign_in_responses_are_refused_counted_and_change_nothing() {
 /// Enrolment without a fresh transfer-code sign-in, and bad enrolment responses.
 #[tokio::test]
 async fn enrolment_needs_a_fresh_code_sign_in_and_a_good_response() {
-    let op = start(|_| {}).await;
+    bad_enrolments(Dir::Mem).await
+}
+
+async fn bad_enrolments(dir: Dir) {
+    let op = start_on(dir, None, |_| {}).await;
     // No session at all.
     let mut nobody = Browser::default();
     let r = post(&op, &mut nobody, "/passkey/enrol/options", "csrf=x&name=x").await;
@@ -1331,4 +1339,68 @@ async fn acr_values_naming_the_transfer_code_forces_it_on_postgres() {
         return;
     };
     acr_values_force_the_transfer_code(Dir::Pg).await
+}
+
+/// `attestation` reaches the creation options; with `user_verification = "preferred"` an
+/// assertion without user verification signs in, and the ID token says so (no `mfa`).
+#[tokio::test]
+async fn attestation_and_user_verification_follow_the_config() {
+    use airlock_receiver::oidc::passkey::config::{AttestationPreference, UserVerification};
+    let op = start(|c| {
+        c.passkeys.attestation = AttestationPreference::Direct;
+        c.passkeys.user_verification = UserVerification::Preferred;
+    })
+    .await;
+    provision(&op, "uma", 86_400);
+    let mut b = Browser::default();
+    assert_eq!(code_sign_in(&op, &mut b, "uma").await, "/passkey/enrol");
+    let page = b.get(&format!("{}/passkey/enrol", op.base)).await;
+    let o = post(
+        &op,
+        &mut b,
+        "/passkey/enrol/options",
+        &format!("csrf={}&name=desk", hidden(&page.body, "csrf")),
+    )
+    .await;
+    assert_eq!(o.status, 200, "{}", o.body);
+    let pk = &o.json()["options"]["publicKey"];
+    assert_eq!(pk["attestation"], "direct", "{pk}");
+    assert_eq!(
+        pk["authenticatorSelection"]["userVerification"], "preferred",
+        "{pk}"
+    );
+    // An authenticator without PIN or biometric (presence only), from enrolment on.
+    let mut a = SoftAuthenticator::new();
+    a.forge.no_uv = true;
+    assert_eq!(enrol(&op, &mut b, &mut a, "desk").await.status, 303);
+    let r = passkey_sign_in(&op, &mut Browser::default(), &mut a, "").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let id = id_token(&op, r.location()).await;
+    assert_eq!(id["acr"], "urn:airlock:acr:passkey");
+    assert_eq!(id["amr"], serde_json::json!(["hwk", "user"]), "no mfa");
+    // One that verified the person at enrolment must keep doing so (WebAuthn library policy).
+    let mut v = enrolled(&op, "vic").await;
+    v.forge.no_uv = true;
+    let r = passkey_sign_in(&op, &mut Browser::default(), &mut v, "").await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(
+        op.provider.metric("passkey_refusals", "user_not_verified"),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sign_in_responses_are_refused_on_postgres() {
+    let Some(_pg) = pg_turn("bad_sign_in_responses_are_refused_on_postgres").await else {
+        return;
+    };
+    bad_sign_in_responses(Dir::Pg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_enrolments_are_refused_on_postgres() {
+    let Some(_pg) = pg_turn("bad_enrolments_are_refused_on_postgres").await else {
+        return;
+    };
+    bad_enrolments(Dir::Pg).await
 }
