@@ -151,6 +151,10 @@ pub enum TrustCommand {
         config: PathBuf,
         /// The link key file (link.key from `airlock-sender keygen`, carried by hand).
         file: PathBuf,
+        /// The link kid was retired over the link and the key ceremony re-approved it: lift
+        /// that retirement (a later KeyRetire bans it again).
+        #[arg(long)]
+        reinstate: bool,
     },
     /// Stop trusting a key: an installed file, or any signer kid announced over the link
     /// (and the keys it announced).
@@ -367,8 +371,19 @@ fn trust(cmd: TrustCommand) -> Result<String, CliError> {
                 reinstate,
             )?)
         }
-        TrustCommand::AddLinkKey { config, file } => {
-            Ok(trust_cmd::add_link_key(&Config::load(&config)?, &file)?)
+        TrustCommand::AddLinkKey {
+            config,
+            file,
+            reinstate,
+        } => {
+            let cfg = Config::load(&config)?;
+            let logged = logged_keys(&cfg);
+            Ok(trust_cmd::add_link_key(
+                &cfg,
+                &file,
+                logged.as_ref(),
+                reinstate,
+            )?)
         }
         TrustCommand::Remove {
             config,

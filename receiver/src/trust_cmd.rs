@@ -47,9 +47,9 @@ pub enum TrustCmdError {
         source: std::io::Error,
     },
     #[error(
-        "signer kid {kid} was retired over the link ({why}); if the key ceremony re-approved this key, install it again with `--reinstate`"
+        "{what} was retired over the link ({why}); if the key ceremony re-approved this key, install it again with `--reinstate`"
     )]
-    Retired { kid: String, why: String },
+    Retired { what: String, why: String },
 }
 
 fn retirement(p: Option<&Provenance>) -> String {
@@ -98,18 +98,13 @@ pub fn list(cfg: &Config, logged: Option<&KeySet>) -> Result<String, TrustCmdErr
     }
     let _ = writeln!(out, "link keys:");
     for (path, k) in &base.links {
-        let retired = logged.is_some_and(|l| base.link_retired(k.kid, l));
         let _ = writeln!(
             out,
             "  kid {}  fingerprint {}  {}{}",
             k.kid,
             k.fingerprint(),
             path.display(),
-            if retired {
-                "  [retired over the link]"
-            } else {
-                ""
-            }
+            link_status(&base, logged, k.kid)
         );
     }
     if let Some(l) = logged {
@@ -151,8 +146,13 @@ pub fn list(cfg: &Config, logged: Option<&KeySet>) -> Result<String, TrustCmdErr
         for kid in &l.retired_links {
             let _ = writeln!(
                 out,
-                "link key {kid} retired by {}",
-                retirement(l.link_retired_by.get(kid))
+                "link key {kid} retired by {}{}",
+                retirement(l.link_retired_by.get(kid)),
+                if base.link_retired(*kid, l) {
+                    ""
+                } else {
+                    "  [lifted: reinstated by the operator]"
+                }
             );
         }
         for (kid, nb) in &l.link_activations {
@@ -260,6 +260,20 @@ fn signer_status(base: &BaseTrust, logged: Option<&KeySet>, kid: &str) -> String
     }
 }
 
+/// The status a listed link kid gets: retired (and by what), lifted, or nothing.
+fn link_status(base: &BaseTrust, logged: Option<&KeySet>, kid: u32) -> String {
+    match logged {
+        Some(l) if base.link_retired(kid, l) => format!(
+            "  [retired over the link by {}]",
+            retirement(l.link_retired_by.get(&kid))
+        ),
+        Some(l) if l.retired_links.contains(&kid) => {
+            "  [retirement lifted by the operator]".to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
 /// Installs a signer public key file into the trust directory. A kid retired over the link
 /// is refused unless `reinstate` is set: then the install lifts that retirement (a later
 /// KeyRetire bans it again). An operator removal marker of the kid is cleared.
@@ -275,7 +289,7 @@ pub fn add_signer(
     let retired = logged.filter(|l| base.signer_retired(&key.kid, l));
     if let (Some(l), false) = (retired, reinstate) {
         return Err(TrustCmdError::Retired {
-            kid: key.kid.clone(),
+            what: format!("signer kid {}", key.kid),
             why: retirement(l.signer_retired_by.get(&key.kid)),
         });
     }
@@ -325,12 +339,27 @@ pub fn add_signer(
     ))
 }
 
-/// Installs a link key file (secret, mode 0600) into the trust directory.
-pub fn add_link_key(cfg: &Config, file: &Path) -> Result<String, TrustCmdError> {
+/// Installs a link key file (secret, mode 0600) into the trust directory. Like
+/// [`add_signer`]: a kid retired over the link is refused unless `reinstate` is set, which
+/// lifts that retirement (marker `link-KID.reinstated`; a later KeyRetire bans it again).
+pub fn add_link_key(
+    cfg: &Config,
+    file: &Path,
+    logged: Option<&KeySet>,
+    reinstate: bool,
+) -> Result<String, TrustCmdError> {
     let key = LinkKey::load(file)?;
     let dir = trust_dir(cfg)?;
     let base = BaseTrust::load(&cfg.trust)?;
-    if let Some((p, _)) = base.links.iter().find(|(_, k)| k.kid == key.kid) {
+    let retired = logged.filter(|l| base.link_retired(key.kid, l));
+    if let (Some(l), false) = (retired, reinstate) {
+        return Err(TrustCmdError::Retired {
+            what: format!("link key kid {}", key.kid),
+            why: retirement(l.link_retired_by.get(&key.kid)),
+        });
+    }
+    let installed = base.links.iter().find(|(_, k)| k.kid == key.kid);
+    if let (Some((p, _)), None) = (installed, retired) {
         return Err(TrustCmdError::AlreadyTrusted {
             what: format!("link key kid {}", key.kid),
             file: p.clone(),
@@ -340,10 +369,28 @@ pub fn add_link_key(cfg: &Config, file: &Path) -> Result<String, TrustCmdError> 
         dir: dir.to_owned(),
         source,
     })?;
-    let dest = dir.join(format!("link-{}.{LINK_EXT}", key.kid));
-    write_secret_file(&dest, key.to_text().as_bytes())?;
+    let dest = match installed {
+        Some((p, _)) => p.clone(),
+        None => {
+            let dest = dir.join(format!("link-{}.{LINK_EXT}", key.kid));
+            write_secret_file(&dest, key.to_text().as_bytes())?;
+            dest
+        }
+    };
+    let mut lifted = String::new();
+    if let Some(l) = retired {
+        let at = l.link_retired_by.get(&key.kid).map_or(0, |p| p.log_index);
+        write_marker(
+            &dir.join(format!("link-{}.{REINSTATED_EXT}", key.kid)),
+            &format!("{at}\n"),
+        )?;
+        lifted = format!(
+            "  lifts the retirement by {}\n",
+            retirement(l.link_retired_by.get(&key.kid))
+        );
+    }
     Ok(format!(
-        "installed link key kid {}\n  fingerprint {}\n  file {} (mode 0600)\ncompare the fingerprint with the sender's; restart the receiver to use it\n",
+        "installed link key kid {}\n  fingerprint {}\n  file {} (mode 0600)\n{lifted}compare the fingerprint with the sender's; restart the receiver to use it\n",
         key.kid,
         key.fingerprint(),
         dest.display()

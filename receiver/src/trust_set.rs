@@ -3,9 +3,9 @@
 //!
 //! The rules (docs/operations.md, "Key life cycle"):
 //! - A configured or installed key is trusted from time 0 unless a KeyRetire retired it;
-//!   an operator's reinstatement (`trust add-signer --reinstate`, a marker file in the trust
-//!   directory naming the retirement it lifts) lifts that retirement, and a later KeyRetire
-//!   bans the kid again.
+//!   an operator's reinstatement (`trust add-signer --reinstate` or
+//!   `trust add-link-key --reinstate`, a marker file in the trust directory naming the
+//!   retirement it lifts) lifts that retirement, and a later KeyRetire bans the kid again.
 //! - An announced key is trusted from its `not_before` while the key that announced it is
 //!   still known: configured, or itself announced and known. A KeyRetire of the announcer
 //!   (a planned rotation) keeps the keys it announced; removing the announcer by hand
