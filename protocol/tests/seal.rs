@@ -383,6 +383,123 @@ fn a_weak_key_forgery_is_refused_on_the_batch_path_too() {
     );
 }
 
+/// A Sign1 of the test signer (a real key, not of small order) whose signature the
+/// non-strict Ed25519 rule accepts and the strict one refuses: R is the identity (a
+/// small-order point) and s = k·a, so [s]B − [k]A = identity = R holds, while
+/// `verify_strict` refuses any small-order R. Making it takes the private key; it tells the
+/// two rules apart. Returns the sealed frame, its Sign1, the signed bytes, the signature
+/// and the key.
+fn small_order_r_frame() -> (
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    ed25519_dalek::Signature,
+    ed25519_dalek::VerifyingKey,
+) {
+    use coset::{CoseSign1, TaggedCborSerializable};
+    use curve25519_dalek::scalar::Scalar;
+    use sha2::{Digest, Sha512};
+    let sealer = testkit::sealer();
+    let env = testkit::envelope(11, [0; 32], Body::Provision(testkit::provision("strict")));
+    let genuine = sealer.sign(&env).unwrap().sign1;
+    let parsed = CoseSign1::from_tagged_slice(&genuine).unwrap();
+    let payload = parsed.payload.clone().unwrap();
+    let kid = testkit::signer().kid().to_owned();
+    // The layout below is the sealer's own: only the signature differs.
+    assert_eq!(
+        sign1_of(&kid, &[0xa0], &payload, &parsed.signature),
+        genuine
+    );
+    let tbs = parsed.tbs_data(b"");
+    // The test kit's signer key, as ed25519-dalek sees it.
+    let secret = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
+    let public = secret.verifying_key();
+    assert_eq!(
+        airlock_protocol::keys::signer_kid(&public),
+        kid,
+        "the test kit's signer"
+    );
+    let mut r = [0u8; 32];
+    r[0] = 1; // the identity point, compressed
+    let k: [u8; 64] = Sha512::new()
+        .chain_update(r)
+        .chain_update(public.as_bytes())
+        .chain_update(&tbs)
+        .finalize()
+        .into();
+    let s = Scalar::from_bytes_mod_order_wide(&k) * secret.to_scalar();
+    let mut raw = [0u8; 64];
+    raw[..32].copy_from_slice(&r);
+    raw[32..].copy_from_slice(s.as_bytes());
+    let signature = ed25519_dalek::Signature::from_bytes(&raw);
+    let sign1 = sign1_of(&kid, &[0xa0], &payload, &raw);
+    let sealed = sealer.encrypt(&sign1).unwrap();
+    (sealed, sign1, tbs, signature, public)
+}
+
+/// The receiver's signature rule is the strict one: a signature that ed25519-dalek's
+/// `verify` accepts but `verify_strict` refuses (small-order R under a real key) is refused
+/// `bad_signature` when a frame is opened alone and when a burst falls back to single checks.
+/// (A burst whose batch equation holds is checked by the cofactored batch rule, which cannot
+/// be strict: decisions D15 says why refusing weak keys suffices there.)
+#[test]
+fn a_signature_only_non_strict_verification_accepts_is_refused() {
+    use airlock_protocol::open_batch::{ToOpen, open_batch};
+    use ed25519_dalek::Verifier;
+    let (sealed, sign1, tbs, signature, public) = small_order_r_frame();
+    assert!(
+        public.verify(&tbs, &signature).is_ok(),
+        "the non-strict rule accepts it"
+    );
+    assert!(
+        public.verify_strict(&tbs, &signature).is_err(),
+        "the strict rule refuses it"
+    );
+    assert_eq!(open_now(&sealed).unwrap_err(), OpenError::BadSignature);
+    assert_eq!(
+        verify_sign1(&sign1, &testkit::trust()).unwrap_err(),
+        OpenError::BadSignature
+    );
+    // A burst with a frame whose signature is simply wrong: the batch fails, every frame is
+    // checked alone, and the small-order one is refused like the wrong one.
+    let good = testkit::sealer()
+        .seal(&testkit::envelope(
+            1,
+            [0; 32],
+            Body::Provision(testkit::provision("g")),
+        ))
+        .unwrap()
+        .sealed;
+    let wrong = {
+        let env = testkit::envelope(2, [0; 32], Body::Provision(testkit::provision("w")));
+        let mut sign1 = testkit::sealer().sign(&env).unwrap().sign1;
+        let last = sign1.len() - 1;
+        sign1[last] ^= 1;
+        testkit::sealer().encrypt(&sign1).unwrap()
+    };
+    let frames = [&good, &wrong, &sealed].map(|f| ToOpen { sealed: f, now: T0 });
+    let results = open_batch(
+        &frames,
+        &testkit::trust(),
+        &testkit::freshness(),
+        &ReplayState::new(),
+    );
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert_eq!(results[1].as_ref().unwrap_err(), &OpenError::BadSignature);
+    assert_eq!(results[2].as_ref().unwrap_err(), &OpenError::BadSignature);
+    // Alone in a burst it is checked singly, strictly.
+    let alone = open_batch(
+        &[ToOpen {
+            sealed: &sealed,
+            now: T0,
+        }],
+        &testkit::trust(),
+        &testkit::freshness(),
+        &ReplayState::new(),
+    );
+    assert_eq!(alone[0].as_ref().unwrap_err(), &OpenError::BadSignature);
+}
+
 /// Re-encodings of a genuine Sign1 that keep its signature valid: a non-empty unprotected
 /// header, and a payload length in a longer form than needed.
 fn re_encodings(sign1: &[u8]) -> Vec<Vec<u8>> {

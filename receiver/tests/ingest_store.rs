@@ -4,6 +4,7 @@
 use crate::common;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use airlock_protocol::keys::SignerKey;
@@ -141,6 +142,79 @@ fn key_rotation_over_the_link() {
     let ing = ingest(&store, &base, &metrics);
     assert!(ing.trust().signer(new_key.kid()).is_some());
     assert!(ing.trust().signer(signer.kid()).is_none());
+}
+
+/// A Sign1 laid out by hand (protected header with EdDSA and the kid, empty unprotected
+/// map), so that a test can put any signature on it.
+fn sign1_by_hand(kid: &str, payload: &[u8], signature: &[u8; 64]) -> Vec<u8> {
+    fn bstr(out: &mut Vec<u8>, bytes: &[u8]) {
+        match bytes.len() {
+            n @ 0..24 => out.push(0x40 | n as u8),
+            n @ 24..256 => out.extend_from_slice(&[0x58, n as u8]),
+            n => out.extend_from_slice(&[0x59, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(bytes);
+    }
+    let mut protected = vec![0xa2, 0x01, 0x27, 0x04];
+    bstr(&mut protected, kid.as_bytes());
+    let mut sign1 = vec![0xd2, 0x84];
+    bstr(&mut sign1, &protected);
+    sign1.push(0xa0);
+    bstr(&mut sign1, payload);
+    bstr(&mut sign1, signature);
+    sign1
+}
+
+/// A KeyAnnounce of a weak (small-order) key, here the identity point with the kid derived
+/// from it, signed by a trusted signer: it is logged (it is authentic) but changes nothing,
+/// and is counted as `airlock_frames_no_effect_total`. A frame "signed" under that kid
+/// without any private key (R = identity, s = 0, which the identity key would verify) is
+/// refused `untrusted_signer`, now and after a restart.
+#[test]
+fn a_key_announce_of_a_weak_key_changes_nothing_and_is_counted() {
+    let (dir, base, signer, link) = setup();
+    let store = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let mut ing = ingest(&store, &base, &metrics);
+    let mut tx = TestSender::new(&signer, &link);
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak_kid = airlock_protocol::keys::signer_kid(
+        &ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap(),
+    );
+    let before: Vec<String> = ing.trust().signer_kids().map(str::to_owned).collect();
+    let announce = tx.next(Body::KeyAnnounce(KeyAnnounce::Signer {
+        kid: weak_kid.clone(),
+        public_key: identity,
+        not_before: 0,
+    }));
+    let mut env = tx.envelope(1, provision(9), now());
+    env.sender_kid = weak_kid.clone();
+    let payload = airlock_protocol::codec::encode_envelope(&env).unwrap();
+    let mut no_key_signature = [0u8; 64];
+    no_key_signature[0] = 1;
+    let forged = tx
+        .chain
+        .sealer
+        .encrypt(&sign1_by_hand(&weak_kid, &payload, &no_key_signature))
+        .unwrap();
+    let r = ing
+        .process(vec![incoming(announce.sealed), incoming(forged.clone())])
+        .unwrap();
+    assert_eq!((r.accepted, r.no_effect, r.rejected), (1, 1, 1), "{r:?}");
+    assert_eq!(metrics.frames_no_effect.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.rejected("untrusted_signer"), 1);
+    let after: Vec<String> = ing.trust().signer_kids().map(str::to_owned).collect();
+    assert_eq!(after, before, "the trusted signers did not change");
+    assert!(ing.trust().signer(&weak_kid).is_none());
+
+    // A restarted ingest builds its trust from the log: still no weak key.
+    drop(ing);
+    let mut ing = ingest(&store, &base, &metrics);
+    assert!(ing.trust().signer(&weak_kid).is_none());
+    let r = ing.process(vec![incoming(forged)]).unwrap();
+    assert_eq!(r.rejected, 1);
+    assert_eq!(metrics.rejected("untrusted_signer"), 2);
 }
 
 /// Several receivers on one store (the HA shape). A key change logged by one reaches another
