@@ -45,6 +45,12 @@ fn protocol_defaults_table_matches_the_code() {
             fresh.max_skew_secs
         ),
         format!("(default {} s) | `from_future` |", fresh.max_skew_secs),
+        // The replay module refuses `highest - seq >= WINDOW` as too old.
+        format!(
+            "| 14 | seq not seen, and fewer than {} below the highest seen (replay window: the highest and the {} seqs under it) | `replay` |",
+            grouped(WINDOW),
+            grouped(WINDOW - 1)
+        ),
     ];
     for row in rows {
         assert_contains("protocol.md", &protocol, &row);

@@ -1,7 +1,8 @@
 //! The replay window: per signer, the highest seq seen plus a bitmap of the seqs just below.
 //!
-//! A seq above the highest is new. A seq within [`WINDOW`] below it is new unless its bit
-//! is set. Anything older is refused as too old: the window is wide (65,536 seqs) so that
+//! A seq above the highest is new. A seq fewer than [`WINDOW`] below it (the highest itself
+//! and the 65,535 seqs under it) is new unless its bit is set. A seq `WINDOW` or more below
+//! is refused as too old: the window is wide (65,536 seqs) so that
 //! an operator's `resend` of a gap still fits, while memory stays bounded (8 KiB a signer).
 
 use std::collections::BTreeMap;
@@ -25,7 +26,9 @@ pub enum ReplayError {
         /// The seq.
         seq: u64,
     },
-    #[error("seq {seq} is more than {WINDOW} below the highest accepted seq {highest}")]
+    #[error(
+        "seq {seq} is {WINDOW} or more below the highest accepted seq {highest}: older than the replay window"
+    )]
     /// The seq fell out of the window.
     TooOld {
         /// The seq.
@@ -293,6 +296,26 @@ mod tests {
                 if expected.is_ok() {
                     seen.insert(seq);
                 }
+            }
+        }
+
+        /// The boundary the documents state: with `highest` accepted, a seq `d` below it is
+        /// judged by the window while `d < WINDOW` and refused as too old from `d = WINDOW` on.
+        #[test]
+        fn too_old_starts_exactly_window_below_the_highest(
+            highest in WINDOW..u64::MAX / 2,
+            d in prop_oneof![0..4u64, WINDOW - 4..WINDOW + 4, 0..2 * WINDOW],
+        ) {
+            let mut window = ReplayWindow::new();
+            window.accept(highest).unwrap();
+            let seq = highest - d;
+            let verdict = window.check(seq);
+            if d == 0 {
+                prop_assert_eq!(verdict, Err(ReplayError::Seen { seq }));
+            } else if d < WINDOW {
+                prop_assert_eq!(verdict, Ok(()));
+            } else {
+                prop_assert_eq!(verdict, Err(ReplayError::TooOld { seq, highest }));
             }
         }
 

@@ -684,6 +684,28 @@ link_keys = ["link.key"]
         }
     }
 
+    /// The sender's guide names the receiver's block bound; it must be this default.
+    #[test]
+    fn the_sender_readme_states_the_receivers_block_bound() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sender/README.md");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let needle = format!(
+            "(receiver bound: its link.max_block_bytes, default {} KiB)",
+            defaults::max_block_bytes() / 1024
+        );
+        assert!(
+            text.contains(&needle),
+            "sender/README.md should say `{needle}`"
+        );
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let text = std::fs::read_to_string(&here).unwrap();
+        let needle = format!("max_block_bytes = {} ", defaults::max_block_bytes());
+        assert!(
+            text.contains(&needle),
+            "receiver/README.md should say `{needle}`"
+        );
+    }
+
     #[test]
     fn ops_token_file_defaults_to_the_data_dir_and_is_checked() {
         let c = parse(MIN).unwrap();

@@ -407,7 +407,8 @@ impl Config {
             .unit("bytes")
             .range(link.mtu, lo..=hi)?;
         // A frame larger than a block travels alone, so blocks need not hold the largest frame;
-        // the receiver's reassembly bound (128 KiB by default) must hold a block plus one frame.
+        // the receiver's reassembly bound (`link.max_block_bytes`, 256 KiB by default) must
+        // hold a block plus one frame.
         Key::new("link.max_block_bytes")
             .unit("bytes")
             .why("a block holds at least one datagram (link.mtu)")
