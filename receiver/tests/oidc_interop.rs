@@ -1,6 +1,8 @@
 //! Harness for the JavaScript interop tests in `tests/interop/` (openid-client v6 and a
-//! real Chromium through playwright-core). Ignored by default: they need
-//! `npm ci` in tests/interop and the Debian `chromium` package. Run with
+//! real Chromium through playwright-core). openid-client and the passkey flow run against
+//! the real daemons (`airlock_tests::deployment`), the login-page test against an
+//! in-process provider. Ignored by default: they need `npm ci` in tests/interop and
+//! tests/sample-app and the Debian `chromium` package. Run with
 //! `cargo test -p airlock-receiver --test integration -- oidc_interop:: --ignored --test-threads=1`.
 
 use crate::oidc_support;
@@ -38,44 +40,133 @@ async fn run_node(script: &str, envs: &[(&str, String)]) {
     assert!(out.status.success(), "{script} failed");
 }
 
+/// openid-client v6 (tests/interop/openid-client.test.mjs) against the real binaries: the
+/// code flow, PAR (`buildAuthorizationUrlWithPAR`, by a client that must push), client
+/// credentials (`clientCredentialsGrant`) and the device flow (`initiateDeviceAuthorization`
+/// / `pollDeviceAuthorizationGrant`) all talk to `airlock-receiver run`, configured from
+/// TOML as an operator would, whose users and transfer codes came from `airlock-sender run`
+/// over loopback UDP. The daemon runs on the system clock, which the library's real-time
+/// device polling needs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs npm ci in tests/interop"]
 async fn openid_client_v6() {
-    let tmp = Arc::new(tempfile::tempdir().unwrap());
-    let db = tmp.path().join("db");
-    let op = Op::start_custom(
-        tmp,
-        db,
-        Clock::manual(now()),
-        Default::default(),
-        None,
-        |c| {
-            // `app` is also a service (client credentials) for the interop script.
-            c.clients[1].client_credentials_scopes = vec!["orders.read".into()];
-            c.clients[1].client_credentials_audience = vec!["https://orders.inside".into()];
-            c.clients[1].grant_types.push("client_credentials".into());
-        },
-    )
-    .await;
-    let codes = [
-        op.ticket("nina", 300),
-        op.ticket("nina", 300),
-        op.ticket("nina", 300),
-    ]
-    .join(",");
-    let device = device_provider().await;
-    let device_codes = [device.ticket("dan", 300), device.ticket("dan", 300)].join(",");
+    let port = airlock_tests::ops::free_tcp_port().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let hash = argon2_hash(CONF_SECRET);
+    // spa: public (refused client credentials and the device grant); app: confidential,
+    // also a service with client credentials; pushed: confidential, must use PAR;
+    // cli: a public device client. The redirect URIs are the script's.
+    let receiver_extra = format!(
+        r#"
+[oidc]
+issuer = "{base}"
+listen = "127.0.0.1:{port}"
+allow_plain_http = true
+
+[oidc.device]
+poll_interval_secs = 1
+
+[[oidc.clients]]
+client_id = "spa"
+public = true
+redirect_uris = ["http://127.0.0.1:1/cb"]
+
+[[oidc.clients]]
+client_id = "app"
+client_secret_hash = "{hash}"
+redirect_uris = ["http://127.0.0.1:2/cb"]
+post_logout_redirect_uris = ["http://127.0.0.1:2/bye"]
+grant_types = ["authorization_code", "refresh_token", "client_credentials"]
+client_credentials_scopes = ["orders.read"]
+client_credentials_audience = ["https://orders.inside"]
+
+[[oidc.clients]]
+client_id = "pushed"
+client_secret_hash = "{hash}"
+redirect_uris = ["http://127.0.0.1:2/cb"]
+require_pushed_authorization_requests = true
+
+[[oidc.clients]]
+client_id = "cli"
+public = true
+grant_types = ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"]
+scopes = ["openid", "profile", "email", "offline_access"]
+"#
+    );
+    let d = real_daemons(receiver_extra).await;
+    let ticket = |subject: &str| {
+        serde_json::json!({
+            "kind": "login_ticket", "issuer": airlock_tests::deployment::ISSUER,
+            "subject": subject,
+            "claims": {"email": format!("{subject}@example.org"), "email_verified": true},
+            "approver": "grace.hopper@example.org", "ticket_ref": "CHG-INTEROP",
+        })
+    };
+    let codes = ferry(&d, "tickets.jsonl", &[ticket("nina"), ticket("nina")]).await;
+    let device_codes = ferry(&d, "device.jsonl", &[ticket("dan"), ticket("dan")]).await;
+    assert_eq!(
+        (codes.len(), device_codes.len()),
+        (2, 2),
+        "one code per ticket"
+    );
     run_node(
         "openid-client.test.mjs",
         &[
-            ("AIRLOCK_ISSUER", op.base.clone()),
-            ("AIRLOCK_CODES", codes),
+            ("AIRLOCK_ISSUER", base),
+            ("AIRLOCK_CODES", codes.join(",")),
             ("AIRLOCK_SECRET", CONF_SECRET.into()),
-            ("AIRLOCK_DEVICE_ISSUER", device.base.clone()),
-            ("AIRLOCK_DEVICE_CODES", device_codes),
+            ("AIRLOCK_DEVICE_CODES", device_codes.join(",")),
         ],
     )
     .await;
+    let m = d.receiver_metrics().await.unwrap();
+    let count =
+        |name: &str, reason: &str| airlock_tests::ops::metric_sum(&m, name, &[("reason", reason)]);
+    // What the script did was seen by the daemon, not by a test double.
+    assert_eq!(count("airlock_oidc_par_requests_total", "ok"), 1.0);
+    assert_eq!(
+        count("airlock_oidc_authorize_errors_total", "par_required"),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "airlock_oidc_client_credentials_refusals_total",
+            "public_client"
+        ),
+        1.0
+    );
+    assert_eq!(count("airlock_oidc_device_grants_total", "approved"), 1.0);
+    assert_eq!(count("airlock_oidc_device_grants_total", "denied"), 1.0);
+}
+
+/// The real daemons on a clean loopback link: `airlock-receiver run` with `receiver_extra`
+/// appended to its config (the `[oidc]` section), and `airlock-sender run`.
+async fn real_daemons(receiver_extra: String) -> airlock_tests::deployment::Deployment {
+    use airlock_tests::deployment::{Deployment, Options};
+    let mut d = Deployment::create(&Options {
+        receiver_extra,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    d.start_receiver().await.unwrap();
+    d.start_sender().await.unwrap();
+    d
+}
+
+/// Submits approval records through the sender (`airlock-sender submit`), waits until the
+/// receiver has all of them, and returns the transfer codes of the login tickets in order.
+async fn ferry(
+    d: &airlock_tests::deployment::Deployment,
+    name: &str,
+    records: &[serde_json::Value],
+) -> Vec<String> {
+    use std::time::Duration;
+    let out = d.submit(name, records).await.unwrap();
+    let status = d.wait_sender_idle(Duration::from_secs(60)).await.unwrap();
+    let sent = status["sent_through"].as_u64().unwrap();
+    d.wait_no_gaps(sent, Duration::from_secs(60)).await.unwrap();
+    transfer_codes(&out.stdout)
 }
 
 /// A provider for the device flow: the library polls in real time, so this one runs on
@@ -352,4 +443,14 @@ fn transfer_code(stdout: &str) -> String {
         .next()
         .unwrap()
         .to_owned()
+}
+
+/// The codes in `airlock-sender submit`'s lines for login tickets, in order.
+fn transfer_codes(stdout: &str) -> Vec<String> {
+    stdout
+        .split("transfer code ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
 }

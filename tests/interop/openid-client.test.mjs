@@ -1,15 +1,14 @@
 // openid-client v6 (strict, panva) as the relying party: discovery, authorization URL,
 // scripted login, callback validation including RFC 9207 `iss`, userinfo, refresh, end-session;
-// pushed authorization requests (RFC 9126); the client credentials grant with introspection;
-// the device authorization grant (RFC 8628) against a second provider on the real clock.
+// pushed authorization requests (RFC 9126) by a client that must push; the client
+// credentials grant with introspection; the device authorization grant (RFC 8628). The
+// harness (receiver/tests/oidc_interop.rs `openid_client_v6`) runs the real receiver daemon.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
 import { ISSUER, CODES, SECRET, Jar, scriptedLogin, scriptedDeviceApproval } from './common.mjs';
 
-// The device flow polls in real time, so the harness runs it on a provider of its own
-// whose clock is the system's (the main one's stands still); its codes are separate.
-const DEVICE_ISSUER = process.env.AIRLOCK_DEVICE_ISSUER;
+// The device flow's sign-ins (two: approve, deny) have transfer codes of their own.
 const DEVICE_CODES = (process.env.AIRLOCK_DEVICE_CODES || '').split(',').filter(Boolean);
 
 const REDIRECT = 'http://127.0.0.1:2/cb';
@@ -65,7 +64,8 @@ test('openid-client: code flow, iss, userinfo, refresh, end-session', async () =
 });
 
 test('openid-client: pushed authorization request (RFC 9126) drives the code flow', async () => {
-  const config = await client.discovery(new URL(ISSUER), 'app', SECRET, undefined, {
+  // `pushed` is a confidential client registered with require_pushed_authorization_requests.
+  const config = await client.discovery(new URL(ISSUER), 'pushed', SECRET, undefined, {
     execute: [client.allowInsecureRequests],
   });
   assert.equal(config.serverMetadata().pushed_authorization_request_endpoint, `${ISSUER}/par`);
@@ -73,7 +73,21 @@ test('openid-client: pushed authorization request (RFC 9126) drives the code flo
   const challenge = await client.calculatePKCECodeChallenge(verifier);
   const state = client.randomState();
   const nonce = client.randomNonce();
-  // The library pushes (authenticated as `app`) and expects 201 with request_uri/expires_in.
+
+  // Not pushed, its request is refused back at the redirect URI, and the library reads the
+  // refusal (RFC 9207 iss included) as an authorization error.
+  const plain = client.buildAuthorizationUrl(config, {
+    redirect_uri: REDIRECT, scope: 'openid email',
+    code_challenge: challenge, code_challenge_method: 'S256', state, nonce,
+  });
+  const refused = await new Jar().fetch(plain);
+  assert.equal(refused.status, 303);
+  const back = new URL(refused.headers.get('location'));
+  assert.equal(`${back.origin}${back.pathname}`, REDIRECT);
+  await assert.rejects(client.authorizationCodeGrant(config, back, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce }),
+    (e) => e.error === 'invalid_request');
+
+  // The library pushes (authenticated as `pushed`) and expects 201 with request_uri/expires_in.
   const url = await client.buildAuthorizationUrlWithPAR(config, {
     redirect_uri: REDIRECT, scope: 'openid email',
     code_challenge: challenge, code_challenge_method: 'S256', state, nonce,
@@ -81,7 +95,7 @@ test('openid-client: pushed authorization request (RFC 9126) drives the code flo
   assert.deepEqual([...url.searchParams.keys()].sort(), ['client_id', 'request_uri']);
   assert.match(url.searchParams.get('request_uri'), /^urn:ietf:params:oauth:request_uri:[A-Za-z0-9_-]{43,}$/);
 
-  const callback = await scriptedLogin(new Jar(), url, CODES[2]);
+  const callback = await scriptedLogin(new Jar(), url, CODES[1]);
   assert.equal(callback.searchParams.get('iss'), ISSUER);
   const tokens = await client.authorizationCodeGrant(config, callback, {
     pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true,
@@ -127,17 +141,18 @@ test('openid-client: client credentials grant, introspection, revocation', async
     (e) => e.error === 'unauthorized_client');
 });
 
-test('openid-client: device authorization grant (RFC 8628)', { skip: !DEVICE_ISSUER && 'AIRLOCK_DEVICE_ISSUER is not set' }, async () => {
+// The library polls in real time (interval 1 s: the harness's [oidc.device] poll_interval_secs).
+test('openid-client: device authorization grant (RFC 8628)', async () => {
   const options = { execute: [client.allowInsecureRequests] };
-  const config = await client.discovery(new URL(DEVICE_ISSUER), 'cli', undefined, client.None(), options);
+  const config = await client.discovery(new URL(ISSUER), 'cli', undefined, client.None(), options);
   const meta = config.serverMetadata();
-  assert.equal(meta.device_authorization_endpoint, `${DEVICE_ISSUER}/device_authorization`);
+  assert.equal(meta.device_authorization_endpoint, `${ISSUER}/device_authorization`);
   assert.ok(meta.grant_types_supported.includes('urn:ietf:params:oauth:grant-type:device_code'));
 
   const device = await client.initiateDeviceAuthorization(config, { scope: 'openid email offline_access' });
   assert.match(device.user_code, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
-  assert.equal(device.verification_uri, `${DEVICE_ISSUER}/device`);
-  assert.equal(device.verification_uri_complete, `${DEVICE_ISSUER}/device?user_code=${device.user_code}`);
+  assert.equal(device.verification_uri, `${ISSUER}/device`);
+  assert.equal(device.verification_uri_complete, `${ISSUER}/device?user_code=${device.user_code}`);
   assert.ok(device.device_code.length >= 43);
   assert.equal(device.interval, 1);
   // The library polls (authorization_pending until the person is done) while the person
@@ -169,6 +184,6 @@ test('openid-client: device authorization grant (RFC 8628)', { skip: !DEVICE_ISS
   // An unknown device code, and a client that may not use the grant.
   await assert.rejects(client.pollDeviceAuthorizationGrant(config, { device_code: 'no-such-code', interval: 1, expires_in: 30 }),
     (e) => e.error === 'invalid_grant');
-  const spa = await client.discovery(new URL(DEVICE_ISSUER), 'spa', undefined, client.None(), options);
+  const spa = await client.discovery(new URL(ISSUER), 'spa', undefined, client.None(), options);
   await assert.rejects(client.initiateDeviceAuthorization(spa, { scope: 'openid' }), (e) => e.error === 'unauthorized_client');
 });

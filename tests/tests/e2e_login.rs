@@ -157,9 +157,10 @@ async fn slow_openid_client_login_after_faults() {
 
     // The strict third-party client logs in, validates iss, refreshes, reads userinfo, logs out.
     let out = tokio::process::Command::new("node")
-        // Only the browser-app flow: this deployment's provider has the one public client
-        // and one transfer code; PAR, client credentials and the device flow run in
-        // `oidc_interop` against a provider configured for them.
+        // Only the browser-app flow: this deployment's provider has the one confidential
+        // client and one transfer code; the whole script (PAR, client credentials, the
+        // device flow) runs in `oidc_interop::openid_client_v6` against the real receiver
+        // configured for them.
         .args([
             "--test",
             "--test-name-pattern",
