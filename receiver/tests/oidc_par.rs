@@ -1,6 +1,7 @@
 //! Pushed authorization requests (RFC 9126): the push, `/authorize` by `request_uri`,
-//! and every refusal (reuse, expiry, another client, no client authentication, a client
-//! that must push using plain `/authorize`). Each refusal issues nothing and is counted.
+//! and every refusal (reuse, expiry, another client, no client authentication, a body
+//! naming another client than the authenticated one, a client that must push using plain
+//! `/authorize`). Each refusal issues nothing and is counted.
 
 use crate::oidc_support;
 
@@ -201,6 +202,44 @@ async fn push_by_a_confidential_client_needs_its_secret() {
     assert_eq!(r.json()["error"], "invalid_client");
     assert_eq!(op.provider.metric("par_errors", "invalid_client"), 2);
     assert_eq!(op.provider.metric("par_requests", "ok"), 0);
+}
+
+/// RFC 9126 §2.1: a push is authenticated as at the token endpoint, so a body whose
+/// `client_id` names another client than the one the Basic credentials authenticate is
+/// refused, whether the other client is public or confidential: nothing is stored, no
+/// `request_uri` is answered, and the refusal is counted.
+#[tokio::test]
+async fn push_naming_another_client_than_the_authenticated_one_is_refused() {
+    let op = Op::start(None).await;
+    let p = pkce("other-client");
+    let cases = [
+        // app's own parameters, but the body says it is ed (confidential).
+        format!("client_id=ed&{}", app_push(&p)),
+        // spa's (public) whole push, sent with app's credentials.
+        spa_push(&p),
+    ];
+    for body in &cases {
+        let r = par(&op, Some(basic("app", CONF_SECRET)), body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        let j = r.json();
+        assert_eq!(j["error"], "invalid_request", "{body}");
+        assert!(
+            j["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains("client_id differs from the authenticated client")),
+            "{body}: {j}"
+        );
+        assert!(j.get("request_uri").is_none(), "{j}");
+    }
+    assert_eq!(op.provider.metric("par_errors", "invalid_request"), 2);
+    assert_eq!(op.provider.metric("par_requests", "ok"), 0);
+    // Naming itself, the same push goes through: the refusal was the other name.
+    push_ok(
+        &op,
+        Some(basic("app", CONF_SECRET)),
+        &format!("client_id=app&{}", app_push(&p)),
+    )
+    .await;
 }
 
 #[tokio::test]
