@@ -316,22 +316,33 @@ fn web_client(cb: String) -> ClientConfig {
 /// Passkeys in Chromium with a virtual authenticator (tests/interop/passkey.test.mjs),
 /// against the real binaries: `airlock-sender run` seals a Provision and a LoginTicket for
 /// Pia and sends them over loopback UDP to `airlock-receiver run` (ingest and the OpenID
-/// provider in one daemon), which verifies and applies them. Later the script submits a
+/// provider in one daemon), which verifies and applies them. The relying party is the
+/// project's sample app (tests/sample-app/app.mjs: openid-client, a confidential client
+/// that validates the ID token, its signature included), so a strict OpenID library checks
+/// the tokens of the transfer-code and of the passkey sign-in. Later the script submits a
 /// Revoke with the same sender (`airlock-sender submit`) and waits on the receiver's
 /// `/metrics` until the Revoke has been applied. The issuer is `http://localhost:PORT`:
 /// browsers refuse IP addresses as WebAuthn rp ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs npm ci in tests/interop and the Debian chromium package"]
+#[ignore = "needs npm ci in tests/interop and tests/sample-app, and the Debian chromium package"]
 async fn chromium_passkeys() {
-    use airlock_tests::deployment::{Deployment, ISSUER, Options};
+    use airlock_tests::deployment::ISSUER;
     use airlock_tests::ops::metric_sum;
+    use airlock_tests::supervisor::{Child, ChildSpec};
     use std::time::Duration;
 
-    let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let me = format!("http://{}", app_listener.local_addr().unwrap());
+    let sample_app = interop_dir().join("../sample-app");
+    assert!(
+        sample_app.join("node_modules").exists(),
+        "run `npm ci` in {} first",
+        sample_app.display()
+    );
+    let app_addr = airlock_tests::ops::free_tcp_port().unwrap();
+    let me = format!("http://{app_addr}");
     let port = airlock_tests::ops::free_tcp_port().unwrap().port();
     let issuer = format!("http://localhost:{port}");
-    let api = format!("http://127.0.0.1:{port}");
+    let hash = argon2_hash(CONF_SECRET);
+    // The sample app as scripts/demo registers it.
     let receiver_extra = format!(
         r#"
 [oidc]
@@ -343,20 +354,14 @@ allow_plain_http = true
 enabled = true
 
 [[oidc.clients]]
-client_id = "web"
-public = true
-redirect_uris = ["{me}/cb"]
-scopes = ["openid", "profile", "email"]
+client_id = "sample-app"
+client_secret_hash = "{hash}"
+redirect_uris = ["{me}/callback"]
+post_logout_redirect_uris = ["{me}/"]
+scopes = ["openid", "profile", "email", "groups"]
 "#
     );
-    let mut d = Deployment::create(&Options {
-        receiver_extra,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    d.start_receiver().await.unwrap();
-    d.start_sender().await.unwrap();
+    let d = real_daemons(receiver_extra).await;
 
     // Pia is approved outside (Provision) and asks for a transfer code (LoginTicket).
     let claims = serde_json::json!({
@@ -370,14 +375,8 @@ scopes = ["openid", "profile", "email"]
     };
     let mut provision = record("provision");
     provision["valid_until"] = (now() + 86_400).into();
-    let out = d
-        .submit("pia.jsonl", &[provision, record("login_ticket")])
-        .await
-        .unwrap();
-    let code = transfer_code(&out.stdout);
-    let status = d.wait_sender_idle(Duration::from_secs(60)).await.unwrap();
-    let sent = status["sent_through"].as_u64().unwrap();
-    d.wait_no_gaps(sent, Duration::from_secs(60)).await.unwrap();
+    let codes = ferry(&d, "pia.jsonl", &[provision, record("login_ticket")]).await;
+    assert_eq!(codes.len(), 1, "one code for the one ticket");
     assert_eq!(d.users().await.unwrap().len(), 1, "Pia is provisioned");
     // The Revoke the script submits through the sender once the passkey has worked.
     let revoke = d.path().join("revoke-pia.json");
@@ -391,15 +390,23 @@ scopes = ["openid", "profile", "email"]
     )
     .unwrap();
 
-    let app = axum::Router::new()
-        .route("/", axum::routing::get(app_home))
-        .route("/cb", axum::routing::get(app_callback))
-        .with_state(App {
-            issuer: issuer.clone(),
-            api,
-            me: me.clone(),
-        });
-    tokio::spawn(async move { axum::serve(app_listener, app).await.unwrap() });
+    let mut app = Child::start(
+        ChildSpec::new(
+            "sample-app",
+            PathBuf::from("node"),
+            d.path().join("sample-app.log"),
+        )
+        .arg("app.mjs")
+        .cwd(&sample_app)
+        .env("AIRLOCK_ISSUER", &issuer)
+        .env("APP_CLIENT_ID", "sample-app")
+        .env("APP_CLIENT_SECRET", CONF_SECRET)
+        .env("APP_LISTEN", app_addr.to_string()),
+    )
+    .unwrap();
+    app.wait_for_port(app_addr, Duration::from_secs(60))
+        .await
+        .unwrap();
     let shots = std::env::var("AIRLOCK_SCREENSHOTS")
         .unwrap_or_else(|_| interop_dir().join("screenshots").display().to_string());
     let sender = airlock_tests::supervisor::binary("airlock-sender").unwrap();
@@ -408,7 +415,7 @@ scopes = ["openid", "profile", "email"]
         &[
             ("AIRLOCK_ISSUER", issuer),
             ("AIRLOCK_APP", me.clone()),
-            ("AIRLOCK_CODE", code),
+            ("AIRLOCK_CODE", codes[0].clone()),
             ("AIRLOCK_SENDER", sender.display().to_string()),
             (
                 "AIRLOCK_SENDER_CONFIG",
@@ -431,18 +438,6 @@ scopes = ["openid", "profile", "email"]
         count("airlock_oidc_passkeys_disabled_total", "revoked"),
         1.0
     );
-}
-
-/// The code in `airlock-sender submit`'s line for a login ticket.
-fn transfer_code(stdout: &str) -> String {
-    let at = stdout
-        .find("transfer code ")
-        .unwrap_or_else(|| panic!("no transfer code in: {stdout}"));
-    stdout[at + "transfer code ".len()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// The codes in `airlock-sender submit`'s lines for login tickets, in order.

@@ -1,11 +1,13 @@
 // Passkeys in a real browser: headless Chromium (Debian package) via playwright-core, with a
 // DevTools virtual authenticator (CTAP2, internal transport, resident keys, user
-// verification). The person signs in with a transfer code, creates a passkey, signs out,
-// signs in again with the passkey only and lands back in the inside app; then a Revoke is
-// sent from the sender (`airlock-sender submit`: sealed, sent over loopback UDP, verified and
-// applied by the receiver daemon) and the next passkey sign-in fails with a page that says why.
-// Fails if any page requests a URL off the provider's or the app's origin, or on a CSP
-// violation.
+// verification). The person signs in to the sample app (tests/sample-app/app.mjs, an
+// openid-client relying party that validates the ID token) with a transfer code, creates a
+// passkey, logs out through the app (end_session), signs in again with the passkey only and
+// lands back in the app, whose page shows the ID token's claims: acr and amr name the method.
+// Then a Revoke is sent from the sender (`airlock-sender submit`: sealed, sent over loopback
+// UDP, verified and applied by the receiver daemon) and the next passkey sign-in fails with a
+// page that says why. Fails if any page requests a URL off the provider's or the app's
+// origin, or on a CSP violation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -78,16 +80,22 @@ test('chromium: transfer code, create a passkey, sign in with it, refused after 
       await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
     };
 
+    // Back at the sample app's home page, which shows the claims of the ID token that
+    // openid-client accepted (a failed check is the app's "Login failed" page instead).
     const backAtApp = async (what) => {
-      await page.waitForURL((u) => u.href.startsWith(`${APP}/cb?`), { timeout: 15000 }).catch(async (e) => {
+      await page.waitForURL(`${APP}/`, { timeout: 15000 }).catch(async (e) => {
         await page.screenshot({ path: `${SHOTS}/failure.png` });
         throw new Error(`${what}: not back at the app: ${page.url()}: ${consoleErrors.join(' / ')}`, { cause: e });
       });
-      assert.match(await page.locator('#who').innerText(), /Logged in as User Pia/);
+      const heading = await page.locator('h1').innerText();
+      assert.equal(heading, 'Hello, User Pia', `${what}: ${heading}: ${await page.locator('body').innerText()}`);
+      return JSON.parse(await page.locator('pre').first().innerText());
     };
 
     // 1. First sign-in with a transfer code; the passkey part is shown (JavaScript on).
     await page.goto(APP);
+    await page.getByRole('link', { name: 'Log in with Airlock' }).click();
+    await page.waitForURL((u) => u.href.startsWith(`${ISSUER}/login?`));
     assert.ok(page.url().startsWith(`${ISSUER}/login?`), `at the login page, got ${page.url()}`);
     await page.locator('#passkey').waitFor({ state: 'visible' });
     await page.getByLabel('Transfer code').fill(CODE);
@@ -99,7 +107,10 @@ test('chromium: transfer code, create a passkey, sign in with it, refused after 
     await page.screenshot({ path: `${SHOTS}/passkey-enrol.png` });
     await page.getByLabel('Name of this passkey').fill('Office laptop');
     await page.getByRole('button', { name: 'Create a passkey' }).click();
-    await backAtApp('after enrolment');
+    const first = await backAtApp('after enrolment');
+    assert.equal(first.acr, 'urn:airlock:acr:transfer-code');
+    assert.deepEqual(first.amr, ['otp']);
+    assert.equal(first.email, 'pia@example.org');
     const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
     assert.equal(credentials.length, 1, 'one credential in the authenticator');
     assert.equal(credentials[0].isResidentCredential, true, 'a discoverable credential');
@@ -109,21 +120,31 @@ test('chromium: transfer code, create a passkey, sign in with it, refused after 
     assert.match(await page.locator('table').innerText(), /Office laptop/);
     await page.screenshot({ path: `${SHOTS}/account.png` });
 
-    // 4. Sign out (the provider's cookies go), then sign in with the passkey only.
-    await context.clearCookies();
-    await presence(false);
+    // 4. Log out through the app (RP-initiated logout at the provider's end_session, back
+    // to the app), then sign in with the passkey only.
     await page.goto(APP);
+    await page.getByRole('link', { name: 'Log out' }).click();
+    await page.waitForURL(`${APP}/`);
+    assert.equal(await page.locator('h1').innerText(), 'Sample inside application');
+    const session = (await context.cookies(ISSUER)).filter((c) => c.name.endsWith('airlock_session'));
+    assert.deepEqual(session, [], 'the provider session ended');
+    await presence(false);
+    await page.getByRole('link', { name: 'Log in with Airlock' }).click();
     await page.locator('#passkey').waitFor({ state: 'visible' });
     await page.screenshot({ path: `${SHOTS}/passkey-sign-in.png` });
     await clickPasskey();
-    await backAtApp('passkey sign-in');
+    const second = await backAtApp('passkey sign-in');
+    assert.equal(second.acr, 'urn:airlock:acr:passkey');
+    assert.deepEqual(second.amr, ['hwk', 'user', 'mfa']);
+    assert.equal(second.sub, first.sub, 'the same person');
+    assert.ok(second.auth_time >= first.auth_time);
 
     // 5. A Revoke is sent from the sender; once the receiver has applied it, the next
     // passkey sign-in is refused and the page says why.
     await revokeThroughTheSender();
     await context.clearCookies();
     await presence(false);
-    await page.goto(APP);
+    await page.goto(`${APP}/login`);
     await page.locator('#passkey').waitFor({ state: 'visible' });
     await clickPasskey();
     await page.waitForURL(`${ISSUER}/passkey/sign-in`);

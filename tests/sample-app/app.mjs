@@ -15,7 +15,12 @@ const [host, port] = (process.env.APP_LISTEN || '127.0.0.1:8080').split(':');
 const base = `http://${host}:${port}`;
 const redirectUri = `${base}/callback`;
 
-const options = issuer.protocol === 'http:' ? { execute: [oidc.allowInsecureRequests] } : {};
+// Besides the claims openid-client always checks (iss, aud, exp, iat, nonce, azp), the ID
+// token's signature is checked against the provider's JWKS: the app then holds proof of who
+// signed in, not only the word of the connection it came over.
+const execute = [oidc.enableNonRepudiationChecks];
+if (issuer.protocol === 'http:') execute.push(oidc.allowInsecureRequests);
+const options = { execute };
 let config;
 async function discover() {
   for (let attempt = 1; ; attempt++) {
