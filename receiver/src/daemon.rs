@@ -276,11 +276,15 @@ fn start_transparency<S: Store>(
         return Ok(None);
     }
     let file = cfg.checkpoint_key_file();
+    // One store, one log, one key: a receiver joining a store whose checkpoints another
+    // receiver signs gets that key copied, never a new one.
+    crate::transparency::refuse_new_key(store, &file)?;
     let (key, created) = CheckpointKey::load_or_create(&file, t.origin.as_deref())?;
     if created {
         tracing::info!(file = %file.display(), public = %crate::transparency::key::public_path(&file).display(), "checkpoint key created");
     }
     tracing::info!(log = key.name(), verifier_key = %key.verifier(), fingerprint = %key.fingerprint(), "checkpoint key");
+    crate::transparency::claim_log(store, &key, &file)?;
     let entries = crate::transparency::ensure_tree(store, Some(key.verifier()), t.verify_on_start)?;
     tracing::info!(entries, "Merkle tree of the frame log ready");
     let policy = Policy {

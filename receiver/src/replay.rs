@@ -61,6 +61,11 @@ pub fn replay_log_into<A: Store, B: Store>(
         let empty = airlock_protocol::merkle::Frontier::new().to_bytes();
         dest.transact(|tx| tx.put(Table::Meta, meta::TREE, &empty))?;
     }
+    // Which key signs the checkpoints is not in the log (the receiver pins it at start):
+    // carried over as it is, like the checkpoints a replay does not rebuild.
+    if let Some(k) = source.get(Table::Meta, meta::CHECKPOINT_KEY)? {
+        dest.transact(|tx| tx.put(Table::Meta, meta::CHECKPOINT_KEY, &k))?;
+    }
     let mut chain = ChainVerifier::new();
     let mut trust = base.effective(&Default::default())?;
     let mut batch: Vec<(LogEntry, AcceptedFrame)> = Vec::new();

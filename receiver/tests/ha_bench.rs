@@ -31,11 +31,7 @@ fn pg_url() -> String {
 }
 
 fn fresh_schema(url: &str, tag: &str) -> String {
-    let schema = format!("bench_{tag}_{:x}", common::rand_u64() >> 16);
-    let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
-    c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+    common::fresh_pg_schema(url, &format!("bench_{tag}")).1
 }
 
 // ---------------------------------------------------------------------------------------

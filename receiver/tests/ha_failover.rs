@@ -35,14 +35,7 @@ fn one_at_a_time() -> tokio::sync::RwLockWriteGuard<'static, ()> {
 
 /// A schema of its own on the test database, as the search_path of the URL.
 fn fresh_schema(url: &str) -> (String, String) {
-    let schema = format!("ha_{:x}", common::rand_u64() >> 16);
-    let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
-    c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    (
-        schema.clone(),
-        format!("{url}{sep}options=-c%20search_path%3D{schema}"),
-    )
+    common::fresh_pg_schema(url, "ha")
 }
 
 /// The receiver config beyond the link: the shared database and the provider. Both
@@ -183,10 +176,9 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
     let issuer = format!("http://127.0.0.1:{port_a}");
     let setup_a = Setup::with_extra(LinkKind::Udp, &extra(&db_url, &issuer, port_a));
     let setup_b = Setup::with_extra(LinkKind::Udp, &extra(&db_url, &issuer, port_b));
-    // One sender, one set of keys: B trusts what A trusts.
-    for f in ["signer.pub", "link.key"] {
-        std::fs::copy(setup_a.path().join(f), setup_b.path().join(f)).unwrap();
-    }
+    // One sender, one set of keys: B trusts what A trusts, and signs A's log with A's
+    // checkpoint key.
+    setup_a.share_keys_with(&setup_b);
     // Both start together: the schema migration and the first signing keys happen once.
     let (mut a, b) = std::thread::scope(|s| {
         let ha = s.spawn(|| setup_a.start());

@@ -483,9 +483,7 @@ backchannel_logout_uri = "https://127.0.0.1:{app_port}/backchannel"
             &format!("listen = \"127.0.0.1:{port_b}\""),
         ),
     );
-    for f in ["signer.pub", "link.key"] {
-        std::fs::copy(setup.path().join(f), setup_b.path().join(f)).unwrap();
-    }
+    setup.share_keys_with(&setup_b);
     let mut receiver = setup.start();
     let mut sender = TestSender::new(&setup.signer, &setup.link);
     let (ticket, code) = login_ticket();

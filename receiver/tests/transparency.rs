@@ -591,13 +591,8 @@ fn tree_and_checkpoints_on_postgres() {
         return;
     };
     let _pg = common::pg_shared();
-    let schema = format!("transparency_{:x}", common::rand_u64() >> 16);
+    let (schema, db) = common::fresh_pg_schema(&url, "transparency");
     let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let db = format!("{url}{sep}options=-c%20search_path%3D{schema}");
 
     let dir = tempfile::tempdir().unwrap();
     let trust = dir.path().join("trust");
@@ -700,6 +695,401 @@ fn tree_and_checkpoints_on_postgres() {
     );
     assert_eq!(rep["first_problem"]["index"], 23, "{rep:#}");
     drop(store);
+    let _ = admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// The key ceremony from the CLI: `checkpoint keygen` writes the key (mode 0600) and its
+/// public file and prints the verifier key and fingerprint; `checkpoint show-key` prints the
+/// same; a second keygen is refused and leaves the key alone; the daemon signs with it. An
+/// origin other than the config's is pointed out, and the daemon refuses the mismatch.
+#[test]
+fn the_key_ceremony_commands_write_print_and_never_replace_the_key() {
+    use airlock_receiver::transparency::key::load_verifier;
+    use common::*;
+    use std::os::unix::fs::PermissionsExt as _;
+    let setup = Setup::with_extra(
+        LinkKind::Udp,
+        "[transparency]\norigin = \"rx.test.example/log\"\n",
+    );
+    let key_file = setup.path().join("data/checkpoint.key");
+    let (ok, out, err) = setup.cli(&["checkpoint", "keygen"]);
+    assert!(ok, "{out}{err}");
+    let vk = load_verifier(&public_path(&key_file)).unwrap();
+    assert_eq!(vk.name, "rx.test.example/log");
+    assert_eq!(CheckpointKey::load(&key_file).unwrap().verifier(), &vk);
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the private key is private");
+    let fingerprint = airlock_protocol::keys::fingerprint_of(vk.public.as_bytes());
+    for want in [
+        format!("checkpoint key written to {}", key_file.display()),
+        format!("verifier key: {vk}"),
+        format!("fingerprint (SHA-256 of the public key): {fingerprint}"),
+    ] {
+        assert!(out.contains(&want), "{want:?} not in: {out}");
+    }
+    let (ok, shown, err) = setup.cli(&["checkpoint", "show-key"]);
+    assert!(ok, "{err}");
+    assert!(shown.contains(&format!("verifier key: {vk}")), "{shown}");
+    assert!(shown.contains(&fingerprint), "{shown}");
+
+    let before = std::fs::read(&key_file).unwrap();
+    let (ok, out, err) = setup.cli(&["checkpoint", "keygen"]);
+    assert!(!ok, "a second key: {out}");
+    assert!(err.contains("exists already: a log keeps its key"), "{err}");
+    assert_eq!(std::fs::read(&key_file).unwrap(), before);
+
+    // The daemon uses the ceremony's key, and says which.
+    let mut rx = setup.start();
+    rx.stop();
+    let log = std::fs::read_to_string(&rx.log).unwrap();
+    assert!(log.contains(&fingerprint), "{log}");
+    assert_eq!(std::fs::read(&key_file).unwrap(), before);
+
+    // A key made for another log name than the config's: said at once, refused at start.
+    let other = Setup::with_extra(
+        LinkKind::Udp,
+        "[transparency]\norigin = \"rx.test.example/log\"\n",
+    );
+    let (ok, out, err) = other.cli(&["checkpoint", "keygen", "--origin", "other.example/log"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("set transparency.origin = \"other.example/log\""),
+        "{out}"
+    );
+    let refused = other.start_refused();
+    assert!(
+        refused.contains("but transparency.origin is \"rx.test.example/log\""),
+        "{refused}"
+    );
+}
+
+/// A store writer rewrites the log while the daemon is down (an entry deleted, every hash
+/// and the tree record recomputed): at start the daemon rebuilds the tree, finds the log is
+/// not an extension of its own latest checkpoint, refuses to sign on, and names the command
+/// that finds the entry.
+#[test]
+fn a_daemon_restarted_on_a_rewritten_log_refuses_to_run() {
+    use common::*;
+    let setup = Setup::with_extra(
+        LinkKind::Udp,
+        "[transparency]\nevery_entries = 10\nevery_secs = 1\n",
+    );
+    let mut rx = setup.start();
+    let mut tx = TestSender::new(&setup.signer, &setup.link);
+    // Two bursts, each checkpointed: 10 entries, then 30.
+    for (from, to) in [(1, 10), (11, 30)] {
+        let frames: Vec<Vec<u8>> = (from..=to).map(|i| tx.next(provision(i)).sealed).collect();
+        tx.send_udp(setup.udp_port, &frames);
+        rx.wait_for(&format!("a checkpoint of all {to}"), |m| {
+            m.get("airlock_checkpoint_tree_size") == to
+        });
+    }
+    rx.stop();
+    let data = setup.path().join("data");
+    let t = LogTree::open(&data);
+    let mut entries = t.all();
+    entries.remove(12);
+    t.rebuild(entries);
+    drop(t);
+
+    let refused = setup.start_refused();
+    for want in [
+        "the log is not an extension of the receiver's own checkpoint of 30 entries",
+        "refuses to sign a tree that forks",
+        "airlock-receiver audit checkpoint verify",
+    ] {
+        assert!(refused.contains(want), "{want:?} not in: {refused}");
+    }
+    // The command it names, on a copy: the change lies after the checkpoint of 10, which
+    // still matches.
+    let copy = setup.path().join("copy");
+    copy_dir(&data, &copy);
+    let out = audit(&[
+        "checkpoint",
+        "verify",
+        "--data-dir",
+        path(&copy),
+        "--checkpoint-key",
+        path(&data.join("checkpoint.pub")),
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (from, to) = (
+        r["divergence"]["from"].as_u64().unwrap(),
+        r["divergence"]["to"].as_u64().unwrap(),
+    );
+    assert!(from == 10 && 12 <= to, "{r:#}");
+}
+
+/// The stored checkpoint of `size` in the sled store under `data`, replaced by `note`.
+fn replace_stored_checkpoint(data: &Path, size: u64, note: &[u8]) {
+    let store = SledStore::open(&data.join("store.sled")).unwrap();
+    let k = transparency::checkpoint_key(size);
+    store
+        .transact(|tx| tx.put(airlock_receiver::store::Table::Checkpoints, &k, note))
+        .unwrap();
+    store.flush().unwrap();
+}
+
+/// One changed byte in a stored checkpoint (a store writer cannot re-sign it): `audit
+/// checkpoint verify` reports that checkpoint by size and fails.
+#[test]
+fn a_changed_byte_in_a_stored_checkpoint_is_reported() {
+    let log = log_with_checkpoints(10, 10);
+    let data = log.f.copy("altered-checkpoint");
+    let note = log.stored_checkpoint(&data, 40).note;
+    // The root line is the third: change its first character.
+    let root_at = note.match_indices('\n').nth(1).unwrap().0 + 1;
+    let mut bytes = note.into_bytes();
+    bytes[root_at] = if bytes[root_at] == b'A' { b'B' } else { b'A' };
+    replace_stored_checkpoint(&data, 40, &bytes);
+    let (ok, out, err) = log.run(&[
+        "checkpoint",
+        "verify",
+        "--data-dir",
+        path(&data),
+        "--checkpoint-key",
+        path(&log.key_pub),
+        "--json",
+    ]);
+    assert!(!ok, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let problems = r["problems"].to_string();
+    assert!(
+        problems.contains("stored checkpoint for tree size 40")
+            && problems.contains("the stored checkpoint was altered or forged"),
+        "{r:#}"
+    );
+}
+
+/// The store's tree record changed alone (the log untouched): `audit checkpoint verify`
+/// says the record is not the tree of its log.
+#[test]
+fn a_changed_tree_record_is_reported() {
+    use airlock_protocol::merkle::Frontier;
+    let log = log_with_checkpoints(10, 10);
+    let data = log.f.copy("altered-tree");
+    let other = Frontier::from_leaf_hashes(&vec![[7u8; 32]; log.f.entries as usize]);
+    {
+        let store = SledStore::open(&data.join("store.sled")).unwrap();
+        store
+            .transact(|tx| {
+                tx.put(
+                    airlock_receiver::store::Table::Meta,
+                    airlock_receiver::store::meta::TREE,
+                    &other.to_bytes(),
+                )
+            })
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let (ok, out, err) = log.run(&[
+        "checkpoint",
+        "verify",
+        "--data-dir",
+        path(&data),
+        "--checkpoint-key",
+        path(&log.key_pub),
+    ]);
+    assert!(!ok, "{out}{err}");
+    assert!(
+        out.contains(
+            "PROBLEM: the store's Merkle tree record (meta tree_frontier) is not the tree of its log"
+        ),
+        "{out}"
+    );
+}
+
+/// `audit consistency OLD latest` with OLD a checkpoint carried out before an entry was
+/// deleted (and every hash recomputed): fails, and names the deleted entry.
+#[test]
+fn consistency_from_a_checkpoint_taken_before_a_rewrite_fails_and_names_the_entry() {
+    let log = log_with_checkpoints(1, 1);
+    let clean = log.f.copy("clean");
+    let old = log.f.dir.path().join("old.checkpoint");
+    std::fs::write(&old, log.stored_checkpoint(&clean, 60).note).unwrap();
+    let data = log.f.copy("deleted");
+    let t = LogTree::open(&data);
+    let mut entries = t.all();
+    entries.remove(37);
+    t.rebuild(entries);
+    drop(t);
+    let (ok, out, err) = log.run(&[
+        "consistency",
+        path(&old),
+        "latest",
+        "--data-dir",
+        path(&data),
+        "--checkpoint-key",
+        path(&log.key_pub),
+    ]);
+    assert!(!ok, "{out}{err}");
+    for want in [
+        "PROBLEM: the OLD checkpoint's root is not the root of the log's first 60 entries",
+        "the first differing entry is entry 37 ",
+        "FAILED",
+    ] {
+        assert!(out.contains(want), "{want:?} not in: {out}");
+    }
+}
+
+/// `audit inclusion` under a checkpoint of more entries than the log holds (entries were
+/// removed after it was carried out): refused, saying so, before any proof.
+#[test]
+fn inclusion_under_a_checkpoint_larger_than_the_log_is_refused() {
+    let log = log_with_checkpoints(30, 30);
+    let data = log.f.copy("shortened");
+    let t = LogTree::open(&data);
+    let mut entries = t.all();
+    entries.truncate(100);
+    t.rebuild(entries);
+    drop(t);
+    let (ok, out, err) = log.run(&log.inclusion_json_args("5", &data));
+    assert!(!ok, "{out}");
+    assert!(out.is_empty(), "no proof: {out}");
+    assert!(
+        err.contains("the checkpoint covers 120 entries but the log has 100: entries were removed"),
+        "{err}"
+    );
+}
+
+/// Receivers of one store (an HA cluster on one PostgreSQL) share one frame log, one tree
+/// and one table of checkpoints keyed by size: they are one log, signed with one key. A
+/// second receiver that would make a key of its own refuses to start and says which key
+/// to copy from where; with the copied key it signs beside the first, restarts after the
+/// other signed last, and every stored checkpoint verifies under the one key. A store from
+/// before the key was pinned is held to the signer of its latest checkpoint.
+#[test]
+fn receivers_of_one_store_sign_one_log_with_one_key() {
+    use airlock_receiver::transparency::key::load_verifier;
+    use common::*;
+    let Some(url) = common::pg_url("transparency") else {
+        return;
+    };
+    let _pg = common::pg_shared();
+    let (schema, db) = common::fresh_pg_schema(&url, "transparency_ha");
+    let extra = format!(
+        "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl = \"{db}\"\npool_size = 4\n\
+         [transparency]\nevery_entries = 5\nevery_secs = 1\n"
+    );
+    let a = Setup::with_extra(LinkKind::Udp, &extra);
+    let b = Setup::with_extra(LinkKind::Udp, &extra);
+    for f in ["signer.pub", "link.key"] {
+        std::fs::copy(a.path().join(f), b.path().join(f)).unwrap();
+    }
+    let mut rx_a = a.start();
+    let key_a = a.path().join("data/checkpoint.key");
+    let vk_a = load_verifier(&public_path(&key_a)).unwrap();
+    let fingerprint_a = airlock_protocol::keys::fingerprint_of(vk_a.public.as_bytes());
+    let key_b = b.path().join("data/checkpoint.key");
+
+    // B would make a key of its own at first start (a second log in one tree): refused,
+    // before anything is signed, naming the key to copy and where from.
+    let refused = b.start_refused();
+    for want in [
+        vk_a.to_string().as_str(),
+        fingerprint_a.as_str(),
+        "copy checkpoint.key",
+        "from the first receiver",
+        key_b.to_str().unwrap(),
+    ] {
+        assert!(refused.contains(want), "{want:?} not in: {refused}");
+    }
+    assert!(!key_b.exists(), "no key of its own was made");
+
+    // Done as it says: B signs with A's key.
+    std::fs::create_dir_all(key_b.parent().unwrap()).unwrap();
+    std::fs::copy(&key_a, &key_b).unwrap();
+    std::fs::copy(public_path(&key_a), public_path(&key_b)).unwrap();
+    let mut rx_b = b.start();
+    let mut sender = TestSender::new(&a.signer, &a.link);
+    let mut frames = |from: u64, to: u64| -> Vec<Vec<u8>> {
+        (from..=to)
+            .map(|i| sender.next(provision(i)).sealed)
+            .collect()
+    };
+    let (first, second, third) = (frames(1, 12), frames(13, 20), frames(21, 25));
+    let size = |n: u64| move |m: &Metrics| m.get("airlock_checkpoint_tree_size") == n;
+    // B alone receives 1..12 and signs; then B stops and A alone receives 13..20 and signs
+    // last; B restarts on a store whose latest checkpoint A signed.
+    sender.send_udp(b.udp_port, &first);
+    rx_b.wait_for("B to sign 12", size(12));
+    rx_b.stop();
+    sender.send_udp(a.udp_port, &second);
+    rx_a.wait_for("A to sign 20", size(20));
+    let mut rx_b = b.start();
+    for port in [a.udp_port, b.udp_port] {
+        sender.send_udp(port, &third);
+    }
+    rx_b.wait_for("B to sign 25", size(25));
+    rx_a.stop();
+    rx_b.stop();
+
+    // Every stored checkpoint, whichever receiver signed it, verifies under the one key.
+    let run = |args: &[&str]| {
+        let out = audit(args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "checkpoint",
+        "verify",
+        "--pg-url",
+        &db,
+        "--checkpoint-key",
+        path(&public_path(&key_a)),
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sizes: Vec<u64> = r["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["size"].as_u64().unwrap())
+        .collect();
+    for s in [12, 20, 25] {
+        assert!(sizes.contains(&s), "{r:#}");
+    }
+
+    // A store kept before the key was pinned: B with a new key of its own is held to the
+    // signer of the latest stored checkpoint.
+    let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    let removed = admin
+        .execute(
+            &format!("DELETE FROM {schema}.store_meta WHERE k = 'checkpoint_key'::bytea"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(removed, 1, "the first receiver pinned its key");
+    std::fs::remove_file(&key_b).unwrap();
+    std::fs::remove_file(public_path(&key_b)).unwrap();
+    let (ok, out, err) = b.cli(&["checkpoint", "keygen"]);
+    assert!(ok, "{out}{err}");
+    let refused = b.start_refused();
+    for want in [
+        vk_a.name.as_str(),
+        vk_a.key_hash_hex().as_str(),
+        "latest stored checkpoint, of 25 entries",
+        "copy checkpoint.key",
+    ] {
+        assert!(refused.contains(want), "{want:?} not in: {refused}");
+    }
+    // A, with the key that signed, starts and pins it again.
+    let mut rx_a = a.start();
+    rx_a.stop();
+    let pinned: Vec<u8> = admin
+        .query_one(
+            &format!("SELECT v FROM {schema}.store_meta WHERE k = 'checkpoint_key'::bytea"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(String::from_utf8(pinned).unwrap(), vk_a.to_string());
     let _ = admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
 }
 

@@ -100,6 +100,11 @@ pub mod meta {
     /// Present when the receiver keeps the tree (`[transparency]`); then every log append
     /// updates it in the same transaction.
     pub const TREE: &[u8] = b"tree_frontier";
+    /// The verifier key (text, `<name>+<key hash>+<key>`) of the checkpoint key that signs
+    /// this store's checkpoints: written by the first receiver that starts on the store
+    /// with the transparency log on. Every receiver of a shared store signs with that key;
+    /// one with another key refuses to start.
+    pub const CHECKPOINT_KEY: &[u8] = b"checkpoint_key";
 }
 
 /// Key of the Seqs table.

@@ -14,7 +14,7 @@
 pub mod cmd;
 pub mod key;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use airlock_protocol::checkpoint::{Checkpoint, CheckpointError, VerifierKey};
 use airlock_protocol::merkle::{Frontier, Hash, MerkleError};
@@ -55,6 +55,16 @@ pub enum TransparencyError {
         "the log is not an extension of the receiver's own checkpoint of {size} entries (the store was rewritten while the receiver was down?): it refuses to sign a tree that forks from what it signed; run `airlock-receiver audit checkpoint verify` on a copy of the data directory and see docs/audit.md"
     )]
     Fork { size: u64 },
+    #[error(
+        "the checkpoints of this store are signed with {expected}, but this receiver's checkpoint key file {path} {found}: all receivers of one store sign one log with one key. Stop this receiver, copy checkpoint.key and checkpoint.pub from the first receiver (its transparency.key_file, default <data_dir>/checkpoint.key) to {path} (mode 0600), and start it again; see docs/operations.md, \"The checkpoint key\""
+    )]
+    KeyMismatch {
+        path: PathBuf,
+        /// The key the store's checkpoints are signed with, for people.
+        expected: String,
+        /// What this receiver's key file holds, for people.
+        found: String,
+    },
 }
 
 impl From<CheckpointError> for TransparencyError {
@@ -187,6 +197,136 @@ pub fn ensure_tree<S: Store>(
             "the log kept growing while the Merkle tree was rebuilt ({ROUNDS} rounds): start this receiver while the others of the cluster are stopped, once, to build the tree"
         ),
     })
+}
+
+/// The key the store says signs its checkpoints: the one pinned in `meta::CHECKPOINT_KEY`,
+/// else (a store kept before the key was pinned) the signer named in the latest stored
+/// checkpoint.
+#[derive(Debug)]
+enum StoreKey {
+    Pinned(VerifierKey),
+    LatestSigner {
+        size: u64,
+        signers: Vec<(String, [u8; 4])>,
+    },
+}
+
+impl StoreKey {
+    fn is(&self, key: &VerifierKey) -> bool {
+        match self {
+            StoreKey::Pinned(k) => k == key,
+            StoreKey::LatestSigner { signers, .. } => signers
+                .iter()
+                .any(|(name, hash)| *name == key.name && *hash == key.key_hash),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            StoreKey::Pinned(k) => format!(
+                "the checkpoint key {k} (fingerprint {})",
+                airlock_protocol::keys::fingerprint_of(k.public.as_bytes())
+            ),
+            StoreKey::LatestSigner { size, signers } => format!(
+                "the checkpoint key {} (named by the signature of the latest stored checkpoint, of {size} entries)",
+                signers
+                    .iter()
+                    .map(|(name, hash)| format!("{name} key hash {}", hex::encode(hash)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+fn pinned_key(v: &[u8]) -> Result<VerifierKey, StoreError> {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|t| VerifierKey::parse(t.trim()).ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            table: "meta",
+            key: "checkpoint_key".into(),
+            detail: "not a checkpoint verifier key (<name>+<key hash>+<key>)".into(),
+        })
+}
+
+/// The signers of the latest stored checkpoint (None when there is none, or it cannot be
+/// parsed: the start's check of the tree reports that).
+fn latest_signers<S: Store>(store: &S) -> Result<Option<StoreKey>, StoreError> {
+    let Some((_, v)) = store.last_row(Table::Checkpoints)? else {
+        return Ok(None);
+    };
+    Ok(Checkpoint::parse_unverified(&v)
+        .ok()
+        .map(|(cp, sigs)| StoreKey::LatestSigner {
+            size: cp.size,
+            signers: sigs.into_iter().map(|s| (s.name, s.key_hash)).collect(),
+        }))
+}
+
+fn store_key<S: Store>(store: &S) -> Result<Option<StoreKey>, StoreError> {
+    match store.get(Table::Meta, meta::CHECKPOINT_KEY)? {
+        Some(v) => Ok(Some(StoreKey::Pinned(pinned_key(&v)?))),
+        None => latest_signers(store),
+    }
+}
+
+/// Before a receiver makes a checkpoint key of its own at first start: refuses when the
+/// store's checkpoints are already signed by a key (another receiver of the store made it),
+/// so that the operator copies that key instead of starting a second log in one store.
+pub fn refuse_new_key<S: Store>(store: &S, key_file: &Path) -> Result<(), TransparencyError> {
+    if key_file.exists() {
+        return Ok(());
+    }
+    match store_key(store)? {
+        None => Ok(()),
+        Some(k) => Err(TransparencyError::KeyMismatch {
+            path: key_file.to_owned(),
+            expected: k.describe(),
+            found: "does not exist".into(),
+        }),
+    }
+}
+
+/// Holds the store to one checkpoint key: the first receiver to start pins its key in
+/// `meta::CHECKPOINT_KEY` (in one transaction, so two receivers starting together on an
+/// empty store cannot both win); a receiver whose key is not the pinned one, or on a store
+/// from before the pin not the signer of the latest stored checkpoint, refuses to start.
+/// Two keys in one store would make two logs under one tree: each receiver would refuse the
+/// other's latest checkpoint at its next start, and an auditor holding one key would see the
+/// other's checkpoints as forged.
+pub fn claim_log<S: Store>(
+    store: &S,
+    key: &CheckpointKey,
+    key_file: &Path,
+) -> Result<(), TransparencyError> {
+    let mine = key.verifier().to_string();
+    let legacy = latest_signers(store)?.filter(|k| !k.is(key.verifier()));
+    let pinned = store.transact(|tx| {
+        if let Some(v) = tx.get(Table::Meta, meta::CHECKPOINT_KEY)? {
+            return Ok(Some(v));
+        }
+        if legacy.is_none() {
+            tx.put(Table::Meta, meta::CHECKPOINT_KEY, mine.as_bytes())?;
+        }
+        Ok(None)
+    })?;
+    let expected = match pinned {
+        Some(v) => Some(StoreKey::Pinned(pinned_key(&v)?)).filter(|k| !k.is(key.verifier())),
+        None => legacy,
+    };
+    match expected {
+        None => Ok(()),
+        Some(k) => Err(TransparencyError::KeyMismatch {
+            path: key_file.to_owned(),
+            expected: k.describe(),
+            found: format!(
+                "holds the key {} (fingerprint {})",
+                key.verifier(),
+                key.fingerprint()
+            ),
+        }),
+    }
 }
 
 /// A stored checkpoint, parsed and verified.

@@ -106,6 +106,67 @@ impl Setup {
         Receiver::start(self)
     }
 
+    /// Makes `other` a second receiver of this one's cluster: the same trusted signer and
+    /// link key, and the same checkpoint key (made now with `checkpoint keygen` when this
+    /// one has none yet): one store, one log, one key.
+    pub fn share_keys_with(&self, other: &Setup) {
+        if !self.path().join("data/checkpoint.key").exists() {
+            let (ok, out, err) = self.cli(&["checkpoint", "keygen"]);
+            assert!(ok, "checkpoint keygen: {out}{err}");
+        }
+        std::fs::create_dir_all(other.path().join("data")).unwrap();
+        for f in [
+            "signer.pub",
+            "link.key",
+            "data/checkpoint.key",
+            "data/checkpoint.pub",
+        ] {
+            std::fs::copy(self.path().join(f), other.path().join(f)).unwrap();
+        }
+    }
+
+    /// Runs `airlock-receiver run` expecting it to refuse to start; returns what it wrote
+    /// to stderr. Panics when it comes up instead (its `/healthz` answers), exits with
+    /// success, or neither within 60 s. A sled store a test has just tampered with may still
+    /// be locked by sled's background thread for a moment: that case is retried.
+    pub fn start_refused(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let log = self.path().join("refused.log");
+        loop {
+            let logf = std::fs::File::create(&log).unwrap();
+            let mut child = Command::new(BIN)
+                .args(["run", "--config", self.config.to_str().unwrap()])
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(logf)
+                .spawn()
+                .unwrap();
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if airlock_receiver::ops_client::get(self.ops, "/healthz").is_ok()
+                    || Instant::now() > deadline
+                {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "the receiver started (or hung) where it should have refused:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(!status.success(), "exited with success: {text}");
+            if text.contains("is in use by another process") && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            return text;
+        }
+    }
+
     /// Runs a CLI subcommand to completion; returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let mut full: Vec<&str> = args.to_vec();
@@ -421,6 +482,19 @@ pub fn pg_url(test: &str) -> Option<String> {
         );
     }
     url
+}
+
+/// A schema of its own on the test database `url`, named `<tag>_<random>`: (the schema,
+/// `url` with it as the search_path). Drop it with `DROP SCHEMA <schema> CASCADE`.
+pub fn fresh_pg_schema(url: &str, tag: &str) -> (String, String) {
+    let schema = format!("{tag}_{:x}", rand_u64() >> 16);
+    let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    (
+        schema.clone(),
+        format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+    )
 }
 
 pub fn rand_u64() -> u64 {
