@@ -223,6 +223,7 @@ async fn client_secret_failures_are_limited_and_unknown_clients_cost_the_same() 
     };
     let r = call("ghost", "guess").await;
     assert_eq!(r.json()["error"], "invalid_client");
+    let unknown = r.json()["error_description"].clone();
     assert_eq!(
         op.provider.metric("client_auth", "argon2"),
         1,
@@ -230,12 +231,12 @@ async fn client_secret_failures_are_limited_and_unknown_clients_cost_the_same() 
     );
     for _ in 0..10 {
         let r = call("app", "wrong").await;
-        assert!(
-            r.json()["error_description"]
-                .as_str()
-                .unwrap()
-                .contains("wrong client secret")
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (401, Some("invalid_client"))
         );
+        // The same answer as for the unknown client: it tells nothing about which ids exist.
+        assert_eq!(r.json()["error_description"], unknown, "{}", r.body);
     }
     assert_eq!(op.provider.metric("client_auth", "argon2"), 11);
     let r = call("app", CONF_SECRET).await;
@@ -263,6 +264,110 @@ async fn client_secret_failures_are_limited_and_unknown_clients_cost_the_same() 
         "invalid_grant"
     );
     assert_eq!(op.provider.metric("client_auth", "locked"), 2);
+}
+
+/// Client secrets and transfer codes have separate argon2 budgets: with every client-auth
+/// slot held, a transfer-code sign-in still completes while a client authentication waits
+/// for its slot; with every transfer-code slot held, a client authenticates while a sign-in
+/// waits. (The timeouts only bound a hang; nothing is timed.)
+#[tokio::test]
+async fn client_authentication_and_sign_ins_have_separate_argon2_budgets() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    const HANG: Duration = Duration::from_secs(120);
+    let op = Arc::new(Op::start(None).await);
+    let budgets = op.provider.argon2_budgets();
+
+    // Client authentication's slots are all taken: a bad Basic header waits for one.
+    let held = budgets
+        .client_auth
+        .acquire_many(airlock_receiver::oidc::login::CLIENT_AUTH_ARGON2_SLOTS as u32)
+        .await
+        .unwrap();
+    let waiting_client = tokio::spawn({
+        let op = op.clone();
+        async move {
+            token(
+                &op,
+                Some(basic("app", "wrong")),
+                "grant_type=authorization_code&code=x&redirect_uri=x",
+            )
+            .await
+        }
+    });
+    let p = pkce("budget-1");
+    let a = AuthParams {
+        client: "spa",
+        redirect: SPA_CB,
+        scope: "openid",
+        pkce: Some(&p),
+        extra: "",
+    };
+    let mut b = Browser::default();
+    let cb = tokio::time::timeout(HANG, login(&op, &mut b, &a, &op.ticket("tom", 300)))
+        .await
+        .expect("a sign-in must not wait for the client-authentication slots");
+    assert!(query_param(&cb, "code").is_some(), "{cb}");
+    assert!(
+        !waiting_client.is_finished(),
+        "the client authentication waits for its own slot"
+    );
+    drop(held);
+    let r = tokio::time::timeout(HANG, waiting_client)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.json()["error"], "invalid_client", "{}", r.body);
+
+    // The reverse: the transfer-code slots are all taken.
+    let held = budgets
+        .transfer_codes
+        .acquire_many(airlock_receiver::oidc::login::TRANSFER_CODE_ARGON2_SLOTS as u32)
+        .await
+        .unwrap();
+    let code = op.ticket("una", 300);
+    let waiting_login = tokio::spawn({
+        let op = op.clone();
+        async move {
+            let p = pkce("budget-2");
+            let a = AuthParams {
+                client: "spa",
+                redirect: SPA_CB,
+                scope: "openid",
+                pkce: Some(&p),
+                extra: "",
+            };
+            let mut b = Browser::default();
+            login(&op, &mut b, &a, &code).await
+        }
+    });
+    let argon2_before = op.provider.metric("client_auth", "argon2");
+    let r = tokio::time::timeout(
+        HANG,
+        token(
+            &op,
+            Some(basic("ed", CONF_SECRET)),
+            "grant_type=authorization_code&code=x&redirect_uri=x",
+        ),
+    )
+    .await
+    .expect("client authentication must not wait for the transfer-code slots");
+    // Authenticated (argon2 ran), then the made-up code is refused.
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.body);
+    assert_eq!(
+        op.provider.metric("client_auth", "argon2"),
+        argon2_before + 1
+    );
+    assert!(
+        !waiting_login.is_finished(),
+        "the sign-in waits for its own slot"
+    );
+    drop(held);
+    let cb = tokio::time::timeout(HANG, waiting_login)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(query_param(&cb, "code").is_some(), "{cb}");
 }
 
 /// Opens a login page for `spa`; its (txn, csrf).

@@ -6,10 +6,14 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::oidc::config::ClientConfig;
 use crate::oidc::http::{OAuthError, Params};
-use crate::oidc::login::{CLIENT_AUTH_SLOTS, Limiter, verify_argon2_in};
+use crate::oidc::login::{Limiter, verify_argon2_in};
 use crate::oidc::metrics::Counter;
 use crate::oidc::provider::Provider;
 use crate::oidc::util::{ct_eq, hash_secret, url_decode};
+
+/// The answer to a secret that does not authenticate, for a known client and an unknown
+/// one alike (RFC 6749 §5.2 `invalid_client`): the description must not tell them apart.
+const AUTH_FAILED: &str = "client authentication failed: unknown client or wrong secret";
 
 /// Credentials as presented.
 fn presented(headers: &HeaderMap, form: &Params) -> Result<(String, Option<String>), OAuthError> {
@@ -61,7 +65,8 @@ fn presented(headers: &HeaderMap, form: &Params) -> Result<(String, Option<Strin
 /// clients only name themselves and must not send a secret. `peer` is the TCP peer (the
 /// client address is taken as [`crate::oidc::http::client_addr`] says).
 ///
-/// Argon2 runs on its own budget ([`CLIENT_AUTH_SLOTS`]), and is counted before it runs
+/// Argon2 runs on its own budget (the provider's
+/// [`Argon2Budgets::client_auth`](crate::oidc::login::Argon2Budgets)), and is counted before it runs
 /// per client and per address ([`Limiter`]); a secret for an unknown client is verified
 /// against a configured client's hash, so it costs what a wrong secret of a known client
 /// costs and tells nothing by its timing.
@@ -75,12 +80,14 @@ pub async fn authenticate(
     let addr = p.client_key(peer, headers);
     let Some(client) = p.config().client(&id).cloned() else {
         tracing::warn!(client_id = %id, "unknown client at a back-channel endpoint");
-        if let Some(secret) = secret
-            && let Some(phc) = p
-                .config()
-                .clients
-                .iter()
-                .find_map(|c| c.client_secret_hash.clone())
+        let Some(secret) = secret else {
+            return Err(OAuthError::invalid_client("unknown client"));
+        };
+        if let Some(phc) = p
+            .config()
+            .clients
+            .iter()
+            .find_map(|c| c.client_secret_hash.clone())
         {
             let limits = limiters(p);
             let addr_key = format!("cauth-addr:{addr}");
@@ -89,7 +96,7 @@ pub async fn authenticate(
             }
             verify(p, phc, secret).await?;
         }
-        return Err(OAuthError::invalid_client("unknown client"));
+        return Err(OAuthError::invalid_client(AUTH_FAILED));
     };
     match (&client.client_secret_hash, secret) {
         (None, None) => Ok(client),
@@ -133,7 +140,7 @@ pub async fn authenticate(
             }
             if !verify(p, phc.clone(), secret).await? {
                 tracing::warn!(client_id = %id, "wrong client secret");
-                return Err(OAuthError::invalid_client("wrong client secret"));
+                return Err(OAuthError::invalid_client(AUTH_FAILED));
             }
             per_address.refund(&addr_key)?;
             per_client.refund(&client_key)?;
@@ -168,7 +175,7 @@ fn locked(p: &Provider, minutes: u64) -> OAuthError {
 
 async fn verify(p: &Provider, phc: String, secret: String) -> Result<bool, OAuthError> {
     p.metrics().inc(Counter::ClientAuth, "argon2");
-    verify_argon2_in(&CLIENT_AUTH_SLOTS, phc, secret)
+    verify_argon2_in(&p.argon2_budgets().client_auth, phc, secret)
         .await
         .map_err(OAuthError::server)
 }

@@ -151,9 +151,11 @@ fn minutes_left(until: u64, now: u64) -> u64 {
 /// Tickets tried per locator (each costs one argon2 verification).
 const MAX_TICKETS_PER_LOCATOR: usize = 4;
 
-/// Checks a typed transfer code; consumes the ticket on success. `address` is the client IP.
+/// Checks a typed transfer code; consumes the ticket on success. `address` is the client IP;
+/// argon2 runs under a permit of `slots` (the provider's transfer-code budget).
 pub async fn transfer_code(
     directory: &dyn IdentityDirectory,
+    slots: &tokio::sync::Semaphore,
     limits: (&Limiter<'_>, &Limiter<'_>),
     address: &str,
     typed: &str,
@@ -188,7 +190,7 @@ pub async fn transfer_code(
         .into_iter()
         .take(MAX_TICKETS_PER_LOCATOR)
     {
-        let ok = verify_argon2_bounded(ticket.code_hash.clone(), code.secret())
+        let ok = verify_argon2_in(slots, ticket.code_hash.clone(), code.secret())
             .await
             .map_err(|e| OidcError::Store(format!("argon2 task failed: {e}")))?;
         if ok {
@@ -230,22 +232,36 @@ pub async fn transfer_code(
     }))
 }
 
-/// At most this many argon2 verifications run at once (each may take tens of MiB);
-/// further logins wait their turn instead of exhausting memory.
-static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+/// Transfer-code checks (argon2id, each may take tens of MiB) running at once; further
+/// logins wait their turn instead of exhausting memory.
+pub const TRANSFER_CODE_ARGON2_SLOTS: usize = 4;
 
-/// Client authentication's own argon2 budget: a flood of bad client secrets waits here,
-/// never in front of people typing transfer codes.
-pub static CLIENT_AUTH_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Client-secret checks (argon2id) running at once: a budget of their own, so that a flood
+/// of bad client secrets waits here, never in front of people typing transfer codes.
+pub const CLIENT_AUTH_ARGON2_SLOTS: usize = 2;
 
-/// [`verify_argon2`] on the blocking pool, bounded by `ARGON2_SLOTS`.
-pub async fn verify_argon2_bounded(phc: String, secret: String) -> Result<bool, String> {
-    verify_argon2_in(&ARGON2_SLOTS, phc, secret).await
+/// The two argon2 budgets of a provider: transfer codes and client secrets never wait for
+/// each other's slots.
+#[derive(Debug)]
+pub struct Argon2Budgets {
+    /// [`TRANSFER_CODE_ARGON2_SLOTS`] permits.
+    pub transfer_codes: tokio::sync::Semaphore,
+    /// [`CLIENT_AUTH_ARGON2_SLOTS`] permits.
+    pub client_auth: tokio::sync::Semaphore,
 }
 
-/// [`verify_argon2`] on the blocking pool, bounded by `slots`.
+impl Default for Argon2Budgets {
+    fn default() -> Self {
+        Self {
+            transfer_codes: tokio::sync::Semaphore::new(TRANSFER_CODE_ARGON2_SLOTS),
+            client_auth: tokio::sync::Semaphore::new(CLIENT_AUTH_ARGON2_SLOTS),
+        }
+    }
+}
+
+/// [`verify_argon2`] on the blocking pool, once a permit of `slots` is free.
 pub async fn verify_argon2_in(
-    slots: &'static tokio::sync::Semaphore,
+    slots: &tokio::sync::Semaphore,
     phc: String,
     secret: String,
 ) -> Result<bool, String> {

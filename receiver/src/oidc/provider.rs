@@ -68,6 +68,8 @@ struct Inner {
     pub device_budget: Budget,
     /// Back-channel logout delivery (the worker is [`crate::oidc::outbox`]).
     pub outbox: backchannel::Outbox,
+    /// Argon2 slots: transfer codes and client secrets apart.
+    pub argon2: crate::oidc::login::Argon2Budgets,
 }
 
 /// Claims of a verified JWT.
@@ -127,6 +129,7 @@ impl Provider {
             push_budget: Budget::default(),
             device_budget: Budget::default(),
             outbox: backchannel::Outbox::new(transport, backchannel::IN_FLIGHT),
+            argon2: crate::oidc::login::Argon2Budgets::default(),
         })))
     }
 
@@ -181,6 +184,12 @@ impl Provider {
     /// The back-channel logout client and its worker's state.
     pub(crate) fn outbox(&self) -> &backchannel::Outbox {
         &self.0.outbox
+    }
+
+    /// The argon2 budgets: transfer-code checks and client-secret checks each wait only for
+    /// their own slots (public so that a test can hold one budget and show the other moves).
+    pub fn argon2_budgets(&self) -> &crate::oidc::login::Argon2Budgets {
+        &self.0.argon2
     }
 
     /// The turn of configured client `client_id`'s secret verification (one at a time).

@@ -142,6 +142,7 @@ pub async fn submit(
     let ip = p.client_key(peer.ip(), &headers);
     let outcome = login::transfer_code(
         p.directory(),
+        &p.argon2_budgets().transfer_codes,
         (&per_locator, &per_address),
         &ip,
         typed,
