@@ -1012,6 +1012,43 @@ async fn bad_sign_in_responses(dir: Dir) {
     assert_eq!(refused, 11, "every refusal is in the event log");
 }
 
+/// `id_token_hint` names the person the app expects: a passkey sign-in for that request
+/// takes only the hinted person's passkey. Another person's is refused
+/// (`other_users_credential`, no session), and the hinted person's signs that person in.
+#[tokio::test]
+async fn id_token_hint_restricts_a_passkey_sign_in_to_the_hinted_person() {
+    let op = start(|_| {}).await;
+    let mut bob = enrolled(&op, "bob").await;
+    let mut mallory = enrolled(&op, "mallory").await;
+    // Bob's ID token, as the app holds it after his sign-in.
+    let mut b = Browser::default();
+    let r = passkey_sign_in(&op, &mut b, &mut bob, "").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let hint = redeem(&op, r.location()).await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let extra = format!("&id_token_hint={hint}");
+
+    let mut b = Browser::default();
+    let r = passkey_sign_in_with(&op, &mut b, &mut mallory, "", &extra).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("role=\"alert\""), "the page says why");
+    assert_eq!(
+        op.provider
+            .metric("passkey_refusals", "other_users_credential"),
+        1
+    );
+    assert!(!b.cookies.contains_key("airlock_session"));
+    assert!(!b.cookies.contains_key("__Host-airlock_session"));
+
+    let mut b = Browser::default();
+    let r = passkey_sign_in_with(&op, &mut b, &mut bob, "", &extra).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.location().starts_with(CB), "{}", r.location());
+    assert_eq!(id_token(&op, r.location()).await["sub"], Op::sub("bob"));
+}
+
 /// Enrolment without a fresh transfer-code sign-in, and bad enrolment responses.
 #[tokio::test]
 async fn enrolment_needs_a_fresh_code_sign_in_and_a_good_response() {
