@@ -638,6 +638,22 @@ fn tree_and_checkpoints_on_postgres() {
     assert!(out.contains(&format!("{entries} entries")), "{out}");
     let (ok, out, err) = run(&["consistency", "17", "latest", "--pg-url", &db]);
     assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(&[
+        "inclusion",
+        "40",
+        "--index",
+        "--checkpoint",
+        path(&trusted),
+        "--pg-url",
+        &db,
+        "--checkpoint-key",
+        path(&key_pub),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("OK: the entry is in the log under this checkpoint"),
+        "{out}"
+    );
 
     // The administrator's rewrite: entry 23 deleted, the rest renumbered and re-hashed.
     let mut all: Vec<airlock_receiver::frame_log::LogEntry> = store
@@ -833,7 +849,8 @@ fn replace_stored_checkpoint(data: &Path, size: u64, note: &[u8]) {
 }
 
 /// One changed byte in a stored checkpoint (a store writer cannot re-sign it): `audit
-/// checkpoint verify` reports that checkpoint by size and fails.
+/// checkpoint verify` reports that checkpoint by size and fails; one signed with another
+/// key is reported as such.
 #[test]
 fn a_changed_byte_in_a_stored_checkpoint_is_reported() {
     let log = log_with_checkpoints(10, 10);
@@ -844,6 +861,10 @@ fn a_changed_byte_in_a_stored_checkpoint_is_reported() {
     let mut bytes = note.into_bytes();
     bytes[root_at] = if bytes[root_at] == b'A' { b'B' } else { b'A' };
     replace_stored_checkpoint(&data, 40, &bytes);
+    // And the one of 50 re-signed with a key of the writer's own: said apart.
+    let fifty = log.stored_checkpoint(&data, 50).checkpoint;
+    let other = CheckpointKey::generate(Some(ORIGIN)).unwrap();
+    replace_stored_checkpoint(&data, 50, fifty.sign(other.signing()).unwrap().as_bytes());
     let (ok, out, err) = log.run(&[
         "checkpoint",
         "verify",
@@ -859,6 +880,11 @@ fn a_changed_byte_in_a_stored_checkpoint_is_reported() {
     assert!(
         problems.contains("stored checkpoint for tree size 40")
             && problems.contains("the stored checkpoint was altered or forged"),
+        "{r:#}"
+    );
+    assert!(
+        problems.contains("stored checkpoint for tree size 50 is not signed by the key given")
+            && problems.contains("not a checkpoint of this log's key"),
         "{r:#}"
     );
 }

@@ -211,7 +211,7 @@ pub fn describe_divergence<S: Store>(d: &Divergence, log: &LogLeaves, store: &S)
 }
 
 /// Signed checkpoints in the store that verify under `key` (the others are returned as
-/// problems: a store writer cannot make one).
+/// problems, saying why: a store writer cannot make one).
 pub fn stored_anchors<S: Store>(
     store: &S,
     key: &VerifierKey,
@@ -221,7 +221,12 @@ pub fn stored_anchors<S: Store>(
     for r in transparency::list_checkpoints(store, Some(key))? {
         match r {
             Ok(s) => good.push(s.checkpoint),
-            Err(e) => bad.push(e.to_string()),
+            Err(e @ transparency::TransparencyError::StoredCheckpointOtherKey { .. }) => bad.push(format!(
+                "{e} (not a checkpoint of this log's key: made by a store writer with a key of its own, or by a second receiver of the store that signed with a key of its own before receivers refused that, docs/operations.md \"The checkpoint key\")"
+            )),
+            Err(e) => bad.push(format!(
+                "{e} (a store writer cannot sign: the stored checkpoint was altered or forged)"
+            )),
         }
     }
     Ok((good, bad))
@@ -280,12 +285,7 @@ pub fn checkpoint_verify(a: &CheckpointVerifyArgs) -> Result<CheckpointVerifyRep
     }
     let store = open_store(&a.source)?;
     let (stored, bad_stored) = stored_anchors(&store, &key)?;
-    let mut problems: Vec<String> = bad_stored
-        .into_iter()
-        .map(|e| {
-            format!("{e} (a store writer cannot sign: the stored checkpoint was altered or forged)")
-        })
-        .collect();
+    let mut problems: Vec<String> = bad_stored;
     let log = read_leaves(&store, "tree")?;
     for p in &log.undecodable {
         problems.push(format!("entry {p} cannot be decoded"));

@@ -51,6 +51,8 @@ pub enum TransparencyError {
     KeyFile { path: PathBuf, detail: String },
     #[error("stored checkpoint for tree size {size}: {detail}")]
     StoredCheckpoint { size: u64, detail: String },
+    #[error("stored checkpoint for tree size {size} is not signed by the key given: {detail}")]
+    StoredCheckpointOtherKey { size: u64, detail: String },
     #[error(
         "the log is not an extension of the receiver's own checkpoint of {size} entries (the store was rewritten while the receiver was down?): it refuses to sign a tree that forks from what it signed; run `airlock-receiver audit checkpoint verify` on a copy of the data directory and see docs/audit.md"
     )]
@@ -358,7 +360,15 @@ fn parse_stored(
     let size = size_of_key(k).unwrap_or(u64::MAX);
     let bad = |detail: String| TransparencyError::StoredCheckpoint { size, detail };
     let checkpoint = match key {
-        Some(key) => Checkpoint::open(v, key).map_err(|e| bad(e.to_string()))?,
+        Some(key) => Checkpoint::open(v, key).map_err(|e| match e {
+            CheckpointError::NotSignedByKey { .. } | CheckpointError::OriginMismatch { .. } => {
+                TransparencyError::StoredCheckpointOtherKey {
+                    size,
+                    detail: e.to_string(),
+                }
+            }
+            e => bad(e.to_string()),
+        })?,
         None => {
             Checkpoint::parse_unverified(v)
                 .map_err(|e| bad(e.to_string()))?
