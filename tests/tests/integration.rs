@@ -23,6 +23,7 @@ mod e2e_outbox_loss;
 mod e2e_segmentation_fallback;
 mod e2e_serial;
 mod e2e_smoke;
+mod e2e_witness;
 mod harness_fec;
 mod harness_impair_cli;
 mod harness_serial;
