@@ -608,6 +608,12 @@ fn refresh_rotates_in_one_step<B: Backend>(b: &B) {
     assert_eq!(successors.len(), 1, "only the winner's successor is stored");
     assert!(!successors[0].used);
     assert_eq!(o.family("fr").unwrap().unwrap().expires_at, 900);
+    let (_, fam) = o.refresh_and_family("old").unwrap().unwrap();
+    assert_eq!(
+        fam.map(|f| f.expires_at),
+        Some(900),
+        "the family read beside its token has the extended expiry"
+    );
     // A token whose family is gone reads as a token without a family.
     o.put_refresh(
         "orphan",

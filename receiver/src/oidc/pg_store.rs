@@ -57,6 +57,14 @@ fn parse<T: DeserializeOwned>(row: &postgres::Row, col: usize) -> Result<T, Oidc
     Ok(serde_json::from_str(&text)?)
 }
 
+/// A family from its record in column `col` and its expiry in column `col + 1`: the column
+/// is where a grant extends the expiry (see [`TOUCH_FAMILY`]).
+fn family_row(row: &postgres::Row, col: usize) -> Result<Family, OidcError> {
+    let mut family: Family = parse(row, col)?;
+    family.expires_at = unsecs(row.try_get(col + 1).map_err(db)?);
+    Ok(family)
+}
+
 /// A row of `oidc_logout_outbox` (id, client_id, uri, sub, sid, attempts,
 /// next_attempt_ms, created_ms).
 fn outbox_row(r: &postgres::Row) -> Result<LogoutDelivery, OidcError> {
@@ -79,15 +87,18 @@ const KEYS_LOCK: i64 = 0x4149_524c_4b45_5953;
 /// Flips a refresh token to used; one row changed only for the first caller.
 const USE_REFRESH: &str = "UPDATE oidc_refresh SET used = true WHERE token_hash = $1 AND NOT used";
 
-/// Extends a family's expiry (this runs on every refresh): the column and the record move
-/// together, and never backwards.
-const TOUCH_FAMILY: &str = "UPDATE oidc_families SET expires_at = GREATEST(expires_at, $2), \
-     data = jsonb_set(data::jsonb, '{expires_at}', to_jsonb(GREATEST(expires_at, $2)))::text \
-     WHERE id = $1";
+/// Extends a family's expiry, never backwards. This runs on every refresh, so it moves the
+/// column only: the column is the family's expiry, and a family read from the table takes
+/// it from there (see [`family_row`]); the `expires_at` inside the stored record is the one
+/// it was created with. Rewriting the record's JSON on every grant cost a parse and a
+/// re-serialisation of the whole record.
+const TOUCH_FAMILY: &str =
+    "UPDATE oidc_families SET expires_at = GREATEST(expires_at, $2) WHERE id = $1";
 
-/// A refresh token ($1 hash) and its family's record (NULL when the family is gone).
-const REFRESH_AND_FAMILY: &str = "SELECT r.family, r.expires_at, r.used, f.data FROM oidc_refresh r \
-     LEFT JOIN oidc_families f ON f.id = r.family WHERE r.token_hash = $1";
+/// A refresh token ($1 hash) and its family's record and expiry (NULL when the family is
+/// gone).
+const REFRESH_AND_FAMILY: &str = "SELECT r.family, r.expires_at, r.used, f.data, f.expires_at \
+     FROM oidc_refresh r LEFT JOIN oidc_families f ON f.id = r.family WHERE r.token_hash = $1";
 
 /// A refresh token's rotation in one statement, so one round trip and one commit: flips
 /// `used` of $1, and only if that happened extends family $3 to $4 and stores $2. The
@@ -95,8 +106,7 @@ const REFRESH_AND_FAMILY: &str = "SELECT r.family, r.expires_at, r.used, f.data 
 /// finds it used, and its family update and insert, which depend on `used`, change nothing.
 const ROTATE_REFRESH: &str = "WITH used AS (UPDATE oidc_refresh SET used = true \
        WHERE token_hash = $1 AND NOT used RETURNING family), \
-     touched AS (UPDATE oidc_families SET expires_at = GREATEST(expires_at, $4), \
-       data = jsonb_set(data::jsonb, '{expires_at}', to_jsonb(GREATEST(expires_at, $4)))::text \
+     touched AS (UPDATE oidc_families SET expires_at = GREATEST(expires_at, $4) \
        WHERE id = $3 AND EXISTS (SELECT 1 FROM used)), \
      added AS (INSERT INTO oidc_refresh (token_hash, family, expires_at, used) \
        SELECT $2, $3, $4, false FROM used) \
@@ -400,7 +410,15 @@ impl OidcStore for PgOidcStore {
     }
 
     fn family(&self, id: &str) -> Result<Option<Family>, OidcError> {
-        self.one("SELECT data FROM oidc_families WHERE id = $1", id)
+        self.with(|c| {
+            c.query_typed_opt(
+                "SELECT data, expires_at FROM oidc_families WHERE id = $1",
+                &[(&id, Type::TEXT)],
+            )
+            .map_err(db)?
+            .map(|r| family_row(&r, 0))
+            .transpose()
+        })
     }
 
     fn touch_family(&self, id: &str, expires_at: u64) -> Result<(), OidcError> {
@@ -483,7 +501,7 @@ impl OidcStore for PgOidcStore {
             };
             let family = match r.try_get::<_, Option<String>>(3).map_err(db)? {
                 None => None,
-                Some(_) => Some(parse(&r, 3)?),
+                Some(_) => Some(family_row(&r, 3)?),
             };
             Ok(Some((rt, family)))
         })
