@@ -189,14 +189,19 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
     let mut sender = TestSender::new(&setup_a.signer, &setup_a.link);
 
     let (ticket, code) = login_ticket();
+    let (spare_ticket, spare_code) = login_ticket();
     let hb = common::heartbeat(sender.session_id);
-    feed(&mut sender, &ports, vec![hb, common::provision(1), ticket]);
-    wait_seen(&a, 3, "A");
-    wait_seen(&b, 3, "B");
+    feed(
+        &mut sender,
+        &ports,
+        vec![hb, common::provision(1), ticket, spare_ticket],
+    );
+    wait_seen(&a, 4, "A");
+    wait_seen(&b, 4, "B");
     let applied_by = |r: &Receiver| r.metrics().accepted();
     assert_eq!(
         applied_by(&a) + applied_by(&b),
-        3,
+        4,
         "each frame applied by one receiver"
     );
 
@@ -204,6 +209,8 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
     let base_a = format!("http://127.0.0.1:{port_a}");
     let base_b = format!("http://127.0.0.1:{port_b}");
     let first = rt.block_on(log_in(&base_a, &code));
+    // A second grant, refreshed on B after the database dropped B's connections.
+    let spare = rt.block_on(log_in(&base_a, &spare_code));
     let ui = rt.block_on(userinfo(&base_a, &first.access));
     assert_eq!(ui.status, 200, "userinfo on A: {}", ui.body);
     let sub = ui.json()["sub"].as_str().unwrap().to_owned();
@@ -273,11 +280,19 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
     let before = seen(&b);
     feed(&mut sender, &ports, vec![common::provision(2)]);
     wait_seen(&b, before + 1, "B");
+    // B's provider reconnects too: a refresh grant (its prepared statements were on the
+    // dropped connections) goes through on fresh ones.
+    let refreshed = rt.block_on(refresh(&base_b, &spare.refresh));
+    assert_eq!(
+        refreshed.status, 200,
+        "refresh on B after its connections were dropped: {}",
+        refreshed.body
+    );
 
     // Exactly once, and the chain holds, in the shared database.
     let store = PgStore::open_url(&db_url).unwrap();
     for t in [Table::Log, Table::Seqs] {
-        assert_eq!(store.len(t), 4, "{t:?}");
+        assert_eq!(store.len(t), 5, "{t:?}");
     }
     // subject-1, subject-2 and the ticket holder.
     assert_eq!(store.len(Table::Users), 3);
@@ -292,12 +307,12 @@ fn login_survives_losing_a_receiver_and_frames_apply_once() {
         "the transfer code was spent in the shared store"
     );
     let (next, head) = decode_head(&store.get(Table::Meta, meta::HEAD).unwrap().unwrap()).unwrap();
-    assert_eq!(next, 4);
+    assert_eq!(next, 5);
     let values: Vec<Vec<u8>> = store
         .scan_from(Table::Log, &[])
         .map(|r| r.unwrap().1)
         .collect();
-    assert_eq!(verify_entry_chain(values, Some(head)).unwrap().entries, 4);
+    assert_eq!(verify_entry_chain(values, Some(head)).unwrap().entries, 5);
     // One key rotation for the cluster, from the CLI, while B is serving: three keys
     // (one per algorithm) before, six after, and the old ones scheduled to retire.
     let kids = |c: &mut ::postgres::Client| -> Vec<(String, String)> {
