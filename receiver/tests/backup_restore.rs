@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use airlock_tests::mountns::{self, Mount};
 use sha2::{Digest, Sha256};
 
 use crate::common;
@@ -395,26 +396,6 @@ fn backup_of_a_postgresql_store_refuses_with_the_pg_dump_guidance() {
     assert!(!ok && err.contains("pg_dump"), "{err}");
 }
 
-/// Runs `script` with `sh -c` in a private mount namespace (`unshare -m`): $1 the target
-/// directory, $2 the receiver binary, $3 its config. Fails when the namespace cannot be made:
-/// tests run as root, so only a real read-only or full file system makes a write fail.
-fn in_mount_namespace(script: &str, dir: &Path, config: &Path) -> String {
-    let out = std::process::Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-        .arg(dir)
-        .arg(env!("CARGO_BIN_EXE_airlock-receiver"))
-        .arg(config)
-        .output()
-        .expect("unshare(1) is needed to make a full or read-only file system as root");
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(all.contains("mounted"), "no mount namespace: {all}");
-    all
-}
-
 #[test]
 fn a_backup_to_a_full_or_read_only_file_system_fails_cleanly_and_the_receiver_goes_on() {
     let setup = Setup::new(LinkKind::Udp);
@@ -425,22 +406,22 @@ fn a_backup_to_a_full_or_read_only_file_system_fails_cleanly_and_the_receiver_go
     let full = setup.path().join("full");
     std::fs::create_dir(&full).unwrap();
     // 16 KiB: the stream of 300 users does not fit.
-    let all = in_mount_namespace(
-        r#"mount -t tmpfs -o size=16k tmpfs "$1" && echo mounted || exit 90
-"$2" backup --config "$3" --out "$1/b"; echo "rc=$?"; echo "left:[$(ls -A "$1")]""#,
+    let all = mountns::run(
+        Mount::Full,
         &full,
-        &setup.config,
+        r#""$2" backup --config "$3" --out "$1/b"; echo "rc=$?"; echo "left:[$(ls -A "$1")]""#,
+        &[Path::new(BIN), &setup.config],
     );
     assert!(all.contains("rc=1"), "{all}");
     assert!(all.contains("No space left on device"), "{all}");
     assert!(all.contains("left:[]"), "{all}");
     let ro = setup.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
-    let all = in_mount_namespace(
-        r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && echo mounted || exit 90
-"$2" backup --config "$3" --out "$1/b"; echo "rc=$?""#,
+    let all = mountns::run(
+        Mount::ReadOnly,
         &ro,
-        &setup.config,
+        r#""$2" backup --config "$3" --out "$1/b"; echo "rc=$?""#,
+        &[Path::new(BIN), &setup.config],
     );
     assert!(all.contains("rc=1"), "{all}");
     assert!(all.contains("Read-only file system"), "{all}");

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use airlock_protocol::checkpoint::{Checkpoint, VerifierKey, seq_extension};
+use airlock_tests::mountns::{self, Mount};
 use ed25519_dalek::SigningKey;
 
 use crate::common::{Fixture, provision_record, write_input};
@@ -303,26 +304,6 @@ fn restore_refuses_a_corrupt_backup_and_a_live_outbox() {
     assert!(!s.fx.path("data/outbox.sled.restoring").exists());
 }
 
-/// Runs `script` as `sh -c` in a private mount namespace (`unshare -m`) with `dir` as $1
-/// and the sender binary as $2; the test fails when the namespace cannot be made (a test
-/// that skipped itself here would prove nothing).
-fn in_mount_namespace(script: &str, dir: &Path, cfg: &str) -> String {
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-        .arg(dir)
-        .arg(BIN)
-        .arg(cfg)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("unshare(1) is needed to make a full or read-only filesystem as root");
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(
-        all.contains("mounted"),
-        "could not set up the mount namespace: {all}"
-    );
-    all
-}
-
 #[test]
 fn backup_to_a_full_or_read_only_filesystem_fails_cleanly_and_leaves_nothing() {
     let s = Sender::new();
@@ -333,11 +314,11 @@ fn backup_to_a_full_or_read_only_filesystem_fails_cleanly_and_leaves_nothing() {
     let full = s.fx.path("full");
     std::fs::create_dir(&full).unwrap();
     // A 16 KiB tmpfs: the outbox's files do not fit.
-    let all = in_mount_namespace(
-        r#"mount -t tmpfs -o size=16k tmpfs "$1" && echo mounted || exit 90
-"$2" backup --config "$3" --out "$1/b"; echo "rc=$?"; echo "left:$(ls -A "$1")""#,
+    let all = mountns::run(
+        Mount::Full,
         &full,
-        &s.cfg,
+        r#"RUST_LOG=warn "$2" backup --config "$3" --out "$1/b"; echo "rc=$?"; echo "left:$(ls -A "$1")""#,
+        &[BIN, &s.cfg],
     );
     assert!(all.contains("rc=2"), "{all}");
     assert!(all.contains("No space left on device"), "{all}");
@@ -345,11 +326,11 @@ fn backup_to_a_full_or_read_only_filesystem_fails_cleanly_and_leaves_nothing() {
     assert!(all.contains("left:\n") || all.ends_with("left:"), "{all}");
     let ro = s.fx.path("ro");
     std::fs::create_dir(&ro).unwrap();
-    let all = in_mount_namespace(
-        r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && echo mounted || exit 90
-"$2" backup --config "$3" --out "$1/b"; echo "rc=$?""#,
+    let all = mountns::run(
+        Mount::ReadOnly,
         &ro,
-        &s.cfg,
+        r#"RUST_LOG=warn "$2" backup --config "$3" --out "$1/b"; echo "rc=$?""#,
+        &[BIN, &s.cfg],
     );
     assert!(all.contains("rc=2"), "{all}");
     assert!(all.contains("Read-only file system"), "{all}");

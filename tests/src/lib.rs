@@ -11,6 +11,8 @@
 //! - [`datagram`]: reads and forges link datagrams.
 //! - [`http`]: the tests' one HTTP/1.1 client.
 //! - [`cli_help`]: the check that every flag and subcommand of a daemon has help text.
+//! - [`mountns`]: makes a directory full or read-only for one command, in a private mount
+//!   namespace.
 //! - [`gate`]: keeps the end-to-end tests of different modules from running side by side.
 #![allow(
     clippy::unwrap_used,
@@ -25,6 +27,7 @@ pub mod deployment;
 pub mod gate;
 pub mod http;
 pub mod impair;
+pub mod mountns;
 pub mod netns;
 pub mod ops;
 pub mod peer;
