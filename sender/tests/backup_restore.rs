@@ -10,21 +10,7 @@ use airlock_protocol::checkpoint::{Checkpoint, VerifierKey, seq_extension};
 use airlock_tests::mountns::{self, Mount};
 use ed25519_dalek::SigningKey;
 
-use crate::common::{Fixture, provision_record, write_input};
-
-const BIN: &str = env!("CARGO_BIN_EXE_airlock-sender");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::common::{BIN, Fixture, provision_record, run, text, write_input};
 
 struct Sender {
     fx: Fixture,

@@ -3,23 +3,9 @@
 use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_airlock-sender");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 #[test]
 fn keygen_writes_private_files_0600_prints_fingerprints_and_never_overwrites() {

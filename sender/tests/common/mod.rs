@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use airlock_protocol::keys::{LinkKey, SignerPublicKey};
 use airlock_protocol::message::Envelope;
@@ -13,6 +14,23 @@ use airlock_tests::peer::Opener;
 use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
+
+/// The sender binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_airlock-sender");
+
+/// Runs the sender CLI with `args` (logging at warn) and waits for it.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// A child's stdout or stderr as text, for assertions and messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
 
 pub const ISSUER: &str = "https://login.example.com";
 pub const AUDIENCE: &str = "airlock-sender";
