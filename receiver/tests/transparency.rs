@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use airlock_protocol::checkpoint::{Checkpoint, VerifierKey};
 use airlock_receiver::metrics::Metrics;
-use airlock_receiver::store::{SledStore, Store};
+use airlock_receiver::store::Store;
 use airlock_receiver::transparency::key::public_path;
 use airlock_receiver::transparency::{self, CheckpointKey, Checkpointer, Policy};
 use audit_support::*;
@@ -44,7 +44,7 @@ fn log_with_checkpoints(batch: usize, every: u64) -> Log {
     let key = CheckpointKey::generate(Some(ORIGIN)).unwrap();
     key.write(&key_file).unwrap();
     let verifier = key.verifier().clone();
-    let store = SledStore::open(&data_dir.join("store.sled")).unwrap();
+    let store = open_sled(&data_dir.join("store.sled"));
     let policy = Policy {
         every_entries: every,
         every_ms: u64::MAX,
@@ -126,7 +126,7 @@ impl Log {
 
     /// The checkpoint of tree size `size` stored in the data dir `data` (a copy of the log).
     fn stored_checkpoint(&self, data: &Path, size: u64) -> transparency::StoredCheckpoint {
-        let store = SledStore::open(&data.join("store.sled")).unwrap();
+        let store = open_sled(&data.join("store.sled"));
         let stored = transparency::list_checkpoints(&store, Some(&self.verifier)).unwrap();
         stored
             .into_iter()
@@ -165,13 +165,9 @@ impl Log {
     }
 
     fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = audit(args);
-        let (o, e) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
+        let (ok, o, e) = audit_text(args);
         assert!(!e.contains("panicked"), "{e}");
-        (out.status.success(), o, e)
+        (ok, o, e)
     }
 }
 
@@ -618,14 +614,7 @@ fn tree_and_checkpoints_on_postgres() {
     let trusted = dir.path().join("trusted.checkpoint");
     std::fs::write(&trusted, &note).unwrap();
     let key_pub = public_path(&key_file);
-    let run = |args: &[&str]| {
-        let out = audit(args);
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = audit_text;
     let (ok, out, err) = run(&[
         "checkpoint",
         "verify",
@@ -840,7 +829,7 @@ fn a_daemon_restarted_on_a_rewritten_log_refuses_to_run() {
 
 /// The stored checkpoint of `size` in the sled store under `data`, replaced by `note`.
 fn replace_stored_checkpoint(data: &Path, size: u64, note: &[u8]) {
-    let store = SledStore::open(&data.join("store.sled")).unwrap();
+    let store = open_sled(&data.join("store.sled"));
     let k = transparency::checkpoint_key(size);
     store
         .transact(|tx| tx.put(airlock_receiver::store::Table::Checkpoints, &k, note))
@@ -898,7 +887,7 @@ fn a_changed_tree_record_is_reported() {
     let data = log.f.copy("altered-tree");
     let other = Frontier::from_leaf_hashes(&vec![[7u8; 32]; log.f.entries as usize]);
     {
-        let store = SledStore::open(&data.join("store.sled")).unwrap();
+        let store = open_sled(&data.join("store.sled"));
         store
             .transact(|tx| {
                 tx.put(
@@ -1053,14 +1042,7 @@ fn receivers_of_one_store_sign_one_log_with_one_key() {
     rx_b.stop();
 
     // Every stored checkpoint, whichever receiver signed it, verifies under the one key.
-    let run = |args: &[&str]| {
-        let out = audit(args);
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = audit_text;
     let (ok, out, err) = run(&[
         "checkpoint",
         "verify",

@@ -147,7 +147,7 @@ fn build_in(parent: &Path, n: u64, skip: &BTreeSet<u64>, keep_sent: bool) -> Fix
     let trust_dir = dir.path().join("trust");
     std::fs::create_dir_all(&data_dir).unwrap();
     std::fs::create_dir_all(&trust_dir).unwrap();
-    let store = SledStore::open(&data_dir.join("store.sled")).unwrap();
+    let store = open_sled(&data_dir.join("store.sled"));
     let (sent_a, entries) = build_into(&store, &trust_dir, n, skip, keep_sent);
     drop(store);
     Fixture {
@@ -352,7 +352,7 @@ pub struct LogTree {
 
 impl LogTree {
     pub fn open(data_dir: &Path) -> Self {
-        let store = SledStore::open(&data_dir.join("store.sled")).unwrap();
+        let store = open_sled(&data_dir.join("store.sled"));
         let db = store.db();
         let log = db.open_tree("log").unwrap();
         Self { db, log }
@@ -433,6 +433,17 @@ impl Drop for LogTree {
     }
 }
 
+/// Opens the sled store at `path` in this process, first waiting (up to 10 s) until the
+/// file lock of a handle this process dropped a moment ago is released: sled lets go of it
+/// from a background thread, so an open right after a drop can find it still held.
+pub fn open_sled(path: &Path) -> SledStore {
+    airlock_receiver::store::sled_store::wait_until_closed(
+        path,
+        std::time::Duration::from_secs(10),
+    );
+    SledStore::open(path).unwrap()
+}
+
 /// Runs `airlock-receiver audit ARGS...`.
 ///
 /// sled releases a database's file lock from a background thread shortly after the last
@@ -453,6 +464,16 @@ pub fn audit(args: &[&str]) -> Output {
         tries += 1;
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// [`audit`], answering whether it succeeded, its stdout and its stderr as text.
+pub fn audit_text(args: &[&str]) -> (bool, String, String) {
+    let out = audit(args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub fn path(p: &Path) -> &str {
